@@ -1,0 +1,320 @@
+/**
+ * End-to-end import benchmark: the real CLI on a generated list, next to what a user would
+ * otherwise run (`cut | tr | sort -u`, and sqlite3 when installed), on the same warm file.
+ *
+ * `npm run bench:import -- --rows 10000000 [--seed S] [--runs 1] [--update-readme]`
+ *
+ * Progress goes to stderr, the markdown result to stdout. Exit 1 when the CLI fails or its
+ * report does not account for every row; exit 2 on bad arguments.
+ */
+import { createReadStream, existsSync } from 'node:fs';
+import { mkdtemp, rename, rm, stat } from 'node:fs/promises';
+import { arch, cpus, platform, tmpdir, totalmem } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import { DEFAULT_SEED, MAX_ROWS, writeList } from './generate.js';
+import {
+  type ChildTiming,
+  formatBytes,
+  formatNumber,
+  formatRate,
+  formatSeconds,
+  markdownTable,
+  median,
+  timeChild,
+  updateMarkedSection,
+} from './lib/measure.js';
+
+import type { ImportReport } from '../src/report/summary.js';
+
+const COUNT_FIELDS = ['rows', 'valid', 'invalid', 'unique', 'duplicates', 'added', 'alreadySuppressed'] as const;
+
+const USAGE = 'Usage: npm run bench:import -- --rows N [--seed S] [--runs R] [--update-readme]';
+const SECTION = 'bench:import';
+
+class BenchFailure extends Error {}
+
+function log(line: string): void {
+  process.stderr.write(`bench:import: ${line}\n`);
+}
+
+function shellQuote(s: string): string {
+  return `'${s.replaceAll("'", `'\\''`)}'`;
+}
+
+function parseCount(flag: string, text: string | undefined, min: number, max: number): number {
+  const digits = text?.replaceAll('_', '');
+  const n = digits !== undefined && /^\d+$/.test(digits) ? Number(digits) : Number.NaN;
+  if (!Number.isSafeInteger(n) || n < min || n > max) {
+    throw new RangeError(`Expected \`${flag}\` to be an integer from ${min} to ${max}, got \`${text ?? ''}\``);
+  }
+  return n;
+}
+
+/** The folder holding package.json, found from this file so that any working directory works. */
+function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json'))) {
+    const up = dirname(dir);
+    if (up === dir) throw new BenchFailure('package.json not found above this script');
+    dir = up;
+  }
+  return dir;
+}
+
+async function onPath(command: string): Promise<boolean> {
+  const r = await timeChild('sh', ['-c', `command -v ${shellQuote(command)}`]);
+  return r.exitCode === 0;
+}
+
+function tail(s: string, lines = 20): string {
+  return s.trimEnd().split('\n').slice(-lines).join('\n');
+}
+
+function ensureOk(what: string, r: ChildTiming): void {
+  if (r.exitCode !== 0) {
+    throw new BenchFailure(
+      `${what} exited with ${r.exitCode ?? r.signal ?? '?'}\n--- stderr (tail) ---\n${tail(r.stderr)}`,
+    );
+  }
+}
+
+/** Reuses a generated list, or writes it under a temporary name first so a crash leaves none. */
+async function ensureList(file: string, rows: number, seed: number): Promise<void> {
+  if (existsSync(file)) {
+    log(`reusing ${file}`);
+    return;
+  }
+  log(`generating ${formatNumber(rows)} rows (seed ${seed}) -> ${file}`);
+  const started = performance.now();
+  const partial = `${file}.${process.pid}.tmp`;
+  try {
+    await writeList({ rows, seed, out: partial });
+    await rename(partial, file);
+  } finally {
+    await rm(partial, { force: true });
+  }
+  log(`generated in ${formatSeconds((performance.now() - started) / 1000)} s`);
+}
+
+/** Reads the file once so that every tool starts from the same warm page cache. */
+async function warm(file: string): Promise<void> {
+  const started = performance.now();
+  for await (const _ of createReadStream(file, { highWaterMark: 1 << 20 })) {
+    // Reading is the point.
+  }
+  log(`page cache warmed in ${formatSeconds((performance.now() - started) / 1000)} s`);
+}
+
+function parseReport(stdout: string): ImportReport {
+  const trimmed = stdout.trim();
+  const candidates = [trimmed, ...trimmed.split('\n').reverse()];
+  for (const c of candidates) {
+    try {
+      const value: unknown = JSON.parse(c);
+      if (typeof value === 'object' && value !== null) return value as ImportReport;
+    } catch {
+      // Not this one; progress lines may precede the report.
+    }
+  }
+  throw new BenchFailure(`no JSON report on the CLI's stdout:\n${tail(stdout)}`);
+}
+
+/** Invariant 6 of the design: every row accounted for, and the count is the generator's. */
+function checkReport(report: ImportReport, rows: number): void {
+  const problems: string[] = [];
+  for (const f of COUNT_FIELDS) {
+    if (!Number.isSafeInteger(report[f]) || report[f] < 0) {
+      problems.push(`${f} is not a count: ${JSON.stringify(report[f])}`);
+    }
+  }
+  const r = report;
+  if (r.rows !== rows) problems.push(`rows ${r.rows} !== ${rows} generated`);
+  if (r.rows !== r.valid + r.invalid) problems.push(`rows ${r.rows} !== valid ${r.valid} + invalid ${r.invalid}`);
+  if (r.valid !== r.unique + r.duplicates) {
+    problems.push(`valid ${r.valid} !== unique ${r.unique} + duplicates ${r.duplicates}`);
+  }
+  if (r.unique !== r.added + r.alreadySuppressed) {
+    problems.push(`unique ${r.unique} !== added ${r.added} + alreadySuppressed ${r.alreadySuppressed}`);
+  }
+  if (r.alreadySuppressed !== 0) problems.push(`alreadySuppressed ${r.alreadySuppressed} in a fresh store`);
+  if (problems.length > 0) {
+    throw new BenchFailure(`the import report does not add up:\n  ${problems.join('\n  ')}\n${JSON.stringify(r)}`);
+  }
+}
+
+interface Sample {
+  seconds: number;
+  peakRssBytes: number | undefined;
+}
+
+async function runOptout(cli: string, file: string, rows: number): Promise<{ sample: Sample; report: ImportReport }> {
+  const db = await mkdtemp(join(tmpdir(), 'optout-bench-db-'));
+  try {
+    const r = await timeChild(process.execPath, [cli, 'import', file, '--yes', '--json', '--db', db]);
+    ensureOk('optout import', r);
+    const report = parseReport(r.stdout);
+    checkReport(report, rows);
+    const peak = Number.isFinite(report.peakRssBytes) && report.peakRssBytes > 0 ? report.peakRssBytes : r.peakRssBytes;
+    return { sample: { seconds: r.seconds, peakRssBytes: peak }, report };
+  } finally {
+    await rm(db, { recursive: true, force: true });
+  }
+}
+
+async function runPipeline(file: string): Promise<Sample> {
+  const r = await timeChild('sh', ['-c', `cut -d, -f1 ${shellQuote(file)} | tr A-Z a-z | LC_ALL=C sort -u > /dev/null`]);
+  ensureOk('cut | tr | sort', r);
+  return { seconds: r.seconds, peakRssBytes: r.peakRssBytes };
+}
+
+async function runSqlite(file: string): Promise<Sample> {
+  const dir = await mkdtemp(join(tmpdir(), 'optout-bench-sqlite-'));
+  try {
+    // Single quotes: the sqlite3 shell takes them literally (double quotes process escapes).
+    const r = await timeChild('sqlite3', [
+      '-batch',
+      join(dir, 'list.db'),
+      `.import --csv '${file.replaceAll("'", "''")}' raw`,
+      'CREATE TABLE optout(email TEXT NOT NULL UNIQUE);',
+      'INSERT OR IGNORE INTO optout(email) SELECT lower(trim(email)) FROM raw;',
+    ]);
+    ensureOk('sqlite3', r);
+    return { seconds: r.seconds, peakRssBytes: r.peakRssBytes };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+function summarize(samples: readonly Sample[]): { seconds: number; peak: number | undefined } {
+  const peaks = samples.map((s) => s.peakRssBytes).filter((p): p is number => p !== undefined);
+  return {
+    seconds: median(samples.map((s) => s.seconds)),
+    peak: peaks.length > 0 ? Math.max(...peaks) : undefined,
+  };
+}
+
+export async function main(argv: readonly string[]): Promise<number> {
+  let rows: number;
+  let seed: number;
+  let runs: number;
+  let updateReadme: boolean;
+  try {
+    const { values } = parseArgs({
+      args: [...argv],
+      strict: true,
+      allowPositionals: false,
+      options: {
+        rows: { type: 'string' },
+        seed: { type: 'string' },
+        runs: { type: 'string' },
+        'update-readme': { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    });
+    if (values.help === true) {
+      process.stdout.write(`${USAGE}\n`);
+      return 0;
+    }
+    if (values.rows === undefined) throw new RangeError('Missing `--rows`');
+    rows = parseCount('--rows', values.rows, 1, MAX_ROWS);
+    seed = values.seed === undefined ? DEFAULT_SEED : parseCount('--seed', values.seed, 0, 0xffff_ffff);
+    runs = values.runs === undefined ? 1 : parseCount('--runs', values.runs, 1, 100);
+    updateReadme = values['update-readme'] === true;
+  } catch (err) {
+    process.stderr.write(`bench:import: ${(err as Error).message}\n${USAGE}\n`);
+    return 2;
+  }
+
+  const root = packageRoot();
+  const cli = join(root, 'dist', 'src', 'cli', 'main.js');
+  if (!existsSync(cli)) throw new BenchFailure(`the CLI is not built: ${cli} is missing (npm run build)`);
+  const file = join(root, 'data', 'generated', `list-${rows}-${seed}.csv`);
+  await ensureList(file, rows, seed);
+  const fileBytes = (await stat(file)).size;
+  const sqlite = await onPath('sqlite3');
+  if (!sqlite) log('sqlite3 is not on PATH: skipping the sqlite baseline');
+  await warm(file);
+
+  const optout: Sample[] = [];
+  const pipeline: Sample[] = [];
+  const sqliteSamples: Sample[] = [];
+  let report: ImportReport | undefined;
+  for (let run = 1; run <= runs; run++) {
+    const tag = runs > 1 ? ` (run ${run}/${runs})` : '';
+    log(`cut | tr | sort -u${tag}...`);
+    pipeline.push(await runPipeline(file));
+    log(`  ${formatSeconds(pipeline.at(-1)?.seconds ?? 0)} s`);
+    if (sqlite) {
+      log(`sqlite3 .import + INSERT OR IGNORE${tag}...`);
+      sqliteSamples.push(await runSqlite(file));
+      log(`  ${formatSeconds(sqliteSamples.at(-1)?.seconds ?? 0)} s`);
+    }
+    log(`optout import${tag}...`);
+    const r = await runOptout(cli, file, rows);
+    optout.push(r.sample);
+    report = r.report;
+    log(`  ${formatSeconds(r.sample.seconds)} s, report ${JSON.stringify(r.report)}`);
+  }
+
+  const base = summarize(pipeline).seconds;
+  const line = (tool: string, samples: readonly Sample[]): string[] => {
+    const { seconds, peak } = summarize(samples);
+    return [
+      tool,
+      formatSeconds(seconds),
+      formatRate(rows / seconds),
+      formatNumber(fileBytes / 1e6 / seconds, 1),
+      peak === undefined ? 'n/a' : formatBytes(peak),
+      `${(seconds / base).toFixed(2)}x`,
+    ];
+  };
+  const table = markdownTable(
+    ['tool', 'seconds', 'rows/s', 'MB/s', 'peak RSS', 'time vs cut|tr|sort'],
+    [
+      line('optout import', optout),
+      line('cut | tr A-Z a-z | LC_ALL=C sort -u', pipeline),
+      ...(sqlite ? [line('sqlite3 .import + INSERT OR IGNORE', sqliteSamples)] : []),
+    ],
+    ['left', 'right', 'right', 'right', 'right', 'right'],
+  );
+  const command = `npm run bench:import -- --rows ${rows} --seed ${seed} --runs ${runs}${updateReadme ? ' --update-readme' : ''}`;
+  const cpu = cpus();
+  const counts = report === undefined ? '' : COUNT_FIELDS.map((f) => `${f} ${formatNumber(report[f])}`).join(', ');
+  const block = [
+    `\`${command}\``,
+    '',
+    table,
+    '',
+    `optout counts: ${counts}.`,
+    `Machine: ${cpu.length} cores (${cpu[0]?.model.trim() ?? 'unknown CPU'}), ${formatBytes(totalmem())} RAM, ` +
+      `Node ${process.version}, ${platform()} ${arch()}; file ${formatBytes(fileBytes)} ` +
+      `(${formatNumber(rows)} rows, seed ${seed}), warm page cache; median of ${runs} run${runs > 1 ? 's' : ''}. ` +
+      'Peak RSS: the import report for optout, the sum over the process tree for the others; MB = 10^6 bytes.' +
+      (sqlite ? '' : ' sqlite3 was not installed.'),
+  ].join('\n');
+  process.stdout.write(`${block}\n`);
+
+  if (updateReadme) {
+    const readme = join(root, 'README.md');
+    if (await updateMarkedSection(readme, SECTION, block)) log(`updated ${readme}`);
+    else log(`README.md not updated: it needs both <!-- ${SECTION}:start --> and <!-- ${SECTION}:end -->`);
+  }
+  return 0;
+}
+
+const entry = process.argv[1];
+if (entry !== undefined && import.meta.url === pathToFileURL(resolve(entry)).href) {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err: unknown) => {
+      const message =
+        err instanceof BenchFailure ? err.message : err instanceof Error ? (err.stack ?? err.message) : String(err);
+      process.stderr.write(`bench:import: FAILED: ${message}\n`);
+      process.exitCode = 1;
+    },
+  );
+}

@@ -1,0 +1,114 @@
+import { createInterface } from 'node:readline/promises';
+import type { Command } from 'commander';
+import { OptoutError } from '../../errors.js';
+import type { Confirmation } from '../../options.js';
+import { runImport } from '../../pipeline/run-import.js';
+import { formatSummary, type ImportReport } from '../../report/summary.js';
+import { ProgressBar } from '../progress.js';
+import { dbOption, parseCount, parseInteger } from '../args.js';
+
+interface ImportFlags {
+  column?: string;
+  delimiter?: string;
+  encoding?: string;
+  unit?: string;
+  reason?: string;
+  source?: string;
+  maxRecordBytes?: string;
+  rejects?: string;
+  dryRun?: boolean;
+  confirm?: string;
+  yes?: boolean;
+  json?: boolean;
+  threads?: string;
+}
+
+async function askCount(analysis: ImportReport): Promise<number | undefined> {
+  process.stderr.write(`${formatSummary(analysis)}\n\n`);
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    const answer = await rl.question(`${analysis.unique.toLocaleString('en-US')} addresses will never be emailed again. ` +
+      'Type that number to import them (anything else cancels): ');
+    const n = Number(answer.replace(/[\s,._]/g, ''));
+    return answer.trim() === '' || !Number.isInteger(n) ? undefined : n;
+  } finally {
+    rl.close();
+  }
+}
+
+export function registerImport(program: Command): void {
+  program.command('import <source>')
+    .description('import a CSV opt-out list (a file, a .gz file, or - for stdin)')
+    .option('--column <name|index>', 'email column: header name or 1-based index (default: detected)')
+    .option('--delimiter <char>', 'field delimiter: , ; | or tab (default: detected)')
+    .option('--encoding <name>', 'utf8, latin1, windows-1252 or utf16le', 'utf8')
+    .option('--unit <id>', 'business unit (default: account-wide)')
+    .option('--reason <reason>', 'unsubscribed, bounced, complaint or manual', 'unsubscribed')
+    .option('--source <label>', 'source label stored with the entries (default: file name)')
+    .option('--max-record-bytes <n>', 'largest CSV record accepted', '1048576')
+    .option('--rejects <file>', 'write invalid rows to this CSV file (line,row,value,reason)')
+    .option('--dry-run', 'analyse and report; write nothing')
+    .option('--confirm <n>', 'import only if the number of unique addresses equals n')
+    .option('--yes', 'import without confirmation')
+    .option('--json', 'print one JSON report on stdout')
+    .option('--threads <n>', 'parsing threads (default: one per core)')
+    .action(async (sourceArg: string, flags: ImportFlags, cmd: Command) => {
+      const chosen = [flags.dryRun, flags.confirm !== undefined, flags.yes].filter(Boolean).length;
+      if (chosen > 1) throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', 'Use only one of --dry-run, --confirm and --yes');
+      const interactive = sourceArg !== '-' && Boolean(process.stdin.isTTY) && Boolean(process.stderr.isTTY);
+      const bar = process.stderr.isTTY && !flags.json ? new ProgressBar() : undefined;
+      const ask = async (analysis: ImportReport): Promise<number | undefined> => {
+        bar?.stop();
+        return interactive ? askCount(analysis) : undefined;
+      };
+      const confirm: Confirmation = flags.dryRun ? { mode: 'dry-run' }
+        : flags.yes ? { mode: 'yes' }
+        : flags.confirm !== undefined ? { mode: 'count', count: parseCount('confirm', flags.confirm) }
+        : { mode: 'ask', ask };
+      const controller = new AbortController();
+      const onSigint = (): void => {
+        if (controller.signal.aborted) process.exit(130);
+        controller.abort();
+        process.stderr.write('\nStopping after the current batch; run the same command again to resume.\n');
+      };
+      process.on('SIGINT', onSigint);
+      let report: ImportReport;
+      try {
+        report = await runImport({
+          source: sourceArg === '-' ? { kind: 'stdin', stream: process.stdin } : { kind: 'file', path: sourceArg },
+          db: dbOption(cmd),
+          ...(flags.column === undefined ? {} : { column: flags.column }),
+          ...(flags.delimiter === undefined ? {} : { delimiter: flags.delimiter }),
+          ...(flags.encoding === undefined ? {} : { encoding: flags.encoding }),
+          ...(flags.unit === undefined ? {} : { unit: flags.unit }),
+          ...(flags.reason === undefined ? {} : { reason: flags.reason }),
+          ...(flags.source === undefined ? {} : { sourceLabel: flags.source }),
+          ...(flags.rejects === undefined ? {} : { rejects: flags.rejects }),
+          maxRecordBytes: parseInteger('max-record-bytes', flags.maxRecordBytes ?? '1048576'),
+          ...(flags.threads === undefined ? {} : { threads: parseInteger('threads', flags.threads) }),
+          confirm,
+          signal: controller.signal,
+          onProgress: (p) => bar?.update(p),
+          onEvent: (e) => {
+            if (e.type === 'resumed') {
+              bar?.stop();
+              process.stderr.write(`Resuming interrupted job ${e.jobId} at line ${e.line} (row ${e.row}).\n`);
+            } else if (e.type === 'spooling' && !flags.json) {
+              process.stderr.write('Reading stdin into a temporary file so it can be analysed before importing...\n');
+            }
+          },
+        });
+      } finally {
+        bar?.stop();
+        process.off('SIGINT', onSigint);
+      }
+      if (flags.json) process.stdout.write(JSON.stringify(report) + '\n');
+      else process.stdout.write(formatSummary(report) + '\n');
+      if (!report.confirmed && !report.dryRun) {
+        if (!flags.json && report.expectedCount === null) {
+          process.stderr.write(`Nothing was written. To import, run again with --confirm ${report.unique} (or --yes in scripts).\n`);
+        }
+        process.exitCode = 3;
+      }
+    });
+}

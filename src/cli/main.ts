@@ -1,0 +1,41 @@
+#!/usr/bin/env node
+import { Command, CommanderError } from 'commander';
+import { exitCodeFor, isOptoutError } from '../errors.js';
+import { registerImport } from './commands/import.js';
+import { registerCheck } from './commands/check.js';
+import { registerNormalize } from './commands/normalize.js';
+import { registerStats } from './commands/stats.js';
+
+/** Builds the command tree; exported so tests and embedders can run commands in-process. */
+export function buildProgram(): Command {
+  const program = new Command('optout')
+    .description('Email opt-out (suppression) lists: import, check, manage.')
+    .option('--db <dir>', 'store folder (default: $OPTOUT_DB or ./optout-db)')
+    .showHelpAfterError()
+    .exitOverride();
+  registerImport(program);
+  registerCheck(program);
+  registerNormalize(program);
+  registerStats(program);
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // Help and version exit 0; every other parse failure is a usage error.
+      return err.exitCode === 0 ? 0 : 2;
+    }
+    const code = isOptoutError(err) ? err.code : 'OPTOUT_ERR_INTERNAL';
+    process.stderr.write(`optout: ${(err as Error).message} [${code}]\n`);
+    if (!isOptoutError(err) && process.env['OPTOUT_DEBUG']) process.stderr.write(`${(err as Error).stack}\n`);
+    return exitCodeFor(err);
+  }
+}
+
+const status = await main(process.argv);
+process.exitCode = status;

@@ -1,0 +1,169 @@
+import { OptoutError } from '../errors.js';
+import type { Dialect } from './dialect.js';
+import { extractColumn, type ExtractOptions } from './extract.js';
+
+const QUOTE = 0x22;
+const LF = 0x0a;
+const CR = 0x0d;
+
+export interface HeaderInfo {
+  /** Field names as written (quoting removed, not trimmed). */
+  names: string[];
+  /** Bytes from the start of `buf` to the first data byte: leading empty lines, the header record and its line break. */
+  byteLength: number;
+  /** Physical lines those bytes span: data starts on line `lines + 1` (1-based). */
+  lines: number;
+}
+
+/**
+ * Reads the header record at the start of `buf` (BOM already stripped), with the same dialect as
+ * the data (see extract.ts). extractColumn finds and validates the record, so that the header
+ * and the data can never disagree on where a record ends or what is broken; the names are then
+ * split out of the validated bytes in one linear pass. Empty lines before it are skipped.
+ *
+ * @returns `undefined` when `buf` does not hold the whole record yet and more bytes may come.
+ * @throws OptoutError OPTOUT_ERR_CSV_PARSE for an empty file or a broken quote,
+ *   OPTOUT_ERR_RECORD_TOO_LARGE for a header over `maxRecordBytes`; `location.line` is 1-based.
+ */
+export function readHeader(buf: Uint8Array, dialect: Dialect, maxRecordBytes: number,
+  final: boolean): HeaderInfo | undefined {
+  const delimiter = dialect.delimiter.charCodeAt(0);
+  const opts: ExtractOptions = { delimiter, eol: dialect.eol, column: 0, maxRecordBytes, final };
+  const first = extractColumn(buf, 0, buf.length, opts, () => undefined, 1);
+  if (first.error) {
+    const e = first.error;
+    const where = e.column === undefined ? { line: e.line + 1 } : { line: e.line + 1, column: e.column };
+    throw new OptoutError(e.code, `Broken CSV header at line ${e.line + 1}: ${e.detail}`, { location: where });
+  }
+  if (first.records === 0) {
+    if (!final) return undefined;
+    throw new OptoutError('OPTOUT_ERR_CSV_PARSE', 'The file is empty: expected a header row', { location: { line: 1 } });
+  }
+  const cr = dialect.eol === 'cr';
+  let start = 0;
+  // Skip the empty lines extractColumn skipped.
+  for (;;) {
+    if (buf[start] === (cr ? CR : LF)) start++;
+    else if (!cr && buf[start] === CR && buf[start + 1] === LF) start += 2;
+    else break;
+  }
+  let end = first.consumed;
+  // Without a line break (a header-only file) the record still occupies a line.
+  const terminated = buf[end - 1] === (cr ? CR : LF);
+  if (terminated) {
+    end--;
+    // The CR right before the LF is outside quotes (a closing quote would sit between them).
+    if (!cr && end > start && buf[end - 1] === CR) end--;
+  }
+  return { names: splitFields(buf, start, end, delimiter), byteLength: first.consumed, lines: first.lines + (terminated ? 0 : 1) };
+}
+
+/** Splits one record that extractColumn has already accepted: no error can remain in it. */
+function splitFields(buf: Uint8Array, start: number, end: number, delimiter: number): string[] {
+  const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+  const names: string[] = [];
+  let p = start;
+  for (;;) {
+    if (p < end && b[p] === QUOTE) {
+      const s = ++p;
+      let escaped = false;
+      while (p < end) {
+        if (b[p] === QUOTE) {
+          if (p + 1 < end && b[p + 1] === QUOTE) {
+            escaped = true;
+            p += 2;
+            continue;
+          }
+          break;
+        }
+        p++;
+      }
+      const value = b.toString('utf8', s, p);
+      names.push(escaped ? value.replaceAll('""', '"') : value);
+      p++;
+    } else {
+      const s = p;
+      while (p < end && b[p] !== delimiter) p++;
+      names.push(b.toString('utf8', s, p));
+    }
+    if (p >= end) return names;
+    p++;
+  }
+}
+
+/** Header names that auto-detection takes for the email column, compared after {@link headerKey}. */
+export const EMAIL_HEADER_NAMES = ['email', 'mail', 'emailaddress', 'epost', 'epostadresse', 'courriel', 'correo',
+  'correoelectronico'];
+
+/**
+ * The comparison form of a header name: trimmed, lower-cased, without white space, `-` or `_`.
+ * Accents are kept: "Correo electrónico" gives "correoelectrónico", which is not
+ * "correoelectronico", so it is not auto-detected (pass --column). Folding accents would make
+ * the match depend on a transliteration table and could pick a column nobody meant.
+ */
+function headerKey(name: string): string {
+  return name.trim().normalize('NFC').toLowerCase().replace(/[\s_-]+/gu, '');
+}
+
+/**
+ * The 0-based index of the email column.
+ *
+ * `column` (the user's `--column`): all digits means a 1-based index; anything else is a header
+ * name, matched exactly first, then trimmed and case-insensitively. Without it, the one header
+ * whose {@link headerKey} is in {@link EMAIL_HEADER_NAMES}.
+ *
+ * @throws OptoutError OPTOUT_ERR_NO_EMAIL_COLUMN, OPTOUT_ERR_AMBIGUOUS_EMAIL_COLUMN (several
+ *   candidates, also for a name given twice in the header), OPTOUT_ERR_COLUMN_NOT_FOUND.
+ */
+export function pickEmailColumn(names: string[], column?: string): number {
+  if (column !== undefined) {
+    if (/^\d+$/.test(column)) {
+      const n = Number(column);
+      if (n >= 1 && n <= names.length) return n - 1;
+      throw new OptoutError('OPTOUT_ERR_COLUMN_NOT_FOUND',
+        `Column ${column} is out of range: the header has ${names.length} column${names.length === 1 ? '' : 's'} ` +
+        `(${listHeaders(names)}). Pass --column with a number from 1 to ${names.length} or a header name.`,
+        { location: { line: 1, column: n } });
+    }
+    let hits = indexesWhere(names, (name) => name === column);
+    if (hits.length === 0) {
+      const wanted = column.trim().toLowerCase();
+      hits = indexesWhere(names, (name) => name.trim().toLowerCase() === wanted);
+    }
+    if (hits.length === 1) return hits[0] as number;
+    if (hits.length === 0) {
+      throw new OptoutError('OPTOUT_ERR_COLUMN_NOT_FOUND',
+        `No header is named \`${column}\`. The header has: ${listHeaders(names)}. ` +
+        'Pass --column with one of these names or its number.', { location: { line: 1, column } });
+    }
+    throw new OptoutError('OPTOUT_ERR_AMBIGUOUS_EMAIL_COLUMN',
+      `Several headers match \`${column}\`: ${listHeaders(names, hits)}. Pass --column with the column number.`,
+      { location: { line: 1 } });
+  }
+  const hits = indexesWhere(names, (name) => EMAIL_HEADER_NAMES.includes(headerKey(name)));
+  if (hits.length === 1) return hits[0] as number;
+  if (hits.length === 0) {
+    throw new OptoutError('OPTOUT_ERR_NO_EMAIL_COLUMN',
+      `No header looks like an email column (${EMAIL_HEADER_NAMES.join(', ')}). The header has: ` +
+      `${listHeaders(names)}. Pass --column with the name or the number of the email column.`,
+      { location: { line: 1 } });
+  }
+  throw new OptoutError('OPTOUT_ERR_AMBIGUOUS_EMAIL_COLUMN',
+    `Several headers look like an email column: ${listHeaders(names, hits)}. ` +
+    'Pass --column with the name or the number of the one to import.', { location: { line: 1 } });
+}
+
+function indexesWhere(names: string[], test: (name: string) => boolean): number[] {
+  const out: number[] = [];
+  names.forEach((name, i) => {
+    if (test(name)) out.push(i);
+  });
+  return out;
+}
+
+/** `1 \`id\`, 2 \`E-post\``: 1-based numbers, as --column takes them. */
+function listHeaders(names: string[], only?: number[]): string {
+  const shown = only ?? names.map((_, i) => i);
+  if (shown.length === 0) return '(no columns)';
+  return shown.map((i) => `${i + 1} \`${names[i] ?? ''}\``).join(', ');
+}

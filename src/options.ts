@@ -1,0 +1,133 @@
+import { OptoutError, describeValue } from './errors.js';
+import { ACCOUNT_WIDE, UNIT_ID_PATTERN } from './store/keys.js';
+import { SUPPRESSION_REASONS, type SuppressionReason } from './store/jobs.js';
+import { normalizeEncoding, type InputEncoding } from './source/decode.js';
+import type { SourceSpec } from './source/open-source.js';
+import type { ImportProgress } from './pipeline/stats.js';
+import type { ImportReport } from './report/summary.js';
+
+/** How an import is confirmed before anything is written. */
+export type Confirmation =
+  /** Write without asking (scripts). */
+  | { mode: 'yes' }
+  /** Analyse and report; write nothing. */
+  | { mode: 'dry-run' }
+  /** Write only when the number of distinct valid addresses equals `count`. */
+  | { mode: 'count'; count: number }
+  /** Analyse, then ask; the answer must equal the number of distinct valid addresses. `undefined` = no answer. */
+  | { mode: 'ask'; ask: (analysis: ImportReport) => Promise<number | undefined> };
+
+export type ImportEvent =
+  | { type: 'resumed'; jobId: string; line: number; row: number }
+  | { type: 'spooling' }
+  | { type: 'phase'; phase: 'analyzing' | 'importing' };
+
+export interface ImportOptions {
+  source: SourceSpec;
+  /** Store folder. @default `$OPTOUT_DB` or `./optout-db` */
+  db?: string;
+  /** Email column: a header name or a 1-based index. @default auto-detected from the header */
+  column?: string;
+  /** Field delimiter `,` `;` `|` or `tab`. @default detected from the header line */
+  delimiter?: string;
+  /** @default 'utf8' (a UTF-16 byte-order mark is honoured) */
+  encoding?: string;
+  /** Business unit id; suppressions then apply in that unit only. @default account-wide */
+  unit?: string;
+  /** @default 'unsubscribed' */
+  reason?: string;
+  /** Label stored with the entries. @default the file name, or `stdin` */
+  sourceLabel?: string;
+  /** Largest accepted CSV record in bytes. @default 1048576 */
+  maxRecordBytes?: number;
+  /** Path of a CSV file receiving every invalid row. @default none */
+  rejects?: string;
+  confirm: Confirmation;
+  /** Parsing threads. @default os.availableParallelism() */
+  threads?: number;
+  /** Bytes per parsing task. @default 1048576 */
+  chunkBytes?: number;
+  signal?: AbortSignal;
+  onProgress?: (p: ImportProgress) => void;
+  onEvent?: (e: ImportEvent) => void;
+}
+
+export interface NormalizedImportOptions {
+  source: SourceSpec;
+  db: string;
+  column: string | undefined;
+  delimiter: string | undefined;
+  encoding: InputEncoding;
+  scope: string;
+  reason: SuppressionReason;
+  sourceLabel: string | undefined;
+  maxRecordBytes: number;
+  rejects: string | undefined;
+  confirm: Confirmation;
+  threads: number | undefined;
+  chunkBytes: number;
+  signal: AbortSignal | undefined;
+  onProgress: (p: ImportProgress) => void;
+  onEvent: (e: ImportEvent) => void;
+}
+
+export const DEFAULT_DB = './optout-db';
+export const DEFAULT_MAX_RECORD_BYTES = 1024 * 1024;
+
+export function defaultDb(): string {
+  return process.env['OPTOUT_DB'] || DEFAULT_DB;
+}
+
+function positiveInteger(name: string, value: unknown, min = 1): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min) {
+    throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `Expected \`${name}\` to be an integer from ${min} and up, got ${describeValue(value)}`);
+  }
+  return value;
+}
+
+export function normalizeUnit(unit: unknown): string {
+  if (unit === undefined) return ACCOUNT_WIDE;
+  if (typeof unit !== 'string' || !UNIT_ID_PATTERN.test(unit)) {
+    throw new OptoutError('OPTOUT_ERR_INVALID_OPTION',
+      `Expected \`unit\` to match [A-Za-z0-9_-]{1,64}, got ${describeValue(unit)}`);
+  }
+  return unit;
+}
+
+export function normalizeReason(reason: unknown): SuppressionReason {
+  if (reason === undefined) return 'unsubscribed';
+  if (typeof reason !== 'string' || !(SUPPRESSION_REASONS as readonly string[]).includes(reason)) {
+    throw new OptoutError('OPTOUT_ERR_INVALID_OPTION',
+      `Expected \`reason\` to be one of ${SUPPRESSION_REASONS.join(', ')}, got ${describeValue(reason)}`);
+  }
+  return reason as SuppressionReason;
+}
+
+/** Validates every option once, at the boundary, and fills the defaults. */
+export function normalizeImportOptions(o: ImportOptions): NormalizedImportOptions {
+  if (o.confirm.mode === 'count') positiveInteger('confirm', o.confirm.count, 0);
+  if (o.sourceLabel !== undefined && (typeof o.sourceLabel !== 'string' || o.sourceLabel.length === 0 || o.sourceLabel.length > 200)) {
+    throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `Expected \`source\` to be a label of 1 to 200 characters, got ${describeValue(o.sourceLabel)}`);
+  }
+  if (o.column !== undefined && (typeof o.column !== 'string' || o.column.length === 0)) {
+    throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `Expected \`column\` to be a header name or a 1-based index, got ${describeValue(o.column)}`);
+  }
+  return {
+    source: o.source,
+    db: o.db ?? defaultDb(),
+    column: o.column,
+    delimiter: o.delimiter,
+    encoding: normalizeEncoding(o.encoding ?? 'utf8'),
+    scope: normalizeUnit(o.unit),
+    reason: normalizeReason(o.reason),
+    sourceLabel: o.sourceLabel,
+    maxRecordBytes: o.maxRecordBytes === undefined ? DEFAULT_MAX_RECORD_BYTES : positiveInteger('maxRecordBytes', o.maxRecordBytes, 64),
+    rejects: o.rejects,
+    confirm: o.confirm,
+    threads: o.threads === undefined ? undefined : positiveInteger('threads', o.threads),
+    chunkBytes: o.chunkBytes === undefined ? 1024 * 1024 : positiveInteger('chunkBytes', o.chunkBytes, 1024),
+    signal: o.signal,
+    onProgress: o.onProgress ?? (() => undefined),
+    onEvent: o.onEvent ?? (() => undefined),
+  };
+}

@@ -1,0 +1,102 @@
+import { OptoutError } from '../errors.js';
+import type { Eol } from '../csv/dialect.js';
+import type { ChunkPool } from '../normalize/pool.js';
+import type { ChunkResult } from '../normalize/chunk-task.js';
+import type { Chunk } from '../source/chunks.js';
+
+export interface ScanParams {
+  delimiter: number;
+  eol: Eol;
+  column: number;
+  maxRecordBytes: number;
+}
+
+/** A chunk's result placed in the file: absolute offsets, the line and row it starts at. */
+export interface ScannedChunk {
+  result: ChunkResult;
+  /** Decoded offset just past the last complete record of this chunk. */
+  endOffset: number;
+  /** 1-based physical line where the chunk starts. */
+  baseLine: number;
+  /** Data records before this chunk. */
+  baseRow: number;
+}
+
+export interface ScanStart {
+  line: number;
+  row: number;
+}
+
+interface InFlight {
+  chunk: Chunk;
+  promise: Promise<ChunkResult>;
+}
+
+/**
+ * Runs chunks through the worker pool, several at a time, and yields their results in input
+ * order. At most threads² chunks are in flight (piscina's `maxQueue: 'auto'` rule), so reading
+ * pauses whenever parsing or the consumer lags.
+ *
+ * A chunk is dispatched before the previous one is known to end on a record boundary; when a
+ * worker reports that it stopped early (a quoted newline spanned the cut), the next chunk's
+ * speculative result is dropped and it is run again with the tail prepended.
+ */
+export async function* scanChunks(chunks: AsyncIterable<Chunk>, pool: ChunkPool, params: ScanParams,
+  start: ScanStart): AsyncGenerator<ScannedChunk> {
+  const maxInFlight = Math.max(2, pool.threads * pool.threads);
+  const inFlight: InFlight[] = [];
+  let line = start.line;
+  let row = start.row;
+
+  const dispatch = (chunk: Chunk): InFlight => {
+    const promise = pool.run({ ...params, bytes: shared(chunk.bytes), final: chunk.final });
+    // A speculative result may be dropped unread; its failure must not go unhandled.
+    promise.catch(() => undefined);
+    return { chunk, promise };
+  };
+
+  async function* settleHead(): AsyncGenerator<ScannedChunk> {
+    const head = inFlight.shift() as InFlight;
+    const result = await head.promise;
+    const scanned: ScannedChunk = { result, endOffset: head.chunk.offset + result.consumed, baseLine: line, baseRow: row };
+    line += result.lines;
+    row += result.records;
+    yield scanned;
+    if (result.error) {
+      const e = result.error;
+      const where = { line: scanned.baseLine + e.line, row: scanned.baseRow + e.record + 1, ...(e.column === undefined ? {} : { column: e.column }) };
+      throw new OptoutError(e.code, `${e.code === 'OPTOUT_ERR_RECORD_TOO_LARGE' ? 'Record too large' : 'Broken CSV'} at line ${where.line} ` +
+        `(row ${where.row}${e.column === undefined ? '' : `, column ${e.column}`}): ${e.detail}`, { location: where });
+    }
+    if (result.consumed < head.chunk.bytes.length) {
+      const next = inFlight[0];
+      if (head.chunk.final || next === undefined) {
+        throw new OptoutError('OPTOUT_ERR_CSV_PARSE', `Broken CSV at line ${line}: the input ends inside a record`, { location: { line } });
+      }
+      const tail = head.chunk.bytes.subarray(result.consumed);
+      inFlight[0] = dispatch({ bytes: Buffer.concat([tail, next.chunk.bytes]), offset: scanned.endOffset, final: next.chunk.final });
+    }
+  }
+
+  for await (const chunk of chunks) {
+    inFlight.push(dispatch(chunk));
+    while (inFlight.length >= maxInFlight) yield* settleHead();
+  }
+  while (inFlight.length > 0) yield* settleHead();
+}
+
+/**
+ * Copies bytes into shared memory: posting a view of a SharedArrayBuffer to a worker costs
+ * nothing, where a plain buffer would be cloned, and the main thread keeps the bytes in case
+ * the chunk must be run again with a carried-over tail.
+ */
+function shared(bytes: Uint8Array): Uint8Array {
+  const out = new Uint8Array(new SharedArrayBuffer(bytes.length));
+  out.set(bytes);
+  return out;
+}
+
+/** Splits a chunk's joined keys back into strings. */
+export function splitJoined(joined: string, count: number): string[] {
+  return count === 0 ? [] : joined.split('\n');
+}

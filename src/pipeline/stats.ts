@@ -1,0 +1,37 @@
+/**
+ * The counts every import report is built from. They always satisfy
+ * rows = valid + invalid, valid = unique + duplicates, unique = added + alreadySuppressed.
+ */
+export interface ImportCounts {
+  rows: number;
+  valid: number;
+  invalid: number;
+  unique: number;
+  duplicates: number;
+  added: number;
+  alreadySuppressed: number;
+}
+
+export function emptyCounts(): ImportCounts {
+  return { rows: 0, valid: 0, invalid: 0, unique: 0, duplicates: 0, added: 0, alreadySuppressed: 0 };
+}
+
+/** Returns the first broken identity, or undefined when the counts add up. */
+export function countsMismatch(c: ImportCounts): string | undefined {
+  if (c.rows !== c.valid + c.invalid) return `rows ${c.rows} != valid ${c.valid} + invalid ${c.invalid}`;
+  if (c.valid !== c.unique + c.duplicates) return `valid ${c.valid} != unique ${c.unique} + duplicates ${c.duplicates}`;
+  if (c.unique !== c.added + c.alreadySuppressed) {
+    return `unique ${c.unique} != added ${c.added} + alreadySuppressed ${c.alreadySuppressed}`;
+  }
+  return undefined;
+}
+
+/** Live progress of a running pass, for progress bars and job status. */
+export interface ImportProgress {
+  phase: 'analyzing' | 'importing';
+  /** Source bytes read (compressed bytes for .gz), against `totalBytes` when known. */
+  bytesRead: number;
+  totalBytes: number | null;
+  rows: number;
+  elapsedMs: number;
+}

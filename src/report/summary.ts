@@ -1,0 +1,55 @@
+import type { ImportCounts } from '../pipeline/stats.js';
+
+/** The report of one `optout import`, in the shape `--json` prints. */
+export interface ImportReport extends ImportCounts {
+  durationMs: number;
+  rowsPerSecond: number;
+  /** The job that wrote the entries; null when nothing was written. */
+  jobId: string | null;
+  /** Whether the entries were written (confirmed by --yes, a matching count, or an answer). */
+  confirmed: boolean;
+  dryRun: boolean;
+  /** Set when the count given with --confirm or typed at the prompt did not match `unique`. */
+  expectedCount: number | null;
+  /** The run continued an interrupted job from its checkpoint. */
+  resumed: boolean;
+  source: string;
+  /** `*` for account-wide, else the business unit. */
+  scope: string;
+  reason: string;
+  column: string;
+  delimiter: string;
+  /** Decoded bytes of CSV read. */
+  bytes: number;
+  /** Cells rejected because their bytes were not valid in the input encoding. */
+  invalidUtf8: number;
+  rejectsFile: string | null;
+  peakRssBytes: number;
+}
+
+const fmt = (n: number): string => n.toLocaleString('en-US');
+
+/** A readable summary for terminals. */
+export function formatSummary(r: ImportReport): string {
+  const scope = r.scope === '*' ? 'account-wide' : `unit ${r.scope}`;
+  const lines = [
+    `${r.dryRun ? 'Dry run of' : r.confirmed ? 'Imported' : 'Analysed (nothing written)'} ${r.source} -> ${scope}, reason ${r.reason}` +
+      (r.jobId ? `, job ${r.jobId}` : '') + (r.resumed ? ' (resumed)' : ''),
+    `  email column      ${r.column} (delimiter ${r.delimiter === '\t' ? 'tab' : r.delimiter})`,
+    `  rows              ${fmt(r.rows)}`,
+    `  valid             ${fmt(r.valid)}`,
+    `  invalid           ${fmt(r.invalid)}` + (r.rejectsFile ? ` (see ${r.rejectsFile})` : ''),
+    `  duplicates        ${fmt(r.duplicates)}`,
+    `  unique            ${fmt(r.unique)}`,
+    `  already suppressed ${fmt(r.alreadySuppressed)}`,
+    `  ${r.confirmed ? 'added            ' : 'would add        '} ${fmt(r.added)}`,
+    `  time              ${(r.durationMs / 1000).toFixed(2)} s (${fmt(Math.round(r.rowsPerSecond))} rows/s)`,
+  ];
+  if (r.invalidUtf8 > 0) {
+    lines.push(`  note: ${fmt(r.invalidUtf8)} cells were not valid UTF-8; if the file is Latin-1 or Windows-1252, pass --encoding latin1`);
+  }
+  if (r.expectedCount !== null) {
+    lines.push(`  not confirmed: ${fmt(r.expectedCount)} was given, the list has ${fmt(r.unique)} unique addresses; nothing was written`);
+  }
+  return lines.join('\n');
+}

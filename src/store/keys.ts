@@ -1,0 +1,66 @@
+/**
+ * Key layout of the LevelDB store. One flat keyspace with one-byte prefixes rather than
+ * abstract-level sublevels: bulk imports write tens of millions of keys, and the sublevel
+ * prefixing and transcoding cost per key is measurable at that rate.
+ *
+ * ```
+ * e<scope>\0<key>          entry: value = <jobId> or <jobId>\0<address> when the address differs from the key
+ * h<scope>\0<key>\0<jobId> a job also holds a key that an earlier job had already stored
+ * j<jobId padded>          job record (JSON), including its checkpoint
+ * m<name>                  metadata (format version, policy, counters, generation)
+ * ```
+ *
+ * Scopes are business unit ids (`[A-Za-z0-9_-]{1,64}`) or `*` for account-wide; neither can
+ * contain `\0`, and keys cannot either (the address policy rejects control characters), so `\0`
+ * is a safe separator that also sorts before every other character.
+ */
+
+export const ACCOUNT_WIDE = '*';
+export const UNIT_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+
+const SEP = '\u0000';
+
+export function entryKey(scope: string, key: string): string {
+  return 'e' + scope + SEP + key;
+}
+
+/** The range of every entry in one scope, for scans and exports. */
+export function entryRange(scope?: string): { gt: string; lt: string } {
+  return scope === undefined ? { gt: 'e', lt: 'f' } : { gt: 'e' + scope + SEP, lt: 'e' + scope + '\u0001' };
+}
+
+/** Splits an entry key back into its scope and key. */
+export function parseEntryKey(dbKey: string): { scope: string; key: string } {
+  const sep = dbKey.indexOf(SEP);
+  return { scope: dbKey.slice(1, sep), key: dbKey.slice(sep + 1) };
+}
+
+export function holdKey(scope: string, key: string, jobId: string): string {
+  return 'h' + scope + SEP + key + SEP + jobId;
+}
+
+/** Job ids are decimal counters; padded in the key so that jobs list in creation order. */
+export function jobKey(jobId: string): string {
+  return 'j' + jobId.padStart(12, '0');
+}
+
+export const JOB_RANGE = { gt: 'j', lt: 'k' } as const;
+
+export function metaKey(name: string): string {
+  return 'm' + name;
+}
+
+export function countKey(scope: string): string {
+  return metaKey('count' + SEP + scope);
+}
+
+export const COUNT_RANGE = { gt: metaKey('count' + SEP), lt: metaKey('count' + '\u0001') } as const;
+
+export function encodeEntryValue(jobId: string, address: string | undefined): string {
+  return address === undefined ? jobId : jobId + SEP + address;
+}
+
+export function decodeEntryValue(value: string): { jobId: string; address: string | undefined } {
+  const sep = value.indexOf(SEP);
+  return sep < 0 ? { jobId: value, address: undefined } : { jobId: value.slice(0, sep), address: value.slice(sep + 1) };
+}

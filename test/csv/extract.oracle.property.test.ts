@@ -1,0 +1,204 @@
+/**
+ * extractColumn against csv-parse 7 on random CSV.
+ *
+ * The dialect (src/csv/extract.ts) is csv-parse with CSV_PARSE_DIALECT below, except for text
+ * after a closing quote: csv-parse with `relax_quotes` glues it into the value, extractColumn
+ * reports it, as csv-parse does without `relax_quotes`. So the oracle is two csv-parse runs:
+ *
+ * - A, relaxed: the values of every record (collected with `on_record`, so that the records
+ *   before an unclosed quote are kept when it throws CSV_QUOTE_NOT_CLOSED);
+ * - B, strict but skipping broken records: its first CSV_INVALID_CLOSING_QUOTE says where
+ *   extractColumn must stop. Up to that point B reads the bytes exactly as A does (a quote
+ *   inside an unquoted field fails the record with INVALID_OPENING_QUOTE, and is then kept as a
+ *   literal, as in A). A `cast` hook counts the records B has started, skipped ones included.
+ *
+ * NUL is left out of the alphabet: csv-parse takes a NUL after a closing quote as the end of
+ * the input (`!nextChr`), a quirk extractColumn does not copy.
+ */
+import fc from 'fast-check';
+import { parse } from 'csv-parse/sync';
+import { describe, expect, it } from 'vitest';
+import type { Eol } from '../../src/csv/dialect.js';
+import { extractColumn, type ExtractError, type ExtractOptions } from '../../src/csv/extract.js';
+
+const csvParseDialect = (delimiter: string, eol: Eol) => ({
+  delimiter,
+  record_delimiter: eol === 'lf' ? ['\r\n', '\n'] : ['\r'],
+  relax_column_count: true,
+  skip_empty_lines: true,
+});
+
+interface Outcome {
+  values: Array<string | undefined>;
+  /** Index of the record extractColumn must stop at, or undefined when the input is good. */
+  errorRecord: number | undefined;
+}
+
+function oracle(buf: Buffer, delimiter: string, eol: Eol, column: number): Outcome {
+  const values: Array<string | undefined> = [];
+  let unclosed = false;
+  try {
+    parse(buf, {
+      ...csvParseDialect(delimiter, eol),
+      relax_quotes: true,
+      on_record: (record: string[]) => {
+        values.push(record[column]);
+        return record;
+      },
+    });
+  } catch (err) {
+    expect((err as { code?: string }).code).toBe('CSV_QUOTE_NOT_CLOSED');
+    unclosed = true;
+  }
+
+  let started = 0;
+  let badClosing: number | undefined;
+  parse(buf, {
+    ...csvParseDialect(delimiter, eol),
+    relax_quotes: false,
+    skip_records_with_error: true,
+    cast: (value: string, context: { index: number }) => {
+      if (context.index === 0) started++;
+      return value;
+    },
+    on_skip: (err: { code?: string; index?: number } | undefined) => {
+      if (badClosing === undefined && err?.code === 'CSV_INVALID_CLOSING_QUOTE') {
+        // In the record's first field the record has not been counted yet.
+        badClosing = started - ((err.index ?? 0) > 0 ? 1 : 0);
+      }
+    },
+  });
+  if (badClosing !== undefined) return { values: values.slice(0, badClosing), errorRecord: badClosing };
+  return { values, errorRecord: unclosed ? values.length : undefined };
+}
+
+interface Ours {
+  values: Array<string | undefined>;
+  lines: number[];
+  consumed: number;
+  records: number;
+  totalLines: number;
+  error: ExtractError | undefined;
+}
+
+function ours(buf: Buffer, opts: ExtractOptions): Ours {
+  const values: Ours['values'] = [];
+  const lines: number[] = [];
+  const r = extractColumn(buf, 0, buf.length, opts, (v, line) => {
+    values.push(v);
+    lines.push(line);
+  });
+  return { values, lines, consumed: r.consumed, records: r.records, totalLines: r.lines, error: r.error };
+}
+
+/** First part with final=false, then the carried tail and the rest with final=true. */
+function split(buf: Buffer, cut: number, opts: ExtractOptions): Ours {
+  const first = ours(buf.subarray(0, cut), { ...opts, final: false });
+  if (first.error) return first;
+  const second = ours(buf.subarray(first.consumed), { ...opts, final: true });
+  return {
+    values: [...first.values, ...second.values],
+    lines: [...first.lines, ...second.lines.map((l) => l + first.totalLines)],
+    consumed: first.consumed + second.consumed,
+    records: first.records + second.records,
+    totalLines: first.totalLines + second.totalLines,
+    error: second.error && { ...second.error, line: second.error.line + first.totalLines, record: second.error.record + first.records },
+  };
+}
+
+const DELIMITERS = [',', ';', '\t', '|'];
+const PLAIN = ['a', 'Z', '0', '@', '.', ' ', 'é', '€', '😀', 'ø', '\u00a0', '\u2028'];
+const SPECIAL = [...DELIMITERS, '"', '\r', '\n'];
+
+const plain = fc.array(fc.constantFrom(...PLAIN), { maxLength: 5 }).map((a) => a.join(''));
+const messy = fc.array(fc.constantFrom(...PLAIN, ...SPECIAL, ...SPECIAL), { maxLength: 6 }).map((a) => a.join(''));
+const cell = fc.oneof(
+  { weight: 3, arbitrary: plain },
+  // Well-formed quoted fields: delimiters, quotes and line breaks inside.
+  { weight: 3, arbitrary: messy.map((s) => `"${s.replaceAll('"', '""')}"`) },
+  // Raw bytes: stray quotes, text after closing quotes, unclosed quotes, lone CRs.
+  { weight: 2, arbitrary: messy },
+);
+
+const csvCase = fc.record({
+  delimiter: fc.constantFrom(...DELIMITERS),
+  eol: fc.constantFrom<'lf' | 'crlf' | 'mixed' | 'cr'>('lf', 'crlf', 'mixed', 'cr'),
+  rows: fc.array(fc.record({ cells: fc.array(cell, { maxLength: 5 }), crlf: fc.boolean() }), { maxLength: 8 }),
+  trailingBreak: fc.boolean(),
+  column: fc.nat(4),
+  cut: fc.nat(),
+}).map((c) => {
+  const eol: Eol = c.eol === 'cr' ? 'cr' : 'lf';
+  const text = c.rows.map((row, i) => {
+    const last = i === c.rows.length - 1;
+    const br = c.eol === 'cr' ? '\r' : c.eol === 'lf' ? '\n' : c.eol === 'crlf' || row.crlf ? '\r\n' : '\n';
+    return row.cells.join(c.delimiter) + (last && !c.trailingBreak ? '' : br);
+  }).join('');
+  const buf = Buffer.from(text);
+  return { ...c, eol, text, buf, cut: buf.length === 0 ? 0 : c.cut % (buf.length + 1) };
+});
+
+const optsFor = (c: { delimiter: string; eol: Eol; column: number }): ExtractOptions =>
+  ({ delimiter: c.delimiter.charCodeAt(0), eol: c.eol, column: c.column, maxRecordBytes: 1 << 30, final: true });
+
+const countByte = (buf: Buffer, byte: number, end: number): number => {
+  let n = 0;
+  for (let i = 0; i < end; i++) if (buf[i] === byte) n++;
+  return n;
+};
+
+describe('extractColumn agrees with csv-parse', () => {
+  it('on every value, and fails on the same inputs at the same record', () => {
+    let failures = 0;
+    let runs = 0;
+    fc.assert(fc.property(csvCase, (c) => {
+      runs++;
+      const expected = oracle(c.buf, c.delimiter, c.eol, c.column);
+      const got = ours(c.buf, optsFor(c));
+      expect(got.values).toEqual(expected.values);
+      expect(got.records).toBe(expected.values.length);
+      if (expected.errorRecord === undefined) {
+        expect(got.error).toBeUndefined();
+        expect(got.consumed).toBe(c.buf.length);
+      } else {
+        failures++;
+        expect(got.error).toMatchObject({ code: 'OPTOUT_ERR_CSV_PARSE', record: expected.errorRecord });
+      }
+      // Lines: every line break byte before the stop point, records in order.
+      expect(got.totalLines).toBe(countByte(c.buf, c.eol === 'cr' ? 0x0d : 0x0a, got.consumed));
+      for (let i = 1; i < got.lines.length; i++) expect(got.lines[i]).toBeGreaterThan(got.lines[i - 1] as number);
+      if (got.error) expect(got.error.line).toBe(got.totalLines);
+    }), { numRuns: 2000 });
+    // Both halves must be exercised: broken inputs, and good ones with many records.
+    expect(failures).toBeGreaterThan(runs / 10);
+    expect(failures).toBeLessThan(runs / 2);
+  });
+
+  it('gives the same result wherever the input is cut', () => {
+    fc.assert(fc.property(csvCase, (c) => {
+      const opts = optsFor(c);
+      expect(split(c.buf, c.cut, opts)).toEqual(ours(c.buf, opts));
+    }), { numRuns: 2000 });
+  });
+
+  it('matches csv-parse on hand-picked cases', () => {
+    const cases: Array<[string, string, Eol]> = [
+      ['a"b,"c""d"\n"e\r\nf",g\r\n\r\n,,\n""\n', ',', 'lf'],
+      ['"x";y\r"z\rw";v\r\n', ';', 'cr'],
+      ['a\tb\r\n"c"\td\n', '\t', 'lf'],
+      ['ok|1\n"bad"x|2\n', '|', 'lf'],
+      ['ok,1\n"open,2\n', ',', 'lf'],
+      ['"a"\r', ',', 'lf'],
+      ['"a"\n', ',', 'cr'],
+    ];
+    for (const [text, delimiter, eol] of cases) {
+      for (const column of [0, 1, 2]) {
+        const buf = Buffer.from(text);
+        const expected = oracle(buf, delimiter, eol, column);
+        const got = ours(buf, optsFor({ delimiter, eol, column }));
+        expect(got.values, text).toEqual(expected.values);
+        expect(got.error?.record, text).toBe(expected.errorRecord);
+      }
+    }
+  });
+});

@@ -1,0 +1,70 @@
+import { describe, expect, it } from 'vitest';
+import processChunk from '../../src/normalize/worker.js';
+import type { ChunkPool } from '../../src/normalize/pool.js';
+import { splitSource } from '../../src/source/chunks.js';
+import { scanChunks, splitJoined, type ScannedChunk } from '../../src/pipeline/scan.js';
+import { isOptoutError } from '../../src/errors.js';
+
+/** The worker function run in-process: the scan loop's ordering and carry logic is what is under test. */
+function inProcessPool(threads = 2): ChunkPool & { runs: number } {
+  const pool = {
+    threads,
+    runs: 0,
+    async run(task: Parameters<ChunkPool['run']>[0]) {
+      pool.runs++;
+      await new Promise((r) => setTimeout(r, Math.random() * 3));
+      return processChunk(task);
+    },
+    destroy: async () => undefined,
+  };
+  return pool;
+}
+
+async function* pieces(buf: Buffer, size: number): AsyncGenerator<Buffer> {
+  for (let i = 0; i < buf.length; i += size) yield buf.subarray(i, i + size);
+}
+
+async function scanAll(file: Buffer, chunkBytes: number, pool = inProcessPool()): Promise<ScannedChunk[]> {
+  const { header, chunks } = await splitSource(pieces(file, 97), { maxRecordBytes: 1 << 20, chunkBytes });
+  const out: ScannedChunk[] = [];
+  for await (const s of scanChunks(chunks, pool, { delimiter: 44, eol: header.dialect.eol, column: 0, maxRecordBytes: 1 << 20 },
+    { line: header.lines + 1, row: 0 })) out.push(s);
+  return out;
+}
+
+// Every third record has a quoted newline, so chunk cuts keep landing inside quoted fields.
+const records = Array.from({ length: 400 }, (_, i) => i % 3 === 0 ? `"user${i}@example.org","line one\nline two"` : `user${i}@example.org,plain`);
+const file = Buffer.from('email,note\n' + records.join('\n') + '\n');
+
+describe('scanChunks', () => {
+  it('yields every record once, in order, when cuts fall inside quoted newlines', async () => {
+    for (const chunkBytes of [64, 100, 257, 4096]) {
+      const scanned = await scanAll(file, chunkBytes);
+      const keys = scanned.flatMap((s) => splitJoined(s.result.keys, s.result.hashes.length / 3));
+      expect(keys).toEqual(records.map((_, i) => `user${i}@example.org`));
+      expect(scanned.reduce((n, s) => n + s.result.records, 0)).toBe(400);
+      expect(scanned.at(-1)?.endOffset).toBe(file.length);
+    }
+  });
+
+  it('places chunks at the right line and row', async () => {
+    const bad = Buffer.from('email\n' + Array.from({ length: 50 }, (_, i) => i === 37 ? 'not-an-address' : `"u${i}@x.org"`).join('\n') + '\n');
+    const scanned = await scanAll(bad, 64);
+    const rejects = scanned.flatMap((s) => s.result.rejects.map((r) => ({ line: s.baseLine + r.line, row: s.baseRow + r.record + 1 })));
+    expect(rejects).toEqual([{ line: 39, row: 38 }]);
+  });
+
+  it('delivers the records before a broken one, then throws with its line', async () => {
+    const broken = Buffer.from('email\n' + Array.from({ length: 30 }, (_, i) => `u${i}@x.org`).join('\n') + '\n"unclosed@x.org\nmore\n');
+    const seen: string[] = [];
+    const err = await (async () => {
+      const { chunks } = await splitSource(pieces(broken, 50), { maxRecordBytes: 1 << 20, chunkBytes: 64 });
+      for await (const s of scanChunks(chunks, inProcessPool(), { delimiter: 44, eol: 'lf', column: 0, maxRecordBytes: 1 << 20 }, { line: 2, row: 0 })) {
+        seen.push(...splitJoined(s.result.keys, s.result.hashes.length / 3));
+      }
+    })().catch((e: unknown) => e);
+    expect(isOptoutError(err) && err.code).toBe('OPTOUT_ERR_CSV_PARSE');
+    expect(isOptoutError(err) && err.location?.line).toBe(32);
+    expect(seen).toHaveLength(30);
+  });
+});
