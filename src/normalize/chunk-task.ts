@@ -9,6 +9,8 @@ export interface ChunkTask {
   /** 0-based index of the email column. */
   column: number;
   maxRecordBytes: number;
+  /** Prepended to every key, so that the main thread gets store keys without building them. */
+  keyPrefix: string;
   /** The last chunk of the source: an unfinished record here is an error, not a carry-over. */
   final: boolean;
 }
@@ -29,7 +31,7 @@ export interface ChunkResult {
   consumed: number;
   records: number;
   lines: number;
-  /** Keys of the valid rows, in row order, joined by `\n` (keys never contain control characters). */
+  /** Store keys (`keyPrefix` + key) of the valid rows, in row order, joined by `\n` (keys never contain control characters). */
   keys: string;
   /** Addresses that differ from their key (a `+tag`, Gmail dots), joined by `\n`... */
   addresses: string;

@@ -50,7 +50,7 @@ export default function processChunk(task: ChunkTask): ChunkResult {
           hashes = grown;
         }
         hashKey(n.key, hashes, i * 3);
-        keys.push(n.key);
+        keys.push(task.keyPrefix + n.key);
         if (n.address !== n.key) {
           addresses.push(n.address);
           addressRows.push(i);

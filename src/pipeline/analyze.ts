@@ -1,7 +1,6 @@
 import { FingerprintSet } from '../dedup/fingerprint-set.js';
 import type { KeyFilter } from '../dedup/bloom.js';
 import type { LevelStore } from '../store/level-store.js';
-import { entryKey } from '../store/keys.js';
 import type { RejectsFile } from '../report/rejects.js';
 import { splitJoined, type ScannedChunk } from './scan.js';
 import { emptyCounts, type ImportCounts } from './stats.js';
@@ -19,7 +18,7 @@ export interface PassResult {
  * (about 20 bytes per distinct address; a collision among 100M keys has odds near 1e-13), and
  * keys new to the file are looked up in the store only when the filter says they may be there.
  */
-export async function analyzePass(scan: AsyncIterable<ScannedChunk>, store: LevelStore, filter: KeyFilter, scope: string,
+export async function analyzePass(scan: AsyncIterable<ScannedChunk>, store: LevelStore, filter: KeyFilter,
   rejects: RejectsFile | undefined, onChunk: (counts: ImportCounts) => void): Promise<PassResult> {
   const counts = emptyCounts();
   const seen = new FingerprintSet();
@@ -44,7 +43,7 @@ export async function analyzePass(scan: AsyncIterable<ScannedChunk>, store: Leve
         continue;
       }
       counts.unique++;
-      if (filter.mightContain(h1, h2)) lookups.push(entryKey(scope, keys[i] as string));
+      if (filter.mightContain(h1, h2)) lookups.push(keys[i] as string);
       else counts.added++;
     }
     if (lookups.length > 0) {

@@ -13,6 +13,7 @@ import { splitSource, type HeaderRecord } from '../source/chunks.js';
 import { describeSource, openSource, type OpenedSource, type SourceInfo, type SourceSpec } from '../source/open-source.js';
 import type { JobFingerprint, JobRecord } from '../store/jobs.js';
 import { LevelStore } from '../store/level-store.js';
+import { entryKeyPrefix } from '../store/keys.js';
 import { analyzePass } from './analyze.js';
 import { scanChunks, type ScannedChunk } from './scan.js';
 import { countsMismatch, emptyCounts, type ImportCounts } from './stats.js';
@@ -41,6 +42,7 @@ async function openScan(spec: SourceSpec, o: NormalizedImportOptions, pool: Chun
     eol: header.dialect.eol,
     column: columnIndex,
     maxRecordBytes: o.maxRecordBytes,
+    keyPrefix: entryKeyPrefix(o.scope),
   }, start);
   return { source, header, columnIndex, scan: abortable(scan, o.signal) };
 }
@@ -136,11 +138,11 @@ export async function runImport(input: ImportOptions): Promise<ImportReport> {
 
   try {
     const fingerprint = fingerprintOf(info, o);
-    let job = await findResumable(store, fingerprint, o, label);
     const filter = await store.filter();
     let expectedUnique: number | undefined;
 
-    if (job === undefined && o.confirm.mode !== 'yes') {
+    // Confirmation comes first and writes nothing, not even to resume an interrupted job.
+    if (o.confirm.mode !== 'yes') {
       if (spec.kind === 'stdin' && o.confirm.mode !== 'dry-run') {
         o.onEvent({ type: 'spooling' });
         const spooled = await spool(spec);
@@ -150,7 +152,7 @@ export async function runImport(input: ImportOptions): Promise<ImportReport> {
       o.onEvent({ type: 'phase', phase: 'analyzing' });
       const scan = await openScan(spec, o, pool);
       rejects = o.rejects === undefined ? undefined : await RejectsFile.open(o.rejects);
-      const result = await analyzePass(scan.scan, store, filter, o.scope, rejects, (c) => progress('analyzing', scan, c.rows));
+      const result = await analyzePass(scan.scan, store, filter, rejects, (c) => progress('analyzing', scan, c.rows));
       await rejects?.close();
       rejects = undefined;
       const analysed = report(result.counts, scan, { bytes: result.bytes, invalidUtf8: result.invalidUtf8, dryRun: o.confirm.mode === 'dry-run' });
@@ -160,11 +162,16 @@ export async function runImport(input: ImportOptions): Promise<ImportReport> {
       expectedUnique = result.counts.unique;
     }
 
+    let job = await findResumable(store, fingerprint, o, label);
     const resumed = job !== undefined;
+    const cp = job?.checkpoint;
+    o.onEvent({ type: 'phase', phase: 'importing' });
+    // The header and column are read before a job exists, so that a file with no usable
+    // email column leaves no job behind.
+    const scan = await openScan(spec, o, pool, cp && cp.offset > 0 ? { offset: cp.offset, lines: cp.lines, rows: cp.counts.rows } : undefined);
     if (job === undefined) {
       const now = new Date().toISOString();
-      job = {
-        id: await store.nextJobId(),
+      job = await store.createJob({
         kind: 'import',
         state: 'importing',
         scope: o.scope,
@@ -179,20 +186,15 @@ export async function runImport(input: ImportOptions): Promise<ImportReport> {
         resumedCount: 0,
         checkpoint: { offset: 0, lines: 0, counts: emptyCounts(), rejectsBytes: 0, invalidUtf8: 0 },
         error: null,
-      };
-      await store.putJob(job);
+      });
     } else {
-      const cp = job.checkpoint;
-      o.onEvent({ type: 'resumed', jobId: job.id, line: cp.lines + 1, row: cp.counts.rows + 1 });
+      o.onEvent({ type: 'resumed', jobId: job.id, line: job.checkpoint.lines + 1, row: job.checkpoint.counts.rows + 1 });
       job = { ...job, state: 'importing', resumedCount: job.resumedCount + 1, updatedAt: new Date().toISOString() };
       await store.putJob(job);
     }
-
-    o.onEvent({ type: 'phase', phase: 'importing' });
-    const cp = job.checkpoint;
-    const scan = await openScan(spec, o, pool, cp.offset > 0 ? { offset: cp.offset, lines: cp.lines, rows: cp.counts.rows } : undefined);
-    filter.ensureCapacity(filter.count + (expectedUnique ?? estimateKeys(scan.source.info.size) - cp.counts.unique));
-    rejects = o.rejects === undefined ? undefined : await RejectsFile.open(o.rejects, cp.offset > 0 ? cp.rejectsBytes : undefined);
+    const start = job.checkpoint;
+    filter.ensureCapacity(filter.count + (expectedUnique ?? estimateKeys(scan.source.info.size) - start.counts.unique));
+    rejects = o.rejects === undefined ? undefined : await RejectsFile.open(o.rejects, start.offset > 0 ? start.rejectsBytes : undefined);
     let current = job;
     try {
       current = await writePass(scan.scan, store, filter, job, rejects, (j) => {

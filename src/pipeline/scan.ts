@@ -2,13 +2,14 @@ import { OptoutError } from '../errors.js';
 import type { Eol } from '../csv/dialect.js';
 import type { ChunkPool } from '../normalize/pool.js';
 import type { ChunkResult } from '../normalize/chunk-task.js';
-import type { Chunk } from '../source/chunks.js';
+import { concatShared, type Chunk } from '../source/chunks.js';
 
 export interface ScanParams {
   delimiter: number;
   eol: Eol;
   column: number;
   maxRecordBytes: number;
+  keyPrefix: string;
 }
 
 /** A chunk's result placed in the file: absolute offsets, the line and row it starts at. */
@@ -49,7 +50,7 @@ export async function* scanChunks(chunks: AsyncIterable<Chunk>, pool: ChunkPool,
   let row = start.row;
 
   const dispatch = (chunk: Chunk): InFlight => {
-    const promise = pool.run({ ...params, bytes: shared(chunk.bytes), final: chunk.final });
+    const promise = pool.run({ ...params, bytes: chunk.bytes, final: chunk.final });
     // A speculative result may be dropped unread; its failure must not go unhandled.
     promise.catch(() => undefined);
     return { chunk, promise };
@@ -74,7 +75,7 @@ export async function* scanChunks(chunks: AsyncIterable<Chunk>, pool: ChunkPool,
         throw new OptoutError('OPTOUT_ERR_CSV_PARSE', `Broken CSV at line ${line}: the input ends inside a record`, { location: { line } });
       }
       const tail = head.chunk.bytes.subarray(result.consumed);
-      inFlight[0] = dispatch({ bytes: Buffer.concat([tail, next.chunk.bytes]), offset: scanned.endOffset, final: next.chunk.final });
+      inFlight[0] = dispatch({ bytes: concatShared([tail, next.chunk.bytes]), offset: scanned.endOffset, final: next.chunk.final });
     }
   }
 
@@ -83,17 +84,6 @@ export async function* scanChunks(chunks: AsyncIterable<Chunk>, pool: ChunkPool,
     while (inFlight.length >= maxInFlight) yield* settleHead();
   }
   while (inFlight.length > 0) yield* settleHead();
-}
-
-/**
- * Copies bytes into shared memory: posting a view of a SharedArrayBuffer to a worker costs
- * nothing, where a plain buffer would be cloned, and the main thread keeps the bytes in case
- * the chunk must be run again with a carried-over tail.
- */
-function shared(bytes: Uint8Array): Uint8Array {
-  const out = new Uint8Array(new SharedArrayBuffer(bytes.length));
-  out.set(bytes);
-  return out;
 }
 
 /** Splits a chunk's joined keys back into strings. */

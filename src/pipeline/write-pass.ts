@@ -1,19 +1,19 @@
 import type { KeyFilter } from '../dedup/bloom.js';
 import type { EntryBatch, LevelStore } from '../store/level-store.js';
-import { decodeEntryValue, encodeEntryValue, entryKey, holdKey } from '../store/keys.js';
+import { decodeEntryValue, encodeEntryValue, holdKeyOfEntry } from '../store/keys.js';
 import type { JobRecord } from '../store/jobs.js';
 import type { RejectsFile } from '../report/rejects.js';
 import { splitJoined, type ScannedChunk } from './scan.js';
 import type { ImportCounts } from './stats.js';
+import { ChunkKeyIndex } from './chunk-key-index.js';
 
-const EMPTY: ReadonlySet<string> = new Set();
 
 interface ChunkOutcome {
   added: number;
   alreadySuppressed: number;
   duplicates: number;
   /** Keys this chunk added or now holds. */
-  keys: Set<string>;
+  keys: ChunkKeyIndex;
 }
 
 /**
@@ -25,7 +25,7 @@ interface ChunkOutcome {
  * means "already suppressed", and this job records that it holds the key too.
  */
 async function classifyChunk(s: ScannedChunk, store: LevelStore, filter: KeyFilter, job: JobRecord, batch: EntryBatch,
-  unwritten: ReadonlySet<string>): Promise<ChunkOutcome> {
+  unwritten: ChunkKeyIndex | undefined): Promise<ChunkOutcome> {
   const r = s.result;
   const n = r.hashes.length / 3;
   const scope = job.scope;
@@ -35,15 +35,15 @@ async function classifyChunk(s: ScannedChunk, store: LevelStore, filter: KeyFilt
   const addresses = new Map<number, string>();
   r.addressRows.forEach((row, j) => addresses.set(row, addressList[j] as string));
   const h = r.hashes;
-  const inChunk = new Set<string>();
+  const inChunk = new ChunkKeyIndex(keys, h);
   const maybe: number[] = [];
   const out: ChunkOutcome = { added: 0, alreadySuppressed: 0, duplicates: 0, keys: inChunk };
 
   const add = (i: number, key: string): void => {
     // In the filter before the batch is acknowledged: a check never sees a stored key as absent.
     filter.add(h[i * 3] as number, h[i * 3 + 1] as number);
-    batch.putEntry(entryKey(scope, key), encodeEntryValue(job.id, addresses.get(i)));
-    inChunk.add(key);
+    batch.putEntry(key, encodeEntryValue(job.id, addresses.get(i)));
+    inChunk.add(i);
     out.added++;
   };
 
@@ -53,14 +53,14 @@ async function classifyChunk(s: ScannedChunk, store: LevelStore, filter: KeyFilt
   }
   if (maybe.length === 0) return out;
 
-  const entries = await store.getMany(maybe.map((i) => entryKey(scope, keys[i] as string)));
+  const entries = await store.getMany(maybe.map((i) => keys[i] as string));
   const ofOtherJob = maybe.filter((_, j) => {
     const v = entries[j];
     return v !== undefined && decodeEntryValue(v).jobId !== job.id;
   });
   const held = new Set<string>();
   if (ofOtherJob.length > 0) {
-    const holds = await store.getMany(ofOtherJob.map((i) => holdKey(scope, keys[i] as string, job.id)));
+    const holds = await store.getMany(ofOtherJob.map((i) => holdKeyOfEntry(keys[i] as string, job.id)));
     ofOtherJob.forEach((i, j) => {
       if (holds[j] !== undefined) held.add(keys[i] as string);
     });
@@ -68,12 +68,13 @@ async function classifyChunk(s: ScannedChunk, store: LevelStore, filter: KeyFilt
   maybe.forEach((i, j) => {
     const key = keys[i] as string;
     const entry = entries[j];
-    if (inChunk.has(key) || unwritten.has(key) || held.has(key) || (entry !== undefined && decodeEntryValue(entry).jobId === job.id)) {
+    const h3 = h[i * 3 + 2] as number;
+    if (inChunk.has(key, h3) || unwritten?.has(key, h3) || held.has(key) || (entry !== undefined && decodeEntryValue(entry).jobId === job.id)) {
       out.duplicates++;
     } else if (entry !== undefined) {
       out.alreadySuppressed++;
-      batch.putHold(holdKey(scope, key, job.id));
-      inChunk.add(key);
+      batch.putHold(holdKeyOfEntry(key, job.id));
+      inChunk.add(i);
     } else {
       add(i, key);
     }
@@ -94,22 +95,26 @@ export async function writePass(scan: AsyncIterable<ScannedChunk>, store: LevelS
   rejects: RejectsFile | undefined, onChunk: (job: JobRecord) => void): Promise<JobRecord> {
   const counts: ImportCounts = { ...job.checkpoint.counts };
   let invalidUtf8 = job.checkpoint.invalidUtf8;
-  let inFlight: { write: Promise<void>; keys: Set<string> } | undefined;
+  const settle = async (pending: { write: Promise<void>; job: JobRecord }): Promise<void> => {
+    await pending.write;
+    onChunk(pending.job);
+  };
+  let inFlight: { write: Promise<void>; keys: ChunkKeyIndex; job: JobRecord } | undefined;
   try {
     for await (const s of scan) {
       const r = s.result;
       const batch = store.batch();
       let outcome: ChunkOutcome;
       try {
-        outcome = await classifyChunk(s, store, filter, job, batch, inFlight?.keys ?? EMPTY);
+        outcome = await classifyChunk(s, store, filter, job, batch, inFlight?.keys);
         // Rejects first: the checkpoint then records a rejects length that is already on disk.
         await rejects?.write(r.rejects, s.baseLine, s.baseRow);
-        if (inFlight) await inFlight.write;
+        if (inFlight) await settle(inFlight);
       } catch (err) {
         await store.discardBatch(batch);
         throw err;
       }
-      if (inFlight) onChunk(job);
+      inFlight = undefined;
       counts.rows += r.records;
       counts.valid += r.hashes.length / 3;
       counts.invalid += r.rejects.length;
@@ -132,15 +137,14 @@ export async function writePass(scan: AsyncIterable<ScannedChunk>, store: LevelS
       const write = store.commitBatch(batch, new Map([[job.scope, outcome.added]]), job);
       // Awaited with the next chunk; until then a failure must not count as unhandled.
       write.catch(() => undefined);
-      inFlight = { write, keys: outcome.keys };
+      inFlight = { write, keys: outcome.keys, job };
     }
-    if (inFlight) {
-      await inFlight.write;
-      onChunk(job);
-    }
+    if (inFlight) await settle(inFlight);
+    inFlight = undefined;
   } finally {
-    // Never leave a write running behind the caller's back, even when failing.
-    await inFlight?.write.catch(() => undefined);
+    // Never leave a write running behind the caller's back, and when failing, still report the
+    // last durable checkpoint: the job record written on failure must not go back in time.
+    if (inFlight) await settle(inFlight).catch(() => undefined);
   }
   return job;
 }

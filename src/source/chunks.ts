@@ -68,6 +68,22 @@ export async function splitSource(bytes: AsyncIterable<Buffer>, options: SplitOp
   return { header, chunks };
 }
 
+/**
+ * Chunks live in shared memory: a worker reads them without the copy that posting a plain
+ * buffer makes, and the main thread keeps them in case a chunk must run again with a tail.
+ */
+export function concatShared(parts: readonly Buffer[], length = parts.reduce((n, p) => n + p.length, 0)): Buffer {
+  const first = parts[0];
+  if (parts.length === 1 && first !== undefined && first.buffer instanceof SharedArrayBuffer) return first;
+  const out = Buffer.from(new SharedArrayBuffer(length));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
 async function* cutChunks(first: Buffer, firstOffset: number, it: AsyncIterator<Buffer>, alreadyEnded: boolean,
   dialect: Dialect, options: SplitOptions): AsyncGenerator<Chunk> {
   const chunkBytes = options.chunkBytes ?? 1024 * 1024;
@@ -100,7 +116,7 @@ async function* cutChunks(first: Buffer, firstOffset: number, it: AsyncIterator<
       else add(next.value);
     }
     if (ended) break;
-    const whole = pending.length === 1 ? (pending[0] as Buffer) : Buffer.concat(pending, pendingLen);
+    const whole = concatShared(pending, pendingLen);
     const cut = whole.lastIndexOf(eolByte) + 1;
     // No line break at all: keep reading, but only up to the record limit, so that the worker
     // can report the oversized record instead of this loop buffering without end.
@@ -117,6 +133,6 @@ async function* cutChunks(first: Buffer, firstOffset: number, it: AsyncIterator<
     pending = tail.length > 0 ? [tail] : [];
     pendingLen = tail.length;
   }
-  const last = pending.length === 1 ? (pending[0] as Buffer) : Buffer.concat(pending, pendingLen);
+  const last = concatShared(pending, pendingLen);
   yield { bytes: last, offset, final: true };
 }

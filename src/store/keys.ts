@@ -39,6 +39,16 @@ export function holdKey(scope: string, key: string, jobId: string): string {
   return 'h' + scope + SEP + key + SEP + jobId;
 }
 
+/** The hold key for the key of an entry key (`e<scope>\0<key>`). */
+export function holdKeyOfEntry(entryDbKey: string, jobId: string): string {
+  return 'h' + entryDbKey.slice(1) + SEP + jobId;
+}
+
+/** What workers put before each key so that they hand back entry keys of this scope. */
+export function entryKeyPrefix(scope: string): string {
+  return 'e' + scope + SEP;
+}
+
 /** Job ids are decimal counters; padded in the key so that jobs list in creation order. */
 export function jobKey(jobId: string): string {
   return 'j' + jobId.padStart(12, '0');

@@ -217,11 +217,16 @@ export class LevelStore {
     for (const [scope, n] of nextCounts) this.#counts.set(scope, n);
   }
 
-  async nextJobId(): Promise<string> {
-    const last = Number((await this.db.get(metaKey('jobseq'))) ?? 0);
-    const id = String(last + 1);
-    await this.db.put(metaKey('jobseq'), id);
-    return id;
+  /** Stores a new job under the next job id; the id and the record are written together. */
+  async createJob(fields: Omit<JobRecord, 'id'>): Promise<JobRecord> {
+    this.#assertOpen();
+    const id = String(Number((await this.db.get(metaKey('jobseq'))) ?? 0) + 1);
+    const job: JobRecord = { id, ...fields };
+    await this.db.batch([
+      { type: 'put', key: metaKey('jobseq'), value: id },
+      { type: 'put', key: jobKey(id), value: JSON.stringify(job) },
+    ]);
+    return job;
   }
 
   async putJob(job: JobRecord): Promise<void> {

@@ -27,7 +27,7 @@ async function* pieces(buf: Buffer, size: number): AsyncGenerator<Buffer> {
 async function scanAll(file: Buffer, chunkBytes: number, pool = inProcessPool()): Promise<ScannedChunk[]> {
   const { header, chunks } = await splitSource(pieces(file, 97), { maxRecordBytes: 1 << 20, chunkBytes });
   const out: ScannedChunk[] = [];
-  for await (const s of scanChunks(chunks, pool, { delimiter: 44, eol: header.dialect.eol, column: 0, maxRecordBytes: 1 << 20 },
+  for await (const s of scanChunks(chunks, pool, { delimiter: 44, eol: header.dialect.eol, column: 0, maxRecordBytes: 1 << 20, keyPrefix: '' },
     { line: header.lines + 1, row: 0 })) out.push(s);
   return out;
 }
@@ -59,7 +59,7 @@ describe('scanChunks', () => {
     const seen: string[] = [];
     const err = await (async () => {
       const { chunks } = await splitSource(pieces(broken, 50), { maxRecordBytes: 1 << 20, chunkBytes: 64 });
-      for await (const s of scanChunks(chunks, inProcessPool(), { delimiter: 44, eol: 'lf', column: 0, maxRecordBytes: 1 << 20 }, { line: 2, row: 0 })) {
+      for await (const s of scanChunks(chunks, inProcessPool(), { delimiter: 44, eol: 'lf', column: 0, maxRecordBytes: 1 << 20, keyPrefix: '' }, { line: 2, row: 0 })) {
         seen.push(...splitJoined(s.result.keys, s.result.hashes.length / 3));
       }
     })().catch((e: unknown) => e);

@@ -1,6 +1,18 @@
 import type { Command } from 'commander';
 import { LevelStore } from '../../store/level-store.js';
 import { dbOption } from '../args.js';
+import type { ImportCounts } from '../../pipeline/stats.js';
+import type { JobRecord } from '../../store/jobs.js';
+
+/** What `optout stats --json` prints. */
+export interface StoreStats {
+  db: string;
+  entries: number;
+  /** Entries per scope; `*` is account-wide. */
+  scopes: Record<string, number>;
+  sizeOnDiskBytes: number;
+  jobs: Array<Pick<JobRecord, 'id' | 'state' | 'scope' | 'reason' | 'source' | 'createdAt' | 'finishedAt'> & ImportCounts>;
+}
 
 export function registerStats(program: Command): void {
   program.command('stats')
@@ -8,7 +20,7 @@ export function registerStats(program: Command): void {
     .option('--json', 'print JSON')
     .action(async (flags: { json?: boolean }, cmd: Command) => {
       const store = await LevelStore.open(dbOption(cmd), { purpose: 'optout stats' });
-      let stats;
+      let stats: StoreStats;
       try {
         const jobs = await store.listJobs();
         stats = {

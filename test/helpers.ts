@@ -1,0 +1,159 @@
+/**
+ * Helpers for the end-to-end tests: run the built CLI (`dist/src/cli/main.js`, built by
+ * `npm run build` / `npm test`) as a child process, make and remove temporary folders, and read
+ * a store's LevelDB directly to prove it unchanged or equal.
+ */
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ClassicLevel } from 'classic-level';
+
+const here = dirname(fileURLToPath(import.meta.url));
+
+/** The project root (this file is `<root>/test/helpers.ts`). */
+export const ROOT = resolve(here, '..');
+/** The built CLI entry point. */
+export const CLI = join(ROOT, 'dist', 'src', 'cli', 'main.js');
+/** The README's sample list. */
+export const SAMPLE = join(ROOT, 'data', 'sample-optouts.csv');
+
+export interface CliResult {
+  /** Exit code, or null when the process was ended by a signal. */
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+export interface RunOptions {
+  /** Written to stdin, which is then closed. Without it stdin is closed at once (never a TTY). */
+  input?: string | Uint8Array;
+  /** Added to the environment (OPTOUT_DB is removed from the inherited one). */
+  env?: Record<string, string>;
+  /** SIGKILL after this long. @default 45000 */
+  timeoutMs?: number;
+  cwd?: string;
+}
+
+/** An environment without the variables that would make a run depend on the caller's shell. */
+function childEnv(extra: Record<string, string> | undefined): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, ...extra };
+  if (extra?.['OPTOUT_DB'] === undefined) delete env['OPTOUT_DB'];
+  delete env['OPTOUT_DEBUG'];
+  return env;
+}
+
+export interface StartedCli {
+  child: ChildProcessWithoutNullStreams;
+  /** Settles when the process has exited and its output is closed. */
+  done: Promise<CliResult>;
+  /** Output so far. */
+  stdout(): string;
+  stderr(): string;
+}
+
+/** Spawns the CLI with stdin piped and left open: the caller writes to and ends `child.stdin`. */
+export function startCli(args: readonly string[], opts: Omit<RunOptions, 'input'> = {}): StartedCli {
+  if (!existsSync(CLI)) throw new Error(`${CLI} does not exist: run \`npm run build\` first`);
+  const child = spawn(process.execPath, [CLI, ...args], {
+    cwd: opts.cwd ?? ROOT,
+    env: childEnv(opts.env),
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8');
+  child.stderr.setEncoding('utf8');
+  child.stdout.on('data', (d: string) => { stdout += d; });
+  child.stderr.on('data', (d: string) => { stderr += d; });
+  // The CLI may exit before reading all of its input (a usage error, say): not a test failure.
+  child.stdin.on('error', () => undefined);
+  const timeoutMs = opts.timeoutMs ?? 45_000;
+  const done = new Promise<CliResult>((resolveDone, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      stderr += `\n[test helper: killed after ${timeoutMs} ms]\n`;
+    }, timeoutMs);
+    child.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolveDone({ code, signal, stdout, stderr });
+    });
+  });
+  return { child, done, stdout: () => stdout, stderr: () => stderr };
+}
+
+/** Runs the CLI to completion; stdin gets `input` (or nothing) and is closed. */
+export async function runCli(args: readonly string[], opts: RunOptions = {}): Promise<CliResult> {
+  const started = startCli(args, opts);
+  if (opts.input !== undefined) started.child.stdin.end(opts.input);
+  else started.child.stdin.end();
+  return started.done;
+}
+
+/** Parses the one JSON document a `--json` command prints on stdout. */
+export function parseJson<T = Record<string, unknown>>(result: CliResult): T {
+  try {
+    return JSON.parse(result.stdout) as T;
+  } catch {
+    throw new Error(`stdout is not one JSON document (exit ${String(result.code)}):\n${result.stdout}\nstderr:\n${result.stderr}`);
+  }
+}
+
+/** The `OPTOUT_ERR_*` codes printed in brackets on stderr. */
+export function errorCodes(stderr: string): string[] {
+  return [...stderr.matchAll(/\[(OPTOUT_ERR_[A-Z_]+)\]/g)].map((m) => m[1] as string);
+}
+
+const made: string[] = [];
+
+/** A fresh folder under the OS temp dir; {@link removeTempDirs} removes every one made. */
+export async function tempDir(prefix = 'optout-test-'): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  made.push(dir);
+  return dir;
+}
+
+/** Removes the folders made by {@link tempDir}; call it in afterEach or afterAll. */
+export async function removeTempDirs(): Promise<void> {
+  const dirs = made.splice(0);
+  await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true, maxRetries: 3 })));
+}
+
+/**
+ * Every key/value pair of the store `<dbDir>/leveldb`, in key order (an empty array when the
+ * store was never created). Opens the LevelDB itself, so no process may hold the store.
+ */
+export async function dumpStore(dbDir: string): Promise<Array<[string, string]>> {
+  const path = join(dbDir, 'leveldb');
+  if (!existsSync(path)) return [];
+  const db = new ClassicLevel<string, string>(path, { createIfMissing: false });
+  await db.open();
+  try {
+    const pairs: Array<[string, string]> = [];
+    for await (const [key, value] of db.iterator()) pairs.push([key, value]);
+    return pairs;
+  } finally {
+    await db.close();
+  }
+}
+
+/** Absolute path of a file in `test/fixtures/csv`. */
+export function fixture(name: string): string {
+  return join(ROOT, 'test', 'fixtures', 'csv', name);
+}
+
+/** Resolves once `path` exists, polling; rejects after `timeoutMs`. */
+export async function waitForFile(path: string, timeoutMs = 20_000, everyMs = 10): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!existsSync(path)) {
+    if (Date.now() > deadline) throw new Error(`${path} did not appear within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
