@@ -11,7 +11,6 @@
 import type { Bench } from 'tinybench';
 import bloomFilters from 'bloom-filters';
 import { BloomFilter, KeyFilter } from '../../src/dedup/bloom.js';
-import { FingerprintSet } from '../../src/dedup/fingerprint-set.js';
 import { hashKey } from '../../src/dedup/hash.js';
 
 export const DEDUP_OPS_PER_CALL = 1024;
@@ -163,19 +162,6 @@ export function registerDedupBenches(bench: Bench): void {
       for (let i = 0; i < n; i++) if (s.lib.has(keys[(at + i) & (STRING_POOL - 1)]!)) sink++;
     }, opts);
   }
-
-  // New fingerprints each time: the set is replaced once the pool is used up, so the figure
-  // includes the amortized cost of growing (rehashing) up to 1M entries.
-  let fps = new FingerprintSet();
-  bench.add(`dedup: FingerprintSet add (new, growing to 1M) x${n}`, () => {
-    const p = setup().absent;
-    const at = next(HASH_POOL);
-    if (fps.size + n > HASH_POOL || at === 0) fps = new FingerprintSet();
-    for (let i = 0; i < n; i++) {
-      const j = ((at + i) & (HASH_POOL - 1)) * 3;
-      if (fps.add(p[j]!, p[j + 1]!, p[j + 2]!)) sink++;
-    }
-  }, opts);
 
   bench.addEventListener('complete', () => {
     if (sink === -1) console.log(sink); // keeps the query results observable

@@ -2,34 +2,38 @@ import cliProgress from 'cli-progress';
 import type { ImportProgress } from '../pipeline/stats.js';
 
 /**
- * A progress bar on stderr (bytes %, rows/s, ETA), redrawn at most a few times a second.
- * Only used when stderr is a terminal; scripts get nothing but the final report.
+ * A progress bar on stderr (percentage, rows/s, ETA), one per phase, redrawn a few times a
+ * second. Only used when stderr is a terminal; scripts get nothing but the final report.
  */
 export class ProgressBar {
   #bar: cliProgress.SingleBar | undefined;
   #phase = '';
+  #phaseStart = 0;
+  #rowsAtStart = 0;
 
   update(p: ImportProgress): void {
     if (p.phase !== this.#phase) {
       this.stop();
       this.#phase = p.phase;
-      const known = p.totalBytes !== null && p.totalBytes > 0;
+      this.#phaseStart = p.elapsedMs;
+      this.#rowsAtStart = p.rows;
+      const known = p.total !== null && p.total > 0;
       this.#bar = new cliProgress.SingleBar({
         stream: process.stderr,
         format: known
-          ? `${p.phase.padEnd(9)} [{bar}] {percentage}% | {rows} rows | {rate} rows/s | ETA {eta_formatted}`
-          : `${p.phase.padEnd(9)} {rows} rows | {rate} rows/s | {mb} MB`,
+          ? `${p.phase.padEnd(8)} [{bar}] {percentage}% | {rows} rows | {rate} rows/s | ETA {eta_formatted}`
+          : `${p.phase.padEnd(8)} {rows} rows | {rate} rows/s`,
         hideCursor: true,
         fps: 5,
         etaBuffer: 50,
       }, cliProgress.Presets.shades_classic);
-      this.#bar.start(known ? (p.totalBytes as number) : 1, 0, { rows: '0', rate: '0', mb: '0' });
+      this.#bar.start(known ? (p.total as number) : 1, 0, { rows: '0', rate: '0' });
     }
-    const rate = p.elapsedMs > 0 ? Math.round(p.rows / (p.elapsedMs / 1000)) : 0;
-    this.#bar?.update(p.totalBytes ? Math.min(p.bytesRead, p.totalBytes) : 0, {
+    const seconds = (p.elapsedMs - this.#phaseStart) / 1000;
+    const rate = seconds > 0 ? Math.round((p.rows - this.#rowsAtStart) / seconds) : 0;
+    this.#bar?.update(p.total ? Math.min(p.done, p.total) : 0, {
       rows: p.rows.toLocaleString('en-US'),
       rate: rate.toLocaleString('en-US'),
-      mb: (p.bytesRead / 1e6).toFixed(1),
     });
   }
 

@@ -9,8 +9,8 @@ export interface ChunkTask {
   /** 0-based index of the email column. */
   column: number;
   maxRecordBytes: number;
-  /** Prepended to every key, so that the main thread gets store keys without building them. */
-  keyPrefix: string;
+  /** Keys are spread over 2^bucketBits spool buckets by hash. */
+  bucketBits: number;
   /** The last chunk of the source: an unfinished record here is an error, not a carry-over. */
   final: boolean;
 }
@@ -24,25 +24,48 @@ export interface ChunkReject {
 }
 
 /**
- * One compact result per chunk: valid keys joined in one string and their hashes in one typed
- * array, so that the main thread does not pay a structured-clone cost per row.
+ * One compact result per chunk: the valid rows already grouped by spool bucket as text, so that
+ * the main thread only appends a few strings per chunk instead of handling every row.
  */
 export interface ChunkResult {
   consumed: number;
   records: number;
   lines: number;
-  /** Store keys (`keyPrefix` + key) of the valid rows, in row order, joined by `\n` (keys never contain control characters). */
-  keys: string;
-  /** Addresses that differ from their key (a `+tag`, Gmail dots), joined by `\n`... */
-  addresses: string;
-  /** ...and the index of the valid row each belongs to. */
-  addressRows: number[];
-  /** Three 32-bit hashes per valid row (see dedup/hash.ts). */
-  hashes: Uint32Array;
+  valid: number;
+  /**
+   * Per bucket, one line per valid row in row order: `key\n`, or `key\taddress\n` when the
+   * address differs from its key (keys and addresses never hold tabs or line breaks).
+   */
+  buckets: string[];
   rejects: ChunkReject[];
   invalidUtf8: number;
   error?: ExtractError;
 }
 
+/** Dedup of one spool bucket: its distinct keys, in first-seen order. */
+export interface BucketTask {
+  path: string;
+  /** Prepended to every key, so that the main thread gets store keys without building them. */
+  keyPrefix: string;
+}
+
+export interface BucketResult {
+  /** Lines in the bucket: valid rows whose key falls in it. */
+  lines: number;
+  /** Distinct store keys joined by `\n`. */
+  keys: string;
+  /** Addresses that differ from their key, joined by `\n`... */
+  addresses: string;
+  /** ...and the index of the key each belongs to. */
+  addressRows: number[];
+  /** Three 32-bit hashes per distinct key (see dedup/hash.ts). */
+  hashes: Uint32Array;
+}
+
 /** Cells of rejects files are capped so a runaway cell cannot bloat them. */
 export const MAX_REJECT_VALUE_CHARS = 512;
+
+/** The bucket a key's first hash falls in. */
+export function bucketOf(h1: number, bits: number): number {
+  return bits === 0 ? 0 : h1 >>> (32 - bits);
+}

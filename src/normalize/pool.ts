@@ -1,37 +1,41 @@
 import { availableParallelism } from 'node:os';
 import { Piscina } from 'piscina';
 import { OptoutError } from '../errors.js';
-import type { ChunkResult, ChunkTask } from './chunk-task.js';
+import type { BucketResult, BucketTask, ChunkResult, ChunkTask } from './chunk-task.js';
 
 export interface ChunkPool {
   readonly threads: number;
   run(task: ChunkTask): Promise<ChunkResult>;
+  dedupBucket(task: BucketTask): Promise<BucketResult>;
   destroy(): Promise<void>;
 }
 
+async function wrapped<T>(p: Promise<T>): Promise<T> {
+  try {
+    return await p;
+  } catch (cause) {
+    throw new OptoutError('OPTOUT_ERR_WORKER', `A parsing worker failed: ${(cause as Error).message}`, { cause });
+  }
+}
+
 /**
- * The worker pool that parses and normalizes chunks. One thread per core: the main thread's
- * share of an import (filter, store batches) is small next to parsing, and LevelDB's own
- * background threads take the rest.
+ * The worker pool that parses chunks and dedups spool buckets. One thread per core: the main
+ * thread's share of an import (spool appends, store batches) is small next to parsing, and
+ * LevelDB's own threads take the rest.
  */
 export function createChunkPool(threads = availableParallelism()): ChunkPool {
-  const pool = new Piscina<ChunkTask, ChunkResult>({
+  const pool = new Piscina({
     filename: new URL('./worker.js', import.meta.url).href,
     minThreads: threads,
     maxThreads: threads,
-    // The scan loop bounds the tasks in flight itself (see pipeline/scan.ts).
+    // Callers bound the tasks in flight themselves (see pipeline/scan.ts, pipeline/merge-pass.ts).
     maxQueue: 'auto',
     idleTimeout: 30_000,
   });
   return {
     threads,
-    async run(task) {
-      try {
-        return await pool.run(task);
-      } catch (cause) {
-        throw new OptoutError('OPTOUT_ERR_WORKER', `A parsing worker failed: ${(cause as Error).message}`, { cause });
-      }
-    },
+    run: (task) => wrapped(pool.run(task) as Promise<ChunkResult>),
+    dedupBucket: (task) => wrapped(pool.run(task, { name: 'dedupBucket' }) as Promise<BucketResult>),
     destroy: () => pool.destroy(),
   };
 }

@@ -1,4 +1,4 @@
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, existsSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,10 +14,12 @@ import { describeSource, openSource, type OpenedSource, type SourceInfo, type So
 import type { JobFingerprint, JobRecord } from '../store/jobs.js';
 import { LevelStore } from '../store/level-store.js';
 import { entryKeyPrefix } from '../store/keys.js';
-import { analyzePass } from './analyze.js';
+import type { KeyFilter } from '../dedup/bloom.js';
+import { countPass, writeMergePass, type MergeOptions } from './merge-pass.js';
 import { scanChunks, type ScannedChunk } from './scan.js';
+import { BucketSpool, bucketBitsFor } from './spool.js';
+import { spoolPass, type SpoolState } from './spool-pass.js';
 import { countsMismatch, emptyCounts, type ImportCounts } from './stats.js';
-import { writePass } from './write-pass.js';
 
 interface OpenedScan {
   source: OpenedSource;
@@ -27,7 +29,8 @@ interface OpenedScan {
 }
 
 /** Opens the source, reads the header, picks the email column and starts the chunk scan. */
-async function openScan(spec: SourceSpec, o: NormalizedImportOptions, pool: ChunkPool, resume?: { offset: number; lines: number; rows: number }): Promise<OpenedScan> {
+async function openScan(spec: SourceSpec, o: NormalizedImportOptions, pool: ChunkPool, bucketBits: number,
+  resume?: { offset: number; lines: number; rows: number }): Promise<OpenedScan> {
   const source = openSource(spec, o.encoding);
   const { header, chunks } = await splitSource(source.bytes, {
     delimiter: o.delimiter,
@@ -42,7 +45,7 @@ async function openScan(spec: SourceSpec, o: NormalizedImportOptions, pool: Chun
     eol: header.dialect.eol,
     column: columnIndex,
     maxRecordBytes: o.maxRecordBytes,
-    keyPrefix: entryKeyPrefix(o.scope),
+    bucketBits,
   }, start);
   return { source, header, columnIndex, scan: abortable(scan, o.signal) };
 }
@@ -82,8 +85,9 @@ async function findResumable(store: LevelStore, fp: JobFingerprint, o: Normalize
   return match;
 }
 
+
 /** Copies stdin to a temporary file so that it can be read twice (analysis, then import). */
-async function spool(spec: SourceSpec & { kind: 'stdin' }): Promise<{ path: string; dir: string }> {
+async function spoolStdin(spec: SourceSpec & { kind: 'stdin' }): Promise<{ path: string; dir: string }> {
   const dir = await mkdtemp(join(tmpdir(), 'optout-stdin-'));
   const path = join(dir, 'stdin');
   await pipeline(spec.stream, createWriteStream(path));
@@ -94,10 +98,31 @@ function peakRss(): number {
   return process.resourceUsage().maxRSS * 1024;
 }
 
+/** Keys a source of this size may hold, to size the spool and the filter. */
+function estimateKeys(size: number | null): number {
+  return size === null ? 1 << 25 : Math.ceil(size / 24);
+}
+
+/** Spool folders left by runs that cannot be resumed (a crashed analysis, a finished job). */
+async function removeOrphanSpools(store: LevelStore): Promise<void> {
+  const root = join(store.dir, 'spool');
+  if (!existsSync(root)) return;
+  const live = new Set((await store.listJobs())
+    .filter((j) => j.state === 'importing' || j.state === 'interrupted')
+    .map((j) => j.checkpoint.spool.dir));
+  for (const name of readdirSync(root)) {
+    if (!live.has(join(root, name))) rmSync(join(root, name), { recursive: true, force: true });
+  }
+}
+
+const INPUT_ERRORS = new Set(['OPTOUT_ERR_CSV_PARSE', 'OPTOUT_ERR_RECORD_TOO_LARGE']);
+
 /**
- * Imports an opt-out list: analyses it when a confirmation is needed (nothing is written unless
- * the confirmed count matches), then writes it in checkpointed batches. A run with the same
- * file and options as an interrupted job resumes that job from its last checkpoint.
+ * Imports an opt-out list in two phases. Reading: workers parse the CSV and spread the valid
+ * keys over spool files by hash. Writing: each spool file is deduplicated exactly (every copy
+ * of a key is in the same file) and written as one atomic batch. A confirmation runs the same
+ * reading and a counting pass first, writing nothing to the store until the count matches.
+ * A run with the same file and options as an interrupted job resumes it from its checkpoint.
  */
 export async function runImport(input: ImportOptions): Promise<ImportReport> {
   const o = normalizeImportOptions(input);
@@ -107,10 +132,14 @@ export async function runImport(input: ImportOptions): Promise<ImportReport> {
   const label = o.sourceLabel ?? info.name;
   const store = await LevelStore.open(o.db, { purpose: `optout import ${info.name}` });
   const pool = createChunkPool(o.threads);
-  let spoolDir: string | undefined;
+  const spoolRoot = join(store.dir, 'spool');
+  const bits = bucketBitsFor(estimateKeys(info.size));
+  const keyPrefix = entryKeyPrefix(o.scope);
+  let stdinDir: string | undefined;
   let rejects: RejectsFile | undefined;
+  let analysisSpool: BucketSpool | undefined;
 
-  const report = (counts: ImportCounts, scan: OpenedScan, extra: Partial<ImportReport> & { bytes: number; invalidUtf8: number }): ImportReport => {
+  const report = (counts: ImportCounts, header: OpenedScan, extra: Partial<ImportReport> & { bytes: number; invalidUtf8: number }): ImportReport => {
     const durationMs = performance.now() - started;
     return {
       ...counts,
@@ -124,91 +153,163 @@ export async function runImport(input: ImportOptions): Promise<ImportReport> {
       source: label,
       scope: o.scope,
       reason: o.reason,
-      column: scan.header.names[scan.columnIndex] ?? String(scan.columnIndex + 1),
-      delimiter: scan.header.dialect.delimiter,
+      column: header.header.names[header.columnIndex] ?? String(header.columnIndex + 1),
+      delimiter: header.header.dialect.delimiter,
       rejectsFile: o.rejects ?? null,
       peakRssBytes: peakRss(),
       ...extra,
     };
   };
-
-  const progress = (phase: 'analyzing' | 'importing', scan: OpenedScan, rows: number): void => {
-    o.onProgress({ phase, bytesRead: scan.source.bytesRead(), totalBytes: scan.source.info.size, rows, elapsedMs: performance.now() - started });
+  const progress = (phase: 'reading' | 'counting' | 'writing', done: number, total: number | null, rows: number): void => {
+    o.onProgress({ phase, done, total, rows, elapsedMs: performance.now() - started });
   };
+  const mergeOptions = (spool: BucketSpool, filter: KeyFilter, counts: ImportCounts, startBucket: number,
+    phase: 'counting' | 'writing'): MergeOptions => ({
+    spool, pool, store, filter, keyPrefix, startBucket, counts, signal: o.signal,
+    onBucket: (b, c) => progress(phase, b + 1, spool.buckets, c.unique + c.duplicates),
+  });
+  const readCounts = (st: SpoolState): ImportCounts => ({ ...emptyCounts(), rows: st.rows, valid: st.valid, invalid: st.invalid });
 
   try {
+    await removeOrphanSpools(store);
     const fingerprint = fingerprintOf(info, o);
     const filter = await store.filter();
     let expectedUnique: number | undefined;
+    let analysed: { state: SpoolState; scan: OpenedScan } | undefined;
 
-    // Confirmation comes first and writes nothing, not even to resume an interrupted job.
+    // Confirmation comes first and writes nothing to the store, not even to resume a job.
     if (o.confirm.mode !== 'yes') {
       if (spec.kind === 'stdin' && o.confirm.mode !== 'dry-run') {
         o.onEvent({ type: 'spooling' });
-        const spooled = await spool(spec);
-        spoolDir = spooled.dir;
+        const spooled = await spoolStdin(spec);
+        stdinDir = spooled.dir;
         spec = { kind: 'file', path: spooled.path };
       }
       o.onEvent({ type: 'phase', phase: 'analyzing' });
-      const scan = await openScan(spec, o, pool);
+      const scan = await openScan(spec, o, pool, bits);
+      analysisSpool = new BucketSpool(join(spoolRoot, `analysis-${process.pid}-${Date.now()}`), bits);
       rejects = o.rejects === undefined ? undefined : await RejectsFile.open(o.rejects);
-      const result = await analyzePass(scan.scan, store, filter, rejects, (c) => progress('analyzing', scan, c.rows));
+      const zero: SpoolState = { offset: 0, lines: 0, rows: 0, valid: 0, invalid: 0, invalidUtf8: 0, rejectsBytes: 0 };
+      const state = await spoolPass(scan.scan, analysisSpool, rejects, zero,
+        (st) => progress('reading', scan.source.bytesRead(), scan.source.info.size, st.rows));
+      analysisSpool.flush();
       await rejects?.close();
       rejects = undefined;
-      const analysed = report(result.counts, scan, { bytes: result.bytes, invalidUtf8: result.invalidUtf8, dryRun: o.confirm.mode === 'dry-run' });
-      if (o.confirm.mode === 'dry-run') return analysed;
-      const answer = o.confirm.mode === 'count' ? o.confirm.count : await o.confirm.ask(analysed);
-      if (answer !== result.counts.unique) return { ...analysed, expectedCount: answer ?? null, durationMs: Math.round(performance.now() - started) };
-      expectedUnique = result.counts.unique;
+      const counts = await countPass(mergeOptions(analysisSpool, filter, readCounts(state), 0, 'counting'));
+      const result = report(counts, scan, { bytes: state.offset, invalidUtf8: state.invalidUtf8, dryRun: o.confirm.mode === 'dry-run' });
+      if (o.confirm.mode === 'dry-run') return result;
+      const answer = o.confirm.mode === 'count' ? o.confirm.count : await o.confirm.ask(result);
+      if (answer !== counts.unique) return { ...result, expectedCount: answer ?? null, durationMs: Math.round(performance.now() - started) };
+      expectedUnique = counts.unique;
+      analysed = { state, scan };
     }
 
     let job = await findResumable(store, fingerprint, o, label);
     const resumed = job !== undefined;
-    const cp = job?.checkpoint;
     o.onEvent({ type: 'phase', phase: 'importing' });
-    // The header and column are read before a job exists, so that a file with no usable
-    // email column leaves no job behind.
-    const scan = await openScan(spec, o, pool, cp && cp.offset > 0 ? { offset: cp.offset, lines: cp.lines, rows: cp.counts.rows } : undefined);
+    const cp = job?.checkpoint;
+    const reading = analysed === undefined && (cp === undefined || cp.phase === 'spool');
+    // The header and column are read before a job exists, so that a file with no usable email
+    // column leaves no job behind.
+    const scan = analysed?.scan ?? await openScan(spec, o, pool, cp?.spool.bits ?? bits,
+      cp && cp.offset > 0 ? { offset: cp.offset, lines: cp.lines, rows: cp.counts.rows } : undefined);
+    if (job !== undefined && analysed !== undefined && job.checkpoint.phase === 'spool') {
+      // The analysis just read the whole file: its spool replaces the job's unfinished one.
+      rmSync(job.checkpoint.spool.dir, { recursive: true, force: true });
+      job = { ...job, checkpoint: { ...job.checkpoint, phase: 'merge', bucket: 0, spool: { ...job.checkpoint.spool, dir: adopt(analysisSpool as BucketSpool, spoolRoot, job.id) } } };
+      analysisSpool = undefined;
+    }
     if (job === undefined) {
       const now = new Date().toISOString();
+      const st = analysed?.state;
       job = await store.createJob({
-        kind: 'import',
-        state: 'importing',
-        scope: o.scope,
-        reason: o.reason,
-        source: label,
-        fingerprint,
+        kind: 'import', state: 'importing', scope: o.scope, reason: o.reason, source: label, fingerprint,
         confirmed: o.confirm.mode === 'yes' ? 'yes' : 'count',
         confirmedCount: expectedUnique ?? null,
-        createdAt: now,
-        updatedAt: now,
-        finishedAt: null,
-        resumedCount: 0,
-        checkpoint: { offset: 0, lines: 0, counts: emptyCounts(), rejectsBytes: 0, invalidUtf8: 0 },
+        createdAt: now, updatedAt: now, finishedAt: null, resumedCount: 0,
+        checkpoint: {
+          phase: st ? 'merge' : 'spool',
+          offset: st?.offset ?? 0,
+          lines: st?.lines ?? 0,
+          counts: st ? readCounts(st) : emptyCounts(),
+          rejectsBytes: st?.rejectsBytes ?? 0,
+          invalidUtf8: st?.invalidUtf8 ?? 0,
+          spool: { dir: '', bits, lengths: [] },
+          bucket: 0,
+        },
         error: null,
       });
+      const dir = analysisSpool ? adopt(analysisSpool, spoolRoot, job.id) : join(spoolRoot, `job-${job.id}`);
+      analysisSpool = undefined;
+      job = { ...job, checkpoint: { ...job.checkpoint, spool: { ...job.checkpoint.spool, dir } } };
+      await store.putJob(job);
     } else {
+      if (analysisSpool) {
+        analysisSpool.remove();
+        analysisSpool = undefined;
+      }
       o.onEvent({ type: 'resumed', jobId: job.id, line: job.checkpoint.lines + 1, row: job.checkpoint.counts.rows + 1 });
       job = { ...job, state: 'importing', resumedCount: job.resumedCount + 1, updatedAt: new Date().toISOString() };
       await store.putJob(job);
     }
-    const start = job.checkpoint;
-    filter.ensureCapacity(filter.count + (expectedUnique ?? estimateKeys(scan.source.info.size) - start.counts.unique));
-    rejects = o.rejects === undefined ? undefined : await RejectsFile.open(o.rejects, start.offset > 0 ? start.rejectsBytes : undefined);
+
     let current = job;
+    const spool = new BucketSpool(job.checkpoint.spool.dir, job.checkpoint.spool.bits);
+    let inputError: unknown;
     try {
-      current = await writePass(scan.scan, store, filter, job, rejects, (j) => {
+      if (reading) {
+        const start = current.checkpoint;
+        spool.truncateTo(start.spool.lengths);
+        rejects = o.rejects === undefined ? undefined : await RejectsFile.open(o.rejects, start.offset > 0 ? start.rejectsBytes : undefined);
+        let latest: SpoolState = {
+          offset: start.offset, lines: start.lines, rows: start.counts.rows, valid: start.counts.valid,
+          invalid: start.counts.invalid, invalidUtf8: start.invalidUtf8, rejectsBytes: start.rejectsBytes,
+        };
+        const toCheckpoint = (st: SpoolState, lengths: number[]): JobRecord => ({
+          ...current,
+          updatedAt: new Date().toISOString(),
+          checkpoint: {
+            ...current.checkpoint, phase: 'spool', offset: st.offset, lines: st.lines, counts: readCounts(st),
+            rejectsBytes: st.rejectsBytes, invalidUtf8: st.invalidUtf8, spool: { ...current.checkpoint.spool, lengths },
+          },
+        });
+        try {
+          await spoolPass(scan.scan, spool, rejects, latest,
+            (st) => {
+              latest = { ...st };
+              progress('reading', scan.source.bytesRead(), scan.source.info.size, st.rows);
+            },
+            async (st, lengths) => {
+              current = toCheckpoint(st, lengths);
+              await store.putJob(current);
+            });
+        } catch (err) {
+          // A broken record ends the reading, but the rows before it are still written: an
+          // opt-out that was read is never dropped.
+          if (!INPUT_ERRORS.has((err as OptoutError).code)) throw err;
+          inputError = err;
+        }
+        current = toCheckpoint(latest, spool.flush());
+        current = { ...current, checkpoint: { ...current.checkpoint, phase: 'merge', bucket: 0 } };
+        await store.putJob(current);
+      }
+      const cpNow = current.checkpoint;
+      filter.ensureCapacity(filter.count + cpNow.counts.valid - cpNow.counts.unique);
+      current = await writeMergePass(mergeOptions(spool, filter, cpNow.counts, cpNow.bucket, 'writing'), current, (j) => {
         current = j;
-        progress('importing', scan, j.checkpoint.counts.rows);
       });
     } catch (err) {
-      const aborted = (err as OptoutError).code === 'OPTOUT_ERR_ABORTED';
+      inputError = err;
+    }
+    if (inputError !== undefined) {
+      const err = inputError as OptoutError;
       await store.putJob({
         ...current,
-        state: aborted ? 'interrupted' : 'failed',
+        state: err.code === 'OPTOUT_ERR_ABORTED' ? 'interrupted' : 'failed',
         updatedAt: new Date().toISOString(),
-        error: { code: (err as OptoutError).code ?? 'OPTOUT_ERR_STORE', message: (err as Error).message },
+        error: { code: err.code ?? 'OPTOUT_ERR_STORE', message: err.message },
       });
+      if (err.code !== 'OPTOUT_ERR_ABORTED') spool.remove();
       throw err;
     }
     const counts = current.checkpoint.counts;
@@ -216,6 +317,7 @@ export async function runImport(input: ImportOptions): Promise<ImportReport> {
     if (broken) throw new OptoutError('OPTOUT_ERR_STORE', `Internal count mismatch: ${broken}`);
     const finishedAt = new Date().toISOString();
     await store.putJob({ ...current, state: 'completed', updatedAt: finishedAt, finishedAt });
+    spool.remove();
     return report(counts, scan, {
       bytes: current.checkpoint.offset,
       invalidUtf8: current.checkpoint.invalidUtf8,
@@ -224,14 +326,18 @@ export async function runImport(input: ImportOptions): Promise<ImportReport> {
       resumed,
     });
   } finally {
+    analysisSpool?.remove();
     await rejects?.close();
     await pool.destroy();
     await store.close();
-    if (spoolDir) await rm(spoolDir, { recursive: true, force: true });
+    if (stdinDir) await rm(stdinDir, { recursive: true, force: true });
   }
 }
 
-/** Keys a file of this size may hold, to size the filter once rather than grow it in layers. */
-function estimateKeys(size: number | null): number {
-  return size === null ? 1 << 20 : Math.ceil(size / 24);
+/** Moves a finished analysis spool under a job's name, so that the job writes from it. */
+function adopt(spool: BucketSpool, root: string, jobId: string): string {
+  const dir = join(root, `job-${jobId}`);
+  rmSync(dir, { recursive: true, force: true });
+  renameSync(spool.dir, dir);
+  return dir;
 }

@@ -9,7 +9,7 @@ export interface ScanParams {
   eol: Eol;
   column: number;
   maxRecordBytes: number;
-  keyPrefix: string;
+  bucketBits: number;
 }
 
 /** A chunk's result placed in the file: absolute offsets, the line and row it starts at. */
@@ -86,7 +86,7 @@ export async function* scanChunks(chunks: AsyncIterable<Chunk>, pool: ChunkPool,
   while (inFlight.length > 0) yield* settleHead();
 }
 
-/** Splits a chunk's joined keys back into strings. */
+/** Splits joined keys back into strings. */
 export function splitJoined(joined: string, count: number): string[] {
   return count === 0 ? [] : joined.split('\n');
 }

@@ -28,10 +28,12 @@ export function countsMismatch(c: ImportCounts): string | undefined {
 
 /** Live progress of a running pass, for progress bars and job status. */
 export interface ImportProgress {
-  phase: 'analyzing' | 'importing';
-  /** Source bytes read (compressed bytes for .gz), against `totalBytes` when known. */
-  bytesRead: number;
-  totalBytes: number | null;
+  /** `reading` the source, `counting` for a confirmation, `writing` to the store. */
+  phase: 'reading' | 'counting' | 'writing';
+  /** Work done against `total`: source bytes read while reading, buckets after that. */
+  done: number;
+  total: number | null;
+  /** Rows read, or valid rows counted or written. */
   rows: number;
   elapsedMs: number;
 }

@@ -5,11 +5,13 @@ export type SuppressionReason = 'unsubscribed' | 'bounced' | 'complaint' | 'manu
 export const SUPPRESSION_REASONS: readonly SuppressionReason[] = ['unsubscribed', 'bounced', 'complaint', 'manual'];
 
 /**
- * Where a running import stands, written in the same LevelDB batch as the entries it covers,
- * so a resumed import continues exactly after the last durable batch.
+ * Where a running import stands. An import reads the source into the spool (phase `spool`),
+ * then writes the spool's buckets to the store one atomic batch each (phase `merge`); each
+ * bucket's batch carries this checkpoint, so a resumed import continues after the last one.
  */
 export interface Checkpoint {
-  /** Offset in the decoded (UTF-8) byte stream of the first record not yet written. */
+  phase: 'spool' | 'merge';
+  /** Offset in the decoded (UTF-8) byte stream of the first record not yet spooled. */
   offset: number;
   /** Physical lines before `offset`, header included. */
   lines: number;
@@ -17,6 +19,10 @@ export interface Checkpoint {
   /** Length of the rejects file covering every record before `offset`. */
   rejectsBytes: number;
   invalidUtf8: number;
+  /** The spool folder, its bucket bits, and each bucket file's length at this checkpoint. */
+  spool: { dir: string; bits: number; lengths: number[] };
+  /** Buckets already written to the store. */
+  bucket: number;
 }
 
 /** Identifies "the same import" across a crash: same file, same content, same options. */

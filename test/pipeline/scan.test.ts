@@ -1,36 +1,38 @@
 import { describe, expect, it } from 'vitest';
-import processChunk from '../../src/normalize/worker.js';
+import processChunk, { dedupBucket } from '../../src/normalize/worker.js';
 import type { ChunkPool } from '../../src/normalize/pool.js';
 import { splitSource } from '../../src/source/chunks.js';
-import { scanChunks, splitJoined, type ScannedChunk } from '../../src/pipeline/scan.js';
+import { scanChunks, type ScannedChunk } from '../../src/pipeline/scan.js';
 import { isOptoutError } from '../../src/errors.js';
 
-/** The worker function run in-process: the scan loop's ordering and carry logic is what is under test. */
-function inProcessPool(threads = 2): ChunkPool & { runs: number } {
-  const pool = {
+/** The worker functions run in-process: the scan loop's ordering and carry logic is what is under test. */
+function inProcessPool(threads = 2): ChunkPool {
+  return {
     threads,
-    runs: 0,
-    async run(task: Parameters<ChunkPool['run']>[0]) {
-      pool.runs++;
+    async run(task) {
       await new Promise((r) => setTimeout(r, Math.random() * 3));
       return processChunk(task);
     },
+    dedupBucket: async (task) => dedupBucket(task),
     destroy: async () => undefined,
   };
-  return pool;
 }
 
 async function* pieces(buf: Buffer, size: number): AsyncGenerator<Buffer> {
   for (let i = 0; i < buf.length; i += size) yield buf.subarray(i, i + size);
 }
 
-async function scanAll(file: Buffer, chunkBytes: number, pool = inProcessPool()): Promise<ScannedChunk[]> {
+const params = { delimiter: 44, eol: 'lf' as const, column: 0, maxRecordBytes: 1 << 20, bucketBits: 0 };
+
+async function scanAll(file: Buffer, chunkBytes: number): Promise<ScannedChunk[]> {
   const { header, chunks } = await splitSource(pieces(file, 97), { maxRecordBytes: 1 << 20, chunkBytes });
   const out: ScannedChunk[] = [];
-  for await (const s of scanChunks(chunks, pool, { delimiter: 44, eol: header.dialect.eol, column: 0, maxRecordBytes: 1 << 20, keyPrefix: '' },
-    { line: header.lines + 1, row: 0 })) out.push(s);
+  for await (const s of scanChunks(chunks, inProcessPool(), params, { line: header.lines + 1, row: 0 })) out.push(s);
   return out;
 }
+
+/** With one bucket, a chunk's bucket text is its valid keys in row order. */
+const keysOf = (s: ScannedChunk): string[] => (s.result.buckets[0] ?? '').split('\n').filter(Boolean);
 
 // Every third record has a quoted newline, so chunk cuts keep landing inside quoted fields.
 const records = Array.from({ length: 400 }, (_, i) => i % 3 === 0 ? `"user${i}@example.org","line one\nline two"` : `user${i}@example.org,plain`);
@@ -40,8 +42,7 @@ describe('scanChunks', () => {
   it('yields every record once, in order, when cuts fall inside quoted newlines', async () => {
     for (const chunkBytes of [64, 100, 257, 4096]) {
       const scanned = await scanAll(file, chunkBytes);
-      const keys = scanned.flatMap((s) => splitJoined(s.result.keys, s.result.hashes.length / 3));
-      expect(keys).toEqual(records.map((_, i) => `user${i}@example.org`));
+      expect(scanned.flatMap(keysOf)).toEqual(records.map((_, i) => `user${i}@example.org`));
       expect(scanned.reduce((n, s) => n + s.result.records, 0)).toBe(400);
       expect(scanned.at(-1)?.endOffset).toBe(file.length);
     }
@@ -59,9 +60,7 @@ describe('scanChunks', () => {
     const seen: string[] = [];
     const err = await (async () => {
       const { chunks } = await splitSource(pieces(broken, 50), { maxRecordBytes: 1 << 20, chunkBytes: 64 });
-      for await (const s of scanChunks(chunks, inProcessPool(), { delimiter: 44, eol: 'lf', column: 0, maxRecordBytes: 1 << 20, keyPrefix: '' }, { line: 2, row: 0 })) {
-        seen.push(...splitJoined(s.result.keys, s.result.hashes.length / 3));
-      }
+      for await (const s of scanChunks(chunks, inProcessPool(), params, { line: 2, row: 0 })) seen.push(...keysOf(s));
     })().catch((e: unknown) => e);
     expect(isOptoutError(err) && err.code).toBe('OPTOUT_ERR_CSV_PARSE');
     expect(isOptoutError(err) && err.location?.line).toBe(32);

@@ -26,7 +26,11 @@ function job(id: string, scope = '*'): JobRecord {
     id, kind: 'import', state: 'importing', scope, reason: 'unsubscribed', source: 'test', confirmed: 'yes', confirmedCount: null,
     fingerprint: { path: null, size: null, mtimeMs: null, column: null, delimiter: null, encoding: 'utf8', rejects: null },
     createdAt: now, updatedAt: now, finishedAt: null, resumedCount: 0,
-    checkpoint: { offset: 0, lines: 0, counts: emptyCounts(), rejectsBytes: 0, invalidUtf8: 0 }, error: null,
+    checkpoint: {
+      phase: 'merge', offset: 0, lines: 0, counts: emptyCounts(), rejectsBytes: 0, invalidUtf8: 0,
+      spool: { dir: '', bits: 4, lengths: [] }, bucket: 0,
+    },
+    error: null,
   };
 }
 

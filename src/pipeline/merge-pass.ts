@@ -1,0 +1,151 @@
+import type { KeyFilter } from '../dedup/bloom.js';
+import { OptoutError } from '../errors.js';
+import type { BucketResult } from '../normalize/chunk-task.js';
+import type { ChunkPool } from '../normalize/pool.js';
+import type { LevelStore } from '../store/level-store.js';
+import { encodeEntryValue, holdKeyOfEntry } from '../store/keys.js';
+import type { JobRecord } from '../store/jobs.js';
+import { splitJoined } from './scan.js';
+import type { BucketSpool } from './spool.js';
+import type { ImportCounts } from './stats.js';
+
+export interface MergeOptions {
+  spool: BucketSpool;
+  pool: ChunkPool;
+  store: LevelStore;
+  filter: KeyFilter;
+  /** Store key prefix of the scope (`e<scope>\0`). */
+  keyPrefix: string;
+  /** First bucket to process (a resumed import). */
+  startBucket: number;
+  /** Counts so far: rows, valid and invalid from reading, the rest from buckets done. */
+  counts: ImportCounts;
+  onBucket: (bucket: number, counts: ImportCounts) => void;
+  signal: AbortSignal | undefined;
+}
+
+interface Classified {
+  result: BucketResult;
+  keys: string[];
+  /** Per distinct key: true when the scope already holds it. */
+  present: boolean[];
+}
+
+/** Dedups buckets in the worker pool, a few ahead of the one being settled, in bucket order. */
+async function* dedupedBuckets(o: MergeOptions): AsyncGenerator<{ bucket: number; result: BucketResult }> {
+  const ahead = Math.max(2, o.pool.threads * 2);
+  const queue: Array<Promise<BucketResult>> = [];
+  let next = o.startBucket;
+  const fill = (): void => {
+    while (queue.length < ahead && next < o.spool.buckets) {
+      const p = o.pool.dedupBucket({ path: o.spool.path(next++), keyPrefix: o.keyPrefix });
+      p.catch(() => undefined);
+      queue.push(p);
+    }
+  };
+  fill();
+  for (let bucket = o.startBucket; bucket < o.spool.buckets; bucket++) {
+    if (o.signal?.aborted) throw new OptoutError('OPTOUT_ERR_ABORTED', 'The import was interrupted', { cause: o.signal.reason });
+    const result = await (queue.shift() as Promise<BucketResult>);
+    fill();
+    yield { bucket, result };
+  }
+}
+
+/** Looks up, in the store, only the keys the filter may have seen. */
+async function classify(result: BucketResult, o: MergeOptions): Promise<Classified> {
+  const n = result.hashes.length / 3;
+  const keys = splitJoined(result.keys, n);
+  const present = new Array<boolean>(n).fill(false);
+  const maybe: number[] = [];
+  const h = result.hashes;
+  for (let i = 0; i < n; i++) {
+    if (o.filter.mightContain(h[i * 3] as number, h[i * 3 + 1] as number)) maybe.push(i);
+  }
+  if (maybe.length > 0) {
+    const found = await o.store.getMany(maybe.map((i) => keys[i] as string));
+    maybe.forEach((i, j) => {
+      present[i] = found[j] !== undefined;
+    });
+  }
+  return { result, keys, present };
+}
+
+function tally(counts: ImportCounts, c: Classified): number {
+  const distinct = c.keys.length;
+  const already = c.present.reduce((n, p) => n + (p ? 1 : 0), 0);
+  counts.duplicates += c.result.lines - distinct;
+  counts.unique += distinct;
+  counts.alreadySuppressed += already;
+  counts.added += distinct - already;
+  return distinct - already;
+}
+
+/** The confirmation's count: what a write would report, with nothing written. */
+export async function countPass(o: MergeOptions): Promise<ImportCounts> {
+  const counts = { ...o.counts };
+  for await (const { bucket, result } of dedupedBuckets(o)) {
+    tally(counts, await classify(result, o));
+    o.onBucket(bucket, counts);
+  }
+  return counts;
+}
+
+/**
+ * The writing phase: one atomic LevelDB batch per bucket with its new entries, the holds of
+ * keys the scope already had, the per-scope counter and the job's checkpoint. While one batch
+ * is written (on libuv's thread pool), the next bucket is classified; buckets hold disjoint
+ * keys, so it cannot depend on the batch in flight. Batches are submitted one at a time, in order.
+ */
+export async function writeMergePass(o: MergeOptions, job: JobRecord, onDurable: (job: JobRecord) => void): Promise<JobRecord> {
+  const counts = { ...o.counts };
+  let inFlight: { write: Promise<void>; job: JobRecord } | undefined;
+  const settle = async (pending: { write: Promise<void>; job: JobRecord }): Promise<void> => {
+    await pending.write;
+    onDurable(pending.job);
+  };
+  try {
+    for await (const { bucket, result } of dedupedBuckets(o)) {
+      const c = await classify(result, o);
+      const batch = o.store.batch();
+      const addresses = new Map<number, string>();
+      const addressList = splitJoined(result.addresses, result.addressRows.length);
+      result.addressRows.forEach((row, j) => addresses.set(row, addressList[j] as string));
+      const h = result.hashes;
+      c.keys.forEach((key, i) => {
+        if (c.present[i]) {
+          batch.putHold(holdKeyOfEntry(key, job.id));
+        } else {
+          // In the filter before the batch is acknowledged: a check never sees a stored key as absent.
+          o.filter.add(h[i * 3] as number, h[i * 3 + 1] as number);
+          batch.putEntry(key, encodeEntryValue(job.id, addresses.get(i)));
+        }
+      });
+      const added = tally(counts, c);
+      try {
+        if (inFlight) await settle(inFlight);
+      } catch (err) {
+        await o.store.discardBatch(batch);
+        throw err;
+      }
+      inFlight = undefined;
+      job = {
+        ...job,
+        updatedAt: new Date().toISOString(),
+        checkpoint: { ...job.checkpoint, phase: 'merge', bucket: bucket + 1, counts: { ...counts } },
+      };
+      const write = o.store.commitBatch(batch, new Map([[job.scope, added]]), job);
+      // Awaited with the next bucket; until then a failure must not count as unhandled.
+      write.catch(() => undefined);
+      inFlight = { write, job };
+      o.onBucket(bucket, counts);
+    }
+    if (inFlight) await settle(inFlight);
+    inFlight = undefined;
+  } finally {
+    // Never leave a write running behind the caller's back; when failing, still report the last
+    // durable checkpoint, so the job record written on failure does not go back in time.
+    if (inFlight) await settle(inFlight).catch(() => undefined);
+  }
+  return job;
+}
