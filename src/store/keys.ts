@@ -4,24 +4,40 @@
  * prefixing and transcoding cost per key is measurable at that rate.
  *
  * ```
- * e<scope>\0<key>          entry: value = <jobId> or <jobId>\0<address> when the address differs from the key
- * h<scope>\0<key>\0<jobId> a job also holds a key that an earlier job had already stored
+ * e<scope>\0<h><key>          entry: value = <jobId> or <jobId>\0<address> when the address differs from the key
+ * h<scope>\0<h><key>\0<jobId> a job also holds a key that an earlier job had already stored
  * j<jobId padded>          job record (JSON), including its checkpoint
  * m<name>                  metadata (format version, policy, counters, generation)
  * ```
+ *
+ * `<h>` is the key's first hash (see dedup/hash.ts) as 8 hex digits. Entries of a scope are thus
+ * ordered by hash, and an import writes its spool buckets (which split keys by the same hash) in
+ * key order: LevelDB then ingests sorted data instead of random keys.
  *
  * Scopes are business unit ids (`[A-Za-z0-9_-]{1,64}`) or `*` for account-wide; neither can
  * contain `\0`, and keys cannot either (the address policy rejects control characters), so `\0`
  * is a safe separator that also sorts before every other character.
  */
 
+import { hashKeyTuple } from '../dedup/hash.js';
+
 export const ACCOUNT_WIDE = '*';
 export const UNIT_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 
 const SEP = '\u0000';
 
+/** The hash part of a key's store keys: its first hash, 8 hex digits, ordered like the number. */
+export function hashPart(h1: number): string {
+  return (HEX[(h1 >>> 24) & 0xff] as string) + (HEX[(h1 >>> 16) & 0xff] as string) +
+    (HEX[(h1 >>> 8) & 0xff] as string) + (HEX[h1 & 0xff] as string);
+}
+
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+
+const HASH_CHARS = 8;
+
 export function entryKey(scope: string, key: string): string {
-  return 'e' + scope + SEP + key;
+  return 'e' + scope + SEP + hashPart(hashKeyTuple(key)[0]) + key;
 }
 
 /** The range of every entry in one scope, for scans and exports. */
@@ -32,11 +48,7 @@ export function entryRange(scope?: string): { gt: string; lt: string } {
 /** Splits an entry key back into its scope and key. */
 export function parseEntryKey(dbKey: string): { scope: string; key: string } {
   const sep = dbKey.indexOf(SEP);
-  return { scope: dbKey.slice(1, sep), key: dbKey.slice(sep + 1) };
-}
-
-export function holdKey(scope: string, key: string, jobId: string): string {
-  return 'h' + scope + SEP + key + SEP + jobId;
+  return { scope: dbKey.slice(1, sep), key: dbKey.slice(sep + 1 + HASH_CHARS) };
 }
 
 /** The hold key for the key of an entry key (`e<scope>\0<key>`). */
@@ -44,7 +56,7 @@ export function holdKeyOfEntry(entryDbKey: string, jobId: string): string {
   return 'h' + entryDbKey.slice(1) + SEP + jobId;
 }
 
-/** What workers put before each key so that they hand back entry keys of this scope. */
+/** What workers put before each key's hash part so that they hand back entry keys of this scope. */
 export function entryKeyPrefix(scope: string): string {
   return 'e' + scope + SEP;
 }

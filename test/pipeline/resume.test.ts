@@ -12,6 +12,7 @@ import { writeList } from '../../bench/generate.js';
 import { dumpStore, parseJson, removeTempDirs, runCli, startCli, tempDir, type CliResult } from '../helpers.js';
 import type { ImportReport } from '../../src/report/summary.js';
 import type { StoreStats } from '../../src/cli/commands/stats.js';
+import { parseEntryKey } from '../../src/store/keys.js';
 
 const ROWS = 300_000;
 const SEED = 20_261_127;
@@ -203,7 +204,7 @@ describe('an interrupted import run again', () => {
     const s = await stats(dbB);
     expect(s.jobs).toHaveLength(1);
     expect(s.entries).toBeGreaterThan(0);
-    const stored = (await dumpStore(dbB)).filter(([k]) => k.startsWith('e*\u0000')).map(([k]) => k.slice(3));
+    const stored = (await dumpStore(dbB)).filter(([k]) => k.startsWith('e*\u0000')).map(([k]) => parseEntryKey(k).key);
     const rng2 = rng(SEED + 3);
     const sample = Array.from({ length: 5 }, () => stored[Math.floor(rng2() * stored.length)] as string);
     for (const email of sample) {
