@@ -106,6 +106,8 @@ export async function writeMergePass(o: MergeOptions, job: JobRecord, onDurable:
   };
   try {
     for await (const { bucket, result } of dedupedBuckets(o)) {
+      // An empty bucket needs no batch; a resumed run will find it empty again.
+      if (result.lines === 0) continue;
       const c = await classify(result, o);
       const batch = o.store.batch();
       const addresses = new Map<number, string>();
