@@ -37,7 +37,17 @@ const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'
 const HASH_CHARS = 8;
 
 export function entryKey(scope: string, key: string): string {
-  return 'e' + scope + SEP + hashPart(hashKeyTuple(key)[0]) + key;
+  return entryKeyOfHash(scope, hashKeyTuple(key)[0], key);
+}
+
+/** `entryKey` for a caller that already has the key's first hash. */
+export function entryKeyOfHash(scope: string, h1: number, key: string): string {
+  return 'e' + scope + SEP + hashPart(h1) + key;
+}
+
+/** Legal-basis decisions, in time order: `l<ms since epoch, 15 digits><sequence, 6 digits>`. */
+export function legalBasisKey(timeMs: number, seq: number): string {
+  return 'l' + String(timeMs).padStart(15, '0') + String(seq % 1e6).padStart(6, '0');
 }
 
 /** The range of every entry in one scope, for scans and exports. */

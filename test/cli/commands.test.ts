@@ -7,15 +7,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SAMPLE, errorCodes, parseJson, removeTempDirs, runCli, tempDir, type CliResult } from '../helpers.js';
 import type { StoreStats } from '../../src/cli/commands/stats.js';
+import type { Decision } from '../../src/check/rules.js';
 
-interface CheckJson {
-  address: string | null;
-  key: string | null;
-  eligible: boolean;
-  reason: string;
-  invalidReason?: string;
-  suppression?: { scope: string; jobId: string };
-}
+type CheckJson = Decision;
 
 interface NormalizeLine {
   input: string;
@@ -57,6 +51,16 @@ beforeAll(async () => {
 afterAll(removeTempDirs);
 
 describe('check', () => {
+  it('send types: sequences are blocked, one-to-one only with a legal basis, which is recorded', async () => {
+    expect((await checkJson('jane.doe@example.com', '--type', 'sequence')).json).toMatchObject({ eligible: false, reason: 'suppressed' });
+    const plain = await checkJson('jane.doe@example.com', '--type', 'one-to-one');
+    expect(plain.res.code).toBe(1);
+    const lawful = await checkJson('jane.doe@example.com', '--type', 'one-to-one', '--legal-basis', 'order 1234 delivery');
+    expect(lawful.res.code, lawful.res.stderr).toBe(0);
+    expect(lawful.json).toMatchObject({ eligible: true, reason: 'legal_basis', suppression: { scope: '*' } });
+    expect(errorCodes((await cli('check', 'jane.doe@example.com', '--type', 'bulk')).stderr)).toContain('OPTOUT_ERR_INVALID_OPTION');
+  });
+
   it('an account-wide suppression: exit 1 with address, key, eligible, reason and the scope', async () => {
     const { res, json } = await checkJson('  First.Last+Other@GoogleMail.com ');
     expect(res.code, res.stderr).toBe(1);
@@ -65,7 +69,7 @@ describe('check', () => {
       key: 'firstlast@gmail.com',
       eligible: false,
       reason: 'suppressed',
-      suppression: { scope: '*', jobId: '1' },
+      suppression: { scope: '*', jobId: '1', reason: 'unsubscribed', source: 'sample-optouts.csv', addedAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT/) as unknown as string },
     });
   });
 
@@ -88,7 +92,7 @@ describe('check', () => {
   it('a unit suppression applies in its unit only; account-wide ones in every unit', async () => {
     let r = await checkJson('unit.only@example.com', '--unit', 'A');
     expect(r.res.code).toBe(1);
-    expect(r.json.suppression).toEqual({ scope: 'A', jobId: '2' });
+    expect(r.json.suppression).toMatchObject({ scope: 'A', jobId: '2' });
     r = await checkJson('unit.only@example.com', '--unit', 'B');
     expect([r.res.code, r.json.eligible, r.json.reason]).toEqual([0, true, 'not_suppressed']);
     r = await checkJson('unit.only@example.com');
@@ -98,7 +102,7 @@ describe('check', () => {
     // In both scopes: the account-wide entry is the one reported.
     r = await checkJson('jane.doe@example.com', '--unit', 'A');
     expect(r.res.code).toBe(1);
-    expect(r.json.suppression).toEqual({ scope: '*', jobId: '1' });
+    expect(r.json.suppression).toMatchObject({ scope: '*', jobId: '1' });
     r = await checkJson('jane.doe@example.com', '--unit', 'B');
     expect(r.json.suppression?.scope).toBe('*');
   });

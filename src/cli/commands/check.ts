@@ -1,31 +1,43 @@
 import type { Command } from 'commander';
-import { checkAddress } from '../../check/check-address.js';
-import { normalizeUnit } from '../../options.js';
+import { Checker, normalizeCheckRequest, type CheckRequest } from '../../check/checker.js';
+import type { Decision, SendType } from '../../check/rules.js';
 import { LevelStore } from '../../store/level-store.js';
 import { dbOption } from '../args.js';
 
+function explain(d: Decision): string {
+  const scope = d.suppression?.scope === '*' ? 'account-wide' : `in unit ${d.suppression?.scope}`;
+  const origin = d.suppression ? `${d.suppression.reason}, ${d.suppression.source}, job ${d.suppression.jobId}` : '';
+  switch (d.reason) {
+    case 'invalid_address': return `invalid address (${d.invalidReason})`;
+    case 'suppressed': return `suppressed ${scope} (${origin})`;
+    case 'legal_basis': return `suppressed ${scope} (${origin}); allowed one-to-one on the legal basis given, recorded`;
+    case 'unavailable': return 'the store could not answer';
+    default: return 'not suppressed';
+  }
+}
+
 export function registerCheck(program: Command): void {
   program.command('check <email>')
-    .description('may marketing email be sent to this address? exit 0 if eligible, 1 if not')
+    .description('may this email be sent to this address? exit 0 if eligible, 1 if not')
     .option('--unit <id>', 'business unit (default: account-wide suppressions only)')
+    .option('--type <type>', 'marketing, sequence or one-to-one', 'marketing')
+    .option('--legal-basis <text>', 'for a one-to-one send to a suppressed address: why it is lawful (recorded)')
     .option('--json', 'print the decision as JSON')
-    .action(async (email: string, flags: { unit?: string; json?: boolean }, cmd: Command) => {
-      const unit = flags.unit === undefined ? undefined : normalizeUnit(flags.unit);
+    .action(async (email: string, flags: { unit?: string; type: string; legalBasis?: string; json?: boolean }, cmd: Command) => {
+      const req: CheckRequest = { email, unit: flags.unit, type: flags.type as SendType, legalBasis: flags.legalBasis, caller: 'cli' };
+      normalizeCheckRequest(req);
       const store = await LevelStore.open(dbOption(cmd), { purpose: 'optout check' });
-      let result;
+      let decision: Decision;
       try {
-        result = await checkAddress(store, email, unit);
+        // One check: reading the store directly beats loading the whole key filter first.
+        const checker = new Checker(store, undefined);
+        decision = checker.decide(req);
+        await checker.record(req, decision);
       } finally {
         await store.close();
       }
-      if (flags.json) {
-        process.stdout.write(JSON.stringify(result) + '\n');
-      } else {
-        const why = result.reason === 'invalid_address' ? `invalid address (${result.invalidReason})`
-          : result.reason === 'suppressed' ? `suppressed ${result.suppression?.scope === '*' ? 'account-wide' : `in unit ${result.suppression?.scope}`} (job ${result.suppression?.jobId})`
-          : 'not suppressed';
-        process.stdout.write(`${result.eligible ? 'eligible' : 'not eligible'}: ${result.address ?? email} (${why})\n`);
-      }
-      process.exitCode = result.eligible ? 0 : 1;
+      if (flags.json) process.stdout.write(JSON.stringify(decision) + '\n');
+      else process.stdout.write(`${decision.eligible ? 'eligible' : 'not eligible'}: ${decision.address ?? email} (${explain(decision)})\n`);
+      process.exitCode = decision.eligible ? 0 : 1;
     });
 }

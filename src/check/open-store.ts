@@ -1,0 +1,44 @@
+import { LevelStore } from '../store/level-store.js';
+import { defaultDb } from '../options.js';
+import { Checker, type CheckRequest } from './checker.js';
+import type { Decision } from './rules.js';
+
+/** An opened store, ready to answer eligibility checks. */
+export interface OptoutStore {
+  readonly store: LevelStore;
+  /** One decision; a legal-basis decision is recorded before it is returned. */
+  check(req: CheckRequest): Promise<Decision>;
+  /** Decisions in input order. */
+  checkMany(reqs: readonly CheckRequest[]): Promise<Decision[]>;
+  close(): Promise<void>;
+}
+
+/**
+ * Opens a store for checks: the key filter is loaded (from its snapshot, or rebuilt from the
+ * entries) before this resolves, so every check sees every stored key.
+ * @param dir @default `$OPTOUT_DB` or `./optout-db`
+ */
+export async function openStore(dir: string = defaultDb(), options: { purpose?: string } = {}): Promise<OptoutStore> {
+  const store = await LevelStore.open(dir, { purpose: options.purpose ?? 'optout library' });
+  let checker: Checker;
+  try {
+    checker = new Checker(store, await store.filter());
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+  return {
+    store,
+    async check(req) {
+      const d = checker.decide(req);
+      await checker.record(req, d);
+      return d;
+    },
+    async checkMany(reqs) {
+      const decisions = reqs.map((r) => checker.decide(r));
+      await Promise.all(reqs.map((r, i) => checker.record(r, decisions[i] as Decision)));
+      return decisions;
+    },
+    close: () => store.close(),
+  };
+}

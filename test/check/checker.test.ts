@@ -1,0 +1,111 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openStore, type OptoutStore } from '../../src/check/open-store.js';
+import { Checker } from '../../src/check/checker.js';
+import { LevelStore } from '../../src/store/level-store.js';
+import { encodeEntryValue, entryKey } from '../../src/store/keys.js';
+import { hashKeyTuple } from '../../src/dedup/hash.js';
+import { emptyCounts } from '../../src/pipeline/stats.js';
+import { isOptoutError } from '../../src/errors.js';
+
+let dir: string;
+let opened: OptoutStore;
+
+/** A store with `all@x.org` suppressed account-wide and `unit@x.org` in unit A only, as imports leave them. */
+async function seed(path: string): Promise<void> {
+  const store = await LevelStore.open(path);
+  const filter = await store.filter();
+  const now = new Date().toISOString();
+  for (const [scope, key, id] of [['*', 'all@x.org', '1'], ['A', 'unit@x.org', '2']] as const) {
+    const job = await store.createJob({
+      kind: 'import', state: 'completed', scope, reason: scope === '*' ? 'complaint' : 'unsubscribed', source: `list-${id}.csv`,
+      fingerprint: { path: null, size: null, mtimeMs: null, column: null, delimiter: null, encoding: 'utf8', rejects: null },
+      confirmed: 'yes', confirmedCount: null, createdAt: now, updatedAt: now, finishedAt: now, resumedCount: 0,
+      checkpoint: { phase: 'merge', offset: 0, lines: 0, counts: emptyCounts(), rejectsBytes: 0, invalidUtf8: 0, spool: { dir: '', bits: 4, lengths: [] }, bucket: 0 },
+      error: null,
+    });
+    expect(job.id).toBe(id);
+    const [h1, h2] = hashKeyTuple(key);
+    filter.add(h1, h2);
+    const batch = store.batch();
+    batch.putEntry(entryKey(scope, key), encodeEntryValue(id, undefined));
+    await store.commitBatch(batch, new Map([[scope, 1]]), job);
+  }
+  await store.close();
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'optout-checker-'));
+  await seed(dir);
+  opened = await openStore(dir);
+});
+afterAll(async () => {
+  await opened.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('openStore().check', () => {
+  it('applies account-wide suppressions in every unit, unit ones in their unit only', async () => {
+    expect(await opened.check({ email: 'ALL@x.org' })).toMatchObject({ eligible: false, reason: 'suppressed', suppression: { scope: '*', reason: 'complaint', source: 'list-1.csv', jobId: '1' } });
+    expect((await opened.check({ email: 'all@x.org', unit: 'B' })).eligible).toBe(false);
+    expect(await opened.check({ email: 'unit@x.org', unit: 'A' })).toMatchObject({ eligible: false, suppression: { scope: 'A' } });
+    expect(await opened.check({ email: 'unit@x.org', unit: 'B' })).toMatchObject({ eligible: true, reason: 'not_suppressed' });
+    expect(await opened.check({ email: 'unit@x.org' })).toMatchObject({ eligible: true, reason: 'not_suppressed' });
+    expect(await opened.check({ email: 'unit+tag@x.org', unit: 'A' })).toMatchObject({ eligible: false, address: 'unit+tag@x.org', key: 'unit@x.org' });
+  });
+
+  it('never lets an invalid address through, with the policy code', async () => {
+    expect(await opened.check({ email: 'not an address' })).toEqual({ address: null, key: null, eligible: false, reason: 'invalid_address', invalidReason: 'INVALID_CHARACTER' });
+  });
+
+  it('allows one-to-one with a legal basis and records the decision', async () => {
+    const before = await legalRecords();
+    const d = await opened.check({ email: 'all@x.org', type: 'one-to-one', legalBasis: 'invoice 77', caller: 'key-1' });
+    expect(d).toMatchObject({ eligible: true, reason: 'legal_basis' });
+    expect(await opened.check({ email: 'all@x.org', type: 'one-to-one' })).toMatchObject({ eligible: false, reason: 'suppressed' });
+    const after = await legalRecords();
+    expect(after.length).toBe(before.length + 1);
+    expect(JSON.parse(after.at(-1) as string)).toMatchObject({ key: 'all@x.org', unit: null, type: 'one-to-one', basis: 'invoice 77', caller: 'key-1' });
+  });
+
+  it('answers checkMany in input order', async () => {
+    const emails = ['fresh@x.org', 'all@x.org', 'bad', 'unit@x.org', 'ALL@X.ORG'];
+    const ds = await opened.checkMany(emails.map((email) => ({ email, unit: 'A' })));
+    expect(ds.map((d) => d.eligible)).toEqual([true, false, false, false, false]);
+    expect(ds.map((d) => d.reason)).toEqual(['not_suppressed', 'suppressed', 'invalid_address', 'suppressed', 'suppressed']);
+  });
+
+  it('rejects bad options with OPTOUT_ERR_INVALID_OPTION', async () => {
+    for (const req of [{ email: 'a@x.org', unit: 'bad unit' }, { email: 'a@x.org', type: 'bulk' as never }, { email: 42 as never }]) {
+      const err = await opened.check(req).catch((e: unknown) => e);
+      expect(isOptoutError(err) && err.code).toBe('OPTOUT_ERR_INVALID_OPTION');
+    }
+  });
+});
+
+describe('Checker', () => {
+  it('fails closed: a store that cannot answer gives "unavailable", never eligible', async () => {
+    const other = mkdtempSync(join(tmpdir(), 'optout-checker-closed-'));
+    try {
+      await seed(other);
+      const store = await LevelStore.open(other);
+      const checker = new Checker(store, await store.filter());
+      expect(checker.decide({ email: 'all@x.org' }).eligible).toBe(false);
+      await store.close();
+      // Closed store: a possible filter hit cannot be settled.
+      expect(checker.decide({ email: 'all@x.org' })).toMatchObject({ eligible: false, reason: 'unavailable' });
+      // Without a filter every check reads the store, so even a never-seen address fails closed.
+      expect(new Checker(store, undefined).decide({ email: 'fresh@x.org' })).toMatchObject({ eligible: false, reason: 'unavailable' });
+    } finally {
+      rmSync(other, { recursive: true, force: true });
+    }
+  });
+});
+
+async function legalRecords(): Promise<string[]> {
+  const out: string[] = [];
+  for await (const v of opened.store.db.values({ gt: 'l', lt: 'm' })) out.push(v);
+  return out;
+}
