@@ -238,11 +238,13 @@ export async function runImport(input: ImportOptions): Promise<ImportReport> {
           bucket: 0,
         },
         error: null,
+      }, (j) => {
+        // The spool is in place under the job's name before the job record exists: a job in
+        // the writing phase always finds its complete spool.
+        const dir = analysisSpool ? adopt(analysisSpool, spoolRoot, j.id) : join(spoolRoot, `job-${j.id}`);
+        analysisSpool = undefined;
+        return { ...j, checkpoint: { ...j.checkpoint, spool: { ...j.checkpoint.spool, dir } } };
       });
-      const dir = analysisSpool ? adopt(analysisSpool, spoolRoot, job.id) : join(spoolRoot, `job-${job.id}`);
-      analysisSpool = undefined;
-      job = { ...job, checkpoint: { ...job.checkpoint, spool: { ...job.checkpoint.spool, dir } } };
-      await store.putJob(job);
     } else {
       if (analysisSpool) {
         analysisSpool.remove();

@@ -57,11 +57,15 @@ export class BucketSpool {
     return lengths;
   }
 
-  /** Cuts every file back to a checkpoint's lengths (a resumed import). */
+  /**
+   * Cuts every file back to a checkpoint's lengths (a resumed import); a bucket the checkpoint
+   * does not list (none, before the first checkpoint) is cut to empty.
+   */
   truncateTo(lengths: readonly number[]): void {
-    lengths.forEach((len, b) => {
+    for (let b = 0; b < this.buckets; b++) {
+      const len = lengths[b] ?? 0;
       if (this.#length(b) > len) truncateSync(this.path(b), len);
-    });
+    }
   }
 
   remove(): void {

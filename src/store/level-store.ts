@@ -217,11 +217,14 @@ export class LevelStore {
     for (const [scope, n] of nextCounts) this.#counts.set(scope, n);
   }
 
-  /** Stores a new job under the next job id; the id and the record are written together. */
-  async createJob(fields: Omit<JobRecord, 'id'>): Promise<JobRecord> {
+  /**
+   * Stores a new job under the next job id; the id and the record are written together.
+   * `complete` fills what depends on the id, before anything is written.
+   */
+  async createJob(fields: Omit<JobRecord, 'id'>, complete: (job: JobRecord) => JobRecord = (j) => j): Promise<JobRecord> {
     this.#assertOpen();
     const id = String(Number((await this.db.get(metaKey('jobseq'))) ?? 0) + 1);
-    const job: JobRecord = { id, ...fields };
+    const job = complete({ id, ...fields });
     await this.db.batch([
       { type: 'put', key: metaKey('jobseq'), value: id },
       { type: 'put', key: jobKey(id), value: JSON.stringify(job) },

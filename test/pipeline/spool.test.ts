@@ -30,6 +30,9 @@ describe('BucketSpool', () => {
     expect(readFileSync(spool.path(0), 'utf8')).toBe('a@x.org\n');
     expect(readFileSync(spool.path(1), 'utf8')).toBe('');
     expect(spool.flush()).toEqual(lengths);
+    // A crash before the first checkpoint: nothing written so far counts.
+    spool.truncateTo([]);
+    expect(spool.flush()).toEqual([0, 0, 0, 0]);
   });
 
   it('picks more buckets for more keys, within bounds', () => {
