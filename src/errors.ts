@@ -17,6 +17,16 @@ export const ERROR_CODES = {
   OPTOUT_ERR_STORE: 'The store failed to read or write',
   OPTOUT_ERR_WORKER: 'A parsing worker failed',
   OPTOUT_ERR_ABORTED: 'The operation was aborted',
+  OPTOUT_ERR_INTERNAL: 'An unexpected failure (a bug): please report it',
+  OPTOUT_ERR_UNAUTHORIZED: 'HTTP: the API key is missing, unknown or revoked',
+  OPTOUT_ERR_FORBIDDEN: 'HTTP: the API key may not do this (scope or unit)',
+  OPTOUT_ERR_RATE_LIMITED: "HTTP: the API key's rate limit is exceeded",
+  OPTOUT_ERR_PAYLOAD_TOO_LARGE: 'HTTP: the body or the batch is too large',
+  OPTOUT_ERR_NOT_READY: 'HTTP: the store or its key filter is not ready yet',
+  OPTOUT_ERR_INVALID_JSON: 'HTTP: the body is not valid JSON',
+  OPTOUT_ERR_UNSUPPORTED_MEDIA_TYPE: 'HTTP: the body is not application/json',
+  OPTOUT_ERR_NOT_FOUND: 'HTTP: no such route',
+  OPTOUT_ERR_BAD_REQUEST: 'HTTP: a malformed request',
 } as const;
 
 export type OptoutErrorCode = keyof typeof ERROR_CODES;

@@ -8,3 +8,5 @@ export { Checker, type CheckRequest, type LegalBasisRecord } from './check/check
 export { decide, SEND_TYPES, type SendType, type Decision, type DecisionReason, type SuppressionInfo } from './check/rules.js';
 export { normalizeEmail, POLICY_VERSION, ADDRESS_REASONS, type AddressReason, type NormalizedAddress } from './policy/email.js';
 export { OptoutError, isOptoutError, ERROR_CODES, type OptoutErrorCode, type ErrorLocation } from './errors.js';
+export { createServer, MAX_BATCH, type ServerOptions, type OptoutServer } from './api/server.js';
+export { createKey, listKeys, revokeKey, type KeyRecord, type KeyScope } from './auth/api-keys.js';

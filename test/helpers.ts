@@ -157,3 +157,18 @@ export async function waitForFile(path: string, timeoutMs = 20_000, everyMs = 10
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }
+
+/** Starts a server on a free loopback port; returns its base URL. */
+export async function listenOnLoopback(app: { listen(o: { host: string; port: number }): Promise<unknown>; server: { address(): unknown } }): Promise<string> {
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  return `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
+}
+
+/** The `code` of a JSON error body, or undefined when the body is not JSON. */
+export function codeOf(text: string): unknown {
+  try {
+    return (JSON.parse(text) as Record<string, unknown>)['code'];
+  } catch {
+    return undefined;
+  }
+}

@@ -5,6 +5,8 @@ import { registerImport } from './commands/import.js';
 import { registerCheck } from './commands/check.js';
 import { registerNormalize } from './commands/normalize.js';
 import { registerStats } from './commands/stats.js';
+import { registerServe } from './commands/serve.js';
+import { registerKeys } from './commands/keys.js';
 
 /** Builds the command tree; exported so tests and embedders can run commands in-process. */
 export function buildProgram(): Command {
@@ -17,6 +19,8 @@ export function buildProgram(): Command {
   registerCheck(program);
   registerNormalize(program);
   registerStats(program);
+  registerServe(program);
+  registerKeys(program);
   return program;
 }
 

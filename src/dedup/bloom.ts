@@ -159,12 +159,15 @@ export class BloomFilter {
 
   add(h1: number, h2: number): void {
     const words = this.words;
-    // Multiply-shift maps h1 onto [0, blocks) without a power-of-two size; the float product
+    // Multiply-shift maps h2 onto [0, blocks) without a power-of-two size; the float product
     // stays below blocks * 2^32 even when rounded, so the floor is always a valid block.
-    const base = Math.floor((h1 >>> 0) * this.blocks * TWO_POW_NEG_32) * BLOCK_WORDS;
-    // The low half of h1 barely moves the block choice, so it goes into the probe sequence.
-    const inc = ((h1 << 16) | (h1 >>> 16) | 1) | 0;
-    let x = h2 | 0;
+    // The block comes from h2, not h1: imports add keys in h1 order (the store's order), and a
+    // layer that fills up part-way through would otherwise hold keys of a few blocks only
+    // (measured: 10% false positives instead of 0.05%).
+    const base = Math.floor((h2 >>> 0) * this.blocks * TWO_POW_NEG_32) * BLOCK_WORDS;
+    // The low half of h2 barely moves the block choice, so it goes into the probe sequence.
+    const inc = ((h2 << 16) | (h2 >>> 16) | 1) | 0;
+    let x = h1 | 0;
     for (let i = this.k; i > 0; i--) {
       x = (Math.imul(x, LCG_MUL) + inc) | 0;
       const bit = x >>> 23;
@@ -176,9 +179,9 @@ export class BloomFilter {
 
   mightContain(h1: number, h2: number): boolean {
     const words = this.words;
-    const base = Math.floor((h1 >>> 0) * this.blocks * TWO_POW_NEG_32) * BLOCK_WORDS;
-    const inc = ((h1 << 16) | (h1 >>> 16) | 1) | 0;
-    let x = h2 | 0;
+    const base = Math.floor((h2 >>> 0) * this.blocks * TWO_POW_NEG_32) * BLOCK_WORDS;
+    const inc = ((h2 << 16) | (h2 >>> 16) | 1) | 0;
+    let x = h1 | 0;
     for (let i = this.k; i > 0; i--) {
       x = (Math.imul(x, LCG_MUL) + inc) | 0;
       const bit = x >>> 23;
@@ -414,7 +417,8 @@ export class KeyFilter {
 }
 
 const MAGIC = 'OOKF';
-const FORMAT_VERSION = 1;
+/** 2: the block comes from h2 (version 1 took it from h1); older snapshots are rebuilt. */
+const FORMAT_VERSION = 2;
 const HEADER_BYTES = 24;
 const LAYER_BYTES = 32;
 const CRC_BYTES = 4;

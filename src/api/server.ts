@@ -1,0 +1,260 @@
+/**
+ * The HTTP API over an opened store. Built on fastify (v5) because it gives, without code of our
+ * own, what an API facing the network must have: JSON-schema validation of queries and bodies,
+ * a body size limit enforced while reading, connection/request/keep-alive timeouts, hooks that
+ * run before the body is even parsed (authentication here), and a fast JSON serializer.
+ *
+ * Order of the checks on every eligibility request, so that nothing about the list leaks to a
+ * caller who is not allowed to ask (no membership oracle):
+ * readiness (503) -> key (401) -> scope (403) -> rate limit (429) -> body and parameters
+ * (413/415/400) -> unit binding (403) -> lookup.
+ *
+ * Store failures: a decision of reason `unavailable` (the store could not answer) is sent as a
+ * 503 `OPTOUT_ERR_STORE` for the whole request, batch included, with no decisions at all.
+ * A client that treats any non-2xx as "do not send" thus fails closed, and no client can mistake
+ * a partial batch for an answer.
+ */
+import { fastify, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { CheckRequest } from '../check/checker.js';
+import type { OptoutStore } from '../check/open-store.js';
+import type { Decision, SendType } from '../check/rules.js';
+import { KeyRing, type KeyRecord, type KeyScope } from '../auth/api-keys.js';
+import { ApiError, toApiError } from './errors.js';
+
+export const MAX_BATCH = 10_000;
+
+export interface ServerOptions {
+  /** The store, or a promise of it: until it resolves, /readyz and the API answer 503. */
+  store: OptoutStore | Promise<OptoutStore>;
+  /** fastify's request log on stdout. @default false */
+  logger?: boolean;
+}
+
+/** A server with its readiness exposed, for embedders and tests. */
+export type OptoutServer = FastifyInstance & { readonly optoutReady: boolean };
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    apiKey?: KeyRecord;
+  }
+}
+
+interface EligibilityQuery { email: string; unit?: string; type?: SendType; legalBasis?: string }
+interface EligibilityBody { emails: string[]; unit?: string; type?: SendType; legalBasis?: string }
+
+const OPTIONS_SCHEMA = {
+  unit: { type: 'string', maxLength: 64 },
+  type: { type: 'string', enum: ['marketing', 'sequence', 'one-to-one'] },
+  legalBasis: { type: 'string', maxLength: 500 },
+} as const;
+
+/** Generous for an address (254 octets) with spaces, a display name or `mailto:` around it. */
+const MAX_EMAIL_CHARS = 1024;
+
+/**
+ * 10,000 addresses of the longest legal size (254 octets, quoted, comma) take about 2.6 MB of
+ * JSON; the POST route accepts that and no more, every other route 64 KiB.
+ */
+const BATCH_BODY_LIMIT = 3 * 1024 * 1024;
+const DEFAULT_BODY_LIMIT = 64 * 1024;
+
+/** Per-key token buckets: `rateLimit` tokens a second, bursts of up to one second's worth. */
+class RateLimiter {
+  readonly #buckets = new Map<string, { tokens: number; at: number }>();
+
+  /** Seconds to wait before retrying, or 0 when the request may go. */
+  take(id: string, rate: number, now = performance.now()): number {
+    let b = this.#buckets.get(id);
+    if (b === undefined) {
+      b = { tokens: rate, at: now };
+      this.#buckets.set(id, b);
+    }
+    b.tokens = Math.min(rate, b.tokens + ((now - b.at) / 1000) * rate);
+    b.at = now;
+    if (b.tokens >= 1) {
+      b.tokens -= 1;
+      return 0;
+    }
+    return Math.max(1, Math.ceil((1 - b.tokens) / rate));
+  }
+}
+
+export function createServer(options: ServerOptions): OptoutServer {
+  const app = fastify({
+    logger: options.logger ?? false,
+    bodyLimit: DEFAULT_BODY_LIMIT,
+    // Idle sockets, slow request bodies and idle keep-alive connections must not pin resources.
+    connectionTimeout: 60_000,
+    requestTimeout: 30_000,
+    keepAliveTimeout: 65_000,
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+    // No type coercion and no silent dropping of unknown fields: `emails: [5]` or a misspelt
+    // `units=emea` must be a 400, not a check of something else (a dropped unit would check
+    // account-wide only and could answer eligible for an address suppressed in that unit).
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false } },
+  });
+  // Slowloris: the headers of a request must arrive quickly.
+  app.server.headersTimeout = 10_000;
+  // Bodies are JSON only: a text body would otherwise reach validation and read as a bad parameter.
+  app.removeContentTypeParser('text/plain');
+
+  let store: OptoutStore | undefined;
+  let keys: KeyRing | undefined;
+  let failed: unknown;
+  const bind = (s: OptoutStore): void => {
+    keys = new KeyRing(s.store);
+    store = s;
+  };
+  if (options.store instanceof Promise) {
+    // The server must not crash on a store that never opens: /readyz keeps saying 503.
+    options.store.then(bind).catch((err: unknown) => {
+      failed = err;
+      app.log.error(err);
+    });
+  } else {
+    // openStore resolves only once the filter is loaded: a server made from its result is ready.
+    bind(options.store);
+  }
+
+  const isReady = (): boolean => store !== undefined && store.store.db.status === 'open';
+  Object.defineProperty(app, 'optoutReady', { get: isReady, enumerable: false });
+
+  // Metrics in a registry of this server's own, so that several servers (tests) do not collide.
+  const registry = new Registry();
+  const requests = new Counter({
+    name: 'optout_http_requests_total', help: 'HTTP requests answered, by route, method and status',
+    labelNames: ['route', 'method', 'status'] as const, registers: [registry],
+  });
+  const latency = new Histogram({
+    name: 'optout_http_request_duration_seconds', help: 'Time to answer an HTTP request, by route',
+    labelNames: ['route'] as const, registers: [registry],
+    buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+  });
+  const checks = new Counter({
+    name: 'optout_checks_total', help: 'Eligibility decisions, by reason',
+    labelNames: ['reason'] as const, registers: [registry],
+  });
+  new Gauge({
+    name: 'optout_store_entries', help: 'Suppression entries in the store, all scopes',
+    registers: [registry],
+    collect() {
+      if (store !== undefined) this.set(store.store.totalEntries());
+    },
+  });
+
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    requests.inc({ route, method: request.method, status: String(reply.statusCode) });
+    latency.observe({ route }, reply.elapsedTime / 1000);
+  });
+
+  app.setErrorHandler(async (err, _request, reply) => {
+    const api = toApiError(err);
+    if (api.code === 'OPTOUT_ERR_INTERNAL') app.log.error(err);
+    void reply.code(api.status).headers(api.headers);
+    return { code: api.code, message: api.message };
+  });
+  app.setNotFoundHandler(async (request, reply) => {
+    void reply.code(404);
+    return { code: 'OPTOUT_ERR_NOT_FOUND', message: `No route ${request.method} ${request.url.split('?')[0] ?? ''}` };
+  });
+
+  const limiter = new RateLimiter();
+
+  /** onRequest hook: runs before the body is read, so nothing about the request is looked at first. */
+  function guard(scope: KeyScope) {
+    return async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
+      if (!isReady() || keys === undefined) throw new ApiError('OPTOUT_ERR_NOT_READY', 'The store is not ready');
+      const header = request.headers.authorization;
+      const match = header === undefined ? null : /^Bearer[ ]+(\S+)[ ]*$/i.exec(header);
+      const key = match?.[1] === undefined ? undefined : keys.verify(match[1]);
+      if (key === undefined) {
+        // One answer for a missing, malformed, unknown or revoked key.
+        void reply.header('www-authenticate', 'Bearer');
+        throw new ApiError('OPTOUT_ERR_UNAUTHORIZED', 'A valid API key is required (Authorization: Bearer <key>)');
+      }
+      if (scope === 'admin' && key.scope !== 'admin') throw new ApiError('OPTOUT_ERR_FORBIDDEN', 'This key may not use this route');
+      if (key.rateLimit !== null) {
+        const wait = limiter.take(key.id, key.rateLimit);
+        if (wait > 0) throw new ApiError('OPTOUT_ERR_RATE_LIMITED', `Rate limit of ${key.rateLimit}/s exceeded`, { 'retry-after': String(wait) });
+      }
+      request.apiKey = key;
+    };
+  }
+
+  /**
+   * A unit-bound key may only ask about its own unit. Asking with no unit (account-wide only)
+   * is refused too: it would answer about suppressions outside the key's unit.
+   */
+  function assertUnit(request: FastifyRequest, unit: string | undefined): void {
+    const bound = request.apiKey?.unit ?? null;
+    if (bound !== null && unit !== bound) throw new ApiError('OPTOUT_ERR_FORBIDDEN', `This key may only ask about unit ${bound}`);
+  }
+
+  function failClosed(decisions: readonly Decision[]): void {
+    for (const d of decisions) checks.inc({ reason: d.reason });
+    if (decisions.some((d) => d.reason === 'unavailable')) throw new ApiError('OPTOUT_ERR_STORE', 'The store could not answer');
+  }
+
+  const current = (): OptoutStore => {
+    if (store === undefined) throw new ApiError('OPTOUT_ERR_NOT_READY', 'The store is not ready');
+    return store;
+  };
+
+  app.get<{ Querystring: EligibilityQuery }>('/v1/eligibility', {
+    onRequest: guard('check'),
+    schema: {
+      querystring: {
+        type: 'object', required: ['email'], additionalProperties: false,
+        properties: { email: { type: 'string', maxLength: MAX_EMAIL_CHARS }, ...OPTIONS_SCHEMA },
+      },
+    },
+  }, async (request) => {
+    const q = request.query;
+    assertUnit(request, q.unit);
+    const req: CheckRequest = { email: q.email, unit: q.unit, type: q.type, legalBasis: q.legalBasis, caller: `key:${request.apiKey?.id ?? '?'}` };
+    const decision = await current().check(req);
+    failClosed([decision]);
+    return decision;
+  });
+
+  app.post<{ Body: EligibilityBody }>('/v1/eligibility', {
+    onRequest: guard('check'),
+    bodyLimit: BATCH_BODY_LIMIT,
+    schema: {
+      body: {
+        type: 'object', required: ['emails'], additionalProperties: false,
+        properties: { emails: { type: 'array', items: { type: 'string', maxLength: MAX_EMAIL_CHARS } }, ...OPTIONS_SCHEMA },
+      },
+    },
+  }, async (request) => {
+    const b = request.body;
+    if (b.emails.length > MAX_BATCH) {
+      throw new ApiError('OPTOUT_ERR_PAYLOAD_TOO_LARGE', `At most ${MAX_BATCH} emails a request, got ${b.emails.length}`);
+    }
+    assertUnit(request, b.unit);
+    const caller = `key:${request.apiKey?.id ?? '?'}`;
+    const results = await current().checkMany(b.emails.map((email) => ({ email, unit: b.unit, type: b.type, legalBasis: b.legalBasis, caller })));
+    failClosed(results);
+    return { results };
+  });
+
+  app.get('/healthz', async () => ({ status: 'ok' }));
+
+  app.get('/readyz', async (_request, reply) => {
+    if (isReady()) return { status: 'ready' };
+    void reply.code(503);
+    return failed === undefined
+      ? { code: 'OPTOUT_ERR_NOT_READY', message: 'The store is loading' }
+      : { code: 'OPTOUT_ERR_NOT_READY', message: 'The store failed to open' };
+  });
+
+  app.get('/metrics', { onRequest: guard('admin') }, async (_request, reply) => {
+    void reply.type(registry.contentType);
+    return registry.metrics();
+  });
+
+  return app as unknown as OptoutServer;
+}

@@ -1,0 +1,159 @@
+/**
+ * API keys for the HTTP API, kept in the store's LevelDB under the prefix `k` (the other
+ * prefixes are e, h, j, l, m; see store/keys.ts):
+ *
+ * ```
+ * k<id>   key record (JSON): id, SHA-256 of the secret, unit, scope, rate limit, dates
+ * ```
+ *
+ * A key reads `oo_<id>_<secret>`: the id (hex, no `_`) finds the record without scanning, and
+ * only the secret's hash is stored, so a copy of the store does not leak usable keys. The whole
+ * presented key is hashed and compared in constant time, so a wrong secret for a known id takes
+ * as long to reject as a right one takes to accept.
+ */
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { ClassicLevel } from 'classic-level';
+import { OptoutError, describeValue } from '../errors.js';
+import { UNIT_ID_PATTERN } from '../store/keys.js';
+
+export type KeyScope = 'check' | 'admin';
+export const KEY_SCOPES: readonly KeyScope[] = ['check', 'admin'];
+
+/** A key as listed: everything but its secret and hash. */
+export interface KeyRecord {
+  id: string;
+  /** The only unit the key may ask about; null for every unit. */
+  unit: string | null;
+  scope: KeyScope;
+  /** Requests per second; null for no limit. */
+  rateLimit: number | null;
+  createdAt: string;
+  revokedAt: string | null;
+}
+
+interface StoredKey extends KeyRecord {
+  /** SHA-256 of the whole key, hex. */
+  hash: string;
+}
+
+/** Anything with the store's LevelDB: a LevelStore, or `openStore(...).store`. */
+export interface KeyStore {
+  readonly db: ClassicLevel<string, string>;
+}
+
+export interface CreateKeyOptions {
+  unit?: string | undefined;
+  scope: KeyScope;
+  rateLimit?: number | undefined;
+}
+
+const PREFIX = 'oo_';
+const KEY_RANGE = { gt: 'k', lt: 'l' } as const;
+const ID_PATTERN = /^[0-9a-f]{16}$/;
+
+function recordKey(id: string): string {
+  return 'k' + id;
+}
+
+function hashOf(presented: string): string {
+  return createHash('sha256').update(presented, 'utf8').digest('hex');
+}
+
+function publicRecord(s: StoredKey): KeyRecord {
+  return { id: s.id, unit: s.unit, scope: s.scope, rateLimit: s.rateLimit, createdAt: s.createdAt, revokedAt: s.revokedAt };
+}
+
+/** Creates a key; the returned `key` is the only time the secret exists outside the caller. */
+export async function createKey(store: KeyStore, options: CreateKeyOptions): Promise<{ id: string; key: string; record: KeyRecord }> {
+  if (!KEY_SCOPES.includes(options.scope)) {
+    throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `Expected \`scope\` to be one of ${KEY_SCOPES.join(', ')}, got ${describeValue(options.scope)}`);
+  }
+  if (options.unit !== undefined && (typeof options.unit !== 'string' || !UNIT_ID_PATTERN.test(options.unit))) {
+    throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `Expected \`unit\` to match [A-Za-z0-9_-]{1,64}, got ${describeValue(options.unit)}`);
+  }
+  if (options.rateLimit !== undefined && !(typeof options.rateLimit === 'number' && Number.isFinite(options.rateLimit) && options.rateLimit > 0)) {
+    throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `Expected \`rateLimit\` to be a positive number of requests per second, got ${describeValue(options.rateLimit)}`);
+  }
+  const id = randomBytes(8).toString('hex');
+  const key = `${PREFIX}${id}_${randomBytes(32).toString('base64url')}`;
+  const stored: StoredKey = {
+    id, hash: hashOf(key), unit: options.unit ?? null, scope: options.scope, rateLimit: options.rateLimit ?? null,
+    createdAt: new Date().toISOString(), revokedAt: null,
+  };
+  await store.db.put(recordKey(id), JSON.stringify(stored));
+  return { id, key, record: publicRecord(stored) };
+}
+
+async function readAll(store: KeyStore): Promise<StoredKey[]> {
+  const out: StoredKey[] = [];
+  for await (const value of store.db.values(KEY_RANGE)) out.push(JSON.parse(value) as StoredKey);
+  return out;
+}
+
+/** Every key, revoked ones included, in id order; no secrets or hashes. */
+export async function listKeys(store: KeyStore): Promise<KeyRecord[]> {
+  return (await readAll(store)).map(publicRecord);
+}
+
+/** Marks a key revoked (revoking twice keeps the first date). Unknown ids are an error. */
+export async function revokeKey(store: KeyStore, id: string): Promise<KeyRecord> {
+  const raw = ID_PATTERN.test(id) ? await store.db.get(recordKey(id)) : undefined;
+  if (raw === undefined) throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `No API key has the id ${describeValue(id)}`);
+  const stored = JSON.parse(raw) as StoredKey;
+  if (stored.revokedAt === null) {
+    stored.revokedAt = new Date().toISOString();
+    await store.db.put(recordKey(id), JSON.stringify(stored));
+  }
+  return publicRecord(stored);
+}
+
+/** The id part of a presented key, or undefined when it is not shaped like one. */
+function idOf(presented: string): string | undefined {
+  if (!presented.startsWith(PREFIX)) return undefined;
+  const id = presented.slice(PREFIX.length, PREFIX.length + 16);
+  return ID_PATTERN.test(id) && presented[PREFIX.length + 16] === '_' ? id : undefined;
+}
+
+function matches(stored: StoredKey, presented: string): boolean {
+  const a = Buffer.from(hashOf(presented), 'hex');
+  const b = Buffer.from(stored.hash, 'hex');
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+/** The record of a valid, unrevoked key; undefined for anything else. Reads the store. */
+export async function verifyKey(store: KeyStore, presented: string): Promise<KeyRecord | undefined> {
+  const id = idOf(presented);
+  const raw = id === undefined ? undefined : await store.db.get(recordKey(id));
+  if (raw === undefined) return undefined;
+  const stored = JSON.parse(raw) as StoredKey;
+  return stored.revokedAt === null && matches(stored, presented) ? publicRecord(stored) : undefined;
+}
+
+/**
+ * The keys of a store cached in memory, for the server: each key record is read once (a
+ * synchronous LevelDB get, so that a server is ready as soon as its store is) and kept. While the
+ * server runs it holds the store's lock, so no other process can change keys: key changes are
+ * seen after a restart. Unknown ids are not cached, so random ids cannot grow the cache.
+ */
+export class KeyRing {
+  readonly #store: KeyStore;
+  readonly #byId = new Map<string, StoredKey>();
+
+  constructor(store: KeyStore) {
+    this.#store = store;
+  }
+
+  verify(presented: string): KeyRecord | undefined {
+    const id = idOf(presented);
+    if (id === undefined) return undefined;
+    let stored = this.#byId.get(id);
+    if (stored === undefined) {
+      const raw = this.#store.db.getSync(recordKey(id));
+      if (raw === undefined) return undefined;
+      stored = JSON.parse(raw) as StoredKey;
+      this.#byId.set(id, stored);
+    }
+    if (stored.revokedAt !== null) return undefined;
+    return matches(stored, presented) ? publicRecord(stored) : undefined;
+  }
+}

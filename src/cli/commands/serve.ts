@@ -1,0 +1,47 @@
+import type { Command } from 'commander';
+import type { AddressInfo } from 'node:net';
+import { createServer } from '../../api/server.js';
+import { openStore } from '../../check/open-store.js';
+import { OptoutError, describeValue } from '../../errors.js';
+import { dbOption, parseInteger } from '../args.js';
+
+function parsePort(value: string): number {
+  const port = parseInteger('port', value, 0);
+  if (port > 65_535) throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `Expected \`--port\` to be from 0 to 65535, got ${describeValue(value)}`);
+  return port;
+}
+
+export function registerServe(program: Command): void {
+  program.command('serve')
+    .description('answer eligibility checks over HTTP (API keys: optout keys create)')
+    .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .option('--port <port>', 'port to listen on (0: any free port, printed on stderr)', '8080')
+    .action(async (flags: { host: string; port: string }, cmd: Command) => {
+      const port = parsePort(flags.port);
+      // Opened before listening: openStore resolves once the key filter is loaded, so the
+      // server is ready as soon as it accepts connections.
+      const store = await openStore(dbOption(cmd), { purpose: 'optout serve' });
+      const app = createServer({ store });
+      try {
+        await app.listen({ host: flags.host, port });
+      } catch (err) {
+        await app.close();
+        await store.close();
+        throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `Cannot listen on ${flags.host}:${port}: ${(err as Error).message}`, { cause: err });
+      }
+      const addr = app.server.address() as AddressInfo;
+      const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+      process.stderr.write(`listening on http://${host}:${addr.port}\n`);
+      const signal = await new Promise<NodeJS.Signals>((resolve) => {
+        process.once('SIGINT', () => resolve('SIGINT'));
+        process.once('SIGTERM', () => resolve('SIGTERM'));
+      });
+      process.stderr.write(`${signal}: closing\n`);
+      // In-flight requests finish first; the store then saves its filter snapshot and unlocks.
+      try {
+        await app.close();
+      } finally {
+        await store.close();
+      }
+    });
+}
