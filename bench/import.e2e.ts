@@ -8,12 +8,12 @@
  * report does not account for every row; exit 2 on bad arguments.
  */
 import { createReadStream, existsSync } from 'node:fs';
-import { mkdtemp, rename, rm, stat } from 'node:fs/promises';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { arch, cpus, platform, tmpdir, totalmem } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { DEFAULT_SEED, MAX_ROWS, writeList } from './generate.js';
+import { DEFAULT_SEED, MAX_ROWS } from './generate.js';
 import {
   type ChildTiming,
   formatBytes,
@@ -27,41 +27,22 @@ import {
 } from './lib/measure.js';
 
 import type { ImportReport } from '../src/report/summary.js';
+import { BenchFailure, ensureList, makeLog, packageRoot, parseCount } from './lib/harness.js';
+
+const log = makeLog('bench:import');
 
 const COUNT_FIELDS = ['rows', 'valid', 'invalid', 'unique', 'duplicates', 'added', 'alreadySuppressed'] as const;
 
 const USAGE = 'Usage: npm run bench:import -- --rows N [--seed S] [--runs R] [--update-readme]';
 const SECTION = 'bench:import';
 
-class BenchFailure extends Error {}
 
-function log(line: string): void {
-  process.stderr.write(`bench:import: ${line}\n`);
-}
 
 function shellQuote(s: string): string {
   return `'${s.replaceAll("'", `'\\''`)}'`;
 }
 
-function parseCount(flag: string, text: string | undefined, min: number, max: number): number {
-  const digits = text?.replaceAll('_', '');
-  const n = digits !== undefined && /^\d+$/.test(digits) ? Number(digits) : Number.NaN;
-  if (!Number.isSafeInteger(n) || n < min || n > max) {
-    throw new RangeError(`Expected \`${flag}\` to be an integer from ${min} to ${max}, got \`${text ?? ''}\``);
-  }
-  return n;
-}
 
-/** The folder holding package.json, found from this file so that any working directory works. */
-function packageRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'package.json'))) {
-    const up = dirname(dir);
-    if (up === dir) throw new BenchFailure('package.json not found above this script');
-    dir = up;
-  }
-  return dir;
-}
 
 async function onPath(command: string): Promise<boolean> {
   const r = await timeChild('sh', ['-c', `command -v ${shellQuote(command)}`]);
@@ -80,23 +61,6 @@ function ensureOk(what: string, r: ChildTiming): void {
   }
 }
 
-/** Reuses a generated list, or writes it under a temporary name first so a crash leaves none. */
-async function ensureList(file: string, rows: number, seed: number): Promise<void> {
-  if (existsSync(file)) {
-    log(`reusing ${file}`);
-    return;
-  }
-  log(`generating ${formatNumber(rows)} rows (seed ${seed}) -> ${file}`);
-  const started = performance.now();
-  const partial = `${file}.${process.pid}.tmp`;
-  try {
-    await writeList({ rows, seed, out: partial });
-    await rename(partial, file);
-  } finally {
-    await rm(partial, { force: true });
-  }
-  log(`generated in ${formatSeconds((performance.now() - started) / 1000)} s`);
-}
 
 /** Reads the file once so that every tool starts from the same warm page cache. */
 async function warm(file: string): Promise<void> {
@@ -231,7 +195,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   const cli = join(root, 'dist', 'src', 'cli', 'main.js');
   if (!existsSync(cli)) throw new BenchFailure(`the CLI is not built: ${cli} is missing (npm run build)`);
   const file = join(root, 'data', 'generated', `list-${rows}-${seed}.csv`);
-  await ensureList(file, rows, seed);
+  await ensureList(file, rows, seed, log);
   const fileBytes = (await stat(file)).size;
   const sqlite = await onPath('sqlite3');
   if (!sqlite) log('sqlite3 is not on PATH: skipping the sqlite baseline');

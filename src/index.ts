@@ -10,3 +10,4 @@ export { normalizeEmail, POLICY_VERSION, ADDRESS_REASONS, type AddressReason, ty
 export { OptoutError, isOptoutError, ERROR_CODES, type OptoutErrorCode, type ErrorLocation } from './errors.js';
 export { createServer, MAX_BATCH, type ServerOptions, type OptoutServer } from './api/server.js';
 export { createKey, listKeys, revokeKey, type KeyRecord, type KeyScope } from './auth/api-keys.js';
+export { OptoutClient, OptoutClientError, type OptoutClientOptions } from './client/client.js';
