@@ -1,4 +1,4 @@
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { KeyFilter } from '../dedup/bloom.js';
 
@@ -44,8 +44,4 @@ export function saveFilterSnapshot(dir: string, filter: KeyFilter, generation: n
     closeSync(fd);
   }
   renameSync(tmp, join(dir, FILE_NAME));
-}
-
-export function removeFilterSnapshot(dir: string): void {
-  rmSync(join(dir, FILE_NAME), { force: true });
 }

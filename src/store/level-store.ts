@@ -6,7 +6,7 @@ import { POLICY_VERSION } from '../policy/email.js';
 import { KeyFilter } from '../dedup/bloom.js';
 import { hashKeyTuple } from '../dedup/hash.js';
 import {
-  ACCOUNT_WIDE, COUNT_RANGE, JOB_RANGE, countKey, entryKey, entryRange, jobKey, metaKey, parseEntryKey,
+  COUNT_RANGE, JOB_RANGE, countKey, entryRange, jobKey, metaKey, parseEntryKey,
 } from './keys.js';
 import type { JobRecord } from './jobs.js';
 import { loadFilterSnapshot, saveFilterSnapshot } from './filter-snapshot.js';
@@ -172,16 +172,6 @@ export class LevelStore {
     } catch (cause) {
       throw new OptoutError('OPTOUT_ERR_STORE', `Store read failed: ${(cause as Error).message}`, { cause });
     }
-  }
-
-  /** The entry of `key` in each scope, account-wide first; only scopes that hold it. */
-  async lookup(key: string, scopes: readonly string[]): Promise<Array<{ scope: string; value: string }>> {
-    const values = await this.getMany(scopes.map((s) => entryKey(s, key)));
-    const found: Array<{ scope: string; value: string }> = [];
-    values.forEach((value, i) => {
-      if (value !== undefined) found.push({ scope: scopes[i] ?? ACCOUNT_WIDE, value });
-    });
-    return found;
   }
 
   /** An empty batch; commit it with `commitBatch`, or `discardBatch` on failure. */

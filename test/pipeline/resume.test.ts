@@ -7,7 +7,6 @@ import { readFile } from 'node:fs/promises';
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parse } from 'csv-parse/sync';
 import { writeList } from '../../bench/generate.js';
 import { dumpStore, parseJson, removeTempDirs, runCli, startCli, tempDir, type CliResult } from '../helpers.js';
 import type { ImportReport } from '../../src/report/summary.js';

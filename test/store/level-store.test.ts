@@ -68,7 +68,7 @@ describe('LevelStore', () => {
     expect(Object.fromEntries(again.counts())).toEqual({ '*': 2, unitA: 1 });
     expect(again.totalEntries()).toBe(3);
     expect(again.generation).toBe(2);
-    expect((await again.lookup('c@x.org', ['*', 'unitA'])).map((f) => f.scope)).toEqual(['unitA']);
+    expect(await again.getMany([entryKey('*', 'c@x.org'), entryKey('unitA', 'c@x.org')])).toEqual([undefined, '2']);
     expect((await again.getJob('2'))?.scope).toBe('unitA');
     await again.close();
   });
