@@ -80,6 +80,11 @@ export function exitCodeFor(err: unknown): 1 | 2 | 3 {
   }
 }
 
+/** Stops long work at a safe point once the caller has aborted it. */
+export function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new OptoutError('OPTOUT_ERR_ABORTED', 'The import was interrupted', { cause: signal.reason });
+}
+
 /** Renders an option value the way messages quote it: `value` (type). */
 export function describeValue(value: unknown): string {
   const type = value === null ? 'null' : Array.isArray(value) ? 'array' : typeof value;

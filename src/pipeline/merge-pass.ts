@@ -1,5 +1,5 @@
 import type { KeyFilter } from '../dedup/bloom.js';
-import { OptoutError } from '../errors.js';
+import { throwIfAborted } from '../errors.js';
 import type { BucketResult } from '../normalize/chunk-task.js';
 import type { ChunkPool } from '../normalize/pool.js';
 import type { LevelStore } from '../store/level-store.js';
@@ -45,7 +45,7 @@ async function* dedupedBuckets(o: MergeOptions): AsyncGenerator<{ bucket: number
   };
   fill();
   for (let bucket = o.startBucket; bucket < o.spool.buckets; bucket++) {
-    if (o.signal?.aborted) throw new OptoutError('OPTOUT_ERR_ABORTED', 'The import was interrupted', { cause: o.signal.reason });
+    throwIfAborted(o.signal);
     const result = await (queue.shift() as Promise<BucketResult>);
     fill();
     yield { bucket, result };

@@ -3,13 +3,13 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { OptoutError } from '../errors.js';
+import { OptoutError, throwIfAborted } from '../errors.js';
 import { pickEmailColumn } from '../csv/header.js';
 import { createChunkPool, type ChunkPool } from '../normalize/pool.js';
 import { normalizeImportOptions, type ImportOptions, type NormalizedImportOptions } from '../options.js';
 import { RejectsFile } from '../report/rejects.js';
 import type { ImportReport } from '../report/summary.js';
-import { splitSource, type HeaderRecord } from '../source/chunks.js';
+import { splitSource, type Chunk, type HeaderRecord } from '../source/chunks.js';
 import { describeSource, openSource, type OpenedSource, type SourceInfo, type SourceSpec } from '../source/open-source.js';
 import type { JobFingerprint, JobRecord } from '../store/jobs.js';
 import { LevelStore } from '../store/level-store.js';
@@ -32,13 +32,21 @@ interface OpenedScan {
 async function openScan(spec: SourceSpec, o: NormalizedImportOptions, pool: ChunkPool, bucketBits: number,
   resume?: { offset: number; lines: number; rows: number }): Promise<OpenedScan> {
   const source = openSource(spec, o.encoding);
-  const { header, chunks } = await splitSource(source.bytes, {
-    delimiter: o.delimiter,
-    maxRecordBytes: o.maxRecordBytes,
-    chunkBytes: o.chunkBytes,
-    ...(resume ? { startOffset: resume.offset } : {}),
-  });
-  const columnIndex = pickEmailColumn(header.names, o.column);
+  let header: HeaderRecord;
+  let chunks: AsyncGenerator<Chunk>;
+  let columnIndex: number;
+  try {
+    ({ header, chunks } = await splitSource(source.bytes, {
+      delimiter: o.delimiter,
+      maxRecordBytes: o.maxRecordBytes,
+      chunkBytes: o.chunkBytes,
+      ...(resume ? { startOffset: resume.offset } : {}),
+    }));
+    columnIndex = pickEmailColumn(header.names, o.column);
+  } catch (err) {
+    source.close();
+    throw err;
+  }
   const start = resume ? { line: resume.lines + 1, row: resume.rows } : { line: header.lines + 1, row: 0 };
   const scan = scanChunks(chunks, pool, {
     delimiter: header.dialect.delimiter.charCodeAt(0),
@@ -52,7 +60,7 @@ async function openScan(spec: SourceSpec, o: NormalizedImportOptions, pool: Chun
 
 async function* abortable<T>(it: AsyncGenerator<T>, signal: AbortSignal | undefined): AsyncGenerator<T> {
   for await (const item of it) {
-    if (signal?.aborted) throw new OptoutError('OPTOUT_ERR_ABORTED', 'The import was interrupted', { cause: signal.reason });
+    throwIfAborted(signal);
     yield item;
   }
 }
@@ -138,6 +146,14 @@ export async function runImport(input: ImportOptions): Promise<ImportReport> {
   let stdinDir: string | undefined;
   let rejects: RejectsFile | undefined;
   let analysisSpool: BucketSpool | undefined;
+  // Every scan opened, to release its file even when it was not read to the end (a resumed
+  // job past its reading phase only needs the header).
+  const scans: OpenedScan[] = [];
+  const open = async (...args: Parameters<typeof openScan>): Promise<OpenedScan> => {
+    const scan = await openScan(...args);
+    scans.push(scan);
+    return scan;
+  };
 
   const report = (counts: ImportCounts, header: OpenedScan, extra: Partial<ImportReport> & { bytes: number; invalidUtf8: number }): ImportReport => {
     const durationMs = performance.now() - started;
@@ -186,7 +202,7 @@ export async function runImport(input: ImportOptions): Promise<ImportReport> {
         spec = { kind: 'file', path: spooled.path };
       }
       o.onEvent({ type: 'phase', phase: 'analyzing' });
-      const scan = await openScan(spec, o, pool, bits);
+      const scan = await open(spec, o, pool, bits);
       analysisSpool = new BucketSpool(join(spoolRoot, `analysis-${process.pid}-${Date.now()}`), bits);
       rejects = o.rejects === undefined ? undefined : await RejectsFile.open(o.rejects);
       const zero: SpoolState = { offset: 0, lines: 0, rows: 0, valid: 0, invalid: 0, invalidUtf8: 0, rejectsBytes: 0 };
@@ -211,7 +227,7 @@ export async function runImport(input: ImportOptions): Promise<ImportReport> {
     const reading = analysed === undefined && (cp === undefined || cp.phase === 'spool');
     // The header and column are read before a job exists, so that a file with no usable email
     // column leaves no job behind.
-    const scan = analysed?.scan ?? await openScan(spec, o, pool, cp?.spool.bits ?? bits,
+    const scan = analysed?.scan ?? await open(spec, o, pool, cp?.spool.bits ?? bits,
       cp && cp.offset > 0 ? { offset: cp.offset, lines: cp.lines, rows: cp.counts.rows } : undefined);
     if (job !== undefined && analysed !== undefined && job.checkpoint.phase === 'spool') {
       // The analysis just read the whole file: its spool replaces the job's unfinished one.
@@ -328,6 +344,7 @@ export async function runImport(input: ImportOptions): Promise<ImportReport> {
       resumed,
     });
   } finally {
+    for (const scan of scans) scan.source.close();
     analysisSpool?.remove();
     await rejects?.close();
     await pool.destroy();

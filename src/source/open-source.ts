@@ -23,6 +23,8 @@ export interface OpenedSource {
   bytes: AsyncIterable<Buffer>;
   /** Source bytes read so far (before decompression), for progress against `info.size`. */
   bytesRead(): number;
+  /** Releases the file, read to the end or not (stdin is left to its owner). */
+  close(): void;
 }
 
 const READ_CHUNK = 1024 * 1024;
@@ -56,5 +58,12 @@ export function openSource(spec: SourceSpec, encoding: InputEncoding): OpenedSou
       throw new OptoutError('OPTOUT_ERR_SOURCE', `Reading ${info.name} failed: ${(cause as Error).message}`, { cause });
     }
   }
-  return { info, bytes: decodeToUtf8(counted(), encoding, info.name), bytesRead: () => read };
+  return {
+    info,
+    bytes: decodeToUtf8(counted(), encoding, info.name),
+    bytesRead: () => read,
+    close: () => {
+      if (spec.kind === 'file') raw.destroy();
+    },
+  };
 }
