@@ -12,6 +12,11 @@ export const ERROR_CODES = {
   OPTOUT_ERR_COLUMN_NOT_FOUND: 'The column given with --column is not in the header',
   OPTOUT_ERR_NOT_CONFIRMED: 'The confirmation count did not match, or none was given',
   OPTOUT_ERR_STORE_LOCKED: 'Another process holds the store',
+  OPTOUT_ERR_STORE_SERVED: 'A running `optout serve` holds the store: use its HTTP API',
+  OPTOUT_ERR_INVALID_EMAIL: 'The address fails the address policy',
+  OPTOUT_ERR_NOT_SUPPRESSED: 'The address is not suppressed in that scope',
+  OPTOUT_ERR_JOB_NOT_FOUND: 'No job has that id',
+  OPTOUT_ERR_JOB_STATE: 'The job is not in a state that allows this',
   OPTOUT_ERR_STORE_NOT_OPEN: 'The store is not open',
   OPTOUT_ERR_STORE_CORRUPT: 'The store holds data this version cannot read',
   OPTOUT_ERR_STORE: 'The store failed to read or write',
@@ -72,6 +77,11 @@ export function exitCodeFor(err: unknown): 1 | 2 | 3 {
     case 'OPTOUT_ERR_AMBIGUOUS_EMAIL_COLUMN':
     case 'OPTOUT_ERR_COLUMN_NOT_FOUND':
     case 'OPTOUT_ERR_STORE_LOCKED':
+    case 'OPTOUT_ERR_STORE_SERVED':
+    case 'OPTOUT_ERR_INVALID_EMAIL':
+    case 'OPTOUT_ERR_NOT_SUPPRESSED':
+    case 'OPTOUT_ERR_JOB_NOT_FOUND':
+    case 'OPTOUT_ERR_JOB_STATE':
       return 2;
     case 'OPTOUT_ERR_NOT_CONFIRMED':
       return 3;

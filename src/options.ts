@@ -1,6 +1,7 @@
 import { OptoutError, describeValue } from './errors.js';
 import { ACCOUNT_WIDE, UNIT_ID_PATTERN } from './store/keys.js';
-import { SUPPRESSION_REASONS, type SuppressionReason } from './store/jobs.js';
+import { SUPPRESSION_REASONS, type JobOrigin, type SuppressionReason } from './store/jobs.js';
+import type { LevelStore } from './store/level-store.js';
 import { normalizeEncoding, type InputEncoding } from './source/decode.js';
 import type { SourceSpec } from './source/open-source.js';
 import type { ImportProgress } from './pipeline/stats.js';
@@ -26,6 +27,13 @@ export interface ImportOptions {
   source: SourceSpec;
   /** Store folder. @default `$OPTOUT_DB` or `./optout-db` */
   db?: string;
+  /**
+   * An already open store (the server's): used instead of `db`, and left open. Imports into one
+   * store must run one at a time.
+   */
+  store?: LevelStore | undefined;
+  /** Who started the import and how; kept in the job record and the audit trail. @default the CLI */
+  origin?: JobOrigin | undefined;
   /** Email column: a header name or a 1-based index. @default auto-detected from the header */
   column?: string;
   /** Field delimiter `,` `;` `|` or `tab`. @default detected from the header line */
@@ -55,6 +63,8 @@ export interface ImportOptions {
 export interface NormalizedImportOptions {
   source: SourceSpec;
   db: string;
+  store: LevelStore | undefined;
+  origin: JobOrigin;
   column: string | undefined;
   delimiter: string | undefined;
   encoding: InputEncoding;
@@ -115,6 +125,8 @@ export function normalizeImportOptions(o: ImportOptions): NormalizedImportOption
   return {
     source: o.source,
     db: o.db ?? defaultDb(),
+    store: o.store,
+    origin: o.origin ?? { via: 'cli', actor: 'cli' },
     column: o.column,
     delimiter: o.delimiter,
     encoding: normalizeEncoding(o.encoding ?? 'utf8'),

@@ -1,6 +1,6 @@
 /**
  * API keys for the HTTP API, kept in the store's LevelDB under the prefix `k` (the other
- * prefixes are e, h, j, l, m; see store/keys.ts):
+ * prefixes are a, e, h, j, m, x; see store/keys.ts and store/audit.ts):
  *
  * ```
  * k<id>   key record (JSON): id, SHA-256 of the secret, unit, scope, rate limit, dates
@@ -15,6 +15,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { ClassicLevel } from 'classic-level';
 import { OptoutError, describeValue } from '../errors.js';
 import { UNIT_ID_PATTERN } from '../store/keys.js';
+import { auditOps, type AuditRecord } from '../store/audit.js';
 
 export type KeyScope = 'check' | 'admin';
 export const KEY_SCOPES: readonly KeyScope[] = ['check', 'admin'];
@@ -36,15 +37,18 @@ interface StoredKey extends KeyRecord {
   hash: string;
 }
 
-/** Anything with the store's LevelDB: a LevelStore, or `openStore(...).store`. */
+/** Anything with the store's LevelDB and audit trail: a LevelStore, or `openStore(...).store`. */
 export interface KeyStore {
   readonly db: ClassicLevel<string, string>;
+  audit(fields: Omit<AuditRecord, 'id' | 'time'>): AuditRecord;
 }
 
 export interface CreateKeyOptions {
   unit?: string | undefined;
   scope: KeyScope;
   rateLimit?: number | undefined;
+  /** Who creates it, for the audit trail. @default 'cli' */
+  actor?: string | undefined;
 }
 
 const PREFIX = 'oo_';
@@ -80,8 +84,15 @@ export async function createKey(store: KeyStore, options: CreateKeyOptions): Pro
     id, hash: hashOf(key), unit: options.unit ?? null, scope: options.scope, rateLimit: options.rateLimit ?? null,
     createdAt: new Date().toISOString(), revokedAt: null,
   };
-  await store.db.put(recordKey(id), JSON.stringify(stored));
-  return { id, key, record: publicRecord(stored) };
+  const record = publicRecord(stored);
+  await writeKey(store, stored, store.audit({ actor: options.actor ?? 'cli', action: 'key.create', key: null, job: null, unit: record.unit, details: { ...record } }));
+  return { id, key, record };
+}
+
+/** The key record and its audit record, in one batch. */
+async function writeKey(store: KeyStore, stored: StoredKey, audit: AuditRecord): Promise<void> {
+  const ops = [{ key: recordKey(stored.id), value: JSON.stringify(stored) }, ...auditOps(audit)];
+  await store.db.batch(ops.map((op) => ({ type: 'put' as const, ...op })));
 }
 
 async function readAll(store: KeyStore): Promise<StoredKey[]> {
@@ -96,13 +107,13 @@ export async function listKeys(store: KeyStore): Promise<KeyRecord[]> {
 }
 
 /** Marks a key revoked (revoking twice keeps the first date). Unknown ids are an error. */
-export async function revokeKey(store: KeyStore, id: string): Promise<KeyRecord> {
+export async function revokeKey(store: KeyStore, id: string, actor = 'cli'): Promise<KeyRecord> {
   const raw = ID_PATTERN.test(id) ? await store.db.get(recordKey(id)) : undefined;
   if (raw === undefined) throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `No API key has the id ${describeValue(id)}`);
   const stored = JSON.parse(raw) as StoredKey;
   if (stored.revokedAt === null) {
     stored.revokedAt = new Date().toISOString();
-    await store.db.put(recordKey(id), JSON.stringify(stored));
+    await writeKey(store, stored, store.audit({ actor, action: 'key.revoke', key: null, job: null, unit: stored.unit, details: { id } }));
   }
   return publicRecord(stored);
 }

@@ -2,8 +2,9 @@ import type { KeyFilter } from '../dedup/bloom.js';
 import { hashKey } from '../dedup/hash.js';
 import { OptoutError, describeValue } from '../errors.js';
 import { normalizeEmail } from '../policy/email.js';
-import { ACCOUNT_WIDE, UNIT_ID_PATTERN, decodeEntryValue, entryKeyOfHash, jobKey, legalBasisKey } from '../store/keys.js';
-import type { JobRecord } from '../store/jobs.js';
+import { ACCOUNT_WIDE, UNIT_ID_PATTERN, decodeEntryValue, entryKeyOfHash } from '../store/keys.js';
+import { JobMetaCache } from '../store/job-meta.js';
+import type { AuditRecord } from '../store/audit.js';
 import type { LevelStore } from '../store/level-store.js';
 import { SEND_TYPES, decide, type Decision, type SendType, type SuppressionInfo } from './rules.js';
 
@@ -17,16 +18,6 @@ export interface CheckRequest {
   legalBasis?: string | undefined;
   /** Who asked (an API key id, or `cli`), for the legal-basis record. */
   caller?: string | undefined;
-}
-
-/** A legal-basis decision as the store keeps it. */
-export interface LegalBasisRecord {
-  time: string;
-  key: string;
-  unit: string | null;
-  type: SendType;
-  basis: string;
-  caller: string;
 }
 
 const MAX_LEGAL_BASIS = 500;
@@ -57,14 +48,14 @@ export function normalizeCheckRequest(req: CheckRequest): Required<Pick<CheckReq
 export class Checker {
   readonly #store: LevelStore;
   readonly #filter: KeyFilter | undefined;
-  readonly #jobs = new Map<string, Pick<SuppressionInfo, 'reason' | 'source' | 'addedAt'>>();
-  #seq = 0;
+  readonly #jobs: JobMetaCache;
   readonly #hashes = new Uint32Array(3);
 
   /** @param filter the store's key filter; without it every check reads the store (one-off checks). */
   constructor(store: LevelStore, filter: KeyFilter | undefined) {
     this.#store = store;
     this.#filter = filter;
+    this.#jobs = new JobMetaCache(store.db);
   }
 
   /** The decision, without recording anything (see `record`). Throws only on invalid options. */
@@ -84,15 +75,24 @@ export class Checker {
     return { address: n.address, key: n.key, eligible: d.eligible, reason: d.reason, suppression: match };
   }
 
-  /** Appends the legal-basis record of a decision that used one. */
-  async record(req: CheckRequest, decision: Decision): Promise<void> {
-    if (decision.reason !== 'legal_basis' || decision.key === null) return;
+  /** The audit record of a decision that used a legal basis; undefined for any other decision. */
+  legalBasisRecord(req: CheckRequest, decision: Decision): AuditRecord | undefined {
+    if (decision.reason !== 'legal_basis' || decision.key === null) return undefined;
     const r = normalizeCheckRequest(req);
-    const now = Date.now();
-    const rec: LegalBasisRecord = {
-      time: new Date(now).toISOString(), key: decision.key, unit: r.unit ?? null, type: r.type, basis: r.legalBasis ?? '', caller: r.caller,
-    };
-    await this.#store.db.put(legalBasisKey(now, this.#seq++), JSON.stringify(rec));
+    return this.#store.audit({
+      actor: r.caller, action: 'legal_basis', key: decision.key, job: decision.suppression?.jobId ?? null, unit: r.unit ?? null,
+      details: { type: r.type, basis: r.legalBasis ?? '', scope: decision.suppression?.scope ?? null },
+    });
+  }
+
+  /** Appends the audit records of the decisions that used a legal basis. */
+  async record(reqs: readonly CheckRequest[], decisions: readonly Decision[]): Promise<void> {
+    const records: AuditRecord[] = [];
+    reqs.forEach((req, i) => {
+      const rec = this.legalBasisRecord(req, decisions[i] as Decision);
+      if (rec) records.push(rec);
+    });
+    await this.#store.appendAudit(records);
   }
 
   #match(key: string, unit: string | undefined): SuppressionInfo | undefined {
@@ -104,21 +104,9 @@ export class Checker {
       const value = db.getSync(entryKeyOfHash(scope, h1, key));
       if (value !== undefined) {
         const jobId = decodeEntryValue(value).jobId;
-        return { scope, jobId, ...this.#job(jobId) };
+        return { scope, jobId, ...this.#jobs.get(jobId) };
       }
     }
     return undefined;
-  }
-
-  /** Job metadata changes only when a job is created; jobs are few, so they are kept in memory. */
-  #job(jobId: string): Pick<SuppressionInfo, 'reason' | 'source' | 'addedAt'> {
-    let info = this.#jobs.get(jobId);
-    if (info === undefined) {
-      const raw = this.#store.db.getSync(jobKey(jobId));
-      const job = raw === undefined ? undefined : (JSON.parse(raw) as JobRecord);
-      info = { reason: job?.reason ?? 'unknown', source: job?.source ?? 'unknown', addedAt: job?.createdAt ?? '' };
-      this.#jobs.set(jobId, info);
-    }
-    return info;
   }
 }

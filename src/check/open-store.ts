@@ -31,12 +31,12 @@ export async function openStore(dir: string = defaultDb(), options: { purpose?: 
     store,
     async check(req) {
       const d = checker.decide(req);
-      await checker.record(req, d);
+      await checker.record([req], [d]);
       return d;
     },
     async checkMany(reqs) {
       const decisions = reqs.map((r) => checker.decide(r));
-      await Promise.all(reqs.map((r, i) => checker.record(r, decisions[i] as Decision)));
+      await checker.record(reqs, decisions);
       return decisions;
     },
     close: () => store.close(),

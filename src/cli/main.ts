@@ -7,6 +7,10 @@ import { registerNormalize } from './commands/normalize.js';
 import { registerStats } from './commands/stats.js';
 import { registerServe } from './commands/serve.js';
 import { registerKeys } from './commands/keys.js';
+import { registerSuppressions } from './commands/suppressions.js';
+import { registerExport } from './commands/export.js';
+import { registerAudit } from './commands/audit.js';
+import { registerJobs } from './commands/jobs.js';
 
 /** Builds the command tree; exported so tests and embedders can run commands in-process. */
 export function buildProgram(): Command {
@@ -21,6 +25,10 @@ export function buildProgram(): Command {
   registerStats(program);
   registerServe(program);
   registerKeys(program);
+  registerSuppressions(program);
+  registerExport(program);
+  registerAudit(program);
+  registerJobs(program);
   return program;
 }
 

@@ -104,42 +104,47 @@ export async function writeMergePass(o: MergeOptions, job: JobRecord, onDurable:
     await pending.write;
     onDurable(pending.job);
   };
+  const step = async (bucket: number, result: BucketResult): Promise<void> => {
+    const c = await classify(result, o);
+    const batch = o.store.batch();
+    const addresses = new Map<number, string>();
+    const addressList = splitJoined(result.addresses, result.addressRows.length);
+    result.addressRows.forEach((row, j) => addresses.set(row, addressList[j] as string));
+    const h = result.hashes;
+    c.keys.forEach((key, i) => {
+      if (c.present[i]) {
+        batch.putHold(holdKeyOfEntry(key, job.id));
+      } else {
+        // In the filter before the batch is acknowledged: a check never sees a stored key as absent.
+        o.filter.add(h[i * 3] as number, h[i * 3 + 1] as number);
+        batch.putEntry(key, encodeEntryValue(job.id, addresses.get(i)));
+      }
+    });
+    const added = tally(counts, c);
+    try {
+      if (inFlight) await settle(inFlight);
+    } catch (err) {
+      await o.store.discardBatch(batch);
+      throw err;
+    }
+    inFlight = undefined;
+    job = {
+      ...job,
+      updatedAt: new Date().toISOString(),
+      checkpoint: { ...job.checkpoint, phase: 'merge', bucket: bucket + 1, counts: { ...counts } },
+    };
+    const write = o.store.commitBatch(batch, new Map([[job.scope, added]]), job);
+    // Awaited with the next bucket; until then a failure must not count as unhandled.
+    write.catch(() => undefined);
+    inFlight = { write, job };
+  };
   try {
     for await (const { bucket, result } of dedupedBuckets(o)) {
       // An empty bucket needs no batch; a resumed run will find it empty again.
       if (result.lines === 0) continue;
-      const c = await classify(result, o);
-      const batch = o.store.batch();
-      const addresses = new Map<number, string>();
-      const addressList = splitJoined(result.addresses, result.addressRows.length);
-      result.addressRows.forEach((row, j) => addresses.set(row, addressList[j] as string));
-      const h = result.hashes;
-      c.keys.forEach((key, i) => {
-        if (c.present[i]) {
-          batch.putHold(holdKeyOfEntry(key, job.id));
-        } else {
-          // In the filter before the batch is acknowledged: a check never sees a stored key as absent.
-          o.filter.add(h[i * 3] as number, h[i * 3 + 1] as number);
-          batch.putEntry(key, encodeEntryValue(job.id, addresses.get(i)));
-        }
-      });
-      const added = tally(counts, c);
-      try {
-        if (inFlight) await settle(inFlight);
-      } catch (err) {
-        await o.store.discardBatch(batch);
-        throw err;
-      }
-      inFlight = undefined;
-      job = {
-        ...job,
-        updatedAt: new Date().toISOString(),
-        checkpoint: { ...job.checkpoint, phase: 'merge', bucket: bucket + 1, counts: { ...counts } },
-      };
-      const write = o.store.commitBatch(batch, new Map([[job.scope, added]]), job);
-      // Awaited with the next bucket; until then a failure must not count as unhandled.
-      write.catch(() => undefined);
-      inFlight = { write, job };
+      // Classifying and submitting under the store's write lock: a single change made by the
+      // same process (the server) cannot slip between this bucket's reads and its write.
+      await o.store.withWriteLock(() => step(bucket, result), { drain: false });
       o.onBucket(bucket, counts);
     }
     if (inFlight) await settle(inFlight);

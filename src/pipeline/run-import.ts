@@ -13,7 +13,7 @@ import { splitSource, type Chunk, type HeaderRecord } from '../source/chunks.js'
 import { describeSource, openSource, type OpenedSource, type SourceInfo, type SourceSpec } from '../source/open-source.js';
 import type { JobFingerprint, JobRecord } from '../store/jobs.js';
 import { LevelStore } from '../store/level-store.js';
-import { entryKeyPrefix } from '../store/keys.js';
+import { ACCOUNT_WIDE, entryKeyPrefix } from '../store/keys.js';
 import type { KeyFilter } from '../dedup/bloom.js';
 import { countPass, writeMergePass, type MergeOptions } from './merge-pass.js';
 import { scanChunks, type ScannedChunk } from './scan.js';
@@ -83,7 +83,7 @@ function fingerprintOf(info: SourceInfo, o: NormalizedImportOptions): JobFingerp
  */
 async function findResumable(store: LevelStore, fp: JobFingerprint, o: NormalizedImportOptions, label: string): Promise<JobRecord | undefined> {
   let match: JobRecord | undefined;
-  for (const job of await store.listJobs()) {
+  for (const job of await store.listImports()) {
     if (job.state !== 'importing' && job.state !== 'interrupted') continue;
     const same = fp.path !== null && JSON.stringify(job.fingerprint) === JSON.stringify(fp) &&
       job.scope === o.scope && job.reason === o.reason && job.source === label;
@@ -115,7 +115,7 @@ function estimateKeys(size: number | null): number {
 async function removeOrphanSpools(store: LevelStore): Promise<void> {
   const root = join(store.dir, 'spool');
   if (!existsSync(root)) return;
-  const live = new Set((await store.listJobs())
+  const live = new Set((await store.listImports())
     .filter((j) => j.state === 'importing' || j.state === 'interrupted')
     .map((j) => j.checkpoint.spool.dir));
   for (const name of readdirSync(root)) {
@@ -138,7 +138,7 @@ export async function runImport(input: ImportOptions): Promise<ImportReport> {
   let spec = o.source;
   const info = describeSource(spec);
   const label = o.sourceLabel ?? info.name;
-  const store = await LevelStore.open(o.db, { purpose: `optout import ${info.name}` });
+  const store = o.store ?? await LevelStore.open(o.db, { purpose: `optout import ${info.name}` });
   const pool = createChunkPool(o.threads);
   const spoolRoot = join(store.dir, 'spool');
   const bits = bucketBitsFor(estimateKeys(info.size));
@@ -239,7 +239,7 @@ export async function runImport(input: ImportOptions): Promise<ImportReport> {
       const now = new Date().toISOString();
       const st = analysed?.state;
       job = await store.createJob({
-        kind: 'import', state: 'importing', scope: o.scope, reason: o.reason, source: label, fingerprint,
+        kind: 'import', origin: o.origin, state: 'importing', scope: o.scope, reason: o.reason, source: label, fingerprint,
         confirmed: o.confirm.mode === 'yes' ? 'yes' : 'count',
         confirmedCount: expectedUnique ?? null,
         createdAt: now, updatedAt: now, finishedAt: null, resumedCount: 0,
@@ -334,7 +334,12 @@ export async function runImport(input: ImportOptions): Promise<ImportReport> {
     const broken = countsMismatch(counts);
     if (broken) throw new OptoutError('OPTOUT_ERR_STORE', `Internal count mismatch: ${broken}`);
     const finishedAt = new Date().toISOString();
-    await store.putJob({ ...current, state: 'completed', updatedAt: finishedAt, finishedAt });
+    const completed: JobRecord = { ...current, state: 'completed', updatedAt: finishedAt, finishedAt };
+    await store.putJob(completed, store.audit({
+      actor: o.origin.actor, action: 'import', key: null, job: current.id,
+      unit: current.scope === ACCOUNT_WIDE ? null : current.scope,
+      details: { source: label, reason: current.reason, ...counts },
+    }));
     spool.remove();
     return report(counts, scan, {
       bytes: current.checkpoint.offset,
@@ -348,7 +353,7 @@ export async function runImport(input: ImportOptions): Promise<ImportReport> {
     analysisSpool?.remove();
     await rejects?.close();
     await pool.destroy();
-    await store.close();
+    if (o.store === undefined) await store.close();
     if (stdinDir) await rm(stdinDir, { recursive: true, force: true });
   }
 }

@@ -1,6 +1,11 @@
 import type { ImportCounts } from '../pipeline/stats.js';
 
-export type JobState = 'importing' | 'completed' | 'failed' | 'interrupted';
+/**
+ * `analyzing` and `awaiting_confirmation` are set by imports run over HTTP, which exist as jobs
+ * before they are confirmed; `rolling_back` and `rolled_back` by a rollback.
+ */
+export type JobState = 'analyzing' | 'awaiting_confirmation' | 'importing' | 'completed' | 'failed' | 'interrupted' |
+  'rolling_back' | 'rolled_back';
 export type SuppressionReason = 'unsubscribed' | 'bounced' | 'complaint' | 'manual';
 export const SUPPRESSION_REASONS: readonly SuppressionReason[] = ['unsubscribed', 'bounced', 'complaint', 'manual'];
 
@@ -36,9 +41,20 @@ export interface JobFingerprint {
   rejects: string | null;
 }
 
+/** Where an import's data came from, when not from the command line. */
+export interface JobOrigin {
+  /** `cli`, `http` (an upload or a URL given to POST /v1/imports) or `sync`. */
+  via: 'cli' | 'http' | 'sync';
+  /** Who started it: `cli` or an API key id. */
+  actor: string;
+  url?: string;
+  syncId?: string;
+}
+
 export interface JobRecord {
   id: string;
   kind: 'import';
+  origin?: JobOrigin;
   state: JobState;
   /** Business unit id, or `*` for account-wide. */
   scope: string;
@@ -56,3 +72,23 @@ export interface JobRecord {
   checkpoint: Checkpoint;
   error: { code: string; message: string } | null;
 }
+
+/**
+ * A single address added by hand (`optout add`, `PUT /v1/suppressions/{email}`). It is a job of
+ * its own so that the entry's metadata, holds and rollback work as for imports.
+ */
+export interface AddRecord {
+  id: string;
+  kind: 'add';
+  state: 'completed' | 'rolled_back';
+  scope: string;
+  reason: SuppressionReason;
+  source: string;
+  actor: string;
+  key: string;
+  createdAt: string;
+  updatedAt: string;
+  finishedAt: string;
+}
+
+export type AnyJob = JobRecord | AddRecord;

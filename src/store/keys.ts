@@ -45,11 +45,6 @@ export function entryKeyOfHash(scope: string, h1: number, key: string): string {
   return 'e' + scope + SEP + hashPart(h1) + key;
 }
 
-/** Legal-basis decisions, in time order: `l<ms since epoch, 15 digits><sequence, 6 digits>`. */
-export function legalBasisKey(timeMs: number, seq: number): string {
-  return 'l' + String(timeMs).padStart(15, '0') + String(seq % 1e6).padStart(6, '0');
-}
-
 /** The range of every entry in one scope, for scans and exports. */
 export function entryRange(scope?: string): { gt: string; lt: string } {
   return scope === undefined ? { gt: 'e', lt: 'f' } : { gt: 'e' + scope + SEP, lt: 'e' + scope + '\u0001' };

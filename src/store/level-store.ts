@@ -8,7 +8,8 @@ import { hashKeyTuple } from '../dedup/hash.js';
 import {
   COUNT_RANGE, JOB_RANGE, countKey, entryRange, jobKey, metaKey, parseEntryKey,
 } from './keys.js';
-import type { JobRecord } from './jobs.js';
+import type { AnyJob, JobRecord } from './jobs.js';
+import { auditId, auditOps, type AuditRecord } from './audit.js';
 import { loadFilterSnapshot, saveFilterSnapshot } from './filter-snapshot.js';
 
 /** The store's on-disk format; bump when the key layout changes. */
@@ -49,6 +50,9 @@ export class EntryBatch {
   }
 }
 
+/** One write of a change: see `commitChange`. */
+export type ChangeOp = { type: 'put'; key: string; value: string } | { type: 'del'; key: string };
+
 interface Owner { pid: number; purpose: string; since: string }
 
 /**
@@ -63,7 +67,13 @@ export class LevelStore {
   #counts = new Map<string, number>();
   #filter: KeyFilter | undefined;
   #filterGeneration = -1;
+  #filterLoad: Promise<KeyFilter> | undefined;
   #closed = false;
+  /** Tail of the queue of writers (see `withWriteLock`). */
+  #lockTail: Promise<void> = Promise.resolve();
+  /** Import batches submitted and not yet acknowledged. */
+  readonly #inFlight = new Set<Promise<void>>();
+  #auditSeq = 0;
 
   private constructor(dir: string, db: ClassicLevel<string, string>) {
     this.dir = dir;
@@ -138,9 +148,14 @@ export class LevelStore {
    * The key filter covering every stored key. Loaded from the snapshot when it was saved at
    * this store generation, else rebuilt by scanning the entries (after a crash, say).
    */
-  async filter(): Promise<KeyFilter> {
+  filter(): Promise<KeyFilter> {
     this.#assertOpen();
-    if (this.#filter) return this.#filter;
+    // One load for every caller: two filters would each miss the keys added through the other.
+    this.#filterLoad ??= this.#loadFilter();
+    return this.#filterLoad;
+  }
+
+  async #loadFilter(): Promise<KeyFilter> {
     const snapshot = loadFilterSnapshot(this.dir, this.#generation);
     this.#filter = snapshot ?? await this.#rebuildFilter();
     this.#filterGeneration = snapshot ? this.#generation : -1;
@@ -184,12 +199,61 @@ export class LevelStore {
     await batch.chained.close();
   }
 
+  /**
+   * Runs `fn` as the store's only writer that reads before it writes. Imports, single changes
+   * and rollbacks in one process (the server) take turns here, so none of them classifies a key
+   * while another changes it. `drain` also waits for the import batches already submitted: a
+   * single change reads what they wrote. An import itself does not drain (it keeps one batch in
+   * flight while it classifies the next bucket, whose keys are disjoint from it).
+   */
+  async withWriteLock<T>(fn: () => Promise<T>, options: { drain: boolean } = { drain: true }): Promise<T> {
+    const previous = this.#lockTail;
+    let release!: () => void;
+    this.#lockTail = new Promise<void>((r) => {
+      release = r;
+    });
+    await previous;
+    try {
+      if (options.drain) await Promise.allSettled([...this.#inFlight]);
+      return await fn();
+    } finally {
+      release();
+    }
+  }
+
   /** Writes one import step atomically: its entries and holds, per-scope counters, generation and job. */
-  async commitBatch(batch: EntryBatch, added: ReadonlyMap<string, number>, job: JobRecord): Promise<void> {
+  commitBatch(batch: EntryBatch, added: ReadonlyMap<string, number>, job: JobRecord, audit?: AuditRecord): Promise<void> {
     this.#assertOpen();
     const b = batch.chained;
+    b.put(jobKey(job.id), JSON.stringify(job));
+    if (audit) for (const op of auditOps(audit)) b.put(op.key, op.value);
+    const write = this.#commit(b, added);
+    this.#inFlight.add(write);
+    const done = (): void => {
+      this.#inFlight.delete(write);
+    };
+    write.then(done, done);
+    return write;
+  }
+
+  /**
+   * Writes a change atomically with its audit record, the per-scope counters and the generation.
+   * Call it inside `withWriteLock` when the change depends on what it read.
+   */
+  async commitChange(ops: readonly ChangeOp[], delta: ReadonlyMap<string, number>, audit: AuditRecord | undefined): Promise<void> {
+    this.#assertOpen();
+    const b = this.db.batch();
+    for (const op of ops) {
+      if (op.type === 'put') b.put(op.key, op.value);
+      else b.del(op.key);
+    }
+    if (audit) for (const op of auditOps(audit)) b.put(op.key, op.value);
+    await this.#commit(b, delta);
+  }
+
+  async #commit(b: ReturnType<ClassicLevel<string, string>['batch']>, delta: ReadonlyMap<string, number>): Promise<void> {
     const nextCounts = new Map<string, number>();
-    for (const [scope, n] of added) {
+    for (const [scope, n] of delta) {
       if (n === 0) continue;
       const next = (this.#counts.get(scope) ?? 0) + n;
       nextCounts.set(scope, next);
@@ -197,7 +261,6 @@ export class LevelStore {
     }
     const generation = this.#generation + 1;
     b.put(metaKey('generation'), String(generation));
-    b.put(jobKey(job.id), JSON.stringify(job));
     try {
       await b.write();
     } catch (cause) {
@@ -208,34 +271,67 @@ export class LevelStore {
   }
 
   /**
+   * A new audit record, not yet written: the caller writes it in the batch of the change it
+   * describes. Ids order by time, then by a per-process sequence.
+   */
+  audit(fields: Omit<AuditRecord, 'id' | 'time'>): AuditRecord {
+    const now = Date.now();
+    return { id: auditId(now, this.#auditSeq++), time: new Date(now).toISOString(), ...fields };
+  }
+
+  /** Appends audit records that describe no store change (a legal-basis decision, say). */
+  async appendAudit(records: readonly AuditRecord[]): Promise<void> {
+    this.#assertOpen();
+    if (records.length === 0) return;
+    try {
+      await this.db.batch(records.flatMap((r) => auditOps(r).map((op) => ({ type: 'put' as const, ...op }))));
+    } catch (cause) {
+      throw new OptoutError('OPTOUT_ERR_STORE', `Store write failed: ${(cause as Error).message}`, { cause });
+    }
+  }
+
+  /**
    * Stores a new job under the next job id; the id and the record are written together.
    * `complete` fills what depends on the id, before anything is written.
    */
   async createJob(fields: Omit<JobRecord, 'id'>, complete: (job: JobRecord) => JobRecord = (j) => j): Promise<JobRecord> {
     this.#assertOpen();
-    const id = String(Number((await this.db.get(metaKey('jobseq'))) ?? 0) + 1);
-    const job = complete({ id, ...fields });
-    await this.db.batch([
-      { type: 'put', key: metaKey('jobseq'), value: id },
-      { type: 'put', key: jobKey(id), value: JSON.stringify(job) },
-    ]);
-    return job;
+    return this.withWriteLock(async () => {
+      const { id, op } = await this.nextJobId();
+      const job = complete({ id, ...fields });
+      await this.db.batch([op, { type: 'put', key: jobKey(id), value: JSON.stringify(job) }]);
+      return job;
+    }, { drain: false });
   }
 
-  async putJob(job: JobRecord): Promise<void> {
+  /** Writes a job record, with the audit record of its outcome when there is one. */
+  async putJob(job: AnyJob, audit?: AuditRecord): Promise<void> {
     this.#assertOpen();
-    await this.db.put(jobKey(job.id), JSON.stringify(job));
+    const ops = [{ key: jobKey(job.id), value: JSON.stringify(job) }, ...(audit ? auditOps(audit) : [])];
+    await this.db.batch(ops.map((op) => ({ type: 'put' as const, ...op })));
   }
 
-  async getJob(id: string): Promise<JobRecord | undefined> {
+  async getJob(id: string): Promise<AnyJob | undefined> {
     const raw = await this.db.get(jobKey(id));
-    return raw === undefined ? undefined : (JSON.parse(raw) as JobRecord);
+    return raw === undefined ? undefined : (JSON.parse(raw) as AnyJob);
   }
 
-  async listJobs(): Promise<JobRecord[]> {
-    const jobs: JobRecord[] = [];
-    for await (const value of this.db.values(JOB_RANGE)) jobs.push(JSON.parse(value) as JobRecord);
+  /** Every job and single change, oldest first. */
+  async listJobs(): Promise<AnyJob[]> {
+    const jobs: AnyJob[] = [];
+    for await (const value of this.db.values(JOB_RANGE)) jobs.push(JSON.parse(value) as AnyJob);
     return jobs;
+  }
+
+  /** Import jobs only, oldest first. */
+  async listImports(): Promise<JobRecord[]> {
+    return (await this.listJobs()).filter((j): j is JobRecord => j.kind === 'import');
+  }
+
+  /** The next job id, for records written with `commitChange`. Call it inside `withWriteLock`. */
+  async nextJobId(): Promise<{ id: string; op: ChangeOp }> {
+    const id = String(Number((await this.db.get(metaKey('jobseq'))) ?? 0) + 1);
+    return { id, op: { type: 'put', key: metaKey('jobseq'), value: id } };
   }
 
   /** Bytes the store's files take on disk. */

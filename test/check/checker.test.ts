@@ -9,6 +9,8 @@ import { encodeEntryValue, entryKey } from '../../src/store/keys.js';
 import { hashKeyTuple } from '../../src/dedup/hash.js';
 import { emptyCounts } from '../../src/pipeline/stats.js';
 import { isOptoutError } from '../../src/errors.js';
+import { readAudit } from '../../src/manage/audit-log.js';
+import type { AuditRecord } from '../../src/store/audit.js';
 
 let dir: string;
 let opened: OptoutStore;
@@ -67,7 +69,10 @@ describe('openStore().check', () => {
     expect(await opened.check({ email: 'all@x.org', type: 'one-to-one' })).toMatchObject({ eligible: false, reason: 'suppressed' });
     const after = await legalRecords();
     expect(after.length).toBe(before.length + 1);
-    expect(JSON.parse(after.at(-1) as string)).toMatchObject({ key: 'all@x.org', unit: null, type: 'one-to-one', basis: 'invoice 77', caller: 'key-1' });
+    expect(after.at(-1)).toMatchObject({
+      action: 'legal_basis', actor: 'key-1', key: 'all@x.org', unit: null, job: '1',
+      details: { type: 'one-to-one', basis: 'invoice 77', scope: '*' },
+    });
   });
 
   it('answers checkMany in input order', async () => {
@@ -104,8 +109,8 @@ describe('Checker', () => {
   });
 });
 
-async function legalRecords(): Promise<string[]> {
-  const out: string[] = [];
-  for await (const v of opened.store.db.values({ gt: 'l', lt: 'm' })) out.push(v);
+async function legalRecords(): Promise<AuditRecord[]> {
+  const out: AuditRecord[] = [];
+  for await (const r of readAudit(opened.store, { email: 'all@x.org' })) if (r.action === 'legal_basis') out.push(r);
   return out;
 }

@@ -32,7 +32,7 @@ export function registerCheck(program: Command): void {
         // One check: reading the store directly beats loading the whole key filter first.
         const checker = new Checker(store, undefined);
         decision = checker.decide(req);
-        await checker.record(req, decision);
+        await checker.record([req], [decision]);
       } finally {
         await store.close();
       }

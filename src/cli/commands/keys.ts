@@ -1,8 +1,7 @@
 import type { Command } from 'commander';
 import { createKey, listKeys, revokeKey, type KeyRecord, type KeyScope } from '../../auth/api-keys.js';
 import { OptoutError, describeValue } from '../../errors.js';
-import { LevelStore } from '../../store/level-store.js';
-import { dbOption } from '../args.js';
+import { withStore } from '../args.js';
 
 /** `100/s`, `100` or `0.5/s`: requests per second. */
 function parseRateLimit(value: string): number {
@@ -12,15 +11,6 @@ function parseRateLimit(value: string): number {
     throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `Expected \`--rate-limit\` to be a positive rate such as 100/s, got ${describeValue(value)}`);
   }
   return n;
-}
-
-async function withStore<T>(cmd: Command, purpose: string, fn: (store: LevelStore) => Promise<T>): Promise<T> {
-  const store = await LevelStore.open(dbOption(cmd), { purpose });
-  try {
-    return await fn(store);
-  } finally {
-    await store.close();
-  }
 }
 
 function describe(k: KeyRecord): string {

@@ -22,7 +22,7 @@ export function registerStats(program: Command): void {
       const store = await LevelStore.open(dbOption(cmd), { purpose: 'optout stats' });
       let stats: StoreStats;
       try {
-        const jobs = await store.listJobs();
+        const jobs = await store.listImports();
         stats = {
           db: store.dir,
           entries: store.totalEntries(),

@@ -1,0 +1,92 @@
+/**
+ * Export of the list, streamed from a LevelDB iterator: rows are formatted a batch at a time and
+ * handed to a consumer with backpressure, so memory stays flat whatever the list's size.
+ */
+import { OptoutError, describeValue } from '../errors.js';
+import { normalizeReason, normalizeUnit } from '../options.js';
+import { JobMetaCache } from '../store/job-meta.js';
+import { ACCOUNT_WIDE, decodeEntryValue, entryRange, parseEntryKey } from '../store/keys.js';
+import type { LevelStore } from '../store/level-store.js';
+
+export type ExportFormat = 'csv' | 'ndjson';
+export const EXPORT_FORMATS: readonly ExportFormat[] = ['csv', 'ndjson'];
+export const EXPORT_COLUMNS = ['email', 'key', 'unit', 'reason', 'source', 'job', 'added_at'] as const;
+
+export interface ExportRow {
+  email: string;
+  key: string;
+  /** Business unit; empty for account-wide. */
+  unit: string;
+  reason: string;
+  source: string;
+  job: string;
+  added_at: string;
+}
+
+export interface ExportOptions {
+  /** One unit's entries, or `*` for the account-wide ones only. @default every scope */
+  unit?: string | undefined;
+  /** Only entries of this reason. @default every reason */
+  reason?: string | undefined;
+  /** @default 'csv' */
+  format?: ExportFormat | undefined;
+  /**
+   * Prefixes cells that a spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`,
+   * tab or CR) with `'`. Such a file is for reading, not for re-import: the prefix is kept.
+   * @default false
+   */
+  spreadsheetSafe?: boolean | undefined;
+}
+
+const BATCH = 1000;
+const FORMULA_START = /^[=+\-@\t\r]/;
+const NEEDS_QUOTES = /[",\r\n]|^\s|\s$/;
+
+function csvCell(value: string, spreadsheetSafe: boolean): string {
+  const v = spreadsheetSafe && FORMULA_START.test(value) ? "'" + value : value;
+  return NEEDS_QUOTES.test(v) ? '"' + v.replaceAll('"', '""') + '"' : v;
+}
+
+/** The entries, in store order (scope, then hash), with their job's metadata. */
+export async function* exportRows(store: LevelStore, o: Pick<ExportOptions, 'unit' | 'reason'> = {}): AsyncGenerator<ExportRow[]> {
+  const scope = o.unit === undefined || o.unit === ACCOUNT_WIDE ? o.unit : normalizeUnit(o.unit);
+  const reason = o.reason === undefined ? undefined : normalizeReason(o.reason);
+  const jobs = new JobMetaCache(store.db);
+  const it = store.db.iterator(entryRange(scope));
+  try {
+    for (;;) {
+      const entries = await it.nextv(BATCH);
+      if (entries.length === 0) return;
+      const rows: ExportRow[] = [];
+      for (const [dbKey, value] of entries) {
+        const { scope: s, key } = parseEntryKey(dbKey);
+        const { jobId, address } = decodeEntryValue(value);
+        const meta = jobs.get(jobId);
+        if (reason !== undefined && meta.reason !== reason) continue;
+        rows.push({ email: address ?? key, key, unit: s === ACCOUNT_WIDE ? '' : s, reason: meta.reason, source: meta.source, job: jobId, added_at: meta.addedAt });
+      }
+      if (rows.length > 0) yield rows;
+    }
+  } finally {
+    await it.close();
+  }
+}
+
+/** The export as text pieces (the CSV header first), ready to be written to a file or a response. */
+export async function* exportText(store: LevelStore, o: ExportOptions = {}): AsyncGenerator<string> {
+  const format = o.format ?? 'csv';
+  if (!EXPORT_FORMATS.includes(format)) {
+    throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `Expected \`format\` to be one of ${EXPORT_FORMATS.join(', ')}, got ${describeValue(o.format)}`);
+  }
+  const safe = o.spreadsheetSafe === true;
+  if (format === 'csv') yield EXPORT_COLUMNS.join(',') + '\n';
+  for await (const rows of exportRows(store, o)) {
+    let text = '';
+    for (const r of rows) {
+      text += format === 'ndjson'
+        ? JSON.stringify(r) + '\n'
+        : EXPORT_COLUMNS.map((c) => csvCell(r[c], safe)).join(',') + '\n';
+    }
+    yield text;
+  }
+}
