@@ -34,6 +34,12 @@ export interface ImportOptions {
   store?: LevelStore | undefined;
   /** Who started the import and how; kept in the job record and the audit trail. @default the CLI */
   origin?: JobOrigin | undefined;
+  /**
+   * A job record reserved before the import started (an import over HTTP has an id from its
+   * first request). The import writes its record there, and resumes it when it was cut off.
+   * @default a new job
+   */
+  jobId?: string | undefined;
   /** Email column: a header name or a 1-based index. @default auto-detected from the header */
   column?: string;
   /** Field delimiter `,` `;` `|` or `tab`. @default detected from the header line */
@@ -65,6 +71,7 @@ export interface NormalizedImportOptions {
   db: string;
   store: LevelStore | undefined;
   origin: JobOrigin;
+  jobId: string | undefined;
   column: string | undefined;
   delimiter: string | undefined;
   encoding: InputEncoding;
@@ -127,6 +134,7 @@ export function normalizeImportOptions(o: ImportOptions): NormalizedImportOption
     db: o.db ?? defaultDb(),
     store: o.store,
     origin: o.origin ?? { via: 'cli', actor: 'cli' },
+    jobId: o.jobId,
     column: o.column,
     delimiter: o.delimiter,
     encoding: normalizeEncoding(o.encoding ?? 'utf8'),

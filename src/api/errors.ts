@@ -6,11 +6,19 @@ import { isOptoutError, type OptoutErrorCode } from '../errors.js';
 
 export const API_ERROR_STATUS = {
   OPTOUT_ERR_INVALID_OPTION: 400,
+  OPTOUT_ERR_INVALID_EMAIL: 400,
+  OPTOUT_ERR_NO_EMAIL_COLUMN: 400,
+  OPTOUT_ERR_AMBIGUOUS_EMAIL_COLUMN: 400,
+  OPTOUT_ERR_COLUMN_NOT_FOUND: 400,
   OPTOUT_ERR_INVALID_JSON: 400,
   OPTOUT_ERR_BAD_REQUEST: 400,
   OPTOUT_ERR_UNAUTHORIZED: 401,
   OPTOUT_ERR_FORBIDDEN: 403,
   OPTOUT_ERR_NOT_FOUND: 404,
+  OPTOUT_ERR_NOT_SUPPRESSED: 404,
+  OPTOUT_ERR_JOB_NOT_FOUND: 404,
+  OPTOUT_ERR_JOB_STATE: 409,
+  OPTOUT_ERR_NOT_CONFIRMED: 409,
   OPTOUT_ERR_PAYLOAD_TOO_LARGE: 413,
   OPTOUT_ERR_UNSUPPORTED_MEDIA_TYPE: 415,
   OPTOUT_ERR_RATE_LIMITED: 429,
@@ -54,7 +62,9 @@ interface FrameworkError {
 export function toApiError(err: unknown): ApiError {
   if (err instanceof ApiError) return err;
   if (isOptoutError(err)) {
-    if (err.code === 'OPTOUT_ERR_INVALID_OPTION') return new ApiError('OPTOUT_ERR_INVALID_OPTION', err.message);
+    if (err.code in API_ERROR_STATUS && !err.code.startsWith('OPTOUT_ERR_STORE') && err.code !== 'OPTOUT_ERR_INTERNAL') {
+      return new ApiError(err.code as ApiErrorCode, err.message);
+    }
     if (err.code === 'OPTOUT_ERR_STORE_NOT_OPEN') return new ApiError('OPTOUT_ERR_STORE_NOT_OPEN', 'The store is not open');
     if (err.code.startsWith('OPTOUT_ERR_STORE')) return new ApiError('OPTOUT_ERR_STORE', 'The store could not answer');
     return new ApiError('OPTOUT_ERR_INTERNAL', 'Internal error');

@@ -20,13 +20,17 @@ import type { CheckRequest } from '../check/checker.js';
 import type { OptoutStore } from '../check/open-store.js';
 import type { Decision, SendType } from '../check/rules.js';
 import { KeyRing, type KeyRecord, type KeyScope } from '../auth/api-keys.js';
+import { ImportJobs, type ImportJobsOptions } from '../manage/import-jobs.js';
 import { ApiError, toApiError } from './errors.js';
+import { registerManageRoutes } from './manage-routes.js';
 
 export const MAX_BATCH = 10_000;
 
 export interface ServerOptions {
   /** The store, or a promise of it: until it resolves, /readyz and the API answer 503. */
   store: OptoutStore | Promise<OptoutStore>;
+  /** Imports over HTTP. @default threads 1, uploads up to 8 GiB */
+  imports?: ImportJobsOptions;
   /** fastify's request log on stdout. @default false */
   logger?: boolean;
 }
@@ -102,11 +106,19 @@ export function createServer(options: ServerOptions): OptoutServer {
 
   let store: OptoutStore | undefined;
   let keys: KeyRing | undefined;
+  let imports: ImportJobs | undefined;
   let failed: unknown;
   const bind = (s: OptoutStore): void => {
     keys = new KeyRing(s.store);
+    imports = new ImportJobs(s.store, options.imports);
+    // Jobs a previous server left unfinished are taken up again; a failure there is logged, and
+    // the jobs stay as they are for the next start.
+    imports.resumeAll().catch((err: unknown) => app.log.error(err));
     store = s;
   };
+  app.addHook('onClose', async () => {
+    await imports?.close();
+  });
   if (options.store instanceof Promise) {
     // The server must not crash on a store that never opens: /readyz keeps saying 503.
     options.store.then(bind).catch((err: unknown) => {
@@ -239,6 +251,16 @@ export function createServer(options: ServerOptions): OptoutServer {
     const results = await current().checkMany(b.emails.map((email) => ({ email, unit: b.unit, type: b.type, legalBasis: b.legalBasis, caller })));
     failClosed(results);
     return { results };
+  });
+
+  registerManageRoutes(app, {
+    guard,
+    assertUnit,
+    current,
+    imports: () => {
+      if (imports === undefined) throw new ApiError('OPTOUT_ERR_NOT_READY', 'The store is not ready');
+      return imports;
+    },
   });
 
   app.get('/healthz', async () => ({ status: 'ok' }));

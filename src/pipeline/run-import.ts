@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { createWriteStream, existsSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -93,6 +94,13 @@ async function findResumable(store: LevelStore, fp: JobFingerprint, o: Normalize
   return match;
 }
 
+/** A job reserved by the caller (`jobId`) resumes when it was cut off while importing. */
+async function reservedJobToResume(store: LevelStore, jobId: string): Promise<JobRecord | undefined> {
+  const job = await store.getJob(jobId);
+  if (job === undefined || job.kind !== 'import') throw new OptoutError('OPTOUT_ERR_JOB_NOT_FOUND', `No import job has the id ${jobId}`);
+  // A reserved record has no spool until the pipeline first writes it.
+  return (job.state === 'importing' || job.state === 'interrupted') && job.checkpoint.spool.dir !== '' ? job : undefined;
+}
 
 /** Copies stdin to a temporary file so that it can be read twice (analysis, then import). */
 async function spoolStdin(spec: SourceSpec & { kind: 'stdin' }): Promise<{ path: string; dir: string }> {
@@ -111,8 +119,11 @@ function estimateKeys(size: number | null): number {
   return size === null ? 1 << 25 : Math.ceil(size / 24);
 }
 
-/** Spool folders left by runs that cannot be resumed (a crashed analysis, a finished job). */
-async function removeOrphanSpools(store: LevelStore): Promise<void> {
+/**
+ * Spool folders left by runs that cannot be resumed (a crashed analysis, a finished job). Only
+ * for a process that runs one import at a time: it would take the analysis of another.
+ */
+export async function removeOrphanSpools(store: LevelStore): Promise<void> {
   const root = join(store.dir, 'spool');
   if (!existsSync(root)) return;
   const live = new Set((await store.listImports())
@@ -187,7 +198,8 @@ export async function runImport(input: ImportOptions): Promise<ImportReport> {
   const readCounts = (st: SpoolState): ImportCounts => ({ ...emptyCounts(), rows: st.rows, valid: st.valid, invalid: st.invalid });
 
   try {
-    await removeOrphanSpools(store);
+    // A store opened by the caller (the server) may have other imports running; it cleans up at start.
+    if (o.store === undefined) await removeOrphanSpools(store);
     const fingerprint = fingerprintOf(info, o);
     const filter = await store.filter();
     let expectedUnique: number | undefined;
@@ -203,7 +215,7 @@ export async function runImport(input: ImportOptions): Promise<ImportReport> {
       }
       o.onEvent({ type: 'phase', phase: 'analyzing' });
       const scan = await open(spec, o, pool, bits);
-      analysisSpool = new BucketSpool(join(spoolRoot, `analysis-${process.pid}-${Date.now()}`), bits);
+      analysisSpool = new BucketSpool(join(spoolRoot, `analysis-${process.pid}-${Date.now()}-${randomBytes(4).toString('hex')}`), bits);
       rejects = o.rejects === undefined ? undefined : await RejectsFile.open(o.rejects);
       const zero: SpoolState = { offset: 0, lines: 0, rows: 0, valid: 0, invalid: 0, invalidUtf8: 0, rejectsBytes: 0 };
       const state = await spoolPass(scan.scan, analysisSpool, rejects, zero,
@@ -220,7 +232,7 @@ export async function runImport(input: ImportOptions): Promise<ImportReport> {
       analysed = { state, scan };
     }
 
-    let job = await findResumable(store, fingerprint, o, label);
+    let job = o.jobId !== undefined ? await reservedJobToResume(store, o.jobId) : await findResumable(store, fingerprint, o, label);
     const resumed = job !== undefined;
     o.onEvent({ type: 'phase', phase: 'importing' });
     const cp = job?.checkpoint;
@@ -260,7 +272,7 @@ export async function runImport(input: ImportOptions): Promise<ImportReport> {
         const dir = analysisSpool ? adopt(analysisSpool, spoolRoot, j.id) : join(spoolRoot, `job-${j.id}`);
         analysisSpool = undefined;
         return { ...j, checkpoint: { ...j.checkpoint, spool: { ...j.checkpoint.spool, dir } } };
-      });
+      }, o.jobId);
     } else {
       if (analysisSpool) {
         analysisSpool.remove();

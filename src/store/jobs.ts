@@ -92,3 +92,10 @@ export interface AddRecord {
 }
 
 export type AnyJob = JobRecord | AddRecord;
+
+/** What a job listing shows: the record without its checkpoint's internals. */
+export function jobSummary(j: AnyJob): Record<string, unknown> {
+  const common = { id: j.id, kind: j.kind, state: j.state, scope: j.scope, reason: j.reason, source: j.source, createdAt: j.createdAt, finishedAt: j.finishedAt };
+  if (j.kind === 'add') return { ...common, actor: j.actor, key: j.key };
+  return { ...common, origin: j.origin ?? { via: 'cli', actor: 'cli' }, ...j.checkpoint.counts, error: j.error };
+}

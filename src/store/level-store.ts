@@ -53,7 +53,7 @@ export class EntryBatch {
 /** One write of a change: see `commitChange`. */
 export type ChangeOp = { type: 'put'; key: string; value: string } | { type: 'del'; key: string };
 
-interface Owner { pid: number; purpose: string; since: string }
+interface Owner { pid: number; purpose: string; since: string; url?: string }
 
 /**
  * The embedded store: a LevelDB folder plus the key filter that answers "definitely absent"
@@ -74,6 +74,7 @@ export class LevelStore {
   /** Import batches submitted and not yet acknowledged. */
   readonly #inFlight = new Set<Promise<void>>();
   #auditSeq = 0;
+  #owner: Owner | undefined;
 
   private constructor(dir: string, db: ClassicLevel<string, string>) {
     this.dir = dir;
@@ -93,7 +94,12 @@ export class LevelStore {
     } catch (cause) {
       const inner = (cause as { cause?: { code?: string } }).cause;
       if (inner?.code === 'LEVEL_LOCKED') {
-        throw new OptoutError('OPTOUT_ERR_STORE_LOCKED', `The store ${dir} is in use by another process${describeOwner(dir)}. ` +
+        const owner = readOwner(dir);
+        if (owner?.url !== undefined) {
+          throw new OptoutError('OPTOUT_ERR_STORE_SERVED', `optout serve (pid ${owner.pid}) holds the store ${dir}. Use its HTTP API ` +
+            `instead, e.g. an import: POST ${owner.url}/v1/imports with an admin key; or stop the server first.`, { cause });
+        }
+        throw new OptoutError('OPTOUT_ERR_STORE_LOCKED', `The store ${dir} is in use by another process${describeOwner(owner)}. ` +
           'Wait for it to finish, or use another --db.', { cause });
       }
       throw new OptoutError('OPTOUT_ERR_STORE', `Cannot open the store ${dir}: ${(cause as Error).message}`, { cause });
@@ -109,8 +115,8 @@ export class LevelStore {
   }
 
   async #init(purpose: string): Promise<void> {
-    const owner: Owner = { pid: process.pid, purpose, since: new Date().toISOString() };
-    writeFileSync(join(this.dir, 'owner.json'), JSON.stringify(owner) + '\n');
+    this.#owner = { pid: process.pid, purpose, since: new Date().toISOString() };
+    writeFileSync(join(this.dir, 'owner.json'), JSON.stringify(this.#owner) + '\n');
     const [format, policy, generation] = await this.db.getMany([metaKey('format'), metaKey('policy'), metaKey('generation')]);
     if (format === undefined) {
       await this.db.batch([
@@ -126,6 +132,12 @@ export class LevelStore {
     for await (const [key, value] of this.db.iterator(COUNT_RANGE)) {
       this.#counts.set(key.slice(COUNT_RANGE.gt.length), Number(value));
     }
+  }
+
+  /** Tells other processes where the owner serves the store's API (they point users there). */
+  announceUrl(url: string): void {
+    this.#owner = { ...(this.#owner as Owner), url };
+    writeFileSync(join(this.dir, 'owner.json'), JSON.stringify(this.#owner) + '\n');
   }
 
   /** Entries per scope (`*` = account-wide), kept as counters written with every batch. */
@@ -291,15 +303,16 @@ export class LevelStore {
   }
 
   /**
-   * Stores a new job under the next job id; the id and the record are written together.
+   * Stores a new job under the next job id, or over the record `id` names (a job reserved
+   * before it started: an import over HTTP); the id and the record are written together.
    * `complete` fills what depends on the id, before anything is written.
    */
-  async createJob(fields: Omit<JobRecord, 'id'>, complete: (job: JobRecord) => JobRecord = (j) => j): Promise<JobRecord> {
+  async createJob(fields: Omit<JobRecord, 'id'>, complete: (job: JobRecord) => JobRecord = (j) => j, id?: string): Promise<JobRecord> {
     this.#assertOpen();
     return this.withWriteLock(async () => {
-      const { id, op } = await this.nextJobId();
-      const job = complete({ id, ...fields });
-      await this.db.batch([op, { type: 'put', key: jobKey(id), value: JSON.stringify(job) }]);
+      const next = id === undefined ? await this.nextJobId() : undefined;
+      const job = complete({ id: id ?? (next as { id: string }).id, ...fields });
+      await this.db.batch([...(next ? [next.op] : []), { type: 'put', key: jobKey(job.id), value: JSON.stringify(job) }]);
       return job;
     }, { drain: false });
   }
@@ -369,11 +382,14 @@ export class LevelStore {
   }
 }
 
-function describeOwner(dir: string): string {
+function readOwner(dir: string): Owner | undefined {
   try {
-    const owner = JSON.parse(readFileSync(join(dir, 'owner.json'), 'utf8')) as Owner;
-    return ` (pid ${owner.pid}, ${owner.purpose}, since ${owner.since})`;
+    return JSON.parse(readFileSync(join(dir, 'owner.json'), 'utf8')) as Owner;
   } catch {
-    return '';
+    return undefined;
   }
+}
+
+function describeOwner(owner: Owner | undefined): string {
+  return owner === undefined ? '' : ` (pid ${owner.pid}, ${owner.purpose}, since ${owner.since})`;
 }

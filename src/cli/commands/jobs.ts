@@ -1,14 +1,7 @@
 import type { Command } from 'commander';
 import { rollbackJob } from '../../manage/rollback.js';
-import type { AnyJob } from '../../store/jobs.js';
+import { jobSummary } from '../../store/jobs.js';
 import { withStore } from '../args.js';
-
-/** What a job listing shows: the record without its checkpoint's internals. */
-export function jobSummary(j: AnyJob): Record<string, unknown> {
-  const common = { id: j.id, kind: j.kind, state: j.state, scope: j.scope, reason: j.reason, source: j.source, createdAt: j.createdAt, finishedAt: j.finishedAt };
-  if (j.kind === 'add') return { ...common, actor: j.actor, key: j.key };
-  return { ...common, origin: j.origin ?? { via: 'cli', actor: 'cli' }, ...j.checkpoint.counts, error: j.error };
-}
 
 export function registerJobs(program: Command): void {
   program.command('jobs')

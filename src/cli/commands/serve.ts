@@ -32,6 +32,7 @@ export function registerServe(program: Command): void {
       const addr = app.server.address() as AddressInfo;
       const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
       process.stderr.write(`listening on http://${host}:${addr.port}\n`);
+      store.store.announceUrl(`http://${host}:${addr.port}`);
       const signal = await new Promise<NodeJS.Signals>((resolve) => {
         process.once('SIGINT', () => resolve('SIGINT'));
         process.once('SIGTERM', () => resolve('SIGTERM'));

@@ -1,0 +1,191 @@
+/**
+ * The routes that manage the list: single suppressions, export, audit, jobs and imports. Every
+ * route that changes the list needs an admin key; reads take a check key, and a key bound to a
+ * unit reads only that unit (and the account-wide entries that apply to it).
+ */
+import { createReadStream, existsSync } from 'node:fs';
+import { Readable } from 'node:stream';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { KeyScope } from '../auth/api-keys.js';
+import type { OptoutStore } from '../check/open-store.js';
+import { readAudit } from '../manage/audit-log.js';
+import { exportText, type ExportFormat } from '../manage/export.js';
+import type { ImportJobs, ImportRequest } from '../manage/import-jobs.js';
+import { rollbackJob } from '../manage/rollback.js';
+import { addSuppression, lookupSuppressions, removeSuppression } from '../manage/suppressions.js';
+import { ACCOUNT_WIDE } from '../store/keys.js';
+import { jobSummary } from '../store/jobs.js';
+import { ApiError } from './errors.js';
+
+export interface RouteContext {
+  guard(scope: KeyScope): (request: FastifyRequest, reply: FastifyReply) => Promise<void>;
+  assertUnit(request: FastifyRequest, unit: string | undefined): void;
+  current(): OptoutStore;
+  imports(): ImportJobs;
+}
+
+const MAX_AUDIT = 10_000;
+const UPLOAD_TYPES = ['text/csv', 'application/csv', 'application/octet-stream', 'application/gzip', 'application/x-gzip'];
+
+const EMAIL_PARAM = { type: 'object', required: ['email'], properties: { email: { type: 'string', minLength: 1, maxLength: 1024 } } } as const;
+const ID_PARAM = { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: '^[0-9]{1,12}$' } } } as const;
+const UNIT = { type: 'string', maxLength: 64 } as const;
+const REASON = { type: 'string', enum: ['unsubscribed', 'bounced', 'complaint', 'manual'] } as const;
+
+function actorOf(request: FastifyRequest): string {
+  return `key:${request.apiKey?.id ?? '?'}`;
+}
+
+export function registerManageRoutes(app: FastifyInstance, ctx: RouteContext): void {
+  const store = (): OptoutStore['store'] => ctx.current().store;
+
+  app.put<{ Params: { email: string }; Body: { unit?: string; reason?: string; source?: string } | undefined }>('/v1/suppressions/:email', {
+    onRequest: ctx.guard('admin'),
+    schema: {
+      params: EMAIL_PARAM,
+      body: { type: ['object', 'null'], additionalProperties: false, properties: { unit: UNIT, reason: REASON, source: { type: 'string', minLength: 1, maxLength: 200 } } },
+    },
+  }, async (request, reply) => {
+    const b = request.body ?? {};
+    const r = await addSuppression(store(), { email: request.params.email, unit: b.unit, reason: b.reason, source: b.source, actor: actorOf(request) });
+    void reply.code(r.added ? 201 : 200);
+    return r;
+  });
+
+  app.get<{ Params: { email: string } }>('/v1/suppressions/:email', {
+    onRequest: ctx.guard('check'),
+    schema: { params: EMAIL_PARAM },
+  }, async (request) => {
+    const bound = request.apiKey?.unit ?? null;
+    const found = await lookupSuppressions(store(), request.params.email);
+    return { suppressions: bound === null ? found : found.filter((s) => s.scope === ACCOUNT_WIDE || s.scope === bound) };
+  });
+
+  app.delete<{ Params: { email: string }; Querystring: { unit?: string; why?: string }; Body: { why?: string } | undefined }>('/v1/suppressions/:email', {
+    onRequest: ctx.guard('admin'),
+    schema: {
+      params: EMAIL_PARAM,
+      querystring: { type: 'object', additionalProperties: false, properties: { unit: UNIT, why: { type: 'string', maxLength: 1000 } } },
+      // The reason may come in the query instead: many clients send no body with DELETE.
+      body: { type: ['object', 'null'], additionalProperties: false, properties: { why: { type: 'string', maxLength: 1000 } } },
+    },
+  }, async (request) => {
+    const why = request.body?.why ?? request.query.why;
+    if (why === undefined || why.trim() === '') {
+      throw new ApiError('OPTOUT_ERR_INVALID_OPTION', 'A removal needs a reason: `why` in the JSON body or the query');
+    }
+    return removeSuppression(store(), { email: request.params.email, unit: request.query.unit, why, actor: actorOf(request) });
+  });
+
+  app.get<{ Querystring: { unit?: string; reason?: string; format?: ExportFormat; spreadsheetSafe?: string } }>('/v1/export', {
+    onRequest: ctx.guard('check'),
+    schema: {
+      querystring: {
+        type: 'object', additionalProperties: false,
+        properties: { unit: { type: 'string', maxLength: 64 }, reason: REASON, format: { type: 'string', enum: ['csv', 'ndjson'] }, spreadsheetSafe: { type: 'string', enum: ['true', 'false'] } },
+      },
+    },
+  }, async (request, reply) => {
+    const q = request.query;
+    ctx.assertUnit(request, q.unit);
+    const format = q.format ?? 'csv';
+    const text = exportText(store(), { unit: q.unit, reason: q.reason, format, spreadsheetSafe: q.spreadsheetSafe === 'true' });
+    // The first piece is read before answering, so that a bad option is a 400, not a cut stream.
+    const first = await text.next();
+    void reply.type(format === 'csv' ? 'text/csv; charset=utf-8' : 'application/x-ndjson; charset=utf-8');
+    return reply.send(Readable.from((async function* () {
+      if (first.done !== true) yield first.value;
+      yield* text;
+    })()));
+  });
+
+  app.get<{ Querystring: { email?: string; since?: string; limit?: number } }>('/v1/audit', {
+    onRequest: ctx.guard('admin'),
+    schema: {
+      querystring: {
+        type: 'object', additionalProperties: false,
+        properties: { email: { type: 'string', maxLength: 1024 }, since: { type: 'string', maxLength: 64 }, limit: { type: 'string', pattern: '^[0-9]{1,5}$' } },
+      },
+    },
+  }, async (request) => {
+    const q = request.query;
+    const limit = q.limit === undefined ? 1000 : Math.min(MAX_AUDIT, Number(q.limit));
+    const records = [];
+    for await (const r of readAudit(store(), { email: q.email, since: q.since, limit })) records.push(r);
+    return { records };
+  });
+
+  app.get('/v1/jobs', { onRequest: ctx.guard('admin') }, async () => ({ jobs: (await store().listJobs()).map(jobSummary) }));
+
+  registerImportRoutes(app, ctx);
+}
+
+interface ImportQuery {
+  column?: string; delimiter?: string; encoding?: string; unit?: string; reason?: string; source?: string; yes?: string;
+}
+
+function registerImportRoutes(app: FastifyInstance, ctx: RouteContext): void {
+  const importQuery = {
+    type: 'object', additionalProperties: false,
+    properties: {
+      column: { type: 'string', minLength: 1, maxLength: 200 }, delimiter: { type: 'string', maxLength: 3 },
+      encoding: { type: 'string', maxLength: 20 }, unit: UNIT, reason: REASON,
+      source: { type: 'string', minLength: 1, maxLength: 200 }, yes: { type: 'string', enum: ['true', 'false'] },
+    },
+  } as const;
+
+  // Upload bodies reach the handler as the raw request stream, never buffered; these parsers
+  // exist only inside this plugin, so every other route still takes JSON only.
+  void app.register(async (scoped) => {
+    scoped.addContentTypeParser(UPLOAD_TYPES, (_request, payload, done) => {
+      done(null, payload);
+    });
+
+    scoped.post<{ Querystring: ImportQuery; Body: unknown }>('/v1/imports', {
+      onRequest: ctx.guard('admin'),
+      // The upload's own limit is enforced while it is written to disk.
+      bodyLimit: Number.MAX_SAFE_INTEGER,
+      schema: { querystring: importQuery },
+    }, async (request, reply) => {
+      const q = request.query;
+      const req: ImportRequest = {
+        column: q.column, delimiter: q.delimiter, encoding: q.encoding, unit: q.unit, reason: q.reason, source: q.source, yes: q.yes === 'true',
+      };
+      const body = request.body;
+      if (!(body instanceof Readable)) {
+        throw new ApiError('OPTOUT_ERR_UNSUPPORTED_MEDIA_TYPE', `Send the CSV as the body (Content-Type: ${UPLOAD_TYPES.slice(0, 2).join(' or ')})`);
+      }
+      const job = await ctx.imports().createFromUpload(body, req, { via: 'http', actor: actorOf(request) });
+      void reply.code(202).header('location', `/v1/imports/${job.id}`);
+      return job;
+    });
+  });
+
+  app.get('/v1/imports', { onRequest: ctx.guard('admin') }, async () => ({ imports: await ctx.imports().list() }));
+
+  app.get<{ Params: { id: string } }>('/v1/imports/:id', { onRequest: ctx.guard('admin'), schema: { params: ID_PARAM } }, async (request) => {
+    const job = await ctx.imports().get(request.params.id);
+    if (job === undefined) throw new ApiError('OPTOUT_ERR_JOB_NOT_FOUND', `No import job has the id ${request.params.id}`);
+    return job;
+  });
+
+  app.post<{ Params: { id: string }; Body: { count: number } }>('/v1/imports/:id/confirm', {
+    onRequest: ctx.guard('admin'),
+    schema: { params: ID_PARAM, body: { type: 'object', required: ['count'], additionalProperties: false, properties: { count: { type: 'integer', minimum: 0 } } } },
+  }, async (request) => ctx.imports().confirm(request.params.id, request.body.count));
+
+  app.get<{ Params: { id: string } }>('/v1/imports/:id/rejects', { onRequest: ctx.guard('admin'), schema: { params: ID_PARAM } }, async (request, reply) => {
+    const jobs = ctx.imports();
+    if ((await jobs.get(request.params.id)) === undefined) throw new ApiError('OPTOUT_ERR_JOB_NOT_FOUND', `No import job has the id ${request.params.id}`);
+    const path = jobs.rejectsPath(request.params.id);
+    void reply.type('text/csv; charset=utf-8');
+    return existsSync(path) ? reply.send(createReadStream(path)) : 'line,row,value,reason\n';
+  });
+
+  app.post<{ Params: { id: string } }>('/v1/imports/:id/rollback', { onRequest: ctx.guard('admin'), schema: { params: ID_PARAM } }, async (request) => {
+    if (ctx.imports().isRunning(request.params.id)) {
+      throw new ApiError('OPTOUT_ERR_JOB_STATE', `Job ${request.params.id} is running; roll it back once it has ended`);
+    }
+    return rollbackJob(ctx.current().store, request.params.id, actorOf(request));
+  });
+}

@@ -1,0 +1,312 @@
+/**
+ * Imports run inside a long-lived process (the server): each has a job id from its first
+ * request, reads an uploaded file kept under the store (`uploads/<id>.csv`), waits for its
+ * confirmation, and writes through the same pipeline as the CLI.
+ *
+ * Analyses run side by side; writing phases run one at a time (a writer slot), because two
+ * imports classifying the same keys at once could both count a key as added. While an import
+ * writes, checks keep being answered: parsing and deduplication run in one worker thread (the
+ * other core serves requests), and the import gives the event loop back between batches.
+ *
+ * After a restart, every job that was cut off is taken up again from its record: a job that was
+ * writing resumes from its checkpoint, one that was analysing or waiting is analysed again and
+ * waits for its confirmation again.
+ */
+import { createWriteStream, existsSync, mkdirSync } from 'node:fs';
+import { rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { OptoutError, describeValue } from '../errors.js';
+import { normalizeImportOptions, type ImportOptions } from '../options.js';
+import { removeOrphanSpools, runImport } from '../pipeline/run-import.js';
+import { emptyCounts, type ImportCounts } from '../pipeline/stats.js';
+import type { ImportReport } from '../report/summary.js';
+import type { JobOrigin, JobRecord, JobState } from '../store/jobs.js';
+import type { LevelStore } from '../store/level-store.js';
+
+export interface ImportRequest {
+  column?: string | undefined;
+  delimiter?: string | undefined;
+  encoding?: string | undefined;
+  unit?: string | undefined;
+  reason?: string | undefined;
+  /** The label kept as the entries' source. @default `upload` or the URL */
+  source?: string | undefined;
+  /** Write without waiting for a confirmation (scripts, syncs). @default false */
+  yes?: boolean | undefined;
+}
+
+/** A job as the API shows it: its record's state and counts, and live progress while it runs. */
+export interface ImportJobView {
+  id: string;
+  state: JobState;
+  scope: string;
+  reason: string;
+  source: string;
+  origin: JobOrigin | null;
+  createdAt: string;
+  updatedAt: string;
+  finishedAt: string | null;
+  /** After analysis: what a confirmation must name (`unique`). */
+  counts: ImportCounts;
+  progress: { phase: string; bytes: number; totalBytes: number | null; rows: number } | null;
+  error: { code: string; message: string } | null;
+}
+
+export interface ImportJobsOptions {
+  /** Parsing threads per import. @default 1 (the other core answers checks) */
+  threads?: number | undefined;
+  /** The largest upload accepted, in bytes. @default 8 GiB */
+  maxUploadBytes?: number | undefined;
+}
+
+const DEFAULT_MAX_UPLOAD = 8 * 1024 ** 3;
+const RESUMABLE: ReadonlySet<JobState> = new Set(['analyzing', 'awaiting_confirmation', 'importing', 'interrupted']);
+
+interface Running {
+  abort: AbortController;
+  progress: ImportJobView['progress'];
+  /** Set while the job waits: resolves its confirmation. */
+  confirm?: { unique: number; resolve: (count: number) => void };
+  done: Promise<void>;
+}
+
+/** Counts bytes through a stream and stops it past a limit. */
+async function* limited(body: AsyncIterable<Buffer>, max: number): AsyncGenerator<Buffer> {
+  let n = 0;
+  for await (const chunk of body) {
+    n += chunk.length;
+    if (n > max) throw new OptoutError('OPTOUT_ERR_PAYLOAD_TOO_LARGE', `The upload is larger than ${max} bytes`);
+    yield chunk;
+  }
+}
+
+export class ImportJobs {
+  readonly #store: LevelStore;
+  readonly #dir: string;
+  readonly #threads: number;
+  readonly #maxUpload: number;
+  readonly #running = new Map<string, Running>();
+  /** Tail of the queue of writing phases. */
+  #writer: Promise<void> = Promise.resolve();
+  #closed = false;
+
+  constructor(store: LevelStore, options: ImportJobsOptions = {}) {
+    this.#store = store;
+    this.#dir = join(store.dir, 'uploads');
+    this.#threads = options.threads ?? 1;
+    this.#maxUpload = options.maxUploadBytes ?? DEFAULT_MAX_UPLOAD;
+    mkdirSync(this.#dir, { recursive: true });
+  }
+
+  uploadPath(id: string): string {
+    return join(this.#dir, `${id}.csv`);
+  }
+
+  rejectsPath(id: string): string {
+    return join(this.#dir, `${id}.rejects.csv`);
+  }
+
+  /** Takes up the jobs a previous process left unfinished. */
+  async resumeAll(): Promise<string[]> {
+    await removeOrphanSpools(this.#store);
+    const resumed: string[] = [];
+    for (const job of await this.#store.listImports()) {
+      if (job.origin?.via === 'cli' || job.origin === undefined || !RESUMABLE.has(job.state)) continue;
+      if (!existsSync(this.uploadPath(job.id))) {
+        await this.#fail(job.id, new OptoutError('OPTOUT_ERR_SOURCE', 'The uploaded file of this job is gone'));
+        continue;
+      }
+      if (job.state === 'awaiting_confirmation') await this.#setState(job.id, 'analyzing');
+      this.#launch(job.id, this.#requestOf(job), job.origin, job.confirmed === 'yes' || job.state === 'importing' || job.state === 'interrupted');
+      resumed.push(job.id);
+    }
+    return resumed;
+  }
+
+  /**
+   * Stores an uploaded body, then reserves the job and starts it. Validates the options first,
+   * so that a bad request leaves no job and reads no body.
+   */
+  async createFromUpload(body: AsyncIterable<Buffer> | Readable, request: ImportRequest, origin: JobOrigin): Promise<ImportJobView> {
+    this.#assertOpen();
+    const label = request.source ?? (origin.url ?? 'upload');
+    const options = this.#options(request, label, this.#dir);
+    const tmp = join(this.#dir, `incoming-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}`);
+    try {
+      await pipeline(limited(body as AsyncIterable<Buffer>, this.#maxUpload), createWriteStream(tmp));
+    } catch (err) {
+      await rm(tmp, { force: true });
+      throw err;
+    }
+    const now = new Date().toISOString();
+    const job = await this.#store.createJob({
+      kind: 'import', origin, state: request.yes ? 'importing' : 'analyzing', scope: options.scope, reason: options.reason, source: label,
+      fingerprint: {
+        path: null, size: null, mtimeMs: null, column: options.column ?? null, delimiter: options.delimiter ?? null,
+        encoding: options.encoding, rejects: null,
+      },
+      confirmed: request.yes ? 'yes' : 'count', confirmedCount: null,
+      createdAt: now, updatedAt: now, finishedAt: null, resumedCount: 0,
+      checkpoint: { phase: 'spool', offset: 0, lines: 0, counts: emptyCounts(), rejectsBytes: 0, invalidUtf8: 0, spool: { dir: '', bits: 0, lengths: [] }, bucket: 0 },
+      error: null,
+    });
+    await rename(tmp, this.uploadPath(job.id));
+    this.#launch(job.id, request, origin, request.yes === true);
+    return this.#view(job);
+  }
+
+  async get(id: string): Promise<ImportJobView | undefined> {
+    const job = /^\d{1,12}$/.test(id) ? await this.#store.getJob(id) : undefined;
+    return job?.kind === 'import' ? this.#view(job) : undefined;
+  }
+
+  async list(): Promise<ImportJobView[]> {
+    return (await this.#store.listImports()).map((j) => this.#view(j));
+  }
+
+  /** Confirms a job waiting with the count it must name; a wrong count leaves it waiting. */
+  async confirm(id: string, count: unknown): Promise<ImportJobView> {
+    const job = await this.get(id);
+    if (job === undefined) throw new OptoutError('OPTOUT_ERR_JOB_NOT_FOUND', `No import job has the id ${id}`);
+    const waiting = this.#running.get(id)?.confirm;
+    if (job.state !== 'awaiting_confirmation' || waiting === undefined) {
+      throw new OptoutError('OPTOUT_ERR_JOB_STATE', `Job ${id} is ${job.state}, not awaiting_confirmation`);
+    }
+    if (typeof count !== 'number' || !Number.isInteger(count) || count < 0) {
+      throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `Expected \`count\` to be an integer from 0 and up, got ${describeValue(count)}`);
+    }
+    if (count !== waiting.unique) {
+      throw new OptoutError('OPTOUT_ERR_NOT_CONFIRMED', `The count ${count} does not match: the job would suppress ${waiting.unique} addresses. It keeps waiting.`);
+    }
+    waiting.resolve(count);
+    return (await this.get(id)) as ImportJobView;
+  }
+
+  /** Whether a job is being run by this process (a rollback must wait for it). */
+  isRunning(id: string): boolean {
+    return this.#running.has(id);
+  }
+
+  /** Stops every running job at a safe point; each is taken up again by the next `resumeAll`. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    const running = [...this.#running.values()];
+    for (const r of running) r.abort.abort();
+    await Promise.allSettled(running.map((r) => r.done));
+  }
+
+  #options(request: ImportRequest, label: string, dir: string): ReturnType<typeof normalizeImportOptions> {
+    return normalizeImportOptions({
+      source: { kind: 'file', path: dir }, column: request.column, delimiter: request.delimiter, encoding: request.encoding,
+      unit: request.unit, reason: request.reason, sourceLabel: label, confirm: { mode: 'yes' },
+    });
+  }
+
+  #requestOf(job: JobRecord): ImportRequest {
+    return {
+      column: job.fingerprint.column ?? undefined, delimiter: job.fingerprint.delimiter ?? undefined, encoding: job.fingerprint.encoding,
+      unit: job.scope === '*' ? undefined : job.scope, reason: job.reason, source: job.source, yes: job.confirmed === 'yes',
+    };
+  }
+
+  #launch(id: string, request: ImportRequest, origin: JobOrigin, confirmed: boolean): void {
+    const abort = new AbortController();
+    const entry: Running = { abort, progress: null, done: Promise.resolve() };
+    this.#running.set(id, entry);
+    let releaseWriter: (() => void) | undefined;
+    /** Waits for the writer slot; the import writes only once it holds it. */
+    const takeWriter = async (): Promise<void> => {
+      const previous = this.#writer;
+      this.#writer = new Promise<void>((r) => {
+        releaseWriter = r;
+      });
+      await previous;
+    };
+    const options: ImportOptions = {
+      source: { kind: 'file', path: this.uploadPath(id) },
+      store: this.#store,
+      jobId: id,
+      origin,
+      column: request.column, delimiter: request.delimiter, encoding: request.encoding,
+      unit: request.unit, reason: request.reason, sourceLabel: request.source,
+      rejects: this.rejectsPath(id),
+      threads: this.#threads,
+      signal: abort.signal,
+      confirm: confirmed ? { mode: 'yes' } : {
+        mode: 'ask',
+        ask: async (analysis: ImportReport) => {
+          const count = await new Promise<number>((resolve, reject) => {
+            entry.confirm = { unique: analysis.unique, resolve };
+            abort.signal.addEventListener('abort', () => reject(new OptoutError('OPTOUT_ERR_ABORTED', 'The server is closing')), { once: true });
+            void this.#setState(id, 'awaiting_confirmation', countsOf(analysis));
+          });
+          delete entry.confirm;
+          await takeWriter();
+          return count;
+        },
+      },
+      onProgress: (p) => {
+        entry.progress = { phase: p.phase, bytes: p.done, totalBytes: p.total, rows: p.rows };
+      },
+    };
+    entry.done = (async () => {
+      try {
+        if (confirmed) await takeWriter();
+        await runImport(options);
+        await rm(this.uploadPath(id), { force: true });
+      } catch (err) {
+        if ((err as OptoutError).code !== 'OPTOUT_ERR_ABORTED') {
+          await this.#fail(id, err);
+          await rm(this.uploadPath(id), { force: true });
+        }
+      } finally {
+        releaseWriter?.();
+        this.#running.delete(id);
+      }
+    })();
+  }
+
+  /** Marks a job failed unless the pipeline already did (it records failures of its writing phase). */
+  async #fail(id: string, err: unknown): Promise<void> {
+    const job = await this.#store.getJob(id).catch(() => undefined);
+    if (job?.kind !== 'import' || job.state === 'failed' || job.state === 'completed') return;
+    const e = err as OptoutError;
+    await this.#store.putJob({
+      ...job, state: 'failed', updatedAt: new Date().toISOString(),
+      error: { code: e.code ?? 'OPTOUT_ERR_INTERNAL', message: e.message },
+    }).catch(() => undefined);
+  }
+
+  async #setState(id: string, state: JobState, counts?: ImportCounts): Promise<void> {
+    const job = await this.#store.getJob(id);
+    if (job?.kind !== 'import') return;
+    await this.#store.putJob({
+      ...job, state, updatedAt: new Date().toISOString(),
+      ...(counts ? { checkpoint: { ...job.checkpoint, counts } } : {}),
+    });
+  }
+
+  #view(job: JobRecord): ImportJobView {
+    const running = this.#running.get(job.id);
+    return {
+      id: job.id, state: job.state, scope: job.scope, reason: job.reason, source: job.source, origin: job.origin ?? null,
+      createdAt: job.createdAt, updatedAt: job.updatedAt, finishedAt: job.finishedAt,
+      counts: job.checkpoint.counts,
+      progress: running?.progress ?? null,
+      error: job.error,
+    };
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new OptoutError('OPTOUT_ERR_STORE_NOT_OPEN', 'The server is closing');
+  }
+}
+
+function countsOf(r: ImportReport): ImportCounts {
+  return {
+    rows: r.rows, valid: r.valid, invalid: r.invalid, unique: r.unique, duplicates: r.duplicates,
+    added: r.added, alreadySuppressed: r.alreadySuppressed,
+  };
+}

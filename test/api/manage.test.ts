@@ -1,0 +1,197 @@
+/**
+ * Managing the list over HTTP: single suppressions, export, audit, jobs, and imports with their
+ * confirmation, rejects and rollback. Real server on 127.0.0.1, real store.
+ */
+import { gzipSync } from 'node:zlib';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { request } from 'undici';
+import { ROOT, codeOf, listenOnLoopback, removeTempDirs, tempDir } from '../helpers.js';
+
+// Imports run worker threads from the build, so the built server is under test.
+const lib = await import(join(ROOT, 'dist/src/index.js')) as typeof import('../../src/index.js');
+const { createServer, openStore, createKey } = lib;
+
+let store: Awaited<ReturnType<typeof openStore>>;
+let app: ReturnType<typeof createServer>;
+let base: string;
+const keys = { admin: '', check: '', emea: '' };
+
+beforeAll(async () => {
+  const dir = await tempDir('optout-api-manage-');
+  store = await openStore(join(dir, 'db'));
+  keys.admin = (await createKey(store.store, { scope: 'admin' })).key;
+  keys.check = (await createKey(store.store, { scope: 'check' })).key;
+  keys.emea = (await createKey(store.store, { scope: 'check', unit: 'emea' })).key;
+  app = createServer({ store });
+  base = await listenOnLoopback(app);
+});
+
+afterAll(async () => {
+  await app?.close();
+  await store?.close();
+  await removeTempDirs();
+});
+
+interface Answer { status: number; text: string; json: Record<string, unknown>; code: unknown; headers: Record<string, unknown> }
+
+async function call(method: 'GET' | 'PUT' | 'POST' | 'DELETE', path: string, key: string | undefined,
+  body?: unknown, headers: Record<string, string> = {}): Promise<Answer> {
+  const isRaw = typeof body === 'string' || body instanceof Uint8Array;
+  const res = await request(`${base}${path}`, {
+    method,
+    headers: {
+      ...(key === undefined ? {} : { authorization: `Bearer ${key}` }),
+      ...(body === undefined || isRaw ? {} : { 'content-type': 'application/json' }),
+      ...headers,
+    },
+    body: body === undefined ? undefined : isRaw ? body as string | Uint8Array : JSON.stringify(body),
+  });
+  const text = await res.body.text();
+  let json: Record<string, unknown> = {};
+  try {
+    json = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    // CSV answers.
+  }
+  return { status: res.statusCode, text, json, code: codeOf(text), headers: res.headers as Record<string, unknown> };
+}
+
+const eligible = async (email: string, unit?: string): Promise<boolean> => {
+  const q = new URLSearchParams({ email, ...(unit ? { unit } : {}) });
+  return (await call('GET', `/v1/eligibility?${q.toString()}`, keys.admin)).json['eligible'] as boolean;
+};
+
+/** Polls a job until it leaves the given states (bounded). */
+async function waitWhile(id: string, states: string[]): Promise<Record<string, unknown>> {
+  for (let i = 0; i < 400; i++) {
+    const job = (await call('GET', `/v1/imports/${id}`, keys.admin)).json;
+    if (!states.includes(job['state'] as string)) return job;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`job ${id} stayed in ${states.join('/')}`);
+}
+
+describe('single suppressions over HTTP', () => {
+  it('adds, reads and removes one address; removal needs an admin key and a reason', async () => {
+    const enc = encodeURIComponent('Pat.Lee@Example.org');
+    expect((await call('PUT', `/v1/suppressions/${enc}`, keys.check, { unit: 'emea' })).status).toBe(403);
+    const put = await call('PUT', `/v1/suppressions/${enc}`, keys.admin, { unit: 'emea', reason: 'complaint', source: 'support desk' });
+    expect(put.status).toBe(201);
+    expect(put.json).toMatchObject({ key: 'pat.lee@example.org', scope: 'emea', added: true });
+    expect((await call('PUT', `/v1/suppressions/${enc}`, keys.admin, { unit: 'emea' })).status).toBe(200);
+    expect(await eligible('pat.lee@example.org', 'emea')).toBe(false);
+    expect(await eligible('pat.lee@example.org', 'apac')).toBe(true);
+
+    const got = await call('GET', `/v1/suppressions/${enc}`, keys.check);
+    expect(got.json['suppressions']).toEqual([expect.objectContaining({ scope: 'emea', reason: 'complaint', source: 'support desk' })]);
+    expect((await call('GET', '/v1/suppressions/not-an-address', keys.check)).code).toBe('OPTOUT_ERR_INVALID_EMAIL');
+
+    expect((await call('DELETE', `/v1/suppressions/${enc}?unit=emea`, keys.check, { why: 'x' })).status).toBe(403);
+    expect((await call('DELETE', `/v1/suppressions/${enc}?unit=emea`, keys.admin)).code).toBe('OPTOUT_ERR_INVALID_OPTION');
+    const del = await call('DELETE', `/v1/suppressions/${enc}?unit=emea`, keys.admin, { why: 'resubscribed in the preference centre' });
+    expect(del.status).toBe(200);
+    expect(await eligible('pat.lee@example.org', 'emea')).toBe(true);
+    const again = await call('DELETE', `/v1/suppressions/${enc}?unit=emea&why=again`, keys.admin);
+    expect(again.status, again.text).toBe(404);
+
+    const audit = await call('GET', `/v1/audit?email=${enc}`, keys.admin);
+    const records = audit.json['records'] as Array<{ action: string; actor: string }>;
+    expect(records.map((r) => r.action)).toEqual(['add', 'add', 'remove']);
+    expect(records[0]?.actor).toMatch(/^key:[0-9a-f]{16}$/);
+    expect((await call('GET', '/v1/audit', keys.check)).status).toBe(403);
+  });
+});
+
+describe('imports over HTTP', () => {
+  const csv = 'Name,Email\nA,one@import.test\nB,two@import.test\nC,ONE@import.test\nD,not-an-address\n';
+
+  it('analyses an upload, refuses a wrong count (409, still waiting), imports on the right one', async () => {
+    const posted = await call('POST', '/v1/imports?unit=emea&source=crm-export', keys.admin, csv, { 'content-type': 'text/csv' });
+    expect(posted.status).toBe(202);
+    const id = posted.json['id'] as string;
+    expect(posted.headers['location']).toBe(`/v1/imports/${id}`);
+    const waiting = await waitWhile(id, ['analyzing']);
+    expect(waiting).toMatchObject({ state: 'awaiting_confirmation', counts: { rows: 4, valid: 3, invalid: 1, unique: 2, duplicates: 1 } });
+    expect(await eligible('one@import.test', 'emea')).toBe(true);
+
+    const wrong = await call('POST', `/v1/imports/${id}/confirm`, keys.admin, { count: 3 });
+    expect(wrong.status).toBe(409);
+    expect(wrong.code).toBe('OPTOUT_ERR_NOT_CONFIRMED');
+    expect((await call('GET', `/v1/imports/${id}`, keys.admin)).json['state']).toBe('awaiting_confirmation');
+
+    const ok = await call('POST', `/v1/imports/${id}/confirm`, keys.admin, { count: 2 });
+    expect(ok.status).toBe(200);
+    const done = await waitWhile(id, ['awaiting_confirmation', 'importing']);
+    expect(done).toMatchObject({ state: 'completed', counts: { added: 2, unique: 2 }, origin: { via: 'http' }, source: 'crm-export', scope: 'emea' });
+    expect(await eligible('one@import.test', 'emea')).toBe(false);
+    expect(await eligible('one@import.test')).toBe(true);
+
+    const rejects = await call('GET', `/v1/imports/${id}/rejects`, keys.admin);
+    expect(rejects.text).toBe('line,row,value,reason\n5,4,not-an-address,NO_AT_SIGN\n');
+    expect((await call('POST', `/v1/imports/${id}/confirm`, keys.admin, { count: 2 })).code).toBe('OPTOUT_ERR_JOB_STATE');
+  });
+
+  it('accepts a gzip body and yes=true; a rollback keeps what another job also holds', async () => {
+    const first = await call('POST', '/v1/imports?yes=true', keys.admin, gzipSync('email\nr1@roll.test\nr2@roll.test\n'), { 'content-type': 'application/gzip' });
+    expect(first.status).toBe(202);
+    expect(await waitWhile(first.json['id'] as string, ['analyzing', 'importing'])).toMatchObject({ state: 'completed', counts: { added: 2 } });
+    // Content-Encoding: gzip on a CSV body: the pipeline recognises gzip by its bytes.
+    const second = await call('POST', '/v1/imports?yes=true', keys.admin, gzipSync('email\nr3@roll.test\n'),
+      { 'content-type': 'text/csv', 'content-encoding': 'gzip' });
+    expect(second.status).toBe(202);
+    expect(await waitWhile(second.json['id'] as string, ['analyzing', 'importing'])).toMatchObject({ state: 'completed', counts: { added: 1 } });
+    const third = await call('POST', '/v1/imports?yes=true', keys.admin, 'email\nr2@roll.test\n', { 'content-type': 'text/csv' });
+    await waitWhile(third.json['id'] as string, ['analyzing', 'importing']);
+
+    const rb = await call('POST', `/v1/imports/${first.json['id'] as string}/rollback`, keys.admin);
+    expect(rb.status).toBe(200);
+    expect(rb.json).toMatchObject({ removed: 1, kept: 1 });
+    expect(await eligible('r1@roll.test')).toBe(true);
+    expect(await eligible('r2@roll.test')).toBe(false);
+    expect((await call('GET', `/v1/imports/${first.json['id'] as string}`, keys.admin)).json['state']).toBe('rolled_back');
+  });
+
+  it('reports a broken CSV imported with yes=true as failed, keeping the rows before it', async () => {
+    const broken = 'email\nbefore1@broken.test\nbefore2@broken.test\n"unclosed@broken.test\nafter@broken.test\n';
+    const posted = await call('POST', '/v1/imports?yes=true', keys.admin, broken, { 'content-type': 'text/csv' });
+    const job = await waitWhile(posted.json['id'] as string, ['analyzing', 'importing']);
+    expect(job).toMatchObject({ state: 'failed', error: { code: 'OPTOUT_ERR_CSV_PARSE' } });
+    expect(await eligible('before2@broken.test')).toBe(false);
+    expect(await eligible('after@broken.test')).toBe(true);
+  });
+
+  it('refuses bad requests without creating a job', async () => {
+    const before = ((await call('GET', '/v1/imports', keys.admin)).json['imports'] as unknown[]).length;
+    expect((await call('POST', '/v1/imports', keys.check, csv, { 'content-type': 'text/csv' })).status).toBe(403);
+    expect((await call('POST', '/v1/imports?unit=bad%20unit', keys.admin, csv, { 'content-type': 'text/csv' })).status).toBe(400);
+    expect((await call('POST', '/v1/imports?reason=spam', keys.admin, csv, { 'content-type': 'text/csv' })).status).toBe(400);
+    expect((await call('POST', '/v1/imports', keys.admin, csv, { 'content-type': 'text/plain' })).status).toBe(415);
+    expect((await call('GET', '/v1/imports/999', keys.admin)).status).toBe(404);
+    expect(((await call('GET', '/v1/imports', keys.admin)).json['imports'] as unknown[]).length).toBe(before);
+  });
+});
+
+describe('export over HTTP', () => {
+  it('streams CSV and NDJSON; a unit key exports only its unit', async () => {
+    const all = await call('GET', '/v1/export', keys.check);
+    expect(all.status).toBe(200);
+    expect(all.headers['content-type']).toMatch(/^text\/csv/);
+    const lines = all.text.trim().split('\n');
+    expect(lines[0]).toBe('email,key,unit,reason,source,job,added_at');
+    expect(lines.some((l) => l.startsWith('one@import.test,one@import.test,emea,unsubscribed,crm-export,'))).toBe(true);
+    expect((await call('GET', '/v1/export', keys.emea)).status).toBe(403);
+    const emea = await call('GET', '/v1/export?unit=emea&format=ndjson', keys.emea);
+    const rows = emea.text.trim().split('\n').map((l) => JSON.parse(l) as { unit: string });
+    expect(rows.length).toBeGreaterThan(0);
+    expect(rows.every((r) => r.unit === 'emea')).toBe(true);
+    expect((await call('GET', '/v1/export?format=xml', keys.check)).status).toBe(400);
+  });
+
+  it('lists jobs for admin keys only', async () => {
+    expect((await call('GET', '/v1/jobs', keys.check)).status).toBe(403);
+    const jobs = (await call('GET', '/v1/jobs', keys.admin)).json['jobs'] as Array<{ kind: string }>;
+    expect(jobs.some((j) => j.kind === 'add')).toBe(true);
+    expect(jobs.some((j) => j.kind === 'import')).toBe(true);
+  });
+});
