@@ -6,7 +6,7 @@
 import { createReadStream, existsSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { KeyScope } from '../auth/api-keys.js';
+import { createKey, listKeys, revokeKey, type KeyRing, type KeyScope } from '../auth/api-keys.js';
 import type { OptoutStore } from '../check/open-store.js';
 import { readAudit } from '../manage/audit-log.js';
 import { exportText, type ExportFormat } from '../manage/export.js';
@@ -19,6 +19,7 @@ import { ApiError } from './errors.js';
 
 export interface RouteContext {
   guard(scope: KeyScope): (request: FastifyRequest, reply: FastifyReply) => Promise<void>;
+  keys(): KeyRing;
   assertUnit(request: FastifyRequest, unit: string | undefined): void;
   current(): OptoutStore;
   imports(): ImportJobs;
@@ -116,6 +117,34 @@ export function registerManageRoutes(app: FastifyInstance, ctx: RouteContext): v
   });
 
   app.get('/v1/jobs', { onRequest: ctx.guard('admin') }, async () => ({ jobs: (await store().listJobs()).map(jobSummary) }));
+
+  app.post<{ Body: { unit?: string; scope?: KeyScope; rateLimit?: number } | undefined }>('/v1/keys', {
+    onRequest: ctx.guard('admin'),
+    schema: {
+      body: {
+        type: ['object', 'null'], additionalProperties: false,
+        properties: { unit: UNIT, scope: { type: 'string', enum: ['check', 'admin'] }, rateLimit: { type: 'number', exclusiveMinimum: 0 } },
+      },
+    },
+  }, async (request, reply) => {
+    const b = request.body ?? {};
+    const created = await createKey(store(), { unit: b.unit, scope: b.scope ?? 'check', rateLimit: b.rateLimit, actor: actorOf(request) });
+    void reply.code(201);
+    return { ...created.record, key: created.key };
+  });
+
+  app.get('/v1/keys', { onRequest: ctx.guard('admin') }, async () => ({ keys: await listKeys(store()) }));
+
+  app.delete<{ Params: { id: string } }>('/v1/keys/:id', {
+    onRequest: ctx.guard('admin'),
+    schema: { params: { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: '^[0-9a-f]{16}$' } } } },
+  }, async (request) => {
+    const known = (await listKeys(store())).some((k) => k.id === request.params.id);
+    if (!known) throw new ApiError('OPTOUT_ERR_NOT_FOUND', `No API key has the id ${request.params.id}`);
+    const record = await revokeKey(store(), request.params.id, actorOf(request));
+    ctx.keys().forget(request.params.id);
+    return record;
+  });
 
   registerImportRoutes(app, ctx);
 }

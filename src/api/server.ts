@@ -255,6 +255,10 @@ export function createServer(options: ServerOptions): OptoutServer {
 
   registerManageRoutes(app, {
     guard,
+    keys: () => {
+      if (keys === undefined) throw new ApiError('OPTOUT_ERR_NOT_READY', 'The store is not ready');
+      return keys;
+    },
     assertUnit,
     current,
     imports: () => {

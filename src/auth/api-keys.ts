@@ -143,8 +143,9 @@ export async function verifyKey(store: KeyStore, presented: string): Promise<Key
 /**
  * The keys of a store cached in memory, for the server: each key record is read once (a
  * synchronous LevelDB get, so that a server is ready as soon as its store is) and kept. While the
- * server runs it holds the store's lock, so no other process can change keys: key changes are
- * seen after a restart. Unknown ids are not cached, so random ids cannot grow the cache.
+ * server runs it holds the store's lock, so no other process can change keys; the server's own
+ * key routes call `forget` on a revocation. Unknown ids are not cached, so random ids cannot grow
+ * the cache.
  */
 export class KeyRing {
   readonly #store: KeyStore;
@@ -166,5 +167,10 @@ export class KeyRing {
     }
     if (stored.revokedAt !== null) return undefined;
     return matches(stored, presented) ? publicRecord(stored) : undefined;
+  }
+
+  /** Drops a cached key, so that its next use reads the store (after a revocation through the API). */
+  forget(id: string): void {
+    this.#byId.delete(id);
   }
 }

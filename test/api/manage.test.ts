@@ -195,3 +195,29 @@ describe('export over HTTP', () => {
     expect(jobs.some((j) => j.kind === 'import')).toBe(true);
   });
 });
+
+describe('API keys over HTTP', () => {
+  it('creates, lists and revokes keys while serving; a revoked key stops working at once', async () => {
+    expect((await call('POST', '/v1/keys', keys.check, { scope: 'check' })).status).toBe(403);
+    const created = await call('POST', '/v1/keys', keys.admin, { scope: 'check', unit: 'apac', rateLimit: 50 });
+    expect(created.status).toBe(201);
+    expect(created.json).toMatchObject({ scope: 'check', unit: 'apac', rateLimit: 50, revokedAt: null });
+    const fresh = created.json['key'] as string;
+    const id = created.json['id'] as string;
+    expect((await call('GET', '/v1/eligibility?email=a@b.org&unit=apac', fresh)).status).toBe(200);
+    const listed = (await call('GET', '/v1/keys', keys.admin)).json['keys'] as Array<{ id: string }>;
+    expect(listed.map((k) => k.id)).toContain(id);
+    expect(JSON.stringify(listed)).not.toContain('oo_');
+
+    const revoked = await call('DELETE', `/v1/keys/${id}`, keys.admin);
+    expect(revoked.status).toBe(200);
+    expect(revoked.json['revokedAt']).toEqual(expect.any(String));
+    expect((await call('GET', '/v1/eligibility?email=a@b.org&unit=apac', fresh)).status).toBe(401);
+    expect((await call('DELETE', '/v1/keys/0123456789abcdef', keys.admin)).status).toBe(404);
+    expect((await call('POST', '/v1/keys', keys.admin, { scope: 'root' })).status).toBe(400);
+
+    const audit = ((await call('GET', '/v1/audit', keys.admin)).json['records'] as Array<{ action: string; details: { id?: string } }>)
+      .filter((r) => r.action.startsWith('key.') && r.details.id === id);
+    expect(audit.map((r) => r.action)).toEqual(['key.create', 'key.revoke']);
+  });
+});
