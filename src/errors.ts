@@ -23,6 +23,10 @@ export const ERROR_CODES = {
   OPTOUT_ERR_WORKER: 'A parsing worker failed',
   OPTOUT_ERR_ABORTED: 'The operation was aborted',
   OPTOUT_ERR_INTERNAL: 'An unexpected failure (a bug): please report it',
+  OPTOUT_ERR_URL_REFUSED: 'A sync URL is refused: not http(s), with credentials, or a local or private address',
+  OPTOUT_ERR_FETCH: 'Fetching a URL failed: an error status, a connection failure, too many redirects',
+  OPTOUT_ERR_FETCH_TIMEOUT: 'Fetching a URL took longer than a time limit',
+  OPTOUT_ERR_FETCH_TOO_LARGE: 'A fetched body is larger than its size limit',
   OPTOUT_ERR_UNAUTHORIZED: 'HTTP: the API key is missing, unknown or revoked',
   OPTOUT_ERR_FORBIDDEN: 'HTTP: the API key may not do this (scope or unit)',
   OPTOUT_ERR_RATE_LIMITED: "HTTP: the API key's rate limit is exceeded",
@@ -82,6 +86,8 @@ export function exitCodeFor(err: unknown): 1 | 2 | 3 {
     case 'OPTOUT_ERR_NOT_SUPPRESSED':
     case 'OPTOUT_ERR_JOB_NOT_FOUND':
     case 'OPTOUT_ERR_JOB_STATE':
+    case 'OPTOUT_ERR_URL_REFUSED':
+    case 'OPTOUT_ERR_FETCH_TOO_LARGE':
       return 2;
     case 'OPTOUT_ERR_NOT_CONFIRMED':
       return 3;
