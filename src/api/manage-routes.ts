@@ -23,6 +23,8 @@ export interface RouteContext {
   assertUnit(request: FastifyRequest, unit: string | undefined): void;
   current(): OptoutStore;
   imports(): ImportJobs;
+  /** Imports from URLs may reach loopback and private addresses (tests, trusted networks). */
+  allowPrivateUrls: boolean;
 }
 
 const MAX_AUDIT = 10_000;
@@ -149,6 +151,30 @@ export function registerManageRoutes(app: FastifyInstance, ctx: RouteContext): v
   registerImportRoutes(app, ctx);
 }
 
+interface UrlImport { url: string; column?: string; unit?: string; reason?: string; source?: string; yes?: boolean }
+
+const URL_IMPORT_FIELDS: Record<keyof UrlImport, 'string' | 'boolean'> = {
+  url: 'string', column: 'string', unit: 'string', reason: 'string', source: 'string', yes: 'boolean',
+};
+
+/** A JSON import request: `url` and the same options as the query, nothing else. */
+function isUrlImport(body: unknown): body is UrlImport {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) return false;
+  const entries = Object.entries(body as Record<string, unknown>);
+  return typeof (body as { url?: unknown }).url === 'string' &&
+    entries.every(([k, v]) => k in URL_IMPORT_FIELDS && typeof v === URL_IMPORT_FIELDS[k as keyof UrlImport]);
+}
+
+function urlRequest(b: UrlImport): ImportRequest {
+  const out: ImportRequest = {};
+  if (b.column !== undefined) out.column = b.column;
+  if (b.unit !== undefined) out.unit = b.unit;
+  if (b.reason !== undefined) out.reason = b.reason;
+  if (b.source !== undefined) out.source = b.source;
+  if (b.yes !== undefined) out.yes = b.yes;
+  return out;
+}
+
 interface ImportQuery {
   column?: string; delimiter?: string; encoding?: string; unit?: string; reason?: string; source?: string; yes?: string;
 }
@@ -172,8 +198,8 @@ function registerImportRoutes(app: FastifyInstance, ctx: RouteContext): void {
 
     scoped.post<{ Querystring: ImportQuery; Body: unknown }>('/v1/imports', {
       onRequest: ctx.guard('admin'),
-      // The upload's own limit is enforced while it is written to disk.
-      bodyLimit: Number.MAX_SAFE_INTEGER,
+      // For a JSON body (a URL); a CSV body is a stream, limited while it is written to disk.
+      bodyLimit: 64 * 1024,
       schema: { querystring: importQuery },
     }, async (request, reply) => {
       const q = request.query;
@@ -181,10 +207,15 @@ function registerImportRoutes(app: FastifyInstance, ctx: RouteContext): void {
         column: q.column, delimiter: q.delimiter, encoding: q.encoding, unit: q.unit, reason: q.reason, source: q.source, yes: q.yes === 'true',
       };
       const body = request.body;
-      if (!(body instanceof Readable)) {
-        throw new ApiError('OPTOUT_ERR_UNSUPPORTED_MEDIA_TYPE', `Send the CSV as the body (Content-Type: ${UPLOAD_TYPES.slice(0, 2).join(' or ')})`);
+      const origin = { via: 'http' as const, actor: actorOf(request) };
+      let job;
+      if (body instanceof Readable) {
+        job = await ctx.imports().createFromUpload(body, req, origin);
+      } else if (isUrlImport(body)) {
+        job = await ctx.imports().createFromUrl(body.url, { ...req, ...urlRequest(body) }, origin, { allowPrivate: ctx.allowPrivateUrls });
+      } else {
+        throw new ApiError('OPTOUT_ERR_INVALID_OPTION', 'Send the CSV as the body (Content-Type: text/csv), or JSON { "url": "https://...", ... }');
       }
-      const job = await ctx.imports().createFromUpload(body, req, { via: 'http', actor: actorOf(request) });
       void reply.code(202).header('location', `/v1/imports/${job.id}`);
       return job;
     });

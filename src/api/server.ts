@@ -21,6 +21,7 @@ import type { OptoutStore } from '../check/open-store.js';
 import type { Decision, SendType } from '../check/rules.js';
 import { KeyRing, type KeyRecord, type KeyScope } from '../auth/api-keys.js';
 import { ImportJobs, type ImportJobsOptions } from '../manage/import-jobs.js';
+import { SyncScheduler, type SchedulerOptions } from '../sync/scheduler.js';
 import { ApiError, toApiError } from './errors.js';
 import { registerManageRoutes } from './manage-routes.js';
 
@@ -31,6 +32,10 @@ export interface ServerOptions {
   store: OptoutStore | Promise<OptoutStore>;
   /** Imports over HTTP. @default threads 1, uploads up to 8 GiB */
   imports?: ImportJobsOptions;
+  /** Runs due syncs; `false` leaves them to `optout sync run`. @default every 15 s */
+  syncs?: SchedulerOptions | false;
+  /** Lets JSON imports from a URL reach loopback and private addresses. @default false */
+  allowPrivateUrls?: boolean;
   /** fastify's request log on stdout. @default false */
   logger?: boolean;
 }
@@ -107,6 +112,7 @@ export function createServer(options: ServerOptions): OptoutServer {
   let store: OptoutStore | undefined;
   let keys: KeyRing | undefined;
   let imports: ImportJobs | undefined;
+  let scheduler: SyncScheduler | undefined;
   let failed: unknown;
   const bind = (s: OptoutStore): void => {
     keys = new KeyRing(s.store);
@@ -114,10 +120,15 @@ export function createServer(options: ServerOptions): OptoutServer {
     // Jobs a previous server left unfinished are taken up again; a failure there is logged, and
     // the jobs stay as they are for the next start.
     imports.resumeAll().catch((err: unknown) => app.log.error(err));
+    if (options.syncs !== false) {
+      scheduler = new SyncScheduler(s.store, imports, { onError: (err) => app.log.error(err), ...options.syncs });
+      scheduler.start();
+    }
     store = s;
   };
   app.addHook('onClose', async () => {
-    await imports?.close();
+    // Together: the scheduler waits for the import of its current run, which closing the jobs stops.
+    await Promise.all([scheduler?.close(), imports?.close()]);
   });
   if (options.store instanceof Promise) {
     // The server must not crash on a store that never opens: /readyz keeps saying 503.
@@ -255,6 +266,7 @@ export function createServer(options: ServerOptions): OptoutServer {
 
   registerManageRoutes(app, {
     guard,
+    allowPrivateUrls: options.allowPrivateUrls === true,
     keys: () => {
       if (keys === undefined) throw new ApiError('OPTOUT_ERR_NOT_READY', 'The store is not ready');
       return keys;

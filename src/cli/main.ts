@@ -11,6 +11,7 @@ import { registerSuppressions } from './commands/suppressions.js';
 import { registerExport } from './commands/export.js';
 import { registerAudit } from './commands/audit.js';
 import { registerJobs } from './commands/jobs.js';
+import { registerSync } from './commands/sync.js';
 
 /** Builds the command tree; exported so tests and embedders can run commands in-process. */
 export function buildProgram(): Command {
@@ -29,6 +30,7 @@ export function buildProgram(): Command {
   registerExport(program);
   registerAudit(program);
   registerJobs(program);
+  registerSync(program);
   return program;
 }
 

@@ -24,6 +24,8 @@ import { emptyCounts, type ImportCounts } from '../pipeline/stats.js';
 import type { ImportReport } from '../report/summary.js';
 import type { JobOrigin, JobRecord, JobState } from '../store/jobs.js';
 import type { LevelStore } from '../store/level-store.js';
+import { fetchSource, type FetchSourceOptions } from '../sync/fetch-source.js';
+import { redactUrl, validateSyncUrl } from '../sync/sync-url.js';
 
 export interface ImportRequest {
   column?: string | undefined;
@@ -90,6 +92,8 @@ export class ImportJobs {
   readonly #running = new Map<string, Running>();
   /** Tail of the queue of writing phases. */
   #writer: Promise<void> = Promise.resolve();
+  readonly #fetching = new Set<Promise<void>>();
+  readonly #closing = new AbortController();
   #closed = false;
 
   constructor(store: LevelStore, options: ImportJobsOptions = {}) {
@@ -98,6 +102,11 @@ export class ImportJobs {
     this.#threads = options.threads ?? 1;
     this.#maxUpload = options.maxUploadBytes ?? DEFAULT_MAX_UPLOAD;
     mkdirSync(this.#dir, { recursive: true });
+  }
+
+  /** Where uploads and fetched files are kept until their job ends. */
+  get uploadDir(): string {
+    return this.#dir;
   }
 
   uploadPath(id: string): string {
@@ -131,8 +140,7 @@ export class ImportJobs {
    */
   async createFromUpload(body: AsyncIterable<Buffer> | Readable, request: ImportRequest, origin: JobOrigin): Promise<ImportJobView> {
     this.#assertOpen();
-    const label = request.source ?? (origin.url ?? 'upload');
-    const options = this.#options(request, label, this.#dir);
+    this.#options(request);
     const tmp = join(this.#dir, `incoming-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}`);
     try {
       await pipeline(limited(body as AsyncIterable<Buffer>, this.#maxUpload), createWriteStream(tmp));
@@ -140,9 +148,64 @@ export class ImportJobs {
       await rm(tmp, { force: true });
       throw err;
     }
+    return this.createFromFile(tmp, request, origin);
+  }
+
+  /** Starts a job on a file, which it takes over (moves under the store, deletes when done). */
+  async createFromFile(path: string, request: ImportRequest, origin: JobOrigin): Promise<ImportJobView> {
+    this.#assertOpen();
+    let job: JobRecord;
+    try {
+      job = await this.#reserve(request, origin);
+      await rename(path, this.uploadPath(job.id));
+    } catch (err) {
+      await rm(path, { force: true });
+      throw err;
+    }
+    this.#launch(job.id, request, origin, request.yes === true);
+    return this.#view(job);
+  }
+
+  /**
+   * Starts a job whose file is fetched from a URL: the job exists at once (its state says
+   * what happens), the fetch runs behind it, and a failed fetch fails the job.
+   */
+  async createFromUrl(url: string, request: ImportRequest, origin: JobOrigin, fetchOptions: Omit<FetchSourceOptions, 'dir'>): Promise<ImportJobView> {
+    this.#assertOpen();
+    const checked = validateSyncUrl(url, fetchOptions);
+    const label = request.source ?? redactUrl(checked);
+    const withUrl: JobOrigin = { ...origin, url: redactUrl(checked) };
+    const job = await this.#reserve({ ...request, source: label }, withUrl);
+    const fetching = (async () => {
+      try {
+        const r = await fetchSource(checked, { ...fetchOptions, dir: this.#dir, signal: this.#closing.signal });
+        if (r.status !== 'fetched') throw new OptoutError('OPTOUT_ERR_FETCH', 'The server answered 304 to a request that was not conditional');
+        await rename(r.path, this.uploadPath(job.id));
+        this.#launch(job.id, { ...request, source: label }, withUrl, request.yes === true);
+      } catch (err) {
+        // Stopped by a shutdown: the job fails rather than wait for a file that will not come.
+        await this.#fail(job.id, (err as OptoutError).code === 'OPTOUT_ERR_ABORTED'
+          ? new OptoutError('OPTOUT_ERR_ABORTED', 'The server stopped while fetching the file') : err);
+      }
+    })();
+    this.#fetching.add(fetching);
+    void fetching.finally(() => this.#fetching.delete(fetching));
+    return this.#view(job);
+  }
+
+  /** The job's view once it has ended (completed, failed, or stopped by `close`). */
+  async wait(id: string): Promise<ImportJobView | undefined> {
+    await Promise.allSettled([...this.#fetching]);
+    await this.#running.get(id)?.done;
+    return this.get(id);
+  }
+
+  async #reserve(request: ImportRequest, origin: JobOrigin): Promise<JobRecord> {
+    const options = this.#options(request);
     const now = new Date().toISOString();
-    const job = await this.#store.createJob({
-      kind: 'import', origin, state: request.yes ? 'importing' : 'analyzing', scope: options.scope, reason: options.reason, source: label,
+    return this.#store.createJob({
+      kind: 'import', origin, state: request.yes ? 'importing' : 'analyzing', scope: options.scope, reason: options.reason,
+      source: request.source ?? origin.url ?? 'upload',
       fingerprint: {
         path: null, size: null, mtimeMs: null, column: options.column ?? null, delimiter: options.delimiter ?? null,
         encoding: options.encoding, rejects: null,
@@ -152,9 +215,6 @@ export class ImportJobs {
       checkpoint: { phase: 'spool', offset: 0, lines: 0, counts: emptyCounts(), rejectsBytes: 0, invalidUtf8: 0, spool: { dir: '', bits: 0, lengths: [] }, bucket: 0 },
       error: null,
     });
-    await rename(tmp, this.uploadPath(job.id));
-    this.#launch(job.id, request, origin, request.yes === true);
-    return this.#view(job);
   }
 
   async get(id: string): Promise<ImportJobView | undefined> {
@@ -192,15 +252,17 @@ export class ImportJobs {
   /** Stops every running job at a safe point; each is taken up again by the next `resumeAll`. */
   async close(): Promise<void> {
     this.#closed = true;
+    this.#closing.abort();
     const running = [...this.#running.values()];
     for (const r of running) r.abort.abort();
-    await Promise.allSettled(running.map((r) => r.done));
+    await Promise.allSettled([...running.map((r) => r.done), ...this.#fetching]);
   }
 
-  #options(request: ImportRequest, label: string, dir: string): ReturnType<typeof normalizeImportOptions> {
+  /** Validates a request's options the way the import will, before anything is stored. */
+  #options(request: ImportRequest): ReturnType<typeof normalizeImportOptions> {
     return normalizeImportOptions({
-      source: { kind: 'file', path: dir }, column: request.column, delimiter: request.delimiter, encoding: request.encoding,
-      unit: request.unit, reason: request.reason, sourceLabel: label, confirm: { mode: 'yes' },
+      source: { kind: 'file', path: this.#dir }, column: request.column, delimiter: request.delimiter, encoding: request.encoding,
+      unit: request.unit, reason: request.reason, sourceLabel: request.source, confirm: { mode: 'yes' },
     });
   }
 

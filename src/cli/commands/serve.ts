@@ -16,12 +16,13 @@ export function registerServe(program: Command): void {
     .description('answer eligibility checks over HTTP (API keys: optout keys create)')
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .option('--port <port>', 'port to listen on (0: any free port, printed on stderr)', '8080')
-    .action(async (flags: { host: string; port: string }, cmd: Command) => {
+    .option('--allow-private-urls', 'let imports from a URL (POST /v1/imports with a url) reach loopback and private addresses')
+    .action(async (flags: { host: string; port: string; allowPrivateUrls?: boolean }, cmd: Command) => {
       const port = parsePort(flags.port);
       // Opened before listening: openStore resolves once the key filter is loaded, so the
       // server is ready as soon as it accepts connections.
       const store = await openStore(dbOption(cmd), { purpose: 'optout serve' });
-      const app = createServer({ store });
+      const app = createServer({ store, allowPrivateUrls: flags.allowPrivateUrls === true });
       try {
         await app.listen({ host: flags.host, port });
       } catch (err) {
