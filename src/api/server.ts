@@ -119,11 +119,9 @@ export function createServer(options: ServerOptions): OptoutServer {
     imports = new ImportJobs(s.store, options.imports);
     // Jobs a previous server left unfinished are taken up again; a failure there is logged, and
     // the jobs stay as they are for the next start.
-    imports.resumeAll().catch((err: unknown) => app.log.error(err));
-    if (options.syncs !== false) {
-      scheduler = new SyncScheduler(s.store, imports, { onError: (err) => app.log.error(err), ...options.syncs });
-      scheduler.start();
-    }
+    if (options.syncs !== false) scheduler = new SyncScheduler(s.store, imports, { onError: (err) => app.log.error(err), ...options.syncs });
+    // Syncs start once the cleanup of files left by a previous process is done.
+    imports.resumeAll().catch((err: unknown) => app.log.error(err)).finally(() => scheduler?.start());
     store = s;
   };
   app.addHook('onClose', async () => {

@@ -13,7 +13,7 @@
  * waits for its confirmation again.
  */
 import { createWriteStream, existsSync, mkdirSync } from 'node:fs';
-import { rename, rm } from 'node:fs/promises';
+import { readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -120,6 +120,10 @@ export class ImportJobs {
   /** Takes up the jobs a previous process left unfinished. */
   async resumeAll(): Promise<string[]> {
     await removeOrphanSpools(this.#store);
+    // Uploads and fetches cut off before their job existed belong to no job.
+    for (const name of await readdir(this.#dir)) {
+      if (name.startsWith('incoming-') || name.startsWith('optout-sync-')) await rm(join(this.#dir, name), { force: true });
+    }
     const resumed: string[] = [];
     for (const job of await this.#store.listImports()) {
       if (job.origin?.via === 'cli' || job.origin === undefined || !RESUMABLE.has(job.state)) continue;

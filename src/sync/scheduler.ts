@@ -29,6 +29,7 @@ export class SyncScheduler {
   }
 
   start(): void {
+    if (this.#abort.signal.aborted) return;
     const tick = (): void => {
       if (this.#running !== undefined || this.#abort.signal.aborted) return;
       this.#running = this.#runDue().catch((err: unknown) => this.#o.onError?.(err)).finally(() => {
