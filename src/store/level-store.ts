@@ -234,11 +234,10 @@ export class LevelStore {
   }
 
   /** Writes one import step atomically: its entries and holds, per-scope counters, generation and job. */
-  commitBatch(batch: EntryBatch, added: ReadonlyMap<string, number>, job: JobRecord, audit?: AuditRecord): Promise<void> {
+  commitBatch(batch: EntryBatch, added: ReadonlyMap<string, number>, job: JobRecord): Promise<void> {
     this.#assertOpen();
     const b = batch.chained;
     b.put(jobKey(job.id), JSON.stringify(job));
-    if (audit) for (const op of auditOps(audit)) b.put(op.key, op.value);
     const write = this.#commit(b, added);
     this.#inFlight.add(write);
     const done = (): void => {
