@@ -31,11 +31,25 @@ export interface LegalBasisRecord {
 
 const MAX_LEGAL_BASIS = 500;
 
+/** The options of a check, validated: what a decision depends on besides the address. */
+export interface CheckOptions {
+  /** `undefined` for account-wide suppressions only (`*` is taken as that too). */
+  unit: string | undefined;
+  type: SendType;
+  legalBasis: string | undefined;
+  caller: string;
+}
+
 /** Validates a request's options; the email itself is judged by the address policy. */
-export function normalizeCheckRequest(req: CheckRequest): Required<Pick<CheckRequest, 'email'>> & { unit: string | undefined; type: SendType; legalBasis: string | undefined; caller: string } {
+export function normalizeCheckRequest(req: CheckRequest): Required<Pick<CheckRequest, 'email'>> & CheckOptions {
   if (typeof req.email !== 'string') {
     throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `Expected \`email\` to be a string, got ${describeValue(req.email)}`);
   }
+  return { email: req.email, ...normalizeCheckOptions(req) };
+}
+
+/** Validates the options of checks that share them (a whole send list, say). */
+export function normalizeCheckOptions(req: Omit<CheckRequest, 'email'>): CheckOptions {
   if (req.unit !== undefined && (typeof req.unit !== 'string' || !UNIT_ID_PATTERN.test(req.unit))) {
     throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `Expected \`unit\` to match [A-Za-z0-9_-]{1,64}, got ${describeValue(req.unit)}`);
   }
@@ -46,7 +60,18 @@ export function normalizeCheckRequest(req: CheckRequest): Required<Pick<CheckReq
   if (req.legalBasis !== undefined && (typeof req.legalBasis !== 'string' || req.legalBasis.length > MAX_LEGAL_BASIS)) {
     throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `Expected \`legalBasis\` to be a text of at most ${MAX_LEGAL_BASIS} characters, got ${describeValue(req.legalBasis)}`);
   }
-  return { email: req.email, unit: req.unit === ACCOUNT_WIDE ? undefined : req.unit, type, legalBasis: req.legalBasis, caller: req.caller ?? 'library' };
+  return { unit: req.unit === ACCOUNT_WIDE ? undefined : req.unit, type, legalBasis: req.legalBasis, caller: req.caller ?? 'library' };
+}
+
+/** A decision on a key: what {@link Decision} says besides the address and the key. */
+export type KeyDecision = Pick<Decision, 'eligible' | 'reason' | 'suppression'>;
+
+// The common answers, shared: bulk callers decide millions of keys a second.
+const NOT_SUPPRESSED: KeyDecision = Object.freeze({ eligible: true, reason: 'not_suppressed' });
+const UNAVAILABLE: KeyDecision = Object.freeze({ eligible: false, reason: 'unavailable' });
+
+function legalBasisRecord(timeMs: number, key: string, r: CheckOptions): LegalBasisRecord {
+  return { time: new Date(timeMs).toISOString(), key, unit: r.unit ?? null, type: r.type, basis: r.legalBasis ?? '', caller: r.caller };
 }
 
 /**
@@ -72,16 +97,28 @@ export class Checker {
     const r = normalizeCheckRequest(req);
     const n = normalizeEmail(r.email);
     if (!n.valid) return { address: null, key: null, eligible: false, reason: 'invalid_address', invalidReason: n.reason };
+    hashKey(n.key, this.#hashes, 0);
+    const d = this.decideKey(n.key, this.#hashes[0] as number, this.#hashes[1] as number, r);
+    // The common answer, built without spreading: this runs millions of times a second.
+    if (d.suppression === undefined) return { address: n.address, key: n.key, eligible: d.eligible, reason: d.reason };
+    return { address: n.address, key: n.key, eligible: d.eligible, reason: d.reason, suppression: d.suppression };
+  }
+
+  /**
+   * The decision for a key the address policy already produced, with its first two hashes
+   * (dedup/hash.ts): for bulk callers whose workers normalized and hashed the addresses. The
+   * same rules as {@link decide}, which calls it; a store error answers `unavailable`.
+   */
+  decideKey(key: string, h1: number, h2: number, options: Omit<CheckOptions, 'caller'>): KeyDecision {
     let match: SuppressionInfo | undefined;
     try {
-      match = this.#match(n.key, r.unit);
+      match = this.#match(key, h1, h2, options.unit);
     } catch {
-      return { address: n.address, key: n.key, eligible: false, reason: 'unavailable' };
+      return UNAVAILABLE;
     }
-    // The common answer, built without spreading: this runs millions of times a second.
-    if (match === undefined) return { address: n.address, key: n.key, eligible: true, reason: 'not_suppressed' };
-    const d = decide(match, r.type, r.legalBasis);
-    return { address: n.address, key: n.key, eligible: d.eligible, reason: d.reason, suppression: match };
+    if (match === undefined) return NOT_SUPPRESSED;
+    const d = decide(match, options.type, options.legalBasis);
+    return { eligible: d.eligible, reason: d.reason, suppression: match };
   }
 
   /** Appends the legal-basis record of a decision that used one. */
@@ -89,16 +126,23 @@ export class Checker {
     if (decision.reason !== 'legal_basis' || decision.key === null) return;
     const r = normalizeCheckRequest(req);
     const now = Date.now();
-    const rec: LegalBasisRecord = {
-      time: new Date(now).toISOString(), key: decision.key, unit: r.unit ?? null, type: r.type, basis: r.legalBasis ?? '', caller: r.caller,
-    };
-    await this.#store.db.put(legalBasisKey(now, this.#seq++), JSON.stringify(rec));
+    await this.#store.db.put(legalBasisKey(now, this.#seq++), JSON.stringify(legalBasisRecord(now, decision.key, r)));
   }
 
-  #match(key: string, unit: string | undefined): SuppressionInfo | undefined {
-    hashKey(key, this.#hashes, 0);
-    const h1 = this.#hashes[0] as number;
-    if (this.#filter !== undefined && !this.#filter.mightContain(h1, this.#hashes[1] as number)) return undefined;
+  /**
+   * Appends the legal-basis records of many `legal_basis` decisions taken with the same options
+   * (the rows of one send-list chunk), in one atomic LevelDB batch.
+   */
+  async recordKeys(options: CheckOptions, keys: readonly string[]): Promise<void> {
+    if (keys.length === 0) return;
+    const now = Date.now();
+    const batch = this.#store.db.batch();
+    for (const key of keys) batch.put(legalBasisKey(now, this.#seq++), JSON.stringify(legalBasisRecord(now, key, options)));
+    await batch.write();
+  }
+
+  #match(key: string, h1: number, h2: number, unit: string | undefined): SuppressionInfo | undefined {
+    if (this.#filter !== undefined && !this.#filter.mightContain(h1, h2)) return undefined;
     const db = this.#store.db;
     for (const scope of unit === undefined ? [ACCOUNT_WIDE] : [ACCOUNT_WIDE, unit]) {
       const value = db.getSync(entryKeyOfHash(scope, h1, key));
