@@ -11,3 +11,7 @@ export { OptoutError, isOptoutError, ERROR_CODES, type OptoutErrorCode, type Err
 export { createServer, MAX_BATCH, type ServerOptions, type OptoutServer } from './api/server.js';
 export { createKey, listKeys, revokeKey, type KeyRecord, type KeyScope } from './auth/api-keys.js';
 export { OptoutClient, OptoutClientError, type OptoutClientOptions } from './client/client.js';
+export { runScrub } from './scrub/run-scrub.js';
+export type { ScrubOptions, ScrubProgress } from './scrub/options.js';
+export type { ScrubReport } from './scrub/report.js';
+export type { ScrubCounts, RemovedReason } from './scrub/rows.js';

@@ -7,6 +7,7 @@ import { registerNormalize } from './commands/normalize.js';
 import { registerStats } from './commands/stats.js';
 import { registerServe } from './commands/serve.js';
 import { registerKeys } from './commands/keys.js';
+import { registerScrub } from './commands/scrub.js';
 
 /** Builds the command tree; exported so tests and embedders can run commands in-process. */
 export function buildProgram(): Command {
@@ -21,6 +22,7 @@ export function buildProgram(): Command {
   registerStats(program);
   registerServe(program);
   registerKeys(program);
+  registerScrub(program);
   return program;
 }
 
