@@ -110,9 +110,18 @@ export class Checker {
    * same rules as {@link decide}, which calls it; a store error answers `unavailable`.
    */
   decideKey(key: string, h1: number, h2: number, options: Omit<CheckOptions, 'caller'>): KeyDecision {
+    return this.decideKeyIn(key, 0, key.length, h1, h2, options);
+  }
+
+  /**
+   * {@link decideKey} for the key `text.slice(start, end)`, for callers that hold many keys in one
+   * string: the key is only cut out when the filter cannot rule it out.
+   */
+  decideKeyIn(text: string, start: number, end: number, h1: number, h2: number, options: Omit<CheckOptions, 'caller'>): KeyDecision {
+    if (this.#filter !== undefined && !this.#filter.mightContain(h1, h2)) return NOT_SUPPRESSED;
     let match: SuppressionInfo | undefined;
     try {
-      match = this.#match(key, h1, h2, options.unit);
+      match = this.#lookup(start === 0 && end === text.length ? text : text.slice(start, end), h1, options.unit);
     } catch {
       return UNAVAILABLE;
     }
@@ -141,8 +150,8 @@ export class Checker {
     await batch.write();
   }
 
-  #match(key: string, h1: number, h2: number, unit: string | undefined): SuppressionInfo | undefined {
-    if (this.#filter !== undefined && !this.#filter.mightContain(h1, h2)) return undefined;
+  /** The suppression in scope for a key the filter did not rule out. */
+  #lookup(key: string, h1: number, unit: string | undefined): SuppressionInfo | undefined {
     const db = this.#store.db;
     for (const scope of unit === undefined ? [ACCOUNT_WIDE] : [ACCOUNT_WIDE, unit]) {
       const value = db.getSync(entryKeyOfHash(scope, h1, key));

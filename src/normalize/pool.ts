@@ -42,7 +42,7 @@ export function createChunkPool(threads = availableParallelism()): ChunkPool {
     threads,
     run: (task) => wrapped(pool.run(task) as Promise<ChunkResult>),
     dedupBucket: (task) => wrapped(pool.run(task, { name: 'dedupBucket' }) as Promise<BucketResult>),
-    scrub: (task) => wrapped(pool.run(task, { filename: SCRUB_WORKER, name: 'scrubChunk' }) as Promise<ScrubResult>),
+    scrub: (task) => wrapped(pool.run(task, { filename: SCRUB_WORKER, name: 'scrubChunkTask' }) as Promise<ScrubResult>),
     destroy: () => pool.destroy(),
   };
 }

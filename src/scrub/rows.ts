@@ -125,12 +125,12 @@ export class RowSorter {
         detail = reasons[invalidAt++] as string;
         c.invalid++;
       } else {
-        const key = keys.slice(keyStart, keyEnd);
+        const d = this.#checker.decideKeyIn(keys, keyStart, keyEnd, hashes[i * 2] as number, hashes[i * 2 + 1] as number, this.#options);
+        const key0 = keyStart;
         keyStart = keyEnd;
-        const d = this.#checker.decideKey(key, hashes[i * 2] as number, hashes[i * 2 + 1] as number, this.#options);
         if (d.eligible && (d.reason === 'not_suppressed' || d.reason === 'legal_basis')) {
           if (d.reason === 'legal_basis') {
-            legalBasisKeys.push(key);
+            legalBasisKeys.push(keys.slice(key0, keyEnd));
             c.legalBasis++;
           }
           c.eligible++;

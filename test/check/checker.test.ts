@@ -105,7 +105,7 @@ describe('Checker', () => {
 });
 
 describe('Checker.decideKey and recordKeys', () => {
-  it('decides a key and its hashes exactly as decide decides the address', async () => {
+  it('decides a key and its hashes (alone, or cut from a longer text) exactly as decide decides the address', async () => {
     const checker = new Checker(opened.store, undefined);
     const filtered = new Checker(opened.store, await opened.store.filter());
     for (const email of ['all@x.org', 'ALL+x@X.org', 'unit@x.org', 'fresh@x.org']) {
@@ -116,6 +116,8 @@ describe('Checker.decideKey and recordKeys', () => {
         const [h1, h2] = hashKeyTuple(whole.key as string);
         const { address: _a, key: _k, ...rest } = whole;
         expect(filtered.decideKey(whole.key as string, h1, h2, r), `${email} ${JSON.stringify(options)}`).toEqual(rest);
+        const text = `x@y.org${whole.key as string}z@y.org`;
+        expect(checker.decideKeyIn(text, 7, text.length - 7, h1, h2, r)).toEqual(rest);
       }
     }
   });
