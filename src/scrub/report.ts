@@ -12,9 +12,9 @@ export interface ScrubReport extends ScrubCounts {
   type: SendType;
   column: string;
   delimiter: string;
-  /** The eligible file (absolute path). */
+  /** The eligible file, as given. */
   out: string;
-  /** The removed file (absolute path), or null. */
+  /** The removed file, as given, or null. */
   removed: string | null;
   /** Decoded bytes of CSV read. */
   bytes: number;

@@ -7,7 +7,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LevelStore } from '../../src/store/level-store.js';
-import { SAMPLE, errorCodes, parseJson, removeTempDirs, runCli, tempDir, type CliResult } from '../helpers.js';
+import { ROOT, SAMPLE, errorCodes, parseJson, removeTempDirs, runCli, tempDir, type CliResult } from '../helpers.js';
 import type { ScrubReport } from '../../src/scrub/report.js';
 
 let db: string;
@@ -39,6 +39,25 @@ afterAll(removeTempDirs);
 
 // One store for every test, and a scrub holds its store: the tests run one at a time.
 describe('optout scrub', () => {
+  it('gives the README example: its summary counts and both files as shown', async () => {
+    const dir = await tempDir();
+    const store = join(dir, 'db');
+    expect((await runCli(['--db', store, 'import', SAMPLE, '--yes'])).code).toBe(0);
+    const res = await runCli(['--db', store, 'scrub', join(ROOT, 'data', 'sample-send-list.csv'), '--out', 'eligible.csv', '--removed', 'removed.csv'], { cwd: dir });
+    expect(res.code, res.stderr).toBe(0);
+    const readme = await readFile(join(ROOT, 'README.md'), 'utf8');
+    const example = readme.slice(readme.indexOf('$ npx optout scrub data/sample-send-list.csv'));
+    /** The lines a `$ command` of the example printed, up to the next command or the end of the block. */
+    const printed = (command: string): string => {
+      const after = example.slice(example.indexOf(`$ ${command}\n`) + command.length + 3);
+      return after.slice(0, after.search(/^(\$ |```)/m));
+    };
+    const summary = printed('npx optout scrub data/sample-send-list.csv --out eligible.csv --removed removed.csv');
+    expect(res.stdout.replace(/^ {2}time .*\n/m, '')).toBe(summary.replace(/^ {2}time .*\n/m, ''));
+    expect(await readFile(join(dir, 'eligible.csv'), 'utf8')).toBe(printed('cat eligible.csv'));
+    expect(await readFile(join(dir, 'removed.csv'), 'utf8')).toBe(printed('cat removed.csv'));
+  });
+
   it('--json prints one report, exit 0, and writes both files', async () => {
     const dir = await tempDir();
     const out = join(dir, 'eligible.csv');
