@@ -15,7 +15,7 @@
  */
 import { createReadStream, createWriteStream, existsSync } from 'node:fs';
 import { mkdtemp, rename, rm, stat } from 'node:fs/promises';
-import { arch, cpus, platform, tmpdir, totalmem } from 'node:os';
+import { arch, cpus, loadavg, platform, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { once } from 'node:events';
@@ -135,6 +135,8 @@ export async function main(argv: readonly string[]): Promise<number> {
   const storeFile = join(generated, `store-${entries}-every${EVERY}-of-${largest.rows}-${seed}.csv`);
   await ensureStoreList(storeFile, largest.file, entries);
 
+  // Other work on the machine slows every row of the table alike; the reader should know of it.
+  const load = loadavg()[0] ?? 0;
   const work = await mkdtemp(join(tmpdir(), 'optout-bench-scrub-'));
   const results: Row[] = [];
   try {
@@ -204,7 +206,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       'generated lists of the import benchmark (5 columns, ~5% duplicates, ~1% invalid). Seconds: wall time of the CLI process, ' +
       'start to exit. Peak RSS: the report\'s for optout, the process tree\'s for awk; MB = 10^6 bytes. ' +
       `Machine: ${cpu.length} cores (${cpu[0]?.model.trim() ?? 'unknown CPU'}), ${formatBytes(totalmem())} RAM, ` +
-      `Node ${process.version}, ${platform()} ${arch()}; warm page cache; one run.`,
+      `Node ${process.version}, ${platform()} ${arch()}; load average ${load.toFixed(1)} at the start; warm page cache; one run.`,
   ].join('\n');
   process.stdout.write(`${block}\n`);
   if (updateReadme) {
