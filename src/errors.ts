@@ -10,6 +10,7 @@ export const ERROR_CODES = {
   OPTOUT_ERR_NO_EMAIL_COLUMN: 'No header matches an email column name',
   OPTOUT_ERR_AMBIGUOUS_EMAIL_COLUMN: 'Several headers match an email column name',
   OPTOUT_ERR_COLUMN_NOT_FOUND: 'The column given with --column is not in the header',
+  OPTOUT_ERR_OUTPUT: 'An output file could not be written',
   OPTOUT_ERR_NOT_CONFIRMED: 'The confirmation count did not match, or none was given',
   OPTOUT_ERR_STORE_LOCKED: 'Another process holds the store',
   OPTOUT_ERR_STORE_SERVED: 'A running `optout serve` holds the store: use its HTTP API',
@@ -80,6 +81,7 @@ export function exitCodeFor(err: unknown): 1 | 2 | 3 {
     case 'OPTOUT_ERR_NO_EMAIL_COLUMN':
     case 'OPTOUT_ERR_AMBIGUOUS_EMAIL_COLUMN':
     case 'OPTOUT_ERR_COLUMN_NOT_FOUND':
+    case 'OPTOUT_ERR_OUTPUT':
     case 'OPTOUT_ERR_STORE_LOCKED':
     case 'OPTOUT_ERR_STORE_SERVED':
     case 'OPTOUT_ERR_INVALID_EMAIL':

@@ -23,3 +23,7 @@ export { SyncScheduler, type SchedulerOptions } from './sync/scheduler.js';
 export { fetchSource, type FetchResult, type FetchSourceOptions, type FetchTimeouts } from './sync/fetch-source.js';
 export { createSyncAgent, type SyncAgentOptions } from './sync/sync-agent.js';
 export { validateSyncUrl, type AddressPolicyOptions } from './sync/sync-url.js';
+export { runScrub } from './scrub/run-scrub.js';
+export type { ScrubOptions, ScrubProgress } from './scrub/options.js';
+export type { ScrubReport } from './scrub/report.js';
+export type { ScrubCounts, RemovedReason } from './scrub/rows.js';

@@ -95,7 +95,7 @@ export function defaultDb(): string {
   return process.env['OPTOUT_DB'] || DEFAULT_DB;
 }
 
-function positiveInteger(name: string, value: unknown, min = 1): number {
+export function positiveInteger(name: string, value: unknown, min = 1): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min) {
     throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `Expected \`${name}\` to be an integer from ${min} and up, got ${describeValue(value)}`);
   }

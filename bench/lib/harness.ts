@@ -53,3 +53,15 @@ export async function ensureList(file: string, rows: number, seed: number, log: 
   }
   log(`generated in ${formatSeconds((performance.now() - started) / 1000)} s`);
 }
+
+/** The last lines of a child's output, for failure messages. */
+export function tail(s: string, lines = 20): string {
+  return s.trimEnd().split('\n').slice(-lines).join('\n');
+}
+
+/** Throws a {@link BenchFailure} with the child's stderr unless it exited with 0. */
+export function ensureOk(what: string, r: { exitCode: number | null; signal: NodeJS.Signals | null; stderr: string }): void {
+  if (r.exitCode !== 0) {
+    throw new BenchFailure(`${what} exited with ${r.exitCode ?? r.signal ?? '?'}\n--- stderr (tail) ---\n${tail(r.stderr)}`);
+  }
+}

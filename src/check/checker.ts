@@ -3,8 +3,8 @@ import { hashKey } from '../dedup/hash.js';
 import { OptoutError, describeValue } from '../errors.js';
 import { normalizeEmail } from '../policy/email.js';
 import { ACCOUNT_WIDE, UNIT_ID_PATTERN, decodeEntryValue, entryKeyOfHash } from '../store/keys.js';
-import { JobMetaCache } from '../store/job-meta.js';
 import type { AuditRecord } from '../store/audit.js';
+import { JobMetaCache } from '../store/job-meta.js';
 import type { LevelStore } from '../store/level-store.js';
 import { SEND_TYPES, decide, type Decision, type SendType, type SuppressionInfo } from './rules.js';
 
@@ -22,11 +22,25 @@ export interface CheckRequest {
 
 const MAX_LEGAL_BASIS = 500;
 
+/** The options of a check, validated: what a decision depends on besides the address. */
+export interface CheckOptions {
+  /** `undefined` for account-wide suppressions only (`*` is taken as that too). */
+  unit: string | undefined;
+  type: SendType;
+  legalBasis: string | undefined;
+  caller: string;
+}
+
 /** Validates a request's options; the email itself is judged by the address policy. */
-export function normalizeCheckRequest(req: CheckRequest): Required<Pick<CheckRequest, 'email'>> & { unit: string | undefined; type: SendType; legalBasis: string | undefined; caller: string } {
+export function normalizeCheckRequest(req: CheckRequest): Required<Pick<CheckRequest, 'email'>> & CheckOptions {
   if (typeof req.email !== 'string') {
     throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `Expected \`email\` to be a string, got ${describeValue(req.email)}`);
   }
+  return { email: req.email, ...normalizeCheckOptions(req) };
+}
+
+/** Validates the options of checks that share them (a whole send list, say). */
+export function normalizeCheckOptions(req: Omit<CheckRequest, 'email'>): CheckOptions {
   if (req.unit !== undefined && (typeof req.unit !== 'string' || !UNIT_ID_PATTERN.test(req.unit))) {
     throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `Expected \`unit\` to match [A-Za-z0-9_-]{1,64}, got ${describeValue(req.unit)}`);
   }
@@ -37,8 +51,15 @@ export function normalizeCheckRequest(req: CheckRequest): Required<Pick<CheckReq
   if (req.legalBasis !== undefined && (typeof req.legalBasis !== 'string' || req.legalBasis.length > MAX_LEGAL_BASIS)) {
     throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `Expected \`legalBasis\` to be a text of at most ${MAX_LEGAL_BASIS} characters, got ${describeValue(req.legalBasis)}`);
   }
-  return { email: req.email, unit: req.unit === ACCOUNT_WIDE ? undefined : req.unit, type, legalBasis: req.legalBasis, caller: req.caller ?? 'library' };
+  return { unit: req.unit === ACCOUNT_WIDE ? undefined : req.unit, type, legalBasis: req.legalBasis, caller: req.caller ?? 'library' };
 }
+
+/** A decision on a key: what {@link Decision} says besides the address and the key. */
+export type KeyDecision = Pick<Decision, 'eligible' | 'reason' | 'suppression'>;
+
+// The common answers, shared: bulk callers decide millions of keys a second.
+const NOT_SUPPRESSED: KeyDecision = Object.freeze({ eligible: true, reason: 'not_suppressed' });
+const UNAVAILABLE: KeyDecision = Object.freeze({ eligible: false, reason: 'unavailable' });
 
 /**
  * Answers eligibility checks from the store: address policy, key, then the key filter (a miss
@@ -63,29 +84,47 @@ export class Checker {
     const r = normalizeCheckRequest(req);
     const n = normalizeEmail(r.email);
     if (!n.valid) return { address: null, key: null, eligible: false, reason: 'invalid_address', invalidReason: n.reason };
+    hashKey(n.key, this.#hashes, 0);
+    const d = this.decideKey(n.key, this.#hashes[0] as number, this.#hashes[1] as number, r);
+    // The common answer, built without spreading: this runs millions of times a second.
+    if (d.suppression === undefined) return { address: n.address, key: n.key, eligible: d.eligible, reason: d.reason };
+    return { address: n.address, key: n.key, eligible: d.eligible, reason: d.reason, suppression: d.suppression };
+  }
+
+  /**
+   * The decision for a key the address policy already produced, with its first two hashes
+   * (dedup/hash.ts): for bulk callers whose workers normalized and hashed the addresses. The
+   * same rules as {@link decide}, which calls it; a store error answers `unavailable`.
+   */
+  decideKey(key: string, h1: number, h2: number, options: Omit<CheckOptions, 'caller'>): KeyDecision {
+    return this.decideKeyIn(key, 0, key.length, h1, h2, options);
+  }
+
+  /**
+   * {@link decideKey} for the key `text.slice(start, end)`, for callers that hold many keys in one
+   * string: the key is only cut out when the filter cannot rule it out.
+   */
+  decideKeyIn(text: string, start: number, end: number, h1: number, h2: number, options: Omit<CheckOptions, 'caller'>): KeyDecision {
+    if (this.#filter !== undefined && !this.#filter.mightContain(h1, h2)) return NOT_SUPPRESSED;
     let match: SuppressionInfo | undefined;
     try {
-      match = this.#match(n.key, r.unit);
+      match = this.#lookup(start === 0 && end === text.length ? text : text.slice(start, end), h1, options.unit);
     } catch {
-      return { address: n.address, key: n.key, eligible: false, reason: 'unavailable' };
+      return UNAVAILABLE;
     }
-    // The common answer, built without spreading: this runs millions of times a second.
-    if (match === undefined) return { address: n.address, key: n.key, eligible: true, reason: 'not_suppressed' };
-    const d = decide(match, r.type, r.legalBasis);
-    return { address: n.address, key: n.key, eligible: d.eligible, reason: d.reason, suppression: match };
+    if (match === undefined) return NOT_SUPPRESSED;
+    const d = decide(match, options.type, options.legalBasis);
+    return { eligible: d.eligible, reason: d.reason, suppression: match };
   }
 
   /** The audit record of a decision that used a legal basis; undefined for any other decision. */
   legalBasisRecord(req: CheckRequest, decision: Decision): AuditRecord | undefined {
     if (decision.reason !== 'legal_basis' || decision.key === null) return undefined;
     const r = normalizeCheckRequest(req);
-    return this.#store.audit({
-      actor: r.caller, action: 'legal_basis', key: decision.key, job: decision.suppression?.jobId ?? null, unit: r.unit ?? null,
-      details: { type: r.type, basis: r.legalBasis ?? '', scope: decision.suppression?.scope ?? null },
-    });
+    return this.#legalBasisAudit(decision.key, r, decision.suppression);
   }
 
-  /** Appends the audit records of the decisions that used a legal basis. */
+  /** Appends the audit records of the decisions that used a legal basis, in one batch. */
   async record(reqs: readonly CheckRequest[], decisions: readonly Decision[]): Promise<void> {
     const records: AuditRecord[] = [];
     reqs.forEach((req, i) => {
@@ -95,10 +134,23 @@ export class Checker {
     await this.#store.appendAudit(records);
   }
 
-  #match(key: string, unit: string | undefined): SuppressionInfo | undefined {
-    hashKey(key, this.#hashes, 0);
-    const h1 = this.#hashes[0] as number;
-    if (this.#filter !== undefined && !this.#filter.mightContain(h1, this.#hashes[1] as number)) return undefined;
+  /**
+   * Appends the audit records of many `legal_basis` decisions taken with the same options
+   * (the rows of one send-list chunk), in one atomic LevelDB batch.
+   */
+  async recordKeys(options: CheckOptions, keys: readonly string[]): Promise<void> {
+    await this.#store.appendAudit(keys.map((key) => this.#legalBasisAudit(key, options, undefined)));
+  }
+
+  #legalBasisAudit(key: string, r: CheckOptions, match: SuppressionInfo | undefined): AuditRecord {
+    return this.#store.audit({
+      actor: r.caller, action: 'legal_basis', key, job: match?.jobId ?? null, unit: r.unit ?? null,
+      details: { type: r.type, basis: r.legalBasis ?? '', scope: match?.scope ?? null },
+    });
+  }
+
+  /** The suppression in scope for a key the filter did not rule out. */
+  #lookup(key: string, h1: number, unit: string | undefined): SuppressionInfo | undefined {
     const db = this.#store.db;
     for (const scope of unit === undefined ? [ACCOUNT_WIDE] : [ACCOUNT_WIDE, unit]) {
       const value = db.getSync(entryKeyOfHash(scope, h1, key));

@@ -12,6 +12,7 @@ import { registerExport } from './commands/export.js';
 import { registerAudit } from './commands/audit.js';
 import { registerJobs } from './commands/jobs.js';
 import { registerSync } from './commands/sync.js';
+import { registerScrub } from './commands/scrub.js';
 
 /** Builds the command tree; exported so tests and embedders can run commands in-process. */
 export function buildProgram(): Command {
@@ -31,6 +32,7 @@ export function buildProgram(): Command {
   registerAudit(program);
   registerJobs(program);
   registerSync(program);
+  registerScrub(program);
   return program;
 }
 

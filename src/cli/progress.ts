@@ -11,7 +11,7 @@ export class ProgressBar {
   #phaseStart = 0;
   #rowsAtStart = 0;
 
-  update(p: ImportProgress): void {
+  update(p: Omit<ImportProgress, 'phase'> & { phase: string }): void {
     if (p.phase !== this.#phase) {
       this.stop();
       this.#phase = p.phase;

@@ -109,9 +109,13 @@ const UNCLOSED_QUOTE = 3;
 /**
  * Delivers field `opts.column` of every record in `buf[start, end)` to `onRecord`, in order.
  *
- * `onRecord(value, line)`: `value` is the field decoded as UTF-8 (invalid sequences become
- * U+FFFD) with the quoting removed, or `undefined` when the record has fewer fields; `line` is
- * the 0-based physical line offset of the record's first line, counted from `start`.
+ * `onRecord(value, line, recordStart, recordEnd, recordNext, fields)`: `value` is the field
+ * decoded as UTF-8 (invalid sequences become U+FFFD) with the quoting removed, or `undefined`
+ * when the record has fewer fields; `line` is the 0-based physical line offset of the record's
+ * first line, counted from `start`. The record's bytes are `buf[recordStart, recordEnd)`, its
+ * line break (LF, CRLF or CR; none for a last record without one) `buf[recordEnd, recordNext)`:
+ * offsets into `buf`, so that a caller can copy whole records as written. `fields` is the
+ * record's number of fields.
  *
  * Errors are returned, not thrown, so that the result can cross a worker boundary; records
  * before the broken one have been delivered and counted.
@@ -120,7 +124,8 @@ const UNCLOSED_QUOTE = 3;
  * @default maxRecords Infinity
  */
 export function extractColumn(buf: Uint8Array, start: number, end: number, opts: ExtractOptions,
-  onRecord: (value: string | undefined, line: number) => void, maxRecords = Infinity): ExtractResult {
+  onRecord: (value: string | undefined, line: number, recordStart: number, recordEnd: number, recordNext: number, fields: number) => void,
+  maxRecords = Infinity): ExtractResult {
   const b = (Buffer.isBuffer(buf) ? buf : Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength)) as FastBuffer;
   const d = opts.delimiter;
   const crMode = opts.eol === 'cr';
@@ -295,7 +300,7 @@ export function extractColumn(buf: Uint8Array, start: number, end: number, opts:
       value = vs === ve ? '' : vascii ? latin1(b, vs, ve) : utf8(b, vs, ve);
       if (vesc) value = value.replaceAll('""', '"');
     }
-    onRecord(value, lines);
+    onRecord(value, lines, s, recEnd, next, field + 1);
     records++;
     lines += inner + (next > recEnd ? 1 : 0);
     pos = next;

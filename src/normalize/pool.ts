@@ -1,12 +1,15 @@
 import { availableParallelism } from 'node:os';
 import { Piscina } from 'piscina';
 import { OptoutError } from '../errors.js';
+import type { ScrubResult, ScrubTask } from '../scrub/task.js';
 import type { BucketResult, BucketTask, ChunkResult, ChunkTask } from './chunk-task.js';
 
 export interface ChunkPool {
   readonly threads: number;
   run(task: ChunkTask): Promise<ChunkResult>;
   dedupBucket(task: BucketTask): Promise<BucketResult>;
+  /** A send list's chunk: each record's bytes, key and hashes, or why it is invalid. */
+  scrub(task: ScrubTask): Promise<ScrubResult>;
   destroy(): Promise<void>;
 }
 
@@ -17,6 +20,9 @@ async function wrapped<T>(p: Promise<T>): Promise<T> {
     throw new OptoutError('OPTOUT_ERR_WORKER', `A parsing worker failed: ${(cause as Error).message}`, { cause });
   }
 }
+
+/** Scrub's task lives in its own module; piscina loads it into the same threads on first use. */
+const SCRUB_WORKER = new URL('../scrub/worker.js', import.meta.url).href;
 
 /**
  * The worker pool that parses chunks and dedups spool buckets. One thread per core: the main
@@ -36,6 +42,7 @@ export function createChunkPool(threads = availableParallelism()): ChunkPool {
     threads,
     run: (task) => wrapped(pool.run(task) as Promise<ChunkResult>),
     dedupBucket: (task) => wrapped(pool.run(task, { name: 'dedupBucket' }) as Promise<BucketResult>),
+    scrub: (task) => wrapped(pool.run(task, { filename: SCRUB_WORKER, name: 'scrubChunkTask' }) as Promise<ScrubResult>),
     destroy: () => pool.destroy(),
   };
 }

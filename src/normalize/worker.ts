@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { extractColumn } from '../csv/extract.js';
 import { hashKey } from '../dedup/hash.js';
-import { normalizeEmail } from '../policy/email.js';
+import { readCell } from './cell.js';
 import { hashPart } from '../store/keys.js';
 import {
   MAX_REJECT_VALUE_CHARS, bucketOf, type BucketResult, type BucketTask, type ChunkReject, type ChunkResult, type ChunkTask,
@@ -36,23 +36,15 @@ export default function processChunk(task: ChunkTask): ChunkResult {
     maxRecordBytes: task.maxRecordBytes,
     final: task.final,
   }, (value, line) => {
-    if (value === undefined) {
-      reject('', line, 'MISSING_FIELD');
-    } else if (value.includes('\uFFFD')) {
-      // Bytes that are not valid in the input encoding: storing a key with a replacement
-      // character would suppress nobody, so the row is rejected with a hint to fix the encoding.
-      invalidUtf8++;
-      reject(value, line, 'INVALID_ENCODING');
+    const n = readCell(value);
+    if (n.valid) {
+      hashKey(n.key, h, 0);
+      const b = bucketOf(h[0] as number, task.bucketBits);
+      buckets[b] += n.address === n.key ? n.key + '\n' : n.key + '\t' + n.address + '\n';
+      valid++;
     } else {
-      const n = normalizeEmail(value);
-      if (n.valid) {
-        hashKey(n.key, h, 0);
-        const b = bucketOf(h[0] as number, task.bucketBits);
-        buckets[b] += n.address === n.key ? n.key + '\n' : n.key + '\t' + n.address + '\n';
-        valid++;
-      } else {
-        reject(value, line, n.reason);
-      }
+      if (n.reason === 'INVALID_ENCODING') invalidUtf8++;
+      reject(value ?? '', line, n.reason);
     }
     record++;
   });

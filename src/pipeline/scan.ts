@@ -1,5 +1,6 @@
 import { OptoutError } from '../errors.js';
 import type { Eol } from '../csv/dialect.js';
+import type { ExtractError } from '../csv/extract.js';
 import type { ChunkPool } from '../normalize/pool.js';
 import type { ChunkResult } from '../normalize/chunk-task.js';
 import { concatShared, type Chunk } from '../source/chunks.js';
@@ -12,9 +13,19 @@ export interface ScanParams {
   bucketBits: number;
 }
 
+/** What every chunk task reports, whatever else it returns: how far it read, and what broke. */
+export interface ChunkProgress {
+  consumed: number;
+  records: number;
+  lines: number;
+  error?: ExtractError;
+}
+
 /** A chunk's result placed in the file: absolute offsets, the line and row it starts at. */
-export interface ScannedChunk {
-  result: ChunkResult;
+export interface Scanned<R extends ChunkProgress> {
+  result: R;
+  /** The bytes the task read (a chunk, or a carried tail and the next chunk): offsets in `result` point here. */
+  bytes: Buffer;
   /** Decoded offset just past the last complete record of this chunk. */
   endOffset: number;
   /** 1-based physical line where the chunk starts. */
@@ -23,14 +34,22 @@ export interface ScannedChunk {
   baseRow: number;
 }
 
+export type ScannedChunk = Scanned<ChunkResult>;
+
 export interface ScanStart {
   line: number;
   row: number;
 }
 
-interface InFlight {
+interface InFlight<R> {
   chunk: Chunk;
-  promise: Promise<ChunkResult>;
+  promise: Promise<R>;
+}
+
+/** {@link scanWith} with the import's task: a chunk's valid keys by spool bucket, and its rejects. */
+export function scanChunks(chunks: AsyncIterable<Chunk>, pool: ChunkPool, params: ScanParams,
+  start: ScanStart): AsyncGenerator<ScannedChunk> {
+  return scanWith(chunks, pool.threads, (bytes, final) => pool.run({ ...params, bytes, final }), start);
 }
 
 /**
@@ -42,24 +61,26 @@ interface InFlight {
  * worker reports that it stopped early (a quoted newline spanned the cut), the next chunk's
  * speculative result is dropped and it is run again with the tail prepended.
  */
-export async function* scanChunks(chunks: AsyncIterable<Chunk>, pool: ChunkPool, params: ScanParams,
-  start: ScanStart): AsyncGenerator<ScannedChunk> {
-  const maxInFlight = Math.max(2, pool.threads * pool.threads);
-  const inFlight: InFlight[] = [];
+export async function* scanWith<R extends ChunkProgress>(chunks: AsyncIterable<Chunk>, threads: number,
+  run: (bytes: Buffer, final: boolean) => Promise<R>, start: ScanStart): AsyncGenerator<Scanned<R>> {
+  const maxInFlight = Math.max(2, threads * threads);
+  const inFlight: Array<InFlight<R>> = [];
   let line = start.line;
   let row = start.row;
 
-  const dispatch = (chunk: Chunk): InFlight => {
-    const promise = pool.run({ ...params, bytes: chunk.bytes, final: chunk.final });
+  const dispatch = (chunk: Chunk): InFlight<R> => {
+    const promise = run(chunk.bytes, chunk.final);
     // A speculative result may be dropped unread; its failure must not go unhandled.
     promise.catch(() => undefined);
     return { chunk, promise };
   };
 
-  async function* settleHead(): AsyncGenerator<ScannedChunk> {
-    const head = inFlight.shift() as InFlight;
+  async function* settleHead(): AsyncGenerator<Scanned<R>> {
+    const head = inFlight.shift() as InFlight<R>;
     const result = await head.promise;
-    const scanned: ScannedChunk = { result, endOffset: head.chunk.offset + result.consumed, baseLine: line, baseRow: row };
+    const scanned: Scanned<R> = {
+      result, bytes: head.chunk.bytes, endOffset: head.chunk.offset + result.consumed, baseLine: line, baseRow: row,
+    };
     line += result.lines;
     row += result.records;
     yield scanned;

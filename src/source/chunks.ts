@@ -6,6 +6,8 @@ export interface HeaderRecord {
   dialect: Dialect;
   /** Bytes of the header record, line ending included: where the data starts. */
   byteLength: number;
+  /** Those bytes, as read (empty lines before the header included). */
+  bytes: Buffer;
   /** Physical lines the header spans. */
   lines: number;
 }
@@ -62,7 +64,9 @@ export async function splitSource(bytes: AsyncIterable<Buffer>, options: SplitOp
     await pull();
     parsed = readHeader(buf, dialect, options.maxRecordBytes, ended);
   }
-  const header: HeaderRecord = { names: parsed.names, dialect, byteLength: parsed.byteLength, lines: parsed.lines };
+  const header: HeaderRecord = {
+    names: parsed.names, dialect, byteLength: parsed.byteLength, bytes: Buffer.from(buf.subarray(0, parsed.byteLength)), lines: parsed.lines,
+  };
   const rest = buf.subarray(parsed.byteLength);
   const chunks = cutChunks(rest, header.byteLength, it, ended, dialect, options);
   return { header, chunks };

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openStore, type OptoutStore } from '../../src/check/open-store.js';
-import { Checker } from '../../src/check/checker.js';
+import { Checker, normalizeCheckOptions, normalizeCheckRequest } from '../../src/check/checker.js';
 import { LevelStore } from '../../src/store/level-store.js';
 import { encodeEntryValue, entryKey } from '../../src/store/keys.js';
 import { hashKeyTuple } from '../../src/dedup/hash.js';
@@ -109,8 +109,37 @@ describe('Checker', () => {
   });
 });
 
+describe('Checker.decideKey and recordKeys', () => {
+  it('decides a key and its hashes (alone, or cut from a longer text) exactly as decide decides the address', async () => {
+    const checker = new Checker(opened.store, undefined);
+    const filtered = new Checker(opened.store, await opened.store.filter());
+    for (const email of ['all@x.org', 'ALL+x@X.org', 'unit@x.org', 'fresh@x.org']) {
+      for (const options of [{ unit: undefined }, { unit: 'A' }, { unit: 'B' }, { unit: 'A', type: 'one-to-one' as const, legalBasis: 'contract' },
+        { unit: undefined, type: 'one-to-one' as const, legalBasis: ' ' }]) {
+        const r = normalizeCheckRequest({ email, ...options });
+        const whole = checker.decide(r);
+        const [h1, h2] = hashKeyTuple(whole.key as string);
+        const { address: _a, key: _k, ...rest } = whole;
+        expect(filtered.decideKey(whole.key as string, h1, h2, r), `${email} ${JSON.stringify(options)}`).toEqual(rest);
+        const text = `x@y.org${whole.key as string}z@y.org`;
+        expect(checker.decideKeyIn(text, 7, text.length - 7, h1, h2, r)).toEqual(rest);
+      }
+    }
+  });
+
+  it('records many legal-basis decisions in one batch, with the options given', async () => {
+    const before = await legalRecords();
+    await new Checker(opened.store, undefined).recordKeys(normalizeCheckOptions({ unit: 'A', type: 'one-to-one', legalBasis: 'contract 9', caller: 'cli' }), ['all@x.org', 'unit@x.org']);
+    const added = (await legalRecords()).slice(before.length);
+    expect(added).toMatchObject([
+      { key: 'all@x.org', unit: 'A', actor: 'cli', details: { type: 'one-to-one', basis: 'contract 9' } },
+      { key: 'unit@x.org', unit: 'A', actor: 'cli', details: { type: 'one-to-one', basis: 'contract 9' } },
+    ]);
+  });
+});
+
 async function legalRecords(): Promise<AuditRecord[]> {
   const out: AuditRecord[] = [];
-  for await (const r of readAudit(opened.store, { email: 'all@x.org' })) if (r.action === 'legal_basis') out.push(r);
+  for await (const r of readAudit(opened.store)) if (r.action === 'legal_basis') out.push(r);
   return out;
 }

@@ -75,6 +75,9 @@ function oracle(buf: Buffer, delimiter: string, eol: Eol, column: number): Outco
 interface Ours {
   values: Array<string | undefined>;
   lines: number[];
+  /** Each record's [start, end, next) offsets. */
+  spans: Array<[number, number, number]>;
+  fields: number[];
   consumed: number;
   records: number;
   totalLines: number;
@@ -84,11 +87,15 @@ interface Ours {
 function ours(buf: Buffer, opts: ExtractOptions): Ours {
   const values: Ours['values'] = [];
   const lines: number[] = [];
-  const r = extractColumn(buf, 0, buf.length, opts, (v, line) => {
+  const spans: Ours['spans'] = [];
+  const fields: number[] = [];
+  const r = extractColumn(buf, 0, buf.length, opts, (v, line, start, end, next, count) => {
     values.push(v);
     lines.push(line);
+    spans.push([start, end, next]);
+    fields.push(count);
   });
-  return { values, lines, consumed: r.consumed, records: r.records, totalLines: r.lines, error: r.error };
+  return { values, lines, spans, fields, consumed: r.consumed, records: r.records, totalLines: r.lines, error: r.error };
 }
 
 /** First part with final=false, then the carried tail and the rest with final=true. */
@@ -99,6 +106,8 @@ function split(buf: Buffer, cut: number, opts: ExtractOptions): Ours {
   return {
     values: [...first.values, ...second.values],
     lines: [...first.lines, ...second.lines.map((l) => l + first.totalLines)],
+    spans: [...first.spans, ...second.spans.map(([s, e, n]): [number, number, number] => [s + first.consumed, e + first.consumed, n + first.consumed])],
+    fields: [...first.fields, ...second.fields],
     consumed: first.consumed + second.consumed,
     records: first.records + second.records,
     totalLines: first.totalLines + second.totalLines,
@@ -172,6 +181,23 @@ describe('extractColumn agrees with csv-parse', () => {
     // Both halves must be exercised: broken inputs, and good ones with many records.
     expect(failures).toBeGreaterThan(runs / 10);
     expect(failures).toBeLessThan(runs / 2);
+  });
+
+  it('cuts out records that csv-parse reads alone as the same record, with as many fields', () => {
+    fc.assert(fc.property(csvCase, (c) => {
+      const got = ours(c.buf, optsFor(c));
+      let at = 0;
+      got.spans.forEach(([start, end, next], i) => {
+        // Between records: nothing but the line breaks of skipped empty lines.
+        expect(c.buf.toString('latin1', at, start)).toMatch(c.eol === 'cr' ? /^\r*$/ : /^(\r?\n)*$/);
+        expect(c.buf.toString('latin1', end, next)).toMatch(c.eol === 'cr' ? /^\r?$/ : /^(\r?\n)?$/);
+        const alone = parse(c.buf.subarray(start, end), { ...csvParseDialect(c.delimiter, c.eol), relax_quotes: true }) as string[][];
+        expect(alone).toHaveLength(1);
+        expect(alone[0]?.[c.column]).toBe(got.values[i]);
+        expect(alone[0]).toHaveLength(got.fields[i] as number);
+        at = next;
+      });
+    }), { numRuns: 2000 });
   });
 
   it('gives the same result wherever the input is cut', () => {

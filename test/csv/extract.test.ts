@@ -227,6 +227,56 @@ describe('extractColumn: bytes and offsets', () => {
   });
 });
 
+/** Each record's bytes and line break, as the offsets passed to onRecord cut them. */
+function spans(input: string | Buffer, opts: Partial<ExtractOptions> = {}, start = 0): Array<[string, string]> {
+  const buf = typeof input === 'string' ? Buffer.from(input) : input;
+  const out: Array<[string, string]> = [];
+  extractColumn(buf, start, buf.length, { ...defaults, ...opts }, (_v, _line, s, e, n) => {
+    out.push([buf.toString('utf8', s, e), buf.toString('utf8', e, n)]);
+  });
+  return out;
+}
+
+describe('extractColumn: record offsets', () => {
+  it('gives each record its bytes as written and its own line break', () => {
+    expect(spans('a,"b\r\nc"\r\nd,e\nf')).toEqual([['a,"b\r\nc"', '\r\n'], ['d,e', '\n'], ['f', '']]);
+    expect(spans('"x ""q"", y",z\n', { column: 1 })).toEqual([['"x ""q"", y",z', '\n']]);
+    expect(spans('a\rb,"c"\r\n', { column: 1 })).toEqual([['a\rb,"c"', '\r\n']]);
+    expect(spans('a\r"b\nc"\r\nd', { eol: 'cr' })).toEqual([['a', '\r'], ['"b\nc"', '\r'], ['\nd', '']]);
+    expect(spans('ragged\n"q"', { column: 3 })).toEqual([['ragged', '\n'], ['"q"', '']]);
+  });
+
+  it('counts the fields of each record', () => {
+    const counts: number[] = [];
+    extractColumn(Buffer.from('a\n,\n"x,y",z,\n""\na"b,c\n'), 0, 22, defaults, (...args) => counts.push(args[5]));
+    expect(counts).toEqual([1, 2, 3, 1, 2]);
+  });
+
+  it('leaves out the empty lines between records, and counts from buf, not from start', () => {
+    expect(spans('\na\n\r\n\nb\r\n\n')).toEqual([['a', '\n'], ['b', '\r\n']]);
+    const buf = Buffer.from('head\nx,y\n');
+    const seen: number[][] = [];
+    extractColumn(buf, 5, buf.length, defaults, (_v, _l, s, e, n) => seen.push([s, e, n]));
+    expect(seen).toEqual([[5, 8, 9]]);
+  });
+
+  it('covers the consumed bytes: records, their line breaks and empty lines, nothing else', () => {
+    for (const [input, opts] of TRICKY) {
+      const buf = Buffer.from(input);
+      let at = 0;
+      let gaps = '';
+      const r = extractColumn(buf, 0, buf.length, { ...defaults, ...opts }, (_v, _l, s, e, n) => {
+        gaps += buf.toString('latin1', at, s);
+        expect(e).toBeGreaterThanOrEqual(s);
+        expect(n).toBeGreaterThanOrEqual(e);
+        at = n;
+      });
+      if (!r.error) gaps += buf.toString('latin1', at, r.consumed);
+      expect(gaps, input).toMatch(/^[\r\n]*$/);
+    }
+  });
+});
+
 /** One pass over the bytes, in absolute terms. */
 function once(buf: Buffer, opts: Partial<ExtractOptions>): unknown {
   const r = run(buf, { ...opts, final: true });

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import processChunk, { dedupBucket } from '../../src/normalize/worker.js';
 import type { ChunkPool } from '../../src/normalize/pool.js';
+import { scrubChunk } from '../../src/scrub/worker.js';
 import { splitSource } from '../../src/source/chunks.js';
 import { scanChunks, type ScannedChunk } from '../../src/pipeline/scan.js';
 import { isOptoutError } from '../../src/errors.js';
@@ -14,6 +15,7 @@ function inProcessPool(threads = 2): ChunkPool {
       return processChunk(task);
     },
     dedupBucket: async (task) => dedupBucket(task),
+    scrub: async (task) => scrubChunk(task),
     destroy: async () => undefined,
   };
 }

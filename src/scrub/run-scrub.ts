@@ -1,0 +1,120 @@
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { Checker } from '../check/checker.js';
+import { pickEmailColumn } from '../csv/header.js';
+import { OptoutError, describeValue } from '../errors.js';
+import { createChunkPool, type ChunkPool } from '../normalize/pool.js';
+import { scanWith } from '../pipeline/scan.js';
+import { splitSource } from '../source/chunks.js';
+import { describeSource, openSource, type OpenedSource } from '../source/open-source.js';
+import { LevelStore } from '../store/level-store.js';
+import { normalizeScrubOptions, type ScrubOptions } from './options.js';
+import { PendingFile } from './pending-file.js';
+import type { ScrubReport } from './report.js';
+import { RowSorter } from './rows.js';
+
+/**
+ * A scrub against a folder that holds no store would find nothing suppressed and pass the whole
+ * list: a mistyped `--db` must fail instead of creating an empty store.
+ */
+function requireStore(db: string): void {
+  if (!existsSync(join(resolve(db), 'leveldb'))) {
+    throw new OptoutError('OPTOUT_ERR_INVALID_OPTION',
+      `Expected \`db\` to be a store folder, got ${describeValue(db)}: it holds no store. Import an opt-out list into it first, or pass the right --db.`);
+  }
+}
+
+function stopIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new OptoutError('OPTOUT_ERR_ABORTED', 'The scrub was interrupted; no output was written', { cause: signal.reason });
+}
+
+/**
+ * Filters a campaign send list through the suppression store: every row that may be sent goes
+ * to `out` as it was written, every other row (suppressed, or not a valid address) to `removed`
+ * with the reason. Workers parse the chunks and normalize and hash the addresses; the main
+ * thread decides each row as `optout check` would (key filter first, LevelDB only on a possible
+ * hit) and copies the rows' bytes. Rows keep their order; duplicates stay (a send list may
+ * repeat an address). Both files appear only when the whole list is done; on any error, a store
+ * that cannot answer included, neither does.
+ */
+export async function runScrub(input: ScrubOptions): Promise<ScrubReport> {
+  const o = normalizeScrubOptions(input);
+  const started = performance.now();
+  const info = describeSource(o.source);
+  requireStore(o.db);
+  stopIfAborted(o.signal);
+  const store = await LevelStore.open(o.db, { purpose: `optout scrub ${info.name}` });
+  let pool: ChunkPool | undefined;
+  let source: OpenedSource | undefined;
+  const pending: PendingFile[] = [];
+  try {
+    const checker = new Checker(store, await store.filter());
+    source = openSource(o.source, o.encoding);
+    const { header, chunks } = await splitSource(source.bytes, {
+      delimiter: o.delimiter, maxRecordBytes: o.maxRecordBytes, chunkBytes: o.chunkBytes,
+    });
+    const columnIndex = pickEmailColumn(header.names, o.column);
+    const sorter = new RowSorter(checker, o.check, header, o.removed !== undefined);
+    const headers = sorter.headers;
+    const out = await PendingFile.open(o.out, '--out');
+    pending.push(out);
+    const removed = o.removed === undefined ? undefined : await PendingFile.open(o.removed, '--removed');
+    if (removed) pending.push(removed);
+    await out.write(headers.eligible);
+    await removed?.write(headers.removed);
+
+    const workers = createChunkPool(o.threads);
+    pool = workers;
+    const task = {
+      delimiter: header.dialect.delimiter.charCodeAt(0), eol: header.dialect.eol, column: columnIndex, maxRecordBytes: o.maxRecordBytes,
+    };
+    const scan = scanWith(chunks, workers.threads, (bytes, final) => workers.scrub({ ...task, bytes, final }),
+      { line: header.lines + 1, row: 0 });
+    let bytes = header.byteLength;
+    let invalidUtf8 = 0;
+    for await (const chunk of scan) {
+      stopIfAborted(o.signal);
+      const sorted = sorter.sort(chunk);
+      // Recorded before the rows can reach the output, as a check records before it answers.
+      await checker.recordKeys(o.check, sorted.legalBasisKeys);
+      await out.write(sorted.eligible);
+      if (sorted.removed) await removed?.write(sorted.removed);
+      bytes = chunk.endOffset;
+      invalidUtf8 += chunk.result.invalidUtf8;
+      o.onProgress({ done: source.bytesRead(), total: info.size, rows: sorter.counts.rows, elapsedMs: performance.now() - started });
+    }
+
+    const c = sorter.counts;
+    if (c.rows !== c.eligible + c.suppressed + c.invalid) {
+      throw new OptoutError('OPTOUT_ERR_INTERNAL', `Internal count mismatch: rows ${c.rows} != eligible ${c.eligible} + ` +
+        `suppressed ${c.suppressed} + invalid ${c.invalid}`);
+    }
+    // The eligible file last: it is the one a sender picks up.
+    await removed?.commit();
+    await out.commit();
+    pending.length = 0;
+    const durationMs = performance.now() - started;
+    return {
+      ...c,
+      durationMs: Math.round(durationMs),
+      rowsPerSecond: durationMs > 0 ? Math.round(c.rows / (durationMs / 1000)) : 0,
+      source: info.name,
+      unit: o.check.unit ?? '*',
+      type: o.check.type,
+      column: header.names[columnIndex] ?? String(columnIndex + 1),
+      delimiter: header.dialect.delimiter,
+      out: input.out,
+      removed: input.removed ?? null,
+      bytes,
+      invalidUtf8,
+      peakRssBytes: process.resourceUsage().maxRSS * 1024,
+    };
+  } catch (err) {
+    for (const f of pending) await f.discard();
+    throw err;
+  } finally {
+    source?.close();
+    await pool?.destroy();
+    await store.close();
+  }
+}
