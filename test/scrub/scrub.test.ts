@@ -14,7 +14,7 @@ import { ROOT, removeTempDirs, tempDir } from '../helpers.js';
 import type { ScrubOptions, ScrubReport } from '../../src/index.js';
 
 // Workers run from the build, so the built entry point is under test.
-const { runImport, runScrub, openStore, isOptoutError } = await import(join(ROOT, 'dist/src/index.js')) as typeof import('../../src/index.js');
+const { runImport, runScrub, openStore, readAudit, isOptoutError } = await import(join(ROOT, 'dist/src/index.js')) as typeof import('../../src/index.js');
 
 /** What a row is to the store: not listed, suppressed account-wide, suppressed in unit emea only, or not an address. */
 type Kind = 'plain' | 'all' | 'emea' | 'invalid' | 'gap';
@@ -166,7 +166,7 @@ describe('runScrub', () => {
       const store = await openStore(db);
       try {
         const out: unknown[] = [];
-        for await (const v of store.store.db.values({ gt: 'l', lt: 'm' })) out.push(JSON.parse(v));
+        for await (const r of readAudit(store.store)) if (r.action === 'legal_basis') out.push(r);
         return out;
       } finally {
         await store.close();
@@ -181,7 +181,7 @@ describe('runScrub', () => {
     expect(report.legalBasis).toBe(ROWS.filter((r) => r.kind === 'all' || r.kind === 'emea').length);
     const added = (await legalCount()).slice(before);
     expect(added).toHaveLength(report.legalBasis);
-    expect(added[0]).toMatchObject({ key: 'jane.doe@example.com', unit: 'emea', type: 'one-to-one', basis: 'contract 2024-17', caller: 'test' });
+    expect(added[0]).toMatchObject({ key: 'jane.doe@example.com', unit: 'emea', actor: 'test', details: { type: 'one-to-one', basis: 'contract 2024-17' } });
   });
 
   it('without --removed writes the eligible file only', async () => {
