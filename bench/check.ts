@@ -12,7 +12,6 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createReadStream, existsSync } from 'node:fs';
-import { rename, rm } from 'node:fs/promises';
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { arch, cpus, platform, totalmem } from 'node:os';
@@ -28,16 +27,14 @@ import type { Decision } from '../src/check/rules.js';
 import { OptoutClient } from '../src/client/client.js';
 import { DEFAULT_SEED, MAX_ROWS } from './generate.js';
 import {
-  type ChildTiming,
   formatBytes,
   formatNumber,
   formatRate,
-  formatSeconds,
   markdownTable,
   timeChild,
   updateMarkedSection,
 } from './lib/measure.js';
-import { BenchFailure, ensureList, makeLog, packageRoot, parseCount } from './lib/harness.js';
+import { BenchFailure, ensureList, ensureStore, makeLog, packageRoot, parseCount } from './lib/harness.js';
 
 const log = makeLog('bench:check');
 
@@ -59,12 +56,6 @@ const LOAD_POOL = 20_000;
 
 function tail(s: string, lines = 20): string {
   return s.trimEnd().split('\n').slice(-lines).join('\n');
-}
-
-function ensureOk(what: string, r: ChildTiming): void {
-  if (r.exitCode !== 0) {
-    throw new BenchFailure(`${what} exited with ${r.exitCode ?? r.signal ?? '?'}\n--- stderr (tail) ---\n${tail(r.stderr)}`);
-  }
 }
 
 async function onPath(command: string): Promise<boolean> {
@@ -109,24 +100,6 @@ async function* firstColumn(file: string): AsyncGenerator<string> {
   }
 }
 
-
-/** Imports with the real CLI into a temporary folder renamed on success, so a crash leaves none. */
-async function ensureStore(cli: string, file: string, db: string): Promise<void> {
-  if (existsSync(db)) {
-    log(`reusing the store ${db}`);
-    return;
-  }
-  const partial = `${db}.${process.pid}.tmp`;
-  log(`importing ${file} -> ${db}`);
-  try {
-    const r = await timeChild(process.execPath, [cli, 'import', file, '--yes', '--db', partial]);
-    ensureOk('optout import', r);
-    log(`imported in ${formatSeconds(r.seconds)} s`);
-    await rename(partial, db);
-  } finally {
-    await rm(partial, { recursive: true, force: true });
-  }
-}
 
 function absentAddresses(n: number, seed: number): string[] {
   return Array.from({ length: n }, (_, i) => `nobody.${seed}.${i}@absent-bench-domain.com`);
@@ -458,7 +431,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   const file = join(root, 'data', 'generated', `list-${entries}-${seed}.csv`);
   const db = join(root, 'data', 'generated', `check-db-${entries}-${seed}`);
   await ensureList(file, entries, seed, log);
-  await ensureStore(cli, file, db);
+  await ensureStore(cli, file, db, log);
 
   // Every listed cell (as written: case and spaces vary) goes into the in-process Set; a slice
   // of them, spread over the file, is what the checks ask about.
