@@ -1,9 +1,10 @@
 import { existsSync } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { createServer, type AddressInfo } from 'node:net';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { writeList } from '../generate.js';
-import { formatNumber, formatSeconds } from './measure.js';
+import { formatNumber, formatSeconds, timeChild, updateMarkedSection } from './measure.js';
 
 /** A benchmark that cannot produce a trustworthy figure (wrong answers, a failed child). */
 export class BenchFailure extends Error {}
@@ -64,4 +65,59 @@ export function ensureOk(what: string, r: { exitCode: number | null; signal: Nod
   if (r.exitCode !== 0) {
     throw new BenchFailure(`${what} exited with ${r.exitCode ?? r.signal ?? '?'}\n--- stderr (tail) ---\n${tail(r.stderr)}`);
   }
+}
+
+/** Imports with the real CLI into a temporary folder renamed on success, so a crash leaves none. */
+export async function ensureStore(cli: string, file: string, db: string, log: (line: string) => void): Promise<void> {
+  if (existsSync(db)) {
+    log(`reusing the store ${db}`);
+    return;
+  }
+  const partial = `${db}.${process.pid}.tmp`;
+  log(`importing ${file} -> ${db}`);
+  try {
+    const r = await timeChild(process.execPath, [cli, 'import', file, '--yes', '--db', partial]);
+    if (r.exitCode !== 0) {
+      throw new BenchFailure(`optout import exited with ${r.exitCode ?? r.signal ?? '?'}\n--- stderr (tail) ---\n${r.stderr.trimEnd().split('\n').slice(-20).join('\n')}`);
+    }
+    log(`imported in ${formatSeconds(r.seconds)} s`);
+    await rename(partial, db);
+  } finally {
+    await rm(partial, { recursive: true, force: true });
+  }
+}
+
+/** Writes a benchmark's block between its README markers, or says why it could not. */
+export async function updateReadme(root: string, section: string, block: string, log: (line: string) => void): Promise<void> {
+  const readme = join(root, 'README.md');
+  if (await updateMarkedSection(readme, section, block)) log(`updated ${readme}`);
+  else log(`README.md not updated: it needs both <!-- ${section}:start --> and <!-- ${section}:end -->`);
+}
+
+/**
+ * Runs `main` with the command-line arguments when the module at `moduleUrl` is the script node
+ * was started with; its result is the exit code, a failure exit 1.
+ */
+export function runIfMain(moduleUrl: string, name: string, main: (argv: readonly string[]) => Promise<number>): void {
+  const entry = process.argv[1];
+  if (entry === undefined || moduleUrl !== pathToFileURL(resolve(entry)).href) return;
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err: unknown) => {
+      const message = err instanceof BenchFailure ? err.message : err instanceof Error ? (err.stack ?? err.message) : String(err);
+      process.stderr.write(`${name}: FAILED: ${message}\n`);
+      process.exitCode = 1;
+    },
+  );
+}
+
+/** A TCP port of 127.0.0.1 free a moment ago, for a child server that must be polled before it says where it listens. */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((r) => server.close(() => r()));
+  return port;
 }

@@ -428,7 +428,8 @@ function corrupt(detail: string): never {
   throw new OptoutError('OPTOUT_ERR_STORE_CORRUPT', `Key filter snapshot rejected: ${detail}`);
 }
 
-function writeWordsLE(words: Uint32Array, buf: Buffer, off: number): void {
+/** Writes `words` at `off` as little-endian bytes, the byte order of every persisted format. */
+export function writeWordsLE(words: Uint32Array, buf: Buffer, off: number): void {
   if (LITTLE_ENDIAN) {
     buf.set(new Uint8Array(words.buffer, words.byteOffset, words.byteLength), off);
     return;
@@ -436,7 +437,8 @@ function writeWordsLE(words: Uint32Array, buf: Buffer, off: number): void {
   for (let i = 0; i < words.length; i++) buf.writeUInt32LE(words[i]!, off + 4 * i);
 }
 
-function readWordsLE(buf: Buffer, off: number, length: number): Uint32Array {
+/** A copy of `length` little-endian words read from `off`. */
+export function readWordsLE(buf: Buffer, off: number, length: number): Uint32Array {
   const words = new Uint32Array(length);
   if (LITTLE_ENDIAN) {
     // A copy, not a view: the snapshot buffer may be unaligned or pooled.

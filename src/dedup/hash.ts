@@ -25,7 +25,8 @@ const MUL_3 = 0xc2b2ae3d;
 
 /**
  * Writes three 32-bit hashes of `key` (h1, h2, h3) to `out[offset]`, `out[offset + 1]` and
- * `out[offset + 2]`.
+ * `out[offset + 2]`. With `start`, hashes `key.slice(start)` without making that string (the key
+ * part of a store key, when the filter is rebuilt from millions of them).
  *
  * One pass over the UTF-16 code units, two units per step (so non-ASCII keys hash without an
  * encoding step): each lane does xor, rotate, multiply. The rotate feeds the high bits a
@@ -34,14 +35,15 @@ const MUL_3 = 0xc2b2ae3d;
  * avalanches the state. Each step is a bijection of the lane state, so two keys of the same
  * length that differ in one position always differ in all three lanes.
  */
-export function hashKey(key: string, out: Uint32Array, offset: number): void {
-  const n = key.length;
+export function hashKey(key: string, out: Uint32Array, offset: number, start = 0): void {
+  const end = key.length;
+  const n = end - start;
   let a = SEED_1;
   let b = SEED_2;
   let c = SEED_3;
-  let i = 0;
+  let i = start;
   let x = 0;
-  for (; i + 1 < n; i += 2) {
+  for (; i + 1 < end; i += 2) {
     const w = key.charCodeAt(i) | (key.charCodeAt(i + 1) << 16);
     x = a ^ w;
     a = Math.imul((x << 13) | (x >>> 19), MUL_1);
@@ -50,7 +52,7 @@ export function hashKey(key: string, out: Uint32Array, offset: number): void {
     x = c ^ w;
     c = Math.imul((x << 17) | (x >>> 15), MUL_3);
   }
-  if (i < n) {
+  if (i < end) {
     const w = key.charCodeAt(i);
     x = a ^ w;
     a = Math.imul((x << 13) | (x >>> 19), MUL_1);

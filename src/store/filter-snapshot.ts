@@ -2,17 +2,20 @@ import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } f
 import { join } from 'node:path';
 import { KeyFilter } from '../dedup/bloom.js';
 
-const MAGIC = 'OPTOUTFS';
-const HEADER_BYTES = 16;
+/** 2: the header holds the token of the generation (filter-log.ts); older snapshots are ignored. */
+const MAGIC = 'OPTOUTF2';
+const TOKEN_BYTES = 8;
+const HEADER_BYTES = 16 + TOKEN_BYTES;
 const FILE_NAME = 'filter.snapshot';
 
 /**
- * The filter snapshot names the store generation it covers. The store bumps its generation in
- * the same LevelDB batch as every change, so a snapshot whose generation equals the store's is
- * proven to cover every stored key; any other snapshot (a crash after it was saved) is ignored
- * and the filter is rebuilt from the entries.
+ * The filter snapshot names the store generation it covers, and that generation's token in the
+ * filter log. The store bumps its generation in the same LevelDB batch as every change, so a
+ * snapshot whose generation and token are the store's current ones is proven to cover every
+ * stored key; an older one is brought up to date from the log, or ignored (filter-rebuild.ts).
+ * Returns it whatever generation it names; undefined when there is none or it is damaged.
  */
-export function loadFilterSnapshot(dir: string, generation: number): KeyFilter | undefined {
+export function readFilterSnapshot(dir: string): { generation: number; token: string; filter: KeyFilter } | undefined {
   let buf: Buffer;
   try {
     buf = readFileSync(join(dir, FILE_NAME));
@@ -20,19 +23,23 @@ export function loadFilterSnapshot(dir: string, generation: number): KeyFilter |
     return undefined;
   }
   if (buf.length < HEADER_BYTES || buf.toString('latin1', 0, 8) !== MAGIC) return undefined;
-  if (buf.readDoubleLE(8) !== generation) return undefined;
+  const generation = buf.readDoubleLE(8);
+  if (!Number.isSafeInteger(generation) || generation < 0) return undefined;
+  const token = buf.toString('hex', 16, 16 + TOKEN_BYTES);
   try {
-    return KeyFilter.fromBuffer(buf.subarray(HEADER_BYTES));
+    return { generation, token, filter: KeyFilter.fromBuffer(buf.subarray(HEADER_BYTES)) };
   } catch {
     // A damaged snapshot is only a slower start: the filter is rebuilt from the store.
     return undefined;
   }
 }
 
-export function saveFilterSnapshot(dir: string, filter: KeyFilter, generation: number): void {
+/** Writes the snapshot atomically (a temporary file, fsynced, renamed) for `generation` and its `token`. */
+export function saveFilterSnapshot(dir: string, filter: KeyFilter, generation: number, token: string): void {
   const header = Buffer.alloc(HEADER_BYTES);
   header.write(MAGIC, 0, 'latin1');
   header.writeDoubleLE(generation, 8);
+  if (header.write(token, 16, 'hex') !== TOKEN_BYTES) throw new RangeError(`Expected a token of ${TOKEN_BYTES} bytes in hex, got ${token}`);
   const body = filter.toBuffer();
   const tmp = join(dir, FILE_NAME + '.tmp');
   const fd = openSync(tmp, 'w');
@@ -44,4 +51,12 @@ export function saveFilterSnapshot(dir: string, filter: KeyFilter, generation: n
     closeSync(fd);
   }
   renameSync(tmp, join(dir, FILE_NAME));
+  // The rename itself must be durable too, or a power cut could bring back an older snapshot
+  // (harmless: older ones are checked like any other) or none.
+  const dirFd = openSync(dir, 'r');
+  try {
+    fsyncSync(dirFd);
+  } finally {
+    closeSync(dirFd);
+  }
 }

@@ -5,6 +5,7 @@
  *
  * ```
  * e<scope>\0<h><key>          entry: value = <jobId> or <jobId>\0<address> when the address differs from the key
+ * f<generation padded>     filter log: the filter hashes of the entries that generation added (binary)
  * h<scope>\0<h><key>\0<jobId> a job also holds a key that an earlier job had already stored
  * j<jobId padded>          job record (JSON), including its checkpoint
  * m<name>                  metadata (format version, policy, counters, generation)
@@ -56,6 +57,11 @@ export function parseEntryKey(dbKey: string): { scope: string; key: string } {
   return { scope: dbKey.slice(1, sep), key: dbKey.slice(sep + 1 + HASH_CHARS) };
 }
 
+/** Where the key starts in an entry key: after `e<scope>\0` and the 8 hash digits. */
+export function entryKeyStart(dbKey: string): number {
+  return dbKey.indexOf(SEP) + 1 + HASH_CHARS;
+}
+
 /** The hold key for the key of an entry key (`e<scope>\0<key>`). */
 export function holdKeyOfEntry(entryDbKey: string, jobId: string): string {
   return 'h' + entryDbKey.slice(1) + SEP + jobId;
@@ -72,6 +78,18 @@ export function jobKey(jobId: string): string {
 }
 
 export const JOB_RANGE = { gt: 'j', lt: 'k' } as const;
+
+const GENERATION_DIGITS = 15;
+
+/** The filter log record of a store generation; padded so that records sort by generation. */
+export function filterLogKey(generation: number): string {
+  return 'f' + String(generation).padStart(GENERATION_DIGITS, '0');
+}
+
+/** The generation a {@link filterLogKey} names, or NaN for any other key. */
+export function filterLogGeneration(dbKey: string): number {
+  return dbKey.length === 1 + GENERATION_DIGITS && dbKey[0] === 'f' && /^\d+$/.test(dbKey.slice(1)) ? Number(dbKey.slice(1)) : Number.NaN;
+}
 
 export function metaKey(name: string): string {
   return 'm' + name;

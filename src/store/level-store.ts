@@ -4,13 +4,14 @@ import { ClassicLevel } from 'classic-level';
 import { OptoutError } from '../errors.js';
 import { POLICY_VERSION } from '../policy/email.js';
 import { KeyFilter } from '../dedup/bloom.js';
-import { hashKeyTuple } from '../dedup/hash.js';
 import {
-  COUNT_RANGE, JOB_RANGE, countKey, entryRange, jobKey, metaKey, parseEntryKey,
+  COUNT_RANGE, JOB_RANGE, countKey, filterLogKey, jobKey, metaKey,
 } from './keys.js';
 import type { AnyJob, JobRecord } from './jobs.js';
 import { auditId, auditOps, type AuditRecord } from './audit.js';
-import { loadFilterSnapshot, saveFilterSnapshot } from './filter-snapshot.js';
+import { saveFilterSnapshot } from './filter-snapshot.js';
+import { FilterLogRecord } from './filter-log.js';
+import { generationToken, loadKeyFilter, type FilterSource } from './filter-rebuild.js';
 
 /** The store's on-disk format; bump when the key layout changes. */
 export const STORE_FORMAT = 1;
@@ -35,11 +36,14 @@ export interface OpenStoreOptions {
  */
 export class EntryBatch {
   readonly #batch: ReturnType<ClassicLevel<string, string>['batch']>;
+  readonly #log = new FilterLogRecord();
   constructor(db: ClassicLevel<string, string>) {
     this.#batch = db.batch();
   }
+  /** Entries are written only here: this is what records them in the filter log (filter-log.ts). */
   putEntry(dbKey: string, value: string): void {
     this.#batch.put(dbKey, value);
+    this.#log.addEntryKey(dbKey);
   }
   putHold(dbKey: string): void {
     this.#batch.put(dbKey, '');
@@ -47,6 +51,10 @@ export class EntryBatch {
   /** @internal */
   get chained(): ReturnType<ClassicLevel<string, string>['batch']> {
     return this.#batch;
+  }
+  /** @internal */
+  get log(): FilterLogRecord {
+    return this.#log;
   }
 }
 
@@ -67,7 +75,8 @@ export class LevelStore {
   #counts = new Map<string, number>();
   #filter: KeyFilter | undefined;
   #filterGeneration = -1;
-  #filterLoad: Promise<KeyFilter> | undefined;
+  #filterSource: FilterSource | undefined;
+  #filterLoading: Promise<KeyFilter> | undefined;
   #closed = false;
   /** Tail of the queue of writers (see `withWriteLock`). */
   #lockTail: Promise<void> = Promise.resolve();
@@ -157,39 +166,50 @@ export class LevelStore {
   }
 
   /**
-   * The key filter covering every stored key. Loaded from the snapshot when it was saved at
-   * this store generation, else rebuilt by scanning the entries (after a crash, say).
+   * The key filter covering every stored key: the snapshot when it was saved at this store
+   * generation, an older snapshot brought up to date from the filter log (after a crash, say),
+   * or a rebuild from the log or from the entries (see filter-rebuild.ts).
    */
-  filter(): Promise<KeyFilter> {
+  async filter(): Promise<KeyFilter> {
     this.#assertOpen();
-    // One load for every caller: two filters would each miss the keys added through the other.
-    this.#filterLoad ??= this.#loadFilter();
-    return this.#filterLoad;
+    if (this.#filter) return this.#filter;
+    // One load for concurrent callers: two filters would each miss the keys added to the other.
+    this.#filterLoading ??= this.#loadFilter().finally(() => {
+      this.#filterLoading = undefined;
+    });
+    return this.#filterLoading;
   }
 
   async #loadFilter(): Promise<KeyFilter> {
-    const snapshot = loadFilterSnapshot(this.dir, this.#generation);
-    this.#filter = snapshot ?? await this.#rebuildFilter();
-    this.#filterGeneration = snapshot ? this.#generation : -1;
-    return this.#filter;
+    const generation = this.#generation;
+    const loaded = await loadKeyFilter(this.db, this.dir, generation,
+      () => KeyFilter.create(Math.max(1 << 20, Math.ceil(this.totalEntries() * 1.5))), this.#counts.keys());
+    this.#filter = loaded.filter;
+    this.#filterSource = loaded.source;
+    this.#filterGeneration = loaded.source === 'snapshot' ? generation : -1;
+    return loaded.filter;
   }
 
-  async #rebuildFilter(): Promise<KeyFilter> {
-    const filter = KeyFilter.create(Math.max(1 << 20, Math.ceil(this.totalEntries() * 1.5)));
-    const it = this.db.keys(entryRange());
-    try {
-      for (;;) {
-        const keys = await it.nextv(10_000);
-        if (keys.length === 0) break;
-        for (const dbKey of keys) {
-          const [h1, h2] = hashKeyTuple(parseEntryKey(dbKey).key);
-          filter.add(h1, h2);
-        }
-      }
-    } finally {
-      await it.close();
-    }
-    return filter;
+  /** Where the filter came from when it was loaded; undefined before `filter()`. */
+  get filterSource(): FilterSource | undefined {
+    return this.#filterSource;
+  }
+
+  /**
+   * Saves the filter snapshot (atomically, fsynced) when the filter is loaded and the snapshot
+   * on disk does not name the current generation: a long-running owner calls it once ready and
+   * now and then, so that a crash costs at most a short replay. Resolves true when it wrote one.
+   */
+  async persistFilter(): Promise<boolean> {
+    const filter = this.#filter;
+    const generation = this.#generation;
+    if (filter === undefined || this.#filterGeneration === generation) return false;
+    const token = await generationToken(this.db, generation);
+    // A damaged record of the current generation: no snapshot of it could ever be proven.
+    if (token === undefined) return false;
+    saveFilterSnapshot(this.dir, filter, generation, token);
+    this.#filterGeneration = generation;
+    return true;
   }
 
   async getMany(keys: string[]): Promise<Array<string | undefined>> {
@@ -238,7 +258,7 @@ export class LevelStore {
     this.#assertOpen();
     const b = batch.chained;
     b.put(jobKey(job.id), JSON.stringify(job));
-    const write = this.#commit(b, added);
+    const write = this.#commit(b, added, batch.log);
     this.#inFlight.add(write);
     const done = (): void => {
       this.#inFlight.delete(write);
@@ -254,15 +274,21 @@ export class LevelStore {
   async commitChange(ops: readonly ChangeOp[], delta: ReadonlyMap<string, number>, audit: AuditRecord | undefined): Promise<void> {
     this.#assertOpen();
     const b = this.db.batch();
+    const log = new FilterLogRecord();
     for (const op of ops) {
-      if (op.type === 'put') b.put(op.key, op.value);
-      else b.del(op.key);
+      if (op.type === 'put') {
+        b.put(op.key, op.value);
+        // An entry written here enters the filter log like an import's (re-adding a key is harmless).
+        if (op.key.startsWith('e')) log.addEntryKey(op.key);
+      } else {
+        b.del(op.key);
+      }
     }
     if (audit) for (const op of auditOps(audit)) b.put(op.key, op.value);
-    await this.#commit(b, delta);
+    await this.#commit(b, delta, log);
   }
 
-  async #commit(b: ReturnType<ClassicLevel<string, string>['batch']>, delta: ReadonlyMap<string, number>): Promise<void> {
+  async #commit(b: ReturnType<ClassicLevel<string, string>['batch']>, delta: ReadonlyMap<string, number>, log: FilterLogRecord): Promise<void> {
     const nextCounts = new Map<string, number>();
     for (const [scope, n] of delta) {
       if (n === 0) continue;
@@ -272,6 +298,8 @@ export class LevelStore {
     }
     const generation = this.#generation + 1;
     b.put(metaKey('generation'), String(generation));
+    // Every generation has its record, even an empty one: a gap in the log proves nothing.
+    b.put<string, Buffer>(filterLogKey(generation), log.encode(), { valueEncoding: 'buffer' });
     try {
       await b.write();
     } catch (cause) {
@@ -365,9 +393,7 @@ export class LevelStore {
     if (this.#closed) return;
     this.#closed = true;
     try {
-      if (this.#filter && this.#filterGeneration !== this.#generation) {
-        saveFilterSnapshot(this.dir, this.#filter, this.#generation);
-      }
+      await this.persistFilter();
     } finally {
       rmSync(join(this.dir, 'owner.json'), { force: true });
       await this.db.close();

@@ -1,4 +1,4 @@
-import { writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ROOT, removeTempDirs, tempDir } from '../helpers.js';
@@ -43,6 +43,24 @@ describe('single suppressions', () => {
       expect(opened.store.counts().get('emea')).toBe(1);
       const records = await audit(opened.store, 'NEW@x.org');
       expect(records).toEqual([expect.objectContaining({ action: 'add', actor: 'key-9', key: 'new@x.org', unit: 'emea', job: r.job })]);
+    } finally {
+      await opened.close();
+    }
+  });
+
+  it('writes a single add to the filter log: a store reopened without its snapshot still covers it', async () => {
+    const db = await storeWith(['a@x.org']);
+    const store = await LevelStore.open(db);
+    await store.filter();
+    await addSuppression(store, { email: 'single@x.org', unit: 'emea' });
+    await removeSuppression(store, { email: 'a@x.org', why: 'test' });
+    await store.close();
+    rmSync(join(db, 'filter.snapshot'), { force: true });
+    const opened = await openStore(db);
+    try {
+      expect(opened.store.filterSource).toBe('log');
+      expect(await opened.check({ email: 'single@x.org', unit: 'emea' })).toMatchObject({ eligible: false, reason: 'suppressed' });
+      expect((await opened.check({ email: 'a@x.org' })).eligible).toBe(true);
     } finally {
       await opened.close();
     }

@@ -113,9 +113,12 @@ function isPartial(job: StatsJob): boolean {
   return (job.rows > 0 && job.rows < ROWS) || (job.unique > 0 && job.unique < reportA.unique);
 }
 
-/** Store content that must not depend on crashes: everything but job records and the job/batch counters. */
+/**
+ * Store content that must not depend on crashes: everything but job records, the job/batch
+ * counters and the filter log (one record per batch, each with a random token).
+ */
 function durable(dump: Array<[string, string]>): Array<[string, string]> {
-  return dump.filter(([k]) => !k.startsWith('j') && !k.startsWith('a') && k !== 'mgeneration' && k !== 'mjobseq');
+  return dump.filter(([k]) => !k.startsWith('j') && !k.startsWith('a') && !k.startsWith('f') && k !== 'mgeneration' && k !== 'mjobseq');
 }
 
 /** The audit records of a dump without their times: a resumed import is audited once, when it ends. */

@@ -11,6 +11,8 @@ function parsePort(value: string): number {
   return port;
 }
 
+const PERSIST_EVERY_MS = 60_000;
+
 export function registerServe(program: Command): void {
   program.command('serve')
     .description('answer eligibility checks over HTTP (API keys: optout keys create)')
@@ -21,7 +23,10 @@ export function registerServe(program: Command): void {
       const port = parsePort(flags.port);
       // Opened before listening: openStore resolves once the key filter is loaded, so the
       // server is ready as soon as it accepts connections.
+      const opening = performance.now();
       const store = await openStore(dbOption(cmd), { purpose: 'optout serve' });
+      process.stderr.write(`key filter from ${store.store.filterSource ?? '?'}: ${store.store.totalEntries()} entries, ` +
+        `store ready in ${Math.round(performance.now() - opening)} ms\n`);
       const app = createServer({ store, allowPrivateUrls: flags.allowPrivateUrls === true });
       try {
         await app.listen({ host: flags.host, port });
@@ -34,11 +39,21 @@ export function registerServe(program: Command): void {
       const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
       process.stderr.write(`listening on http://${host}:${addr.port}\n`);
       store.store.announceUrl(`http://${host}:${addr.port}`);
+      // A filter that was replayed or rebuilt is saved once the server answers, and later changes
+      // now and then: a server killed with SIGKILL then leaves at most a short replay behind.
+      const persist = (): void => {
+        store.store.persistFilter().catch((err: unknown) => {
+          process.stderr.write(`cannot save the key filter snapshot: ${(err as Error).message}\n`);
+        });
+      };
+      setImmediate(persist);
+      const persistTimer = setInterval(persist, PERSIST_EVERY_MS).unref();
       const signal = await new Promise<NodeJS.Signals>((resolve) => {
         process.once('SIGINT', () => resolve('SIGINT'));
         process.once('SIGTERM', () => resolve('SIGTERM'));
       });
       process.stderr.write(`${signal}: closing\n`);
+      clearInterval(persistTimer);
       // In-flight requests finish first; the store then saves its filter snapshot and unlocks.
       try {
         await app.close();
