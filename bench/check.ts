@@ -10,7 +10,6 @@
  * Progress goes to stderr, the markdown result to stdout. Exit 1 on a failure, 2 on bad arguments.
  * Internal: `node dist/bench/check.js --set-server FILE` is the baseline server's child process.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { createReadStream, existsSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -34,6 +33,7 @@ import {
   timeChild,
   updateMarkedSection,
 } from './lib/measure.js';
+import { Latencies, startChildServer } from './lib/load.js';
 import { BenchFailure, ensureList, ensureStore, makeLog, packageRoot, parseCount } from './lib/harness.js';
 import { REDIS_CLIENTS, REDIS_PIPELINE, measureRedis } from './lib/redis.js';
 
@@ -54,10 +54,6 @@ const LOAD_POOL = 20_000;
 
 
 
-
-function tail(s: string, lines = 20): string {
-  return s.trimEnd().split('\n').slice(-lines).join('\n');
-}
 
 async function onPath(command: string): Promise<boolean> {
   const r = await timeChild('sh', ['-c', `command -v '${command}'`]);
@@ -124,34 +120,6 @@ interface Row {
   /** The baseline row of the same scenario, for the ratio. */
   baseline?: Row | undefined;
   target: string;
-}
-
-function percentile(sorted: Float64Array, p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor((sorted.length - 1) * p))] as number;
-}
-
-class Latencies {
-  #values = new Float64Array(1 << 16);
-  #n = 0;
-
-  add(ms: number): void {
-    if (this.#n === this.#values.length) {
-      const next = new Float64Array(this.#values.length * 2);
-      next.set(this.#values);
-      this.#values = next;
-    }
-    this.#values[this.#n++] = ms;
-  }
-
-  get count(): number {
-    return this.#n;
-  }
-
-  summary(): { p50: number; p99: number } {
-    const s = this.#values.slice(0, this.#n).sort();
-    return { p50: percentile(s, 0.5), p99: percentile(s, 0.99) };
-  }
 }
 
 /** Batches of {@link BATCH} for `seconds`; checks a second. */
@@ -247,48 +215,6 @@ function countDecisions(decisions: readonly Decision[], emails: readonly string[
 
 // ---------------------------------------------------------------------------------------------
 // Servers
-
-interface Child {
-  url: string;
-  stop(): Promise<void>;
-}
-
-/** Spawns a server that prints `listening on http://...` on stderr, and waits for that line. */
-function startServer(args: readonly string[]): Promise<Child> {
-  return new Promise((resolveStart, reject) => {
-    const child: ChildProcess = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    const exited = new Promise<void>((r) => child.once('exit', () => r()));
-    const stop = async (): Promise<void> => {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
-      await exited;
-      clearTimeout(timer);
-    };
-    const timer = setTimeout(() => {
-      void stop();
-      reject(new BenchFailure(`the server did not start within 120 s:\n${tail(stderr)}`));
-    }, 120_000);
-    child.stderr?.setEncoding('utf8');
-    child.stderr?.on('data', (s: string) => {
-      stderr = (stderr + s).slice(-100_000);
-      const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(stderr);
-      if (m?.[1] !== undefined) {
-        clearTimeout(timer);
-        resolveStart({ url: m[1], stop });
-      }
-    });
-    child.once('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    child.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      reject(new BenchFailure(`the server exited with ${code ?? signal ?? '?'} before listening:\n${tail(stderr)}`));
-    });
-  });
-}
 
 /**
  * The baseline: the whole list's addresses lower-cased in a `Set`, behind node:http with no
@@ -489,7 +415,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   present.length = 0;
   absent.length = 0;
   mixed.length = 0;
-  const serve = await startServer([cli, 'serve', '--host', '127.0.0.1', '--port', '0', '--db', db]);
+  const serve = await startChildServer([cli, 'serve', '--host', '127.0.0.1', '--port', '0', '--db', db]);
   let optout: HttpResults;
   try {
     optout = await driveInWorker({ name: 'optout serve', url: serve.url, key, mixed: loadPool, seconds });
@@ -497,7 +423,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     await serve.stop();
   }
   log('starting the node:http + Set server');
-  const plain = await startServer([self, '--set-server', file]);
+  const plain = await startChildServer([self, '--set-server', file]);
   let baseline: HttpResults;
   try {
     baseline = await driveInWorker({ name: 'node:http + Set', url: plain.url, key: 'none', mixed: loadPool, seconds });

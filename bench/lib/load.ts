@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { BenchFailure } from './harness.js';
+import { BenchFailure, tail } from './harness.js';
 
 function percentile(sorted: Float64Array, p: number): number {
   if (sorted.length === 0) return Number.NaN;
@@ -33,10 +33,6 @@ export class Latencies {
 export interface ChildServer {
   url: string;
   stop(): Promise<void>;
-}
-
-function tail(s: string, lines = 20): string {
-  return s.trimEnd().split('\n').slice(-lines).join('\n');
 }
 
 /** Spawns a server that prints `listening on http://...` on stderr, and waits for that line. */
