@@ -35,6 +35,7 @@ import {
   updateMarkedSection,
 } from './lib/measure.js';
 import { BenchFailure, ensureList, ensureStore, makeLog, packageRoot, parseCount } from './lib/harness.js';
+import { REDIS_CLIENTS, REDIS_PIPELINE, measureRedis } from './lib/redis.js';
 
 const log = makeLog('bench:check');
 
@@ -85,6 +86,11 @@ function firstField(line: string): string {
       return out;
     }
   }
+}
+
+/** Trimmed and lower-cased, as the baseline server keeps them. */
+async function* lowerCased(cells: AsyncIterable<string>): AsyncGenerator<string> {
+  for await (const cell of cells) yield cell.trim().toLowerCase();
 }
 
 /** The address cell of every data row, as written (case, spaces and invalid cells included). */
@@ -476,6 +482,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   set.clear();
 
   const loadPool = mixed.slice(0, LOAD_POOL);
+  const redisProbe = (present[0] ?? '').trim().toLowerCase();
   const counts = { present: present.length, absent: absent.length };
   // Dropped before the load: a large live heap here means long GC pauses on a core the server
   // and the load worker share.
@@ -515,7 +522,19 @@ export async function main(argv: readonly string[]): Promise<number> {
     rows.push(http(o, scenario, 'optout serve', unit, target, base), base);
   }
 
-  const redis = (await onPath('redis-server')) && (await onPath('redis-benchmark'));
+  const redis = (await onPath('redis-server')) && (await onPath('redis-cli')) && (await onPath('redis-benchmark'));
+  let redisNote = 'redis-server / redis-cli / redis-benchmark were not installed: no Redis SISMEMBER row. ';
+  if (redis) {
+    const r = await measureRedis(lowerCased(firstColumn(file)), redisProbe, seconds, log);
+    const maxBase = rows.find((row) => row.tool === 'node:http + Set' && row.scenario === maxScenario);
+    const batchBase = rows.find((row) => row.tool === 'node:http + Set' && row.scenario === batchScenario);
+    rows.push(
+      { tool: 'Redis 7 SISMEMBER', scenario: `TCP, ${REDIS_CLIENTS} connections, one command per round trip`, rate: r.single.rate, unit: 'req/s', p50: r.single.p50, p99: r.single.p99, baseline: maxBase, target: '' },
+      { tool: 'Redis 7 SISMEMBER', scenario: `TCP, ${REDIS_CLIENTS} connections, pipelined ${REDIS_PIPELINE}`, rate: r.pipelined.rate, unit: 'checks/s', p50: r.pipelined.p50, p99: r.pipelined.p99, baseline: batchBase, target: '' },
+    );
+    redisNote = `Redis: the same lower-cased cells in one set (${formatNumber(r.size)} members), asked by redis-benchmark (a C client) about one listed address; ` +
+      'its ratio is to the node:http + Set row of the same kind (single requests, batches). ';
+  }
   const ms = (v: number | undefined): string => (v === undefined || Number.isNaN(v) ? '' : `${v.toFixed(v < 10 ? 2 : 1)} ms`);
   const table = markdownTable(
     ['tool', 'scenario', 'rate', 'p50', 'p99', 'ratio to baseline', 'target (optout)'],
@@ -547,7 +566,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       `p99 is ${ms(optout.fixed?.scheduledP99)} for optout and ${ms(baseline.fixed?.scheduledP99)} for the baseline, ` +
       `with the load generator's event loop delayed by up to ${ms(optout.fixed?.loopMaxMs)} and ${ms(baseline.fixed?.loopMaxMs)}. ` +
       `Ratio: rate over the baseline's rate. ${errors === 0 ? 'No request failed.' : `${errors} requests failed.`} ` +
-      (redis ? '' : 'redis-server / redis-benchmark were not installed: no Redis SISMEMBER row. ') +
+      redisNote +
       `Machine: ${cpu.length} cores (${cpu[0]?.model.trim() ?? 'unknown CPU'}), ${formatBytes(totalmem())} RAM, Node ${process.version}, ${platform()} ${arch()}.`,
   ].join('\n');
   process.stdout.write(`${block}\n`);

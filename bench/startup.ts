@@ -16,7 +16,6 @@
 import { spawn } from 'node:child_process';
 import { copyFileSync, existsSync, rmSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { arch, cpus, loadavg, platform, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -28,7 +27,7 @@ import { entryKeyStart, entryRange } from '../src/store/keys.js';
 import { LevelStore } from '../src/store/level-store.js';
 import { DEFAULT_SEED, MAX_ROWS } from './generate.js';
 import { formatBytes, formatNumber, markdownTable, median, timeChild } from './lib/measure.js';
-import { BenchFailure, ensureList, ensureStore, makeLog, packageRoot, parseCount, runIfMain, updateReadme } from './lib/harness.js';
+import { BenchFailure, ensureList, ensureStore, freePort, makeLog, packageRoot, parseCount, runIfMain, updateReadme } from './lib/harness.js';
 
 const log = makeLog('bench:startup');
 const USAGE = 'Usage: npm run bench:startup -- [--entries N] [--seed S] [--runs R] [--update-readme]';
@@ -102,14 +101,6 @@ async function makeOlderSnapshot(db: string, out: string): Promise<{ older: numb
     await store.close();
     await rm(dir, { recursive: true, force: true });
   }
-}
-
-async function freePort(): Promise<number> {
-  const server = createNetServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((r) => server.close(() => r()));
-  return port;
 }
 
 /** Seconds from spawning `optout serve` to the first 200 on /readyz, and the filter's source. */

@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
+import { createServer, type AddressInfo } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { writeList } from '../generate.js';
@@ -98,4 +99,13 @@ export function runIfMain(moduleUrl: string, name: string, main: (argv: readonly
       process.exitCode = 1;
     },
   );
+}
+
+/** A TCP port of 127.0.0.1 free a moment ago, for a child server that must be polled before it says where it listens. */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((r) => server.close(() => r()));
+  return port;
 }
