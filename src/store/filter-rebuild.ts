@@ -156,14 +156,16 @@ export async function replayFilterLog(db: Db, filter: KeyFilter, after: number, 
   const span = through - after;
   const parts = Math.min(LOG_READERS, span);
   const bounds = Array.from({ length: parts + 1 }, (_, i) => after + Math.floor((span * i) / parts));
-  const complete = await Promise.all(bounds.slice(1).map((end, i) => replaySpan(db, adds, bounds[i] as number, end)));
+  // The first span found incomplete stops the others: the whole replay is lost anyway.
+  const state = { failed: false };
+  const complete = await Promise.all(bounds.slice(1).map((end, i) => replaySpan(db, adds, bounds[i] as number, end, state)));
   if (!complete.every(Boolean)) return false;
   adds.flush();
   return true;
 }
 
 /** Stages the records of `after + 1` to `through`; false unless each one is there and sound. */
-async function replaySpan(db: Db, adds: BlockOrderedAdds, after: number, through: number): Promise<boolean> {
+async function replaySpan(db: Db, adds: BlockOrderedAdds, after: number, through: number, state: { failed: boolean }): Promise<boolean> {
   let expected = after + 1;
   const it = db.iterator<string, Buffer>({
     gte: filterLogKey(expected), lte: filterLogKey(through),
@@ -172,11 +174,13 @@ async function replaySpan(db: Db, adds: BlockOrderedAdds, after: number, through
   try {
     for (;;) {
       const records = await it.nextv(LOG_RECORDS_PER_READ);
-      if (records.length === 0) break;
+      if (records.length === 0 || state.failed) break;
       for (const [key, value] of records) {
-        if (filterLogGeneration(key) !== expected) return false;
-        const pairs = decodeFilterLogRecord(value)?.pairs;
-        if (pairs === undefined) return false;
+        const pairs = filterLogGeneration(key) === expected ? decodeFilterLogRecord(value)?.pairs : undefined;
+        if (pairs === undefined) {
+          state.failed = true;
+          return false;
+        }
         for (let i = 0; i < pairs.length; i += 2) adds.add(pairs[i] as number, pairs[i + 1] as number);
         expected++;
       }
@@ -184,7 +188,8 @@ async function replaySpan(db: Db, adds: BlockOrderedAdds, after: number, through
   } finally {
     await it.close();
   }
-  return expected === through + 1;
+  if (expected !== through + 1) state.failed = true;
+  return !state.failed;
 }
 
 /**
