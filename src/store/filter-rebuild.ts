@@ -13,11 +13,11 @@
  * 4. `scan`: the log has a gap (a store written by a version without it, or a damaged record):
  *    every entry key is read and hashed.
  *
- * Measured at 10M entries on 2 cores (`npm run bench:startup`): the snapshot loads in ~0.3 s;
- * the log is 80 MB and replays in ~2 s; the scan takes ~8 s even with the reads spread over
- * several iterators, because classic-level hands each key over as its own JavaScript string
- * (~0.4 us a key on the main thread, plus ~0.3 us of LevelDB work, plus hashing), so a scan alone
- * could not meet a start within 5 s on this machine.
+ * Measured at 10M entries on 2 cores (`npm run bench:startup`): the snapshot loads in ~0.25 s;
+ * the log is 80 MB and replays in ~1.1 s; the scan takes ~5 s even with the reads spread over
+ * several iterators (~8.5 s with one), because classic-level hands each key over as its own
+ * JavaScript string (~0.4 us a key on the main thread, plus the LevelDB work and the hashing):
+ * a scan alone could not start a server within 5 s on this machine.
  */
 import type { ClassicLevel } from 'classic-level';
 import type { KeyFilter } from '../dedup/bloom.js';
@@ -46,8 +46,8 @@ const SCAN_KEYS_PER_READ = 10_000;
 const SCAN_READ_BYTES = 1024 * 1024;
 /**
  * Iterators read at once during a scan. LevelDB's reads run on libuv's thread pool (4 threads by
- * default), so several iterators overlap them with the hashing on the main thread: measured at
- * 10M keys, one iterator 12-13 s, two ~10.5 s, four ~8 s, eight no better.
+ * default), so several iterators overlap them with the work on the main thread: measured at 10M
+ * keys, one iterator ~8.5 s, two to eight ~5 s.
  */
 const SCAN_PARALLEL = 4;
 /** Ranges per scope for the scan: by the first hex digit of the hash part, so evenly filled. */
