@@ -19,11 +19,12 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { arch, cpus, loadavg, platform, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { ClassicLevel } from 'classic-level';
 import { KeyFilter } from '../src/dedup/bloom.js';
 import { hashKey } from '../src/dedup/hash.js';
 import { saveFilterSnapshot } from '../src/store/filter-snapshot.js';
 import { generationToken, replayFilterLog, scanEntryKeys } from '../src/store/filter-rebuild.js';
-import { entryKeyStart, entryRange } from '../src/store/keys.js';
+import { entryKeyStart, entryRange, filterLogKey } from '../src/store/keys.js';
 import { LevelStore } from '../src/store/level-store.js';
 import { DEFAULT_SEED, MAX_ROWS } from './generate.js';
 import { formatBytes, formatNumber, markdownTable, median, timeChild } from './lib/measure.js';
@@ -100,6 +101,33 @@ async function makeOlderSnapshot(db: string, out: string): Promise<{ older: numb
   } finally {
     await store.close();
     await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Runs `fn` while the log record of generation 1 is out of the store (as in a store written
+ * before the log existed), then puts it back as it was.
+ */
+async function withLogGap<T>(db: string, fn: () => Promise<T>): Promise<T> {
+  const edit = async (change: (level: ClassicLevel<string, Buffer>) => Promise<void>): Promise<void> => {
+    const level = new ClassicLevel<string, Buffer>(join(db, 'leveldb'), { createIfMissing: false, valueEncoding: 'buffer' });
+    await level.open();
+    try {
+      await change(level);
+    } finally {
+      await level.close();
+    }
+  };
+  let record: Buffer | undefined;
+  await edit(async (level) => {
+    record = await level.get(filterLogKey(1));
+    if (record === undefined) throw new BenchFailure('the store has no filter log record of generation 1');
+    await level.del(filterLogKey(1));
+  });
+  try {
+    return await fn();
+  } finally {
+    await edit((level) => level.put(filterLogKey(1), record as Buffer, { sync: true }));
   }
 }
 
@@ -214,6 +242,10 @@ export async function main(argv: readonly string[]): Promise<number> {
     { name: '`optout serve` to /readyz 200, snapshot at the store\'s generation', expect: 'snapshot', prepare: useSnapshot(pristine), run: serve },
     { name: `\`optout serve\` to /readyz 200, ${olderLabel}`, expect: 'replay', prepare: useSnapshot(older), run: serve },
     { name: '`optout serve` to /readyz 200, no snapshot', expect: 'log', prepare: useSnapshot(undefined), run: serve },
+    {
+      name: '`optout serve` to /readyz 200, no snapshot and a gap in the log (the fallback)', expect: 'scan', prepare: useSnapshot(undefined),
+      run: async () => withLogGap(db, serve),
+    },
   ];
 
   const loadBefore = loadavg()[0] ?? 0;

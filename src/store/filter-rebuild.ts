@@ -13,11 +13,11 @@
  * 4. `scan`: the log has a gap (a store written by a version without it, or a damaged record):
  *    every entry key is read and hashed.
  *
- * Measured at 10M entries on 2 cores (`npm run bench:startup`): the snapshot loads in ~0.3 s;
- * the log is 80 MB and replays in ~2 s; the scan takes ~8 s even with the reads spread over
- * several iterators, because classic-level hands each key over as its own JavaScript string
- * (~0.4 us a key on the main thread, plus ~0.3 us of LevelDB work, plus hashing), so a scan alone
- * could not meet a start within 5 s on this machine.
+ * Measured at 10M entries on 2 cores (`npm run bench:startup`): the snapshot loads in ~0.25 s;
+ * the log is 80 MB and replays in ~1.1 s; the scan takes ~5 s even with the reads spread over
+ * several iterators (~8.5 s with one), because classic-level hands each key over as its own
+ * JavaScript string (~0.4 us a key on the main thread, plus the LevelDB work and the hashing):
+ * a scan alone could not start a server within 5 s on this machine.
  */
 import type { ClassicLevel } from 'classic-level';
 import type { KeyFilter } from '../dedup/bloom.js';
@@ -46,8 +46,8 @@ const SCAN_KEYS_PER_READ = 10_000;
 const SCAN_READ_BYTES = 1024 * 1024;
 /**
  * Iterators read at once during a scan. LevelDB's reads run on libuv's thread pool (4 threads by
- * default), so several iterators overlap them with the hashing on the main thread: measured at
- * 10M keys, one iterator 12-13 s, two ~10.5 s, four ~8 s, eight no better.
+ * default), so several iterators overlap them with the work on the main thread: measured at 10M
+ * keys, one iterator ~8.5 s, two to eight ~5 s.
  */
 const SCAN_PARALLEL = 4;
 /** Ranges per scope for the scan: by the first hex digit of the hash part, so evenly filled. */
@@ -156,14 +156,16 @@ export async function replayFilterLog(db: Db, filter: KeyFilter, after: number, 
   const span = through - after;
   const parts = Math.min(LOG_READERS, span);
   const bounds = Array.from({ length: parts + 1 }, (_, i) => after + Math.floor((span * i) / parts));
-  const complete = await Promise.all(bounds.slice(1).map((end, i) => replaySpan(db, adds, bounds[i] as number, end)));
+  // The first span found incomplete stops the others: the whole replay is lost anyway.
+  const state = { failed: false };
+  const complete = await Promise.all(bounds.slice(1).map((end, i) => replaySpan(db, adds, bounds[i] as number, end, state)));
   if (!complete.every(Boolean)) return false;
   adds.flush();
   return true;
 }
 
 /** Stages the records of `after + 1` to `through`; false unless each one is there and sound. */
-async function replaySpan(db: Db, adds: BlockOrderedAdds, after: number, through: number): Promise<boolean> {
+async function replaySpan(db: Db, adds: BlockOrderedAdds, after: number, through: number, state: { failed: boolean }): Promise<boolean> {
   let expected = after + 1;
   const it = db.iterator<string, Buffer>({
     gte: filterLogKey(expected), lte: filterLogKey(through),
@@ -172,11 +174,13 @@ async function replaySpan(db: Db, adds: BlockOrderedAdds, after: number, through
   try {
     for (;;) {
       const records = await it.nextv(LOG_RECORDS_PER_READ);
-      if (records.length === 0) break;
+      if (records.length === 0 || state.failed) break;
       for (const [key, value] of records) {
-        if (filterLogGeneration(key) !== expected) return false;
-        const pairs = decodeFilterLogRecord(value)?.pairs;
-        if (pairs === undefined) return false;
+        const pairs = filterLogGeneration(key) === expected ? decodeFilterLogRecord(value)?.pairs : undefined;
+        if (pairs === undefined) {
+          state.failed = true;
+          return false;
+        }
         for (let i = 0; i < pairs.length; i += 2) adds.add(pairs[i] as number, pairs[i + 1] as number);
         expected++;
       }
@@ -184,7 +188,8 @@ async function replaySpan(db: Db, adds: BlockOrderedAdds, after: number, through
   } finally {
     await it.close();
   }
-  return expected === through + 1;
+  if (expected !== through + 1) state.failed = true;
+  return !state.failed;
 }
 
 /**

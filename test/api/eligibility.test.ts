@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { createServer, type OptoutServer } from '../../src/api/server.js';
 import { createKey } from '../../src/auth/api-keys.js';
+import type { CheckRequest } from '../../src/check/checker.js';
 import { openStore, type OptoutStore } from '../../src/check/open-store.js';
 import { removeTempDirs, runCli, tempDir, listenOnLoopback } from '../helpers.js';
 
@@ -104,6 +105,19 @@ describe('POST /v1/eligibility', () => {
     const results = body['results'] as Array<Record<string, unknown>>;
     expect(results.map((r) => r['reason'])).toEqual(['not_suppressed', 'suppressed', 'invalid_address', 'suppressed', 'suppressed']);
     expect(results.map((r) => r['address'])).toEqual(['fresh@example.com', 'acct@example.com', null, 'unit@example.com', 'firstlast@gmail.com']);
+  });
+
+  it('answers exactly what the library decides, every field of every kind of decision', async () => {
+    const emails = ['fresh@example.com', 'acct@example.com', 'bad', 'unit@example.com', ' First.Last+x@googlemail.com ', 'a@b'];
+    const variants: Array<Record<string, string>> = [{}, { unit: 'emea' }, { type: 'one-to-one', legalBasis: 'contract 42' }];
+    for (const options of variants) {
+      const { status, body } = await post(JSON.stringify({ emails, ...options }));
+      expect(status).toBe(200);
+      const expected = await store.checkMany(emails.map((email) => ({ email, ...options } as CheckRequest)));
+      expect(body['results']).toEqual(JSON.parse(JSON.stringify(expected)));
+      const single = await get({ email: emails[1] as string, ...options });
+      expect(single.body).toEqual(JSON.parse(JSON.stringify(expected[1])));
+    }
   });
 
   it('accepts 10,000 emails and answers 413 above', async () => {
