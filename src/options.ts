@@ -40,6 +40,11 @@ export interface ImportOptions {
    * @default a new job
    */
   jobId?: string | undefined;
+  /**
+   * Gives the event loop back every this many keys of a batch being built, so that a process
+   * answering requests during the import stays responsive. @default never (fastest)
+   */
+  yieldEvery?: number | undefined;
   /** Email column: a header name or a 1-based index. @default auto-detected from the header */
   column?: string;
   /** Field delimiter `,` `;` `|` or `tab`. @default detected from the header line */
@@ -72,6 +77,7 @@ export interface NormalizedImportOptions {
   store: LevelStore | undefined;
   origin: JobOrigin;
   jobId: string | undefined;
+  yieldEvery: number | undefined;
   column: string | undefined;
   delimiter: string | undefined;
   encoding: InputEncoding;
@@ -135,6 +141,7 @@ export function normalizeImportOptions(o: ImportOptions): NormalizedImportOption
     store: o.store,
     origin: o.origin ?? { via: 'cli', actor: 'cli' },
     jobId: o.jobId,
+    yieldEvery: o.yieldEvery === undefined ? undefined : positiveInteger('yieldEvery', o.yieldEvery),
     column: o.column,
     delimiter: o.delimiter,
     encoding: normalizeEncoding(o.encoding ?? 'utf8'),

@@ -22,7 +22,14 @@ export interface MergeOptions {
   counts: ImportCounts;
   onBucket: (bucket: number, counts: ImportCounts) => void;
   signal: AbortSignal | undefined;
+  /**
+   * Gives the event loop back every this many keys while a bucket's batch is built (a server
+   * answering checks during the import); without it a bucket is built in one go.
+   */
+  yieldEvery: number | undefined;
 }
+
+const nextTurn = (): Promise<void> => new Promise((r) => setImmediate(r));
 
 interface Classified {
   result: BucketResult;
@@ -111,7 +118,9 @@ export async function writeMergePass(o: MergeOptions, job: JobRecord, onDurable:
     const addressList = splitJoined(result.addresses, result.addressRows.length);
     result.addressRows.forEach((row, j) => addresses.set(row, addressList[j] as string));
     const h = result.hashes;
-    c.keys.forEach((key, i) => {
+    const every = o.yieldEvery ?? Infinity;
+    for (let i = 0; i < c.keys.length; i++) {
+      const key = c.keys[i] as string;
       if (c.present[i]) {
         batch.putHold(holdKeyOfEntry(key, job.id));
       } else {
@@ -119,7 +128,8 @@ export async function writeMergePass(o: MergeOptions, job: JobRecord, onDurable:
         o.filter.add(h[i * 3] as number, h[i * 3 + 1] as number);
         batch.putEntry(key, encodeEntryValue(job.id, addresses.get(i)));
       }
-    });
+      if (i % every === every - 1) await nextTurn();
+    }
     const added = tally(counts, c);
     try {
       if (inFlight) await settle(inFlight);

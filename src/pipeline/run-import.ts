@@ -192,7 +192,7 @@ export async function runImport(input: ImportOptions): Promise<ImportReport> {
   };
   const mergeOptions = (spool: BucketSpool, filter: KeyFilter, counts: ImportCounts, startBucket: number,
     phase: 'counting' | 'writing'): MergeOptions => ({
-    spool, pool, store, filter, keyPrefix, startBucket, counts, signal: o.signal,
+    spool, pool, store, filter, keyPrefix, startBucket, counts, signal: o.signal, yieldEvery: o.yieldEvery,
     onBucket: (b, c) => progress(phase, b + 1, spool.buckets, c.unique + c.duplicates),
   });
   const readCounts = (st: SpoolState): ImportCounts => ({ ...emptyCounts(), rows: st.rows, valid: st.valid, invalid: st.invalid });
