@@ -31,10 +31,9 @@ import {
   formatRate,
   markdownTable,
   timeChild,
-  updateMarkedSection,
 } from './lib/measure.js';
 import { Latencies, startChildServer } from './lib/load.js';
-import { BenchFailure, ensureList, ensureStore, makeLog, packageRoot, parseCount } from './lib/harness.js';
+import { BenchFailure, ensureList, ensureStore, makeLog, packageRoot, parseCount, updateReadme } from './lib/harness.js';
 import { REDIS_CLIENTS, REDIS_PIPELINE, measureRedis } from './lib/redis.js';
 
 const log = makeLog('bench:check');
@@ -329,7 +328,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   let entries: number;
   let seconds: number;
   let seed: number;
-  let updateReadme: boolean;
+  let toReadme: boolean;
   try {
     const { values } = parseArgs({
       args: [...argv],
@@ -350,7 +349,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     entries = values.entries === undefined ? 1_000_000 : parseCount('--entries', values.entries, 1_000, MAX_ROWS);
     seconds = values.duration === undefined ? 5 : parseCount('--duration', values.duration, 1, 3_600);
     seed = values.seed === undefined ? DEFAULT_SEED : parseCount('--seed', values.seed, 0, 0xffff_ffff);
-    updateReadme = values['update-readme'] === true;
+    toReadme = values['update-readme'] === true;
   } catch (err) {
     process.stderr.write(`bench:check: ${(err as Error).message}\n${USAGE}\n`);
     return 2;
@@ -476,7 +475,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     ['left', 'left', 'right', 'right', 'right', 'right', 'left'],
   );
   const errors = [optout, baseline].reduce((n, r) => n + (r.fixed?.errors ?? 0) + r.max.errors + r.batch.errors, 0);
-  const command = `npm run bench:check -- --entries ${entries} --duration ${seconds}${seed === DEFAULT_SEED ? '' : ` --seed ${seed}`}${updateReadme ? ' --update-readme' : ''}`;
+  const command = `npm run bench:check -- --entries ${entries} --duration ${seconds}${seed === DEFAULT_SEED ? '' : ` --seed ${seed}`}${toReadme ? ' --update-readme' : ''}`;
   const cpu = cpus();
   const block = [
     `\`${command}\``,
@@ -497,10 +496,8 @@ export async function main(argv: readonly string[]): Promise<number> {
   ].join('\n');
   process.stdout.write(`${block}\n`);
 
-  if (updateReadme) {
-    const readme = join(root, 'README.md');
-    if (await updateMarkedSection(readme, SECTION, block)) log(`updated ${readme}`);
-    else log(`README.md not updated: it needs both <!-- ${SECTION}:start --> and <!-- ${SECTION}:end -->`);
+  if (toReadme) {
+    await updateReadme(root, SECTION, block, log);
   }
   return errors === 0 ? 0 : 1;
 }

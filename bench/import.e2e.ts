@@ -10,12 +10,10 @@
 import { createReadStream, existsSync } from 'node:fs';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { arch, cpus, platform, tmpdir, totalmem } from 'node:os';
-import { join, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DEFAULT_SEED, MAX_ROWS } from './generate.js';
 import {
-  type ChildTiming,
   formatBytes,
   formatNumber,
   formatRate,
@@ -23,11 +21,10 @@ import {
   markdownTable,
   median,
   timeChild,
-  updateMarkedSection,
 } from './lib/measure.js';
 
 import type { ImportReport } from '../src/report/summary.js';
-import { BenchFailure, ensureList, makeLog, packageRoot, parseCount } from './lib/harness.js';
+import { BenchFailure, ensureList, makeLog, packageRoot, parseCount, ensureOk, runIfMain, tail, updateReadme } from './lib/harness.js';
 
 const log = makeLog('bench:import');
 
@@ -48,19 +45,6 @@ async function onPath(command: string): Promise<boolean> {
   const r = await timeChild('sh', ['-c', `command -v ${shellQuote(command)}`]);
   return r.exitCode === 0;
 }
-
-function tail(s: string, lines = 20): string {
-  return s.trimEnd().split('\n').slice(-lines).join('\n');
-}
-
-function ensureOk(what: string, r: ChildTiming): void {
-  if (r.exitCode !== 0) {
-    throw new BenchFailure(
-      `${what} exited with ${r.exitCode ?? r.signal ?? '?'}\n--- stderr (tail) ---\n${tail(r.stderr)}`,
-    );
-  }
-}
-
 
 /** Reads the file once so that every tool starts from the same warm page cache. */
 async function warm(file: string): Promise<void> {
@@ -163,7 +147,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   let rows: number;
   let seed: number;
   let runs: number;
-  let updateReadme: boolean;
+  let toReadme: boolean;
   try {
     const { values } = parseArgs({
       args: [...argv],
@@ -185,7 +169,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     rows = parseCount('--rows', values.rows, 1, MAX_ROWS);
     seed = values.seed === undefined ? DEFAULT_SEED : parseCount('--seed', values.seed, 0, 0xffff_ffff);
     runs = values.runs === undefined ? 1 : parseCount('--runs', values.runs, 1, 100);
-    updateReadme = values['update-readme'] === true;
+    toReadme = values['update-readme'] === true;
   } catch (err) {
     process.stderr.write(`bench:import: ${(err as Error).message}\n${USAGE}\n`);
     return 2;
@@ -243,7 +227,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     ],
     ['left', 'right', 'right', 'right', 'right', 'right'],
   );
-  const command = `npm run bench:import -- --rows ${rows} --seed ${seed} --runs ${runs}${updateReadme ? ' --update-readme' : ''}`;
+  const command = `npm run bench:import -- --rows ${rows} --seed ${seed} --runs ${runs}${toReadme ? ' --update-readme' : ''}`;
   const cpu = cpus();
   const counts = report === undefined ? '' : COUNT_FIELDS.map((f) => `${f} ${formatNumber(report[f])}`).join(', ');
   const block = [
@@ -260,25 +244,10 @@ export async function main(argv: readonly string[]): Promise<number> {
   ].join('\n');
   process.stdout.write(`${block}\n`);
 
-  if (updateReadme) {
-    const readme = join(root, 'README.md');
-    if (await updateMarkedSection(readme, SECTION, block)) log(`updated ${readme}`);
-    else log(`README.md not updated: it needs both <!-- ${SECTION}:start --> and <!-- ${SECTION}:end -->`);
+  if (toReadme) {
+    await updateReadme(root, SECTION, block, log);
   }
   return 0;
 }
 
-const entry = process.argv[1];
-if (entry !== undefined && import.meta.url === pathToFileURL(resolve(entry)).href) {
-  main(process.argv.slice(2)).then(
-    (code) => {
-      process.exitCode = code;
-    },
-    (err: unknown) => {
-      const message =
-        err instanceof BenchFailure ? err.message : err instanceof Error ? (err.stack ?? err.message) : String(err);
-      process.stderr.write(`bench:import: FAILED: ${message}\n`);
-      process.exitCode = 1;
-    },
-  );
-}
+runIfMain(import.meta.url, 'bench:import', main);

@@ -16,14 +16,13 @@
 import { createReadStream, createWriteStream, existsSync } from 'node:fs';
 import { mkdtemp, rename, rm, stat } from 'node:fs/promises';
 import { arch, cpus, loadavg, platform, tmpdir, totalmem } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { once } from 'node:events';
-import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { DEFAULT_SEED, MAX_ROWS } from './generate.js';
-import { formatBytes, formatNumber, formatRate, formatSeconds, markdownTable, timeChild, updateMarkedSection } from './lib/measure.js';
-import { BenchFailure, ensureList, ensureOk, makeLog, packageRoot, parseCount, tail } from './lib/harness.js';
+import { formatBytes, formatNumber, formatRate, formatSeconds, markdownTable, timeChild } from './lib/measure.js';
+import { BenchFailure, ensureList, ensureOk, makeLog, packageRoot, parseCount, runIfMain, tail, updateReadme } from './lib/harness.js';
 import type { ImportReport } from '../src/report/summary.js';
 import type { ScrubReport } from '../src/scrub/report.js';
 
@@ -98,7 +97,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   let entries: number;
   let sizes: number[];
   let seed: number;
-  let updateReadme: boolean;
+  let toReadme: boolean;
   try {
     const { values } = parseArgs({
       args: [...argv],
@@ -119,7 +118,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     entries = values.entries === undefined ? 1_000_000 : parseCount('--entries', values.entries, 1, MAX_ROWS);
     sizes = (values.rows ?? '1000000,10000000').split(',').map((s) => parseCount('--rows', s, 1, MAX_ROWS));
     seed = values.seed === undefined ? DEFAULT_SEED : parseCount('--seed', values.seed, 0, 0xffff_ffff);
-    updateReadme = values['update-readme'] === true;
+    toReadme = values['update-readme'] === true;
   } catch (err) {
     process.stderr.write(`bench:scrub: ${(err as Error).message}\n${USAGE}\n`);
     return 2;
@@ -195,7 +194,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     ]),
     ['left', 'right', 'right', 'right', 'right', 'right', 'right', 'left'],
   );
-  const command = `npm run bench:scrub -- --entries ${entries} --rows ${sizes.join(',')} --seed ${seed}${updateReadme ? ' --update-readme' : ''}`;
+  const command = `npm run bench:scrub -- --entries ${entries} --rows ${sizes.join(',')} --seed ${seed}${toReadme ? ' --update-readme' : ''}`;
   const cpu = cpus();
   const block = [
     `\`${command}\``,
@@ -209,24 +208,10 @@ export async function main(argv: readonly string[]): Promise<number> {
       `Node ${process.version}, ${platform()} ${arch()}; load average ${load.toFixed(1)} at the start; warm page cache; one run.`,
   ].join('\n');
   process.stdout.write(`${block}\n`);
-  if (updateReadme) {
-    const readme = join(root, 'README.md');
-    if (await updateMarkedSection(readme, SECTION, block)) log(`updated ${readme}`);
-    else log(`README.md not updated: it needs both <!-- ${SECTION}:start --> and <!-- ${SECTION}:end -->`);
+  if (toReadme) {
+    await updateReadme(root, SECTION, block, log);
   }
   return 0;
 }
 
-const entry = process.argv[1];
-if (entry !== undefined && import.meta.url === pathToFileURL(resolve(entry)).href) {
-  main(process.argv.slice(2)).then(
-    (code) => {
-      process.exitCode = code;
-    },
-    (err: unknown) => {
-      const message = err instanceof BenchFailure ? err.message : err instanceof Error ? (err.stack ?? err.message) : String(err);
-      process.stderr.write(`bench:scrub: FAILED: ${message}\n`);
-      process.exitCode = 1;
-    },
-  );
-}
+runIfMain(import.meta.url, 'bench:scrub', main);

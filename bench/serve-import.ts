@@ -10,14 +10,13 @@ import { createReadStream } from 'node:fs';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { arch, cpus, platform, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { request } from 'undici';
 import { OptoutClient } from '../src/client/client.js';
 import { DEFAULT_SEED, MAX_ROWS } from './generate.js';
-import { BenchFailure, ensureList, makeLog, packageRoot, parseCount } from './lib/harness.js';
+import { BenchFailure, ensureList, ensureOk, makeLog, packageRoot, parseCount, runIfMain, updateReadme } from './lib/harness.js';
 import { Latencies, startChildServer } from './lib/load.js';
-import { formatBytes, formatNumber, formatRate, formatSeconds, markdownTable, timeChild, updateMarkedSection } from './lib/measure.js';
+import { formatBytes, formatNumber, formatRate, formatSeconds, markdownTable, timeChild } from './lib/measure.js';
 
 const log = makeLog('bench:serve-import');
 const USAGE = 'Usage: npm run bench:serve-import -- [--entries N] [--import-rows N] [--rate R] [--duration S] [--update-readme]';
@@ -56,7 +55,7 @@ async function fixedRate(client: OptoutClient, emails: readonly string[], rate: 
 
 async function cli(args: readonly string[]): Promise<string> {
   const r = await timeChild(process.execPath, [join(packageRoot(), 'dist', 'src', 'cli', 'main.js'), ...args]);
-  if (r.exitCode !== 0) throw new BenchFailure(`optout ${args[0] ?? ''} failed (${r.exitCode ?? r.signal ?? '?'}):\n${r.stderr}`);
+  ensureOk(`optout ${args[0] ?? ''}`, r);
   return r.stdout;
 }
 
@@ -65,7 +64,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   let importRows: number;
   let rate: number;
   let seconds: number;
-  let updateReadme: boolean;
+  let toReadme: boolean;
   try {
     const { values } = parseArgs({
       args: [...argv], strict: true, allowPositionals: false,
@@ -82,7 +81,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     importRows = values['import-rows'] === undefined ? 1_000_000 : parseCount('--import-rows', values['import-rows'], 1_000, MAX_ROWS);
     rate = values.rate === undefined ? 2_000 : parseCount('--rate', values.rate, 1, 50_000);
     seconds = values.duration === undefined ? 5 : parseCount('--duration', values.duration, 1, 3_600);
-    updateReadme = values['update-readme'] === true;
+    toReadme = values['update-readme'] === true;
   } catch (err) {
     process.stderr.write(`bench:serve-import: ${(err as Error).message}\n${USAGE}\n`);
     return 2;
@@ -149,7 +148,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     );
     const size = (await stat(incoming)).size;
     const cpu = cpus();
-    const command = `npm run bench:serve-import -- --entries ${entries} --import-rows ${importRows} --rate ${rate} --duration ${seconds}${updateReadme ? ' --update-readme' : ''}`;
+    const command = `npm run bench:serve-import -- --entries ${entries} --import-rows ${importRows} --rate ${rate} --duration ${seconds}${toReadme ? ' --update-readme' : ''}`;
     const block = [
       `\`${command}\``,
       '',
@@ -161,10 +160,8 @@ export async function main(argv: readonly string[]): Promise<number> {
         `Machine: ${cpu.length} cores (${cpu[0]?.model.trim() ?? 'unknown CPU'}), ${formatBytes(totalmem())} RAM, Node ${process.version}, ${platform()} ${arch()}.`,
     ].join('\n');
     process.stdout.write(`${block}\n`);
-    if (updateReadme) {
-      const readme = join(root, 'README.md');
-      if (await updateMarkedSection(readme, SECTION, block)) log(`updated ${readme}`);
-      else log(`README.md not updated: it needs both <!-- ${SECTION}:start --> and <!-- ${SECTION}:end -->`);
+    if (toReadme) {
+      await updateReadme(root, SECTION, block, log);
     }
     return idle.errors + during.errors === 0 ? 0 : 1;
   } finally {
@@ -172,12 +169,4 @@ export async function main(argv: readonly string[]): Promise<number> {
   }
 }
 
-const entry = process.argv[1];
-if (entry !== undefined && import.meta.url === pathToFileURL(entry).href) {
-  main(process.argv.slice(2)).then((code) => {
-    process.exitCode = code;
-  }, (err: unknown) => {
-    process.stderr.write(`bench:serve-import: ${err instanceof BenchFailure ? err.message : (err as Error).stack ?? String(err)}\n`);
-    process.exitCode = 1;
-  });
-}
+runIfMain(import.meta.url, 'bench:serve-import', main);

@@ -77,9 +77,7 @@ export async function ensureStore(cli: string, file: string, db: string, log: (l
   log(`importing ${file} -> ${db}`);
   try {
     const r = await timeChild(process.execPath, [cli, 'import', file, '--yes', '--db', partial]);
-    if (r.exitCode !== 0) {
-      throw new BenchFailure(`optout import exited with ${r.exitCode ?? r.signal ?? '?'}\n--- stderr (tail) ---\n${r.stderr.trimEnd().split('\n').slice(-20).join('\n')}`);
-    }
+    ensureOk('optout import', r);
     log(`imported in ${formatSeconds(r.seconds)} s`);
     await rename(partial, db);
   } finally {
