@@ -165,16 +165,6 @@ function isUrlImport(body: unknown): body is UrlImport {
     entries.every(([k, v]) => k in URL_IMPORT_FIELDS && typeof v === URL_IMPORT_FIELDS[k as keyof UrlImport]);
 }
 
-function urlRequest(b: UrlImport): ImportRequest {
-  const out: ImportRequest = {};
-  if (b.column !== undefined) out.column = b.column;
-  if (b.unit !== undefined) out.unit = b.unit;
-  if (b.reason !== undefined) out.reason = b.reason;
-  if (b.source !== undefined) out.source = b.source;
-  if (b.yes !== undefined) out.yes = b.yes;
-  return out;
-}
-
 interface ImportQuery {
   column?: string; delimiter?: string; encoding?: string; unit?: string; reason?: string; source?: string; yes?: string;
 }
@@ -212,7 +202,8 @@ function registerImportRoutes(app: FastifyInstance, ctx: RouteContext): void {
       if (body instanceof Readable) {
         job = await ctx.imports().createFromUpload(body, req, origin);
       } else if (isUrlImport(body)) {
-        job = await ctx.imports().createFromUrl(body.url, { ...req, ...urlRequest(body) }, origin, { allowPrivate: ctx.allowPrivateUrls });
+        const { url, ...options } = body;
+        job = await ctx.imports().createFromUrl(url, { ...req, ...options }, origin, { allowPrivate: ctx.allowPrivateUrls });
       } else {
         throw new ApiError('OPTOUT_ERR_INVALID_OPTION', 'Send the CSV as the body (Content-Type: text/csv), or JSON { "url": "https://...", ... }');
       }

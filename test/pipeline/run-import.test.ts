@@ -5,7 +5,7 @@ import { writeList } from '../../bench/generate.js';
 import { ROOT, removeTempDirs, tempDir } from '../helpers.js';
 
 // The pipeline runs worker threads from the build, so the built entry point is under test.
-const { runImport, isOptoutError } = await import(join(ROOT, 'dist/src/index.js')) as typeof import('../../src/index.js');
+const { runImport, isOptoutError, LevelStore } = await import(join(ROOT, 'dist/src/index.js')) as typeof import('../../src/index.js');
 
 afterAll(removeTempDirs);
 
@@ -42,5 +42,50 @@ describe.skipIf(process.platform !== 'linux')('runImport', () => {
     expect(report).toMatchObject({ resumed: true, confirmed: true, rows: 60_000 });
     expect(report.unique + report.duplicates).toBe(report.valid);
     expect(openFiles().filter((f) => f === list)).toEqual([]);
+  });
+
+  it('yieldEvery gives the event loop back while a batch is built, and is validated', async () => {
+    const dir = await tempDir('optout-run-import-');
+    const list = join(dir, 'list.csv');
+    await writeList({ rows: 20_000, seed: 3, out: list });
+    /** Per batch: how many event-loop turns ran between its first entry and its last. */
+    const turnsWithinBatches = async (db: string, yieldEvery?: number): Promise<number[]> => {
+      const store = await LevelStore.open(db);
+      let turns = 0;
+      let stop = false;
+      const spin = (): void => {
+        turns++;
+        if (!stop) setImmediate(spin);
+      };
+      spin();
+      const spans: Array<{ first: number; last: number }> = [];
+      const batch = store.batch.bind(store);
+      store.batch = () => {
+        const b = batch();
+        const put = b.putEntry.bind(b);
+        const span = { first: -1, last: -1 };
+        spans.push(span);
+        b.putEntry = (key, value) => {
+          if (span.first < 0) span.first = turns;
+          span.last = turns;
+          put(key, value);
+        };
+        return b;
+      };
+      try {
+        await runImport({ source: { kind: 'file', path: list }, store, confirm: { mode: 'yes' }, yieldEvery });
+      } finally {
+        stop = true;
+        await store.close();
+      }
+      return spans.map((x) => x.last - x.first);
+    };
+    const without = await turnsWithinBatches(join(dir, 'a'));
+    expect(without.length).toBeGreaterThan(1);
+    expect(without.every((t) => t === 0)).toBe(true);
+    const withYields = await turnsWithinBatches(join(dir, 'b'), 64);
+    expect(withYields.every((t) => t > 0)).toBe(true);
+    const bad = await runImport({ source: { kind: 'file', path: list }, db: join(dir, 'c'), confirm: { mode: 'yes' }, yieldEvery: 0 }).catch((e: unknown) => e);
+    expect(isOptoutError(bad) && bad.code).toBe('OPTOUT_ERR_INVALID_OPTION');
   });
 });
