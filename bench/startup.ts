@@ -95,7 +95,7 @@ async function makeOlderSnapshot(db: string, out: string): Promise<{ older: numb
     if (!(await replayFilterLog(store.db, filter, 0, older))) throw new BenchFailure('the store has no complete filter log');
     const token = await generationToken(store.db, older);
     if (token === undefined) throw new BenchFailure(`the filter log record of generation ${older} is damaged`);
-    saveFilterSnapshot(dir, filter, older, token);
+    await saveFilterSnapshot(dir, filter, older, token);
     copyFileSync(join(dir, 'filter.snapshot'), out);
     return { older, current };
   } finally {

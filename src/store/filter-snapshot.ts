@@ -1,4 +1,6 @@
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { open, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { KeyFilter } from '../dedup/bloom.js';
 
@@ -35,28 +37,35 @@ export function readFilterSnapshot(dir: string): { generation: number; token: st
 }
 
 /** Writes the snapshot atomically (a temporary file, fsynced, renamed) for `generation` and its `token`. */
-export function saveFilterSnapshot(dir: string, filter: KeyFilter, generation: number, token: string): void {
+export async function saveFilterSnapshot(dir: string, filter: KeyFilter, generation: number, token: string): Promise<void> {
   const header = Buffer.alloc(HEADER_BYTES);
   header.write(MAGIC, 0, 'latin1');
   header.writeDoubleLE(generation, 8);
   if (header.write(token, 16, 'hex') !== TOKEN_BYTES) throw new RangeError(`Expected a token of ${TOKEN_BYTES} bytes in hex, got ${token}`);
+  // Copied now, written later: a server keeps answering checks while tens of megabytes go to
+  // disk, and the filter may only grow meanwhile (a superset of the keys of `generation`).
   const body = filter.toBuffer();
-  const tmp = join(dir, FILE_NAME + '.tmp');
-  const fd = openSync(tmp, 'w');
+  // A name of its own: a save started by a timer and another by `close` must not share a file.
+  const tmp = join(dir, `${FILE_NAME}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
   try {
-    writeSync(fd, header);
-    writeSync(fd, body);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
+    const file = await open(tmp, 'w');
+    try {
+      await file.writev([header, body]);
+      await file.sync();
+    } finally {
+      await file.close();
+    }
+    await rename(tmp, join(dir, FILE_NAME));
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
   }
-  renameSync(tmp, join(dir, FILE_NAME));
   // The rename itself must be durable too, or a power cut could bring back an older snapshot
   // (harmless: older ones are checked like any other) or none.
-  const dirFd = openSync(dir, 'r');
+  const folder = await open(dir, 'r');
   try {
-    fsyncSync(dirFd);
+    await folder.sync();
   } finally {
-    closeSync(dirFd);
+    await folder.close();
   }
 }

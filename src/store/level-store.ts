@@ -211,7 +211,7 @@ export class LevelStore {
     const token = await generationToken(this.db, generation);
     // A damaged record of the current generation: no snapshot of it could ever be proven.
     if (token === undefined) return false;
-    saveFilterSnapshot(this.dir, filter, generation, token);
+    await saveFilterSnapshot(this.dir, filter, generation, token);
     this.#filterGeneration = generation;
     return true;
   }
