@@ -1,15 +1,9 @@
 import { OptoutError, describeValue } from '../errors.js';
 
-/**
- * How records end. `'lf'`: LF or CRLF (a lone CR is an ordinary character). `'cr'`: CR,
- * the line ending of old Mac exports (an LF is then an ordinary character).
- */
-export type Eol = 'lf' | 'cr';
-
+/** How a file's records are written. Line breaks need no entry: LF, CRLF and CR all end a record (see extract.ts). */
 export interface Dialect {
   /** One character: `,` `;` `\t` or `|`. */
   delimiter: string;
-  eol: Eol;
 }
 
 /** Candidates in tie-break order: on equal counts the earlier one wins. */
@@ -28,32 +22,25 @@ const CR = 0x0d;
  * that candidate or at the line start), so a quoted header like `"Name, full";Email` is read as
  * two `;`-separated fields rather than as having one comma.
  *
- * The line ending is `'cr'` only when the first line break outside quotes is a CR that is not
- * followed by an LF. A CR that is the very last byte of `head` counts as a lone CR: `head` is
- * expected to hold more than the header line whenever the file does.
+ * Empty lines before the header line are passed over, as the header reader passes over them.
  *
  * @param overrideDelimiter the user's `--delimiter`: `,` `;` `|`, `tab`, `\t` (backslash, t) or
  *   a literal tab.
  */
 export function detectDialect(head: Uint8Array, overrideDelimiter?: string): Dialect {
   if (overrideDelimiter !== undefined) {
-    const delimiter = parseDelimiterOption(overrideDelimiter);
-    return { delimiter, eol: scanHeaderLine(head, delimiter.charCodeAt(0)).eol };
+    return { delimiter: parseDelimiterOption(overrideDelimiter) };
   }
   let best: string = ',';
   let bestCount = 0;
-  let bestEol: Eol = 'lf';
-  let commaEol: Eol = 'lf';
   for (const candidate of CANDIDATES) {
-    const { count, eol } = scanHeaderLine(head, candidate.charCodeAt(0));
-    if (candidate === ',') commaEol = eol;
+    const count = countOnHeaderLine(head, candidate.charCodeAt(0));
     if (count > bestCount) {
       best = candidate;
       bestCount = count;
-      bestEol = eol;
     }
   }
-  return { delimiter: best, eol: bestCount === 0 ? commaEol : bestEol };
+  return { delimiter: best };
 }
 
 function parseDelimiterOption(value: string): string {
@@ -64,14 +51,15 @@ function parseDelimiterOption(value: string): string {
 }
 
 /**
- * Counts `delim` outside quotes on the first line and finds how that line ends, with the same
- * quoting rules as the extractor (a quote opens a field only at field start, `""` inside quotes
- * is a literal quote). Never throws: a broken header is reported later by readHeader.
+ * Counts `delim` outside quotes on the first line that is not empty, with the same quoting rules
+ * as the extractor (a quote opens a field only at field start, `""` inside quotes is a literal
+ * quote). Never throws: a broken header is reported later by readHeader.
  */
-function scanHeaderLine(head: Uint8Array, delim: number): { count: number; eol: Eol } {
+function countOnHeaderLine(head: Uint8Array, delim: number): number {
   const n = head.length;
   let count = 0;
   let p = 0;
+  while (p < n && (head[p] === LF || head[p] === CR)) p++;
   let fieldStart = true;
   while (p < n) {
     const c = head[p] as number;
@@ -92,14 +80,12 @@ function scanHeaderLine(head: Uint8Array, delim: number): { count: number; eol: 
     if (c === delim) {
       count++;
       fieldStart = true;
-    } else if (c === LF) {
-      return { count, eol: 'lf' };
-    } else if (c === CR) {
-      return { count, eol: head[p + 1] === LF ? 'lf' : 'cr' };
+    } else if (c === LF || c === CR) {
+      return count;
     } else {
       fieldStart = false;
     }
     p++;
   }
-  return { count, eol: 'lf' };
+  return count;
 }

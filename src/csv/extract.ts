@@ -6,24 +6,25 @@
  * RFC 4180 with the leniencies real exports need. Bytes, not characters, are scanned: the
  * delimiter, `"`, CR and LF are ASCII and never occur inside a UTF-8 multi-byte sequence.
  *
- * - **Records** end at a line break outside quotes. In `eol: 'lf'` mode that is LF or CRLF, and a
- *   lone CR is an ordinary character. In `eol: 'cr'` mode it is CR, and LF is an ordinary
- *   character (the LF of a stray CRLF starts the next record; csv-parse with `record_delimiter:
- *   '\r'` does the same). Outside quotes, the CR of a CRLF is never part of a value. The last
- *   record may lack a line break.
+ * - **Records** end at a line break outside quotes: LF, CRLF or a lone CR, each one break, in
+ *   any mix within one file (the rule of Python's csv module and of Excel). Files that were
+ *   edited on several systems mix them, and a record glued to the previous one at a lone CR
+ *   would be an address that is neither imported nor scrubbed: one rule, everywhere, is the only
+ *   safe reading. Outside quotes, the CR of a CRLF is never part of a value. The last record may
+ *   lack a line break.
  * - **Fields** are separated by the one-byte delimiter. A record with fewer fields than the
  *   target column is delivered with `undefined` (ragged rows allowed, in both directions).
  * - **Quotes**: a `"` opens a quoted field only as the field's first byte. Inside, `""` is a
  *   literal quote, and delimiters, CR and LF are content. A `"` anywhere else in an unquoted field
  *   is a literal character (`a"b` and `a""b` are taken as they are).
  * - **After a closing quote** only the delimiter, a line break or the end of input may follow.
- *   Anything else (`"a"b`, `"a" ,`, a lone CR in `'lf'` mode, an LF in `'cr'` mode) is
- *   OPTOUT_ERR_CSV_PARSE: the writer did not escape a quote, and guessing where the field ends
- *   would silently shift the columns (csv-parse's lenient reading of `"Smith, "Jr", Bob",x@y.org`
- *   has three fields, ` Bob"` second, where the email was meant to be).
- * - **Empty lines** (a line with no byte at all before its line break, CR of a CRLF aside) are
- *   skipped and are not records. `,,` is a record of three empty fields, `""` one of one empty
- *   field, and a line of spaces a record with one field of spaces.
+ *   Anything else (`"a"b`, `"a" ,`) is OPTOUT_ERR_CSV_PARSE: the writer did not escape a quote,
+ *   and guessing where the field ends would silently shift the columns (csv-parse's lenient
+ *   reading of `"Smith, "Jr", Bob",x@y.org` has three fields, ` Bob"` second, where the email was
+ *   meant to be).
+ * - **Empty lines** (a line with no byte at all before its line break) are skipped and are not
+ *   records. `,,` is a record of three empty fields, `""` one of one empty field, and a line of
+ *   spaces a record with one field of spaces.
  * - **Unclosed quote**: when `final`, input that ends inside a quoted field is
  *   OPTOUT_ERR_CSV_PARSE, reported at the line where the record starts.
  * - **Record size**: a record whose bytes (from its first byte up to its line break, quotes and
@@ -32,29 +33,26 @@
  *   runaway quote cannot make the caller buffer without end, and before any later error in the
  *   same record, so that the outcome does not depend on where the input was cut.
  * - **Incomplete input**: when not `final` and the buffer ends inside a record, or where the next
- *   byte would decide (a `"` inside quotes, a CR in `'lf'` mode), processing stops before that
- *   record: `consumed` is its offset from `start`, and the caller passes the tail again with more
- *   bytes. Complete empty lines before it are consumed.
+ *   byte would decide (a `"` inside quotes, a CR that may be the first half of a CRLF),
+ *   processing stops before that record: `consumed` is its offset from `start`, and the caller
+ *   passes the tail again with more bytes. Complete empty lines before it are consumed.
  *
- * This is the dialect of csv-parse 7 with `{ delimiter, record_delimiter, relax_quotes: true,
- * relax_column_count: true, skip_empty_lines: true }` (`record_delimiter`: `['\r\n', '\n']` for
- * 'lf', `'\r'` for 'cr'), with two differences. Text after a closing quote: csv-parse with
- * `relax_quotes` accepts it and glues `"` + content + `"` + text into one value (`"a""b"x` gives
- * `"a"b"x`, a quote lost); this reports it, as csv-parse does without `relax_quotes`
- * (CSV_INVALID_CLOSING_QUOTE), which in turn would reject the literal quotes of `a"b`. And a NUL
- * byte after a closing quote, which csv-parse takes as the end of the input. An unclosed quote is
- * an error in both (CSV_QUOTE_NOT_CLOSED). test/csv/extract.oracle.property.test.ts checks the
- * agreement on random input.
+ * This is the dialect of csv-parse 7 with `{ delimiter, record_delimiter: ['\r\n', '\n', '\r'],
+ * relax_quotes: true, relax_column_count: true, skip_empty_lines: true }`, with two differences.
+ * Text after a closing quote: csv-parse with `relax_quotes` accepts it and glues `"` + content +
+ * `"` + text into one value (`"a""b"x` gives `"a"b"x`, a quote lost); this reports it, as
+ * csv-parse does without `relax_quotes` (CSV_INVALID_CLOSING_QUOTE), which in turn would reject
+ * the literal quotes of `a"b`. And a NUL byte after a closing quote, which csv-parse takes as the
+ * end of the input. An unclosed quote is an error in both (CSV_QUOTE_NOT_CLOSED).
+ * test/csv/extract.oracle.property.test.ts checks the agreement on random input, with csv-parse
+ * and with Python's csv module.
  *
- * Line numbers count physical line breaks: every LF in `'lf'` mode (a CRLF is one), every CR in
- * `'cr'` mode, inside quoted fields too, so that they match what an editor shows.
+ * Line numbers count physical line breaks (LF, CRLF and lone CR alike, inside quoted fields too),
+ * so that they match what an editor shows.
  */
-import type { Eol } from './dialect.js';
-
 export interface ExtractOptions {
   /** The delimiter as a byte (e.g. `0x2c` for `,`). */
   delimiter: number;
-  eol: Eol;
   /** 0-based index of the field to deliver. */
   column: number;
   /** Largest record, in bytes, line break excluded. */
@@ -128,8 +126,6 @@ export function extractColumn(buf: Uint8Array, start: number, end: number, opts:
   maxRecords = Infinity): ExtractResult {
   const b = (Buffer.isBuffer(buf) ? buf : Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength)) as FastBuffer;
   const d = opts.delimiter;
-  const crMode = opts.eol === 'cr';
-  const lb = crMode ? CR : LF;
   const col = opts.column;
   const max = opts.maxRecordBytes;
   const final = opts.final;
@@ -162,7 +158,8 @@ export function extractColumn(buf: Uint8Array, start: number, end: number, opts:
           while (p < end) {
             const c = b[p] as number;
             if (c === QUOTE) break;
-            if (c === lb) inner++;
+            // A CRLF is one line; the LF counts it.
+            if (c === LF || (c === CR && (p + 1 >= end || b[p + 1] !== LF))) inner++;
             bits |= c;
             p++;
           }
@@ -199,22 +196,12 @@ export function extractColumn(buf: Uint8Array, start: number, end: number, opts:
             field++;
             continue fields;
           }
-          if (c === lb) {
-            recEnd = p;
-            next = p + 1;
-          } else if (c === CR && !crMode) {
-            if (p + 1 >= end) {
-              if (!final) status = INCOMPLETE;
-              else {
-                status = BAD_CLOSING_QUOTE;
-                errAt = p;
-              }
-            } else if (b[p + 1] === LF) {
+          if (c === LF || c === CR) {
+            const n = afterBreak(b, p, end, final);
+            if (n < 0) status = INCOMPLETE;
+            else {
               recEnd = p;
-              next = p + 2;
-            } else {
-              status = BAD_CLOSING_QUOTE;
-              errAt = p;
+              next = n;
             }
           } else {
             status = BAD_CLOSING_QUOTE;
@@ -230,7 +217,7 @@ export function extractColumn(buf: Uint8Array, start: number, end: number, opts:
           let bits = 0;
           while (p < end) {
             const c = b[p] as number;
-            if (c === d || c === lb) break;
+            if (c === d || (c <= CR && (c === LF || c === CR))) break;
             bits |= c;
             p++;
           }
@@ -238,7 +225,7 @@ export function extractColumn(buf: Uint8Array, start: number, end: number, opts:
         } else {
           while (p < end) {
             const c = b[p] as number;
-            if (c === d || c === lb) break;
+            if (c === d || (c <= CR && (c === LF || c === CR))) break;
             p++;
           }
         }
@@ -259,22 +246,24 @@ export function extractColumn(buf: Uint8Array, start: number, end: number, opts:
           field++;
           continue;
         }
-        let fe = p;
-        if (!crMode && fe > fs && b[fe - 1] === CR) fe--;
         if (field === col) {
           vs = fs;
-          ve = fe;
+          ve = p;
         }
-        recEnd = fe;
-        next = p + 1;
+        const n = afterBreak(b, p, end, final);
+        if (n < 0) status = INCOMPLETE;
+        else {
+          recEnd = p;
+          next = n;
+        }
         break;
       }
     }
 
     if (status !== COMPLETE) {
       if (status === INCOMPLETE) {
-        // A trailing CR in 'lf' mode may be the first half of a CRLF, not record content.
-        const certain = end - s - (!crMode && b[end - 1] === CR ? 1 : 0);
+        // A trailing CR may be the first half of a CRLF, not record content.
+        const certain = end - s - (b[end - 1] === CR ? 1 : 0);
         if (certain > max) return tooLarge(s - start, lines, records, max);
         return { consumed: s - start, records, lines };
       }
@@ -308,6 +297,16 @@ export function extractColumn(buf: Uint8Array, start: number, end: number, opts:
   return { consumed: pos - start, records, lines };
 }
 
+/**
+ * Where the next record starts after the line break at `p` (an LF, or a CR that a CRLF's LF may
+ * follow), or -1 when only the byte after `end` can tell: a CR that ends input that is not final.
+ */
+function afterBreak(b: Uint8Array, p: number, end: number, final: boolean): number {
+  if (b[p] === LF) return p + 1;
+  if (p + 1 < end) return b[p + 1] === LF ? p + 2 : p + 1;
+  return final ? end : -1;
+}
+
 function tooLarge(consumed: number, lines: number, records: number, max: number): ExtractResult {
   return {
     consumed, records, lines,
@@ -321,8 +320,6 @@ function tooLarge(consumed: number, lines: number, records: number, max: number)
 function showByte(b: Uint8Array, at: number): string {
   const c = b[at];
   if (c === undefined) return 'the end of input';
-  if (c === CR) return 'a lone CR';
-  if (c === LF) return 'an LF (line breaks are CR in this file)';
   if (c >= 0x20 && c < 0x7f) return `\`${String.fromCharCode(c)}\``;
   return `byte 0x${c.toString(16).padStart(2, '0')}`;
 }

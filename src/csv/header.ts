@@ -3,8 +3,6 @@ import type { Dialect } from './dialect.js';
 import { extractColumn, type ExtractOptions } from './extract.js';
 
 const QUOTE = 0x22;
-const LF = 0x0a;
-const CR = 0x0d;
 
 export interface HeaderInfo {
   /** Field names as written (quoting removed, not trimmed). */
@@ -28,8 +26,15 @@ export interface HeaderInfo {
 export function readHeader(buf: Uint8Array, dialect: Dialect, maxRecordBytes: number,
   final: boolean): HeaderInfo | undefined {
   const delimiter = dialect.delimiter.charCodeAt(0);
-  const opts: ExtractOptions = { delimiter, eol: dialect.eol, column: 0, maxRecordBytes, final };
-  const first = extractColumn(buf, 0, buf.length, opts, () => undefined, 1);
+  const opts: ExtractOptions = { delimiter, column: 0, maxRecordBytes, final };
+  let start = 0;
+  let end = 0;
+  let next = 0;
+  const first = extractColumn(buf, 0, buf.length, opts, (_value, _line, recordStart, recordEnd, recordNext) => {
+    start = recordStart;
+    end = recordEnd;
+    next = recordNext;
+  }, 1);
   if (first.error) {
     const e = first.error;
     const where = e.column === undefined ? { line: e.line + 1 } : { line: e.line + 1, column: e.column };
@@ -39,22 +44,8 @@ export function readHeader(buf: Uint8Array, dialect: Dialect, maxRecordBytes: nu
     if (!final) return undefined;
     throw new OptoutError('OPTOUT_ERR_CSV_PARSE', 'The file is empty: expected a header row', { location: { line: 1 } });
   }
-  const cr = dialect.eol === 'cr';
-  let start = 0;
-  // Skip the empty lines extractColumn skipped.
-  for (;;) {
-    if (buf[start] === (cr ? CR : LF)) start++;
-    else if (!cr && buf[start] === CR && buf[start + 1] === LF) start += 2;
-    else break;
-  }
-  let end = first.consumed;
   // Without a line break (a header-only file) the record still occupies a line.
-  const terminated = buf[end - 1] === (cr ? CR : LF);
-  if (terminated) {
-    end--;
-    // The CR right before the LF is outside quotes (a closing quote would sit between them).
-    if (!cr && end > start && buf[end - 1] === CR) end--;
-  }
+  const terminated = next > end;
   return { names: splitFields(buf, start, end, delimiter), byteLength: first.consumed, lines: first.lines + (terminated ? 0 : 1) };
 }
 

@@ -1,11 +1,9 @@
 import type { ExtractError } from '../csv/extract.js';
-import type { Eol } from '../csv/dialect.js';
 
 /** What the main thread sends a worker: one record-aligned chunk of UTF-8 bytes. */
 export interface ChunkTask {
   bytes: Uint8Array;
   delimiter: number;
-  eol: Eol;
   /** 0-based index of the email column. */
   column: number;
   maxRecordBytes: number;

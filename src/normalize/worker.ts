@@ -31,7 +31,6 @@ export default function processChunk(task: ChunkTask): ChunkResult {
   const bytes = task.bytes;
   const result = extractColumn(bytes, 0, bytes.length, {
     delimiter: task.delimiter,
-    eol: task.eol,
     column: task.column,
     maxRecordBytes: task.maxRecordBytes,
     final: task.final,

@@ -51,7 +51,6 @@ async function openScan(spec: SourceSpec, o: NormalizedImportOptions, pool: Chun
   const start = resume ? { line: resume.lines + 1, row: resume.rows } : { line: header.lines + 1, row: 0 };
   const scan = scanChunks(chunks, pool, {
     delimiter: header.dialect.delimiter.charCodeAt(0),
-    eol: header.dialect.eol,
     column: columnIndex,
     maxRecordBytes: o.maxRecordBytes,
     bucketBits,

@@ -1,5 +1,4 @@
 import { OptoutError } from '../errors.js';
-import type { Eol } from '../csv/dialect.js';
 import type { ExtractError } from '../csv/extract.js';
 import type { ChunkPool } from '../normalize/pool.js';
 import type { ChunkResult } from '../normalize/chunk-task.js';
@@ -7,7 +6,6 @@ import { concatShared, type Chunk } from '../source/chunks.js';
 
 export interface ScanParams {
   delimiter: number;
-  eol: Eol;
   column: number;
   maxRecordBytes: number;
   bucketBits: number;

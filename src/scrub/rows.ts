@@ -44,13 +44,13 @@ export function outputHeaders(header: HeaderRecord): OutputHeaders {
   // The extractor already read these bytes as the header record: ask it where the record is.
   let start = 0;
   let end = raw.length;
-  extractColumn(raw, 0, raw.length, { delimiter: d.charCodeAt(0), eol: header.dialect.eol, column: 0, maxRecordBytes: raw.length, final: true },
+  extractColumn(raw, 0, raw.length, { delimiter: d.charCodeAt(0), column: 0, maxRecordBytes: raw.length, final: true },
     (_value, _line, recordStart, recordEnd) => {
       start = recordStart;
       end = recordEnd;
     }, 1);
   const own = raw.subarray(end);
-  const lineBreak = own.length > 0 ? own : Buffer.from(header.dialect.eol === 'cr' ? '\r' : '\n');
+  const lineBreak = own.length > 0 ? own : Buffer.from('\n');
   return {
     eligible: raw.subarray(start),
     removed: Buffer.concat([raw.subarray(start, end), Buffer.from(d + REMOVED_COLUMNS.join(d)), own]),

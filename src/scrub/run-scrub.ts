@@ -66,7 +66,7 @@ export async function runScrub(input: ScrubOptions): Promise<ScrubReport> {
     const workers = createChunkPool(o.threads);
     pool = workers;
     const task = {
-      delimiter: header.dialect.delimiter.charCodeAt(0), eol: header.dialect.eol, column: columnIndex, maxRecordBytes: o.maxRecordBytes,
+      delimiter: header.dialect.delimiter.charCodeAt(0), column: columnIndex, maxRecordBytes: o.maxRecordBytes,
     };
     const scan = scanWith(chunks, workers.threads, (bytes, final) => workers.scrub({ ...task, bytes, final }),
       { line: header.lines + 1, row: 0 });

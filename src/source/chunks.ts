@@ -4,11 +4,11 @@ import { readHeader } from '../csv/header.js';
 export interface HeaderRecord {
   names: string[];
   dialect: Dialect;
-  /** Bytes of the header record, line ending included: where the data starts. */
+  /** Bytes up to the first data byte (empty lines before the header, the header record, its line break): where the data starts. */
   byteLength: number;
-  /** Those bytes, as read (empty lines before the header included). */
+  /** The header record as read, its line break included (empty lines before it left out). */
   bytes: Buffer;
-  /** Physical lines the header spans. */
+  /** Physical lines up to the data (empty lines before the header included). */
   lines: number;
 }
 
@@ -41,35 +41,82 @@ const LF = 0x0a;
  * Reads the header record, then cuts the rest of the stream into chunks that end right after a
  * line break. A cut can still fall inside a quoted field with a newline; the worker then stops
  * at that record and the scan loop carries the tail over (see pipeline/scan.ts).
+ *
+ * Reading the header takes time and memory linear in the bytes before the data: empty lines
+ * before the header are dropped as they arrive (a file may open with a gigabyte of them), and a
+ * header record that is not complete yet is parsed again only once its buffer has doubled.
  */
 export async function splitSource(bytes: AsyncIterable<Buffer>, options: SplitOptions): Promise<SplitSource> {
   const it = bytes[Symbol.asyncIterator]();
   let buf: Buffer = Buffer.alloc(0);
   let ended = false;
-  const pull = async (): Promise<boolean> => {
-    const next = await it.next();
-    if (next.done) {
-      ended = true;
-      return false;
+  /** Appends parts to `buf` until `enough(length, part)` or the end, with one copy. */
+  const readMore = async (enough: (length: number, part: Buffer) => boolean): Promise<void> => {
+    const parts = [buf];
+    let length = buf.length;
+    while (!ended) {
+      const next = await it.next();
+      if (next.done) {
+        ended = true;
+        break;
+      }
+      parts.push(next.value);
+      length += next.value.length;
+      if (enough(length, next.value)) break;
     }
-    buf = buf.length === 0 ? next.value : Buffer.concat([buf, next.value]);
-    return true;
+    buf = parts.length === 2 && buf.length === 0 ? parts[1] as Buffer : Buffer.concat(parts, length);
   };
 
+  let blankBytes = 0;
+  let blankLines = 0;
+  const dropEmptyLines = (): void => {
+    let p = 0;
+    for (;;) {
+      const c = buf[p];
+      if (c === LF) p++;
+      // A CR as the last byte before more input may be the first half of a CRLF.
+      else if (c === CR && (p + 1 < buf.length || ended)) p += buf[p + 1] === LF ? 2 : 1;
+      else break;
+      blankLines++;
+    }
+    blankBytes += p;
+    buf = buf.subarray(p);
+  };
+  dropEmptyLines();
+  while (!ended && (buf.length === 0 || buf[0] === CR)) {
+    await readMore(() => true);
+    dropEmptyLines();
+  }
+
   // The dialect is read off the whole header line, so wait for its first line break.
-  while (!ended && buf.indexOf(LF) < 0 && buf.indexOf(CR) < 0 && buf.length < options.maxRecordBytes) await pull();
+  if (!ended && !hasLineBreak(buf) && buf.length < options.maxRecordBytes) {
+    await readMore((length, part) => hasLineBreak(part) || length >= options.maxRecordBytes);
+  }
   const dialect = detectDialect(buf, options.delimiter);
   let parsed = readHeader(buf, dialect, options.maxRecordBytes, ended);
   while (parsed === undefined) {
-    await pull();
+    const want = Math.max(2 * buf.length, 64 * 1024);
+    await readMore((length) => length >= want);
     parsed = readHeader(buf, dialect, options.maxRecordBytes, ended);
   }
   const header: HeaderRecord = {
-    names: parsed.names, dialect, byteLength: parsed.byteLength, bytes: Buffer.from(buf.subarray(0, parsed.byteLength)), lines: parsed.lines,
+    names: parsed.names, dialect, byteLength: blankBytes + parsed.byteLength,
+    bytes: Buffer.from(buf.subarray(0, parsed.byteLength)), lines: blankLines + parsed.lines,
   };
   const rest = buf.subarray(parsed.byteLength);
-  const chunks = cutChunks(rest, header.byteLength, it, ended, dialect, options);
+  const chunks = cutChunks(rest, header.byteLength, it, ended, options);
   return { header, chunks };
+}
+
+function hasLineBreak(b: Buffer): boolean {
+  return b.indexOf(LF) >= 0 || b.indexOf(CR) >= 0;
+}
+
+/** Offset just past the last line break of `b` that is certainly whole (a CR as the last byte may be half a CRLF), or 0. */
+function afterLastLineBreak(b: Buffer): number {
+  const lf = b.lastIndexOf(LF);
+  const cr = b.lastIndexOf(CR, b.length - 2);
+  return Math.max(lf, cr) + 1;
 }
 
 /**
@@ -89,9 +136,8 @@ export function concatShared(parts: readonly Buffer[], length = parts.reduce((n,
 }
 
 async function* cutChunks(first: Buffer, firstOffset: number, it: AsyncIterator<Buffer>, alreadyEnded: boolean,
-  dialect: Dialect, options: SplitOptions): AsyncGenerator<Chunk> {
+  options: SplitOptions): AsyncGenerator<Chunk> {
   const chunkBytes = options.chunkBytes ?? 1024 * 1024;
-  const eolByte = dialect.eol === 'cr' ? CR : LF;
   let offset = firstOffset;
   let pending: Buffer[] = [];
   let pendingLen = 0;
@@ -121,7 +167,7 @@ async function* cutChunks(first: Buffer, firstOffset: number, it: AsyncIterator<
     }
     if (ended) break;
     const whole = concatShared(pending, pendingLen);
-    const cut = whole.lastIndexOf(eolByte) + 1;
+    const cut = afterLastLineBreak(whole);
     // No line break at all: keep reading, but only up to the record limit, so that the worker
     // can report the oversized record instead of this loop buffering without end.
     const end = cut > 0 ? cut : whole.length > options.maxRecordBytes + chunkBytes ? whole.length : 0;

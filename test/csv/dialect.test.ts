@@ -30,14 +30,14 @@ describe('detectDialect: delimiter', () => {
   });
 
   it('falls back to , for a one-column file, and for an empty head', () => {
-    expect(detectDialect(head('email\na@x.org\n'))).toEqual({ delimiter: ',', eol: 'lf' });
-    expect(detectDialect(head(''))).toEqual({ delimiter: ',', eol: 'lf' });
-    expect(detectDialect(head('email\ra@x.org\r'))).toEqual({ delimiter: ',', eol: 'cr' });
+    expect(detectDialect(head('email\na@x.org\n'))).toEqual({ delimiter: ',' });
+    expect(detectDialect(head(''))).toEqual({ delimiter: ',' });
+    expect(detectDialect(head('email\ra@x.org\r'))).toEqual({ delimiter: ',' });
   });
 
-  it('accepts an override and still detects the line ending', () => {
-    expect(detectDialect(head('a,b;c\n'), ';')).toEqual({ delimiter: ';', eol: 'lf' });
-    expect(detectDialect(head('a,b\r'), '|')).toEqual({ delimiter: '|', eol: 'cr' });
+  it('accepts an override', () => {
+    expect(detectDialect(head('a,b;c\n'), ';')).toEqual({ delimiter: ';' });
+    expect(detectDialect(head('a,b\r'), '|')).toEqual({ delimiter: '|' });
     for (const tab of ['tab', 'TAB', '\\t', '\t']) expect(detectDialect(head('a,b\n'), tab).delimiter).toBe('\t');
     expect(detectDialect(head('a;b\n'), ',').delimiter).toBe(',');
   });
@@ -57,25 +57,17 @@ describe('detectDialect: delimiter', () => {
   });
 });
 
-describe('detectDialect: line ending', () => {
-  it('is lf for LF and CRLF, cr for a lone CR', () => {
-    expect(detectDialect(head('a,b\nc,d\n')).eol).toBe('lf');
-    expect(detectDialect(head('a,b\r\nc,d\r\n')).eol).toBe('lf');
-    expect(detectDialect(head('a,b\rc,d\r')).eol).toBe('cr');
+describe('detectDialect: the header line', () => {
+  it('ends at LF, CRLF or a lone CR outside quotes', () => {
+    expect(detectDialect(head('a;b\nc,d,e\n')).delimiter).toBe(';');
+    expect(detectDialect(head('a;b\r\nc,d,e\r\n')).delimiter).toBe(';');
+    expect(detectDialect(head('a;b\rc,d,e\r')).delimiter).toBe(';');
+    expect(detectDialect(head('"a\r,\n,b";c\rd,e,f\n')).delimiter).toBe(';');
   });
 
-  it('decides on the first line break outside quotes', () => {
-    expect(detectDialect(head('"a\rb",c\nd,e\n')).eol).toBe('lf');
-    expect(detectDialect(head('"a\r\nb",c\rd,e\r')).eol).toBe('cr');
-    expect(detectDialect(head('a,b\nc\rd\r')).eol).toBe('lf');
-  });
-
-  it('takes a CR at the very end of the head as a lone CR', () => {
-    expect(detectDialect(head('a,b\r')).eol).toBe('cr');
-  });
-
-  it('is lf when the head has no line break', () => {
-    expect(detectDialect(head('a,b')).eol).toBe('lf');
-    expect(detectDialect(head('"a\rb')).eol).toBe('lf');
+  it('is the first line that is not empty, as the header reader skips empty lines', () => {
+    expect(detectDialect(head('\nemail;name\na@x.org;A\n')).delimiter).toBe(';');
+    expect(detectDialect(head('\r\n\r\remail\tname\r\n')).delimiter).toBe('\t');
+    expect(detectDialect(head('\n\n\n')).delimiter).toBe(',');
   });
 });

@@ -1,5 +1,5 @@
 /**
- * extractColumn against csv-parse 7 on random CSV.
+ * extractColumn against csv-parse 7 and Python's csv module on random CSV.
  *
  * The dialect (src/csv/extract.ts) is csv-parse with CSV_PARSE_DIALECT below, except for text
  * after a closing quote: csv-parse with `relax_quotes` glues it into the value, extractColumn
@@ -14,16 +14,22 @@
  *
  * NUL is left out of the alphabet: csv-parse takes a NUL after a closing quote as the end of
  * the input (`!nextChr`), a quirk extractColumn does not copy.
+ *
+ * Python's csv module (what a person checking a scrub's output would reach for, and the reading
+ * Excel shares) is the second oracle for line breaks: wherever extractColumn reads the input
+ * without an error, Python reads the same records with the same values. Python is lenient where
+ * extractColumn reports an error (text after a closing quote, an unclosed quote), so broken
+ * inputs are compared with csv-parse alone.
  */
+import { execFileSync } from 'node:child_process';
 import fc from 'fast-check';
 import { parse } from 'csv-parse/sync';
 import { describe, expect, it } from 'vitest';
-import type { Eol } from '../../src/csv/dialect.js';
 import { extractColumn, type ExtractError, type ExtractOptions } from '../../src/csv/extract.js';
 
-const csvParseDialect = (delimiter: string, eol: Eol) => ({
+const csvParseDialect = (delimiter: string) => ({
   delimiter,
-  record_delimiter: eol === 'lf' ? ['\r\n', '\n'] : ['\r'],
+  record_delimiter: ['\r\n', '\n', '\r'],
   relax_column_count: true,
   skip_empty_lines: true,
 });
@@ -34,12 +40,12 @@ interface Outcome {
   errorRecord: number | undefined;
 }
 
-function oracle(buf: Buffer, delimiter: string, eol: Eol, column: number): Outcome {
+function oracle(buf: Buffer, delimiter: string, column: number): Outcome {
   const values: Array<string | undefined> = [];
   let unclosed = false;
   try {
     parse(buf, {
-      ...csvParseDialect(delimiter, eol),
+      ...csvParseDialect(delimiter),
       relax_quotes: true,
       on_record: (record: string[]) => {
         values.push(record[column]);
@@ -54,7 +60,7 @@ function oracle(buf: Buffer, delimiter: string, eol: Eol, column: number): Outco
   let started = 0;
   let badClosing: number | undefined;
   parse(buf, {
-    ...csvParseDialect(delimiter, eol),
+    ...csvParseDialect(delimiter),
     relax_quotes: false,
     skip_records_with_error: true,
     cast: (value: string, context: { index: number }) => {
@@ -129,32 +135,52 @@ const cell = fc.oneof(
   { weight: 2, arbitrary: messy },
 );
 
+const BREAKS = ['\n', '\r\n', '\r'] as const;
+
 const csvCase = fc.record({
   delimiter: fc.constantFrom(...DELIMITERS),
-  eol: fc.constantFrom<'lf' | 'crlf' | 'mixed' | 'cr'>('lf', 'crlf', 'mixed', 'cr'),
-  rows: fc.array(fc.record({ cells: fc.array(cell, { maxLength: 5 }), crlf: fc.boolean() }), { maxLength: 8 }),
+  // One line break for the whole file, or a mix, as in files edited on several systems.
+  eol: fc.constantFrom<'lf' | 'crlf' | 'cr' | 'mixed'>('lf', 'crlf', 'cr', 'mixed'),
+  rows: fc.array(fc.record({ cells: fc.array(cell, { maxLength: 5 }), br: fc.constantFrom(...BREAKS) }), { maxLength: 8 }),
   trailingBreak: fc.boolean(),
   column: fc.nat(4),
   cut: fc.nat(),
 }).map((c) => {
-  const eol: Eol = c.eol === 'cr' ? 'cr' : 'lf';
   const text = c.rows.map((row, i) => {
     const last = i === c.rows.length - 1;
-    const br = c.eol === 'cr' ? '\r' : c.eol === 'lf' ? '\n' : c.eol === 'crlf' || row.crlf ? '\r\n' : '\n';
+    const br = c.eol === 'mixed' ? row.br : c.eol === 'cr' ? '\r' : c.eol === 'lf' ? '\n' : '\r\n';
     return row.cells.join(c.delimiter) + (last && !c.trailingBreak ? '' : br);
   }).join('');
   const buf = Buffer.from(text);
-  return { ...c, eol, text, buf, cut: buf.length === 0 ? 0 : c.cut % (buf.length + 1) };
+  return { ...c, text, buf, cut: buf.length === 0 ? 0 : c.cut % (buf.length + 1) };
 });
 
-const optsFor = (c: { delimiter: string; eol: Eol; column: number }): ExtractOptions =>
-  ({ delimiter: c.delimiter.charCodeAt(0), eol: c.eol, column: c.column, maxRecordBytes: 1 << 30, final: true });
+const optsFor = (c: { delimiter: string; column: number }): ExtractOptions =>
+  ({ delimiter: c.delimiter.charCodeAt(0), column: c.column, maxRecordBytes: 1 << 30, final: true });
 
-const countByte = (buf: Buffer, byte: number, end: number): number => {
+/** Line breaks in `buf[0, end)`: every LF, and every CR that no LF follows. */
+const countLineBreaks = (buf: Buffer, end: number): number => {
   let n = 0;
-  for (let i = 0; i < end; i++) if (buf[i] === byte) n++;
+  for (let i = 0; i < end; i++) if (buf[i] === 0x0a || (buf[i] === 0x0d && buf[i + 1] !== 0x0a)) n++;
   return n;
 };
+
+/**
+ * Every record of every input as Python's csv module reads it (empty lines give no record, as
+ * with DictReader), in one run of python3 for all inputs.
+ */
+function pythonRecords(inputs: Array<{ text: string; delimiter: string }>): string[][][] {
+  const script = [
+    'import csv, io, json, sys',
+    'out = []',
+    'for case in json.load(sys.stdin):',
+    '    reader = csv.reader(io.StringIO(case["text"], newline=""), delimiter=case["delimiter"])',
+    '    out.append([row for row in reader if row])',
+    'json.dump(out, sys.stdout)',
+  ].join('\n');
+  const stdout = execFileSync('python3', ['-c', script], { input: JSON.stringify(inputs), maxBuffer: 1 << 28 });
+  return JSON.parse(stdout.toString('utf8')) as string[][][];
+}
 
 describe('extractColumn agrees with csv-parse', () => {
   it('on every value, and fails on the same inputs at the same record', () => {
@@ -162,7 +188,7 @@ describe('extractColumn agrees with csv-parse', () => {
     let runs = 0;
     fc.assert(fc.property(csvCase, (c) => {
       runs++;
-      const expected = oracle(c.buf, c.delimiter, c.eol, c.column);
+      const expected = oracle(c.buf, c.delimiter, c.column);
       const got = ours(c.buf, optsFor(c));
       expect(got.values).toEqual(expected.values);
       expect(got.records).toBe(expected.values.length);
@@ -174,7 +200,7 @@ describe('extractColumn agrees with csv-parse', () => {
         expect(got.error).toMatchObject({ code: 'OPTOUT_ERR_CSV_PARSE', record: expected.errorRecord });
       }
       // Lines: every line break byte before the stop point, records in order.
-      expect(got.totalLines).toBe(countByte(c.buf, c.eol === 'cr' ? 0x0d : 0x0a, got.consumed));
+      expect(got.totalLines).toBe(countLineBreaks(c.buf, got.consumed));
       for (let i = 1; i < got.lines.length; i++) expect(got.lines[i]).toBeGreaterThan(got.lines[i - 1] as number);
       if (got.error) expect(got.error.line).toBe(got.totalLines);
     }), { numRuns: 2000 });
@@ -189,9 +215,9 @@ describe('extractColumn agrees with csv-parse', () => {
       let at = 0;
       got.spans.forEach(([start, end, next], i) => {
         // Between records: nothing but the line breaks of skipped empty lines.
-        expect(c.buf.toString('latin1', at, start)).toMatch(c.eol === 'cr' ? /^\r*$/ : /^(\r?\n)*$/);
-        expect(c.buf.toString('latin1', end, next)).toMatch(c.eol === 'cr' ? /^\r?$/ : /^(\r?\n)?$/);
-        const alone = parse(c.buf.subarray(start, end), { ...csvParseDialect(c.delimiter, c.eol), relax_quotes: true }) as string[][];
+        expect(c.buf.toString('latin1', at, start)).toMatch(/^[\r\n]*$/);
+        expect(c.buf.toString('latin1', end, next)).toMatch(/^(\r\n|\n|\r)?$/);
+        const alone = parse(c.buf.subarray(start, end), { ...csvParseDialect(c.delimiter), relax_quotes: true }) as string[][];
         expect(alone).toHaveLength(1);
         expect(alone[0]?.[c.column]).toBe(got.values[i]);
         expect(alone[0]).toHaveLength(got.fields[i] as number);
@@ -208,23 +234,42 @@ describe('extractColumn agrees with csv-parse', () => {
   });
 
   it('matches csv-parse on hand-picked cases', () => {
-    const cases: Array<[string, string, Eol]> = [
-      ['a"b,"c""d"\n"e\r\nf",g\r\n\r\n,,\n""\n', ',', 'lf'],
-      ['"x";y\r"z\rw";v\r\n', ';', 'cr'],
-      ['a\tb\r\n"c"\td\n', '\t', 'lf'],
-      ['ok|1\n"bad"x|2\n', '|', 'lf'],
-      ['ok,1\n"open,2\n', ',', 'lf'],
-      ['"a"\r', ',', 'lf'],
-      ['"a"\n', ',', 'cr'],
+    const cases: Array<[string, string]> = [
+      ['a"b,"c""d"\n"e\r\nf",g\r\n\r\n,,\n""\n', ','],
+      ['"x";y\r"z\rw";v\r\n', ';'],
+      ['a\tb\r\n"c"\td\n', '\t'],
+      ['ok|1\n"bad"x|2\n', '|'],
+      ['ok,1\n"open,2\n', ','],
+      ['"a"\r', ','],
+      ['"a"\n', ','],
+      ['email,name\nok1@fresh.example.com,Ok One\rjane.doe@example.com,Jane\nok2@fresh.example.com,Ok Two\n', ','],
     ];
-    for (const [text, delimiter, eol] of cases) {
+    for (const [text, delimiter] of cases) {
       for (const column of [0, 1, 2]) {
         const buf = Buffer.from(text);
-        const expected = oracle(buf, delimiter, eol, column);
-        const got = ours(buf, optsFor({ delimiter, eol, column }));
+        const expected = oracle(buf, delimiter, column);
+        const got = ours(buf, optsFor({ delimiter, column }));
         expect(got.values, text).toEqual(expected.values);
         expect(got.error?.record, text).toBe(expected.errorRecord);
       }
     }
+  });
+});
+
+describe('extractColumn agrees with Python\'s csv module', () => {
+  it('on every record, value and field count of every input it reads without an error', () => {
+    const cases = fc.sample(csvCase, { numRuns: 3000, seed: 20261207 });
+    const python = pythonRecords(cases.map((c) => ({ text: c.text, delimiter: c.delimiter })));
+    let compared = 0;
+    cases.forEach((c, i) => {
+      const got = ours(c.buf, optsFor(c));
+      if (got.error) return;
+      compared++;
+      const rows = python[i] as string[][];
+      expect(rows.map((row) => row[c.column]), JSON.stringify(c.text)).toEqual(got.values);
+      expect(rows.map((row) => row.length), JSON.stringify(c.text)).toEqual(got.fields);
+    });
+    // Most generated inputs are good ones: the comparison must have run on them.
+    expect(compared).toBeGreaterThan(cases.length / 2);
   });
 });

@@ -14,7 +14,7 @@ interface Run {
   result: ExtractResult;
 }
 
-const defaults: ExtractOptions = { delimiter: 0x2c, eol: 'lf', column: 0, maxRecordBytes: 1 << 20, final: true };
+const defaults: ExtractOptions = { delimiter: 0x2c, column: 0, maxRecordBytes: 1 << 20, final: true };
 
 function run(input: string | Uint8Array, opts: Partial<ExtractOptions> = {}, start = 0, end?: number): Run {
   const buf = typeof input === 'string' ? Buffer.from(input) : input;
@@ -35,27 +35,28 @@ describe('extractColumn: records and fields', () => {
     expect(values('1,Ann,a@x.org\n2,Bob,b@x.org', { column: 2 })).toEqual(['a@x.org', 'b@x.org']);
   });
 
-  it('ends records at LF or CRLF in lf mode, and never keeps the CR of a CRLF', () => {
+  it('ends records at LF or CRLF, and never keeps the CR of a CRLF', () => {
     expect(values('a\r\nb\nc\r\n')).toEqual(['a', 'b', 'c']);
     expect(values('x,a\r\ny,\r\n', { column: 1 })).toEqual(['a', '']);
     expect(values('"a"\r\n"b"\n')).toEqual(['a', 'b']);
     expect(run('a\r\nb\r\n').result).toEqual({ consumed: 6, records: 2, lines: 2 });
   });
 
-  it('takes a lone CR as an ordinary character in lf mode', () => {
-    expect(values('a\rb,c\n')).toEqual(['a\rb']);
-    expect(values('a\r')).toEqual(['a\r']);
+  it('ends records at a lone CR too, outside quotes, in any mix with LF and CRLF', () => {
+    expect(values('a\rb,c\n')).toEqual(['a', 'b']);
+    expect(values('a\r')).toEqual(['a']);
     expect(values('"a\rb"\n')).toEqual(['a\rb']);
-    expect(run('a\rb\nc\n').result.lines).toBe(2);
-  });
-
-  it('ends records at CR in cr mode, where LF is an ordinary character', () => {
-    const { rows, result } = run('a,1\rb,2\r"c\rd",3\re', { eol: 'cr' });
+    expect(run('a\rb\nc\n').result).toEqual({ consumed: 6, records: 3, lines: 3 });
+    const { rows, result } = run('a,1\rb,2\r"c\rd",3\re', {});
     expect(rows).toEqual([['a', 0], ['b', 1], ['c\rd', 2], ['e', 4]]);
     expect(result).toEqual({ consumed: 17, records: 4, lines: 4 });
-    expect(values('a\nb\rc', { eol: 'cr' })).toEqual(['a\nb', 'c']);
-    // Old Mac exports have no CRLF; one that shows up leaves its LF at the start of the next record.
-    expect(values('a\r\nb\r', { eol: 'cr' })).toEqual(['a', '\nb']);
+    expect(values('a\nb\rc\r\nd\n\re')).toEqual(['a', 'b', 'c', 'd', 'e']);
+    expect(values('"a"\r"b"\rc')).toEqual(['a', 'b', 'c']);
+  });
+
+  it('reads the mixed list of a scrub that let a suppressed row through as three records', () => {
+    const list = 'ok1@fresh.example.com,Ok One\rjane.doe@example.com,Jane\nok2@fresh.example.com,Ok Two\n';
+    expect(values(list)).toEqual(['ok1@fresh.example.com', 'jane.doe@example.com', 'ok2@fresh.example.com']);
   });
 
   it('delivers undefined for a record with fewer fields, and ignores extra fields', () => {
@@ -68,7 +69,8 @@ describe('extractColumn: records and fields', () => {
     expect(rows).toEqual([['a', 1], ['b', 4]]);
     expect(result).toEqual({ consumed: 9, records: 2, lines: 6 });
     expect(values(',,\n""\n  \n', { column: 0 })).toEqual(['', '', '  ']);
-    expect(run('\r\r', { eol: 'cr' }).result).toEqual({ consumed: 2, records: 0, lines: 2 });
+    expect(run('\r\r', {}).result).toEqual({ consumed: 2, records: 0, lines: 2 });
+    expect(run('\r\n\r\r\n\n', {}).result).toEqual({ consumed: 6, records: 0, lines: 4 });
   });
 
   it('delivers the last record without a line break when final', () => {
@@ -121,10 +123,11 @@ describe('extractColumn: quotes', () => {
     expect(run('x,"a" ,y\n').result.error).toMatchObject({ code: 'OPTOUT_ERR_CSV_PARSE', column: 2 });
   });
 
-  it('reports a lone CR after a closing quote in lf mode, and an LF in cr mode', () => {
-    expect(run('"a"\rb\n').result.error).toMatchObject({ code: 'OPTOUT_ERR_CSV_PARSE', record: 0 });
-    expect(run('"a"\r').result.error).toMatchObject({ code: 'OPTOUT_ERR_CSV_PARSE', record: 0 });
-    expect(run('"a"\nb\r', { eol: 'cr' }).result.error).toMatchObject({ code: 'OPTOUT_ERR_CSV_PARSE', record: 0 });
+  it('ends the record at any line break after a closing quote', () => {
+    expect(run('"a"\rb\n').result).toMatchObject({ records: 2, lines: 2 });
+    expect(values('"a"\r')).toEqual(['a']);
+    expect(values('"a"\nb\r')).toEqual(['a', 'b']);
+    expect(values('"a"\r\n"b"\r\r\n')).toEqual(['a', 'b']);
   });
 
   it('reports an unclosed quote when final, at the line where the record starts', () => {
@@ -144,13 +147,15 @@ describe('extractColumn: incomplete input (final: false)', () => {
     expect(run('a\n', { final: false }).result).toEqual({ consumed: 2, records: 1, lines: 1 });
   });
 
-  it('waits when the next byte would decide: a quote in quotes, a CR in lf mode', () => {
+  it('waits when the next byte would decide: a quote in quotes, a CR that may start a CRLF', () => {
     expect(run('a\n"b"', { final: false }).result.consumed).toBe(2);
     expect(run('a\n"b""', { final: false }).result.consumed).toBe(2);
     expect(run('a\nb\r', { final: false }).result.consumed).toBe(2);
     expect(run('a\n"b"\r', { final: false }).result.consumed).toBe(2);
-    // In cr mode a CR ends the record whatever follows.
-    expect(run('a\rb\r', { eol: 'cr', final: false }).result).toEqual({ consumed: 4, records: 2, lines: 2 });
+    // A CR followed by anything but an LF is a whole line break.
+    expect(run('a\rb\r', { final: false }).result).toEqual({ consumed: 2, records: 1, lines: 1 });
+    expect(run('a\rb\rc', { final: false }).result).toEqual({ consumed: 4, records: 2, lines: 2 });
+    expect(run('"a\r', { final: false }).result).toEqual({ consumed: 0, records: 0, lines: 0 });
   });
 });
 
@@ -241,8 +246,8 @@ describe('extractColumn: record offsets', () => {
   it('gives each record its bytes as written and its own line break', () => {
     expect(spans('a,"b\r\nc"\r\nd,e\nf')).toEqual([['a,"b\r\nc"', '\r\n'], ['d,e', '\n'], ['f', '']]);
     expect(spans('"x ""q"", y",z\n', { column: 1 })).toEqual([['"x ""q"", y",z', '\n']]);
-    expect(spans('a\rb,"c"\r\n', { column: 1 })).toEqual([['a\rb,"c"', '\r\n']]);
-    expect(spans('a\r"b\nc"\r\nd', { eol: 'cr' })).toEqual([['a', '\r'], ['"b\nc"', '\r'], ['\nd', '']]);
+    expect(spans('a\rb,"c"\r\n', { column: 1 })).toEqual([['a', '\r'], ['b,"c"', '\r\n']]);
+    expect(spans('a\r"b\nc"\r\nd')).toEqual([['a', '\r'], ['"b\nc"', '\r\n'], ['d', '']]);
     expect(spans('ragged\n"q"', { column: 3 })).toEqual([['ragged', '\n'], ['"q"', '']]);
   });
 
@@ -315,7 +320,8 @@ const TRICKY: Array<[string, Partial<ExtractOptions>]> = [
   ['\n\n"a\n\nb",x\n,,\n""\nlast', { column: 1 }],
   ['a"b,"c,d"\n"e""f",g\n h,"i"\n', { column: 1 }],
   ['jösé@x.org;€\n"ø\nå";😀\n', { delimiter: 0x3b, column: 1 }],
-  ['a\tb\r"c\rd"\te\r\rf\n\tg\r', { delimiter: 0x09, eol: 'cr', column: 1 }],
+  ['a\tb\r"c\rd"\te\r\rf\n\tg\r', { delimiter: 0x09, column: 1 }],
+  ['a\rb\r\nc\n\r"d\r"\r\r\n"e"\rf', {}],
   ['a|b\rc\nd|"e\r\nf"|g\n', { delimiter: 0x7c, column: 1 }],
   ['ok,1\n"a"b,2\nnever\n', {}],
   ['ok,1\n"unclosed,2\nmore\n', {}],
@@ -355,7 +361,6 @@ function decodedFixture(name: string): Buffer {
 
 interface FixtureRead {
   delimiter: string;
-  eol: string;
   column: number;
   cells: Array<string | undefined>;
   /** 1-based file line of each record. */
@@ -373,7 +378,7 @@ function readFixture(name: string): FixtureRead {
   const cells: FixtureRead['cells'] = [];
   const lines: number[] = [];
   const r = extractColumn(buf, header.byteLength, buf.length,
-    { delimiter: dialect.delimiter.charCodeAt(0), eol: dialect.eol, column, maxRecordBytes: 1 << 20, final: true },
+    { delimiter: dialect.delimiter.charCodeAt(0), column, maxRecordBytes: 1 << 20, final: true },
     (v, line) => {
       cells.push(v);
       lines.push(header.lines + line + 1);
@@ -386,26 +391,25 @@ function readFixture(name: string): FixtureRead {
 }
 
 describe('fixtures (test/fixtures/csv/README.md)', () => {
-  const simple: Array<[string, string, string, number, number, number]> = [
-    // file, delimiter, eol, email column, rows, physical lines
-    ['bom.csv', ',', 'lf', 1, 6, 7],
-    ['crlf.csv', ',', 'lf', 1, 6, 9],
-    ['semicolon.csv', ';', 'lf', 1, 6, 7],
-    ['tab.tsv', '\t', 'lf', 1, 5, 6],
-    ['pipe.csv', '|', 'lf', 1, 5, 6],
-    ['latin1.csv', ',', 'lf', 1, 5, 6],
-    ['utf16le.csv', ',', 'lf', 1, 5, 6],
-    ['quoted-newlines.csv', ',', 'lf', 2, 6, 12],
-    ['ragged.csv', ',', 'lf', 3, 7, 8],
-    ['gzip.csv.gz', ',', 'lf', 1, 5, 6],
-    ['mac-cr.csv', ',', 'cr', 1, 5, 7],
-    ['header-epost.csv', ';', 'lf', 3, 6, 7],
+  const simple: Array<[string, string, number, number, number]> = [
+    // file, delimiter, email column, rows, physical lines
+    ['bom.csv', ',', 1, 6, 7],
+    ['crlf.csv', ',', 1, 6, 9],
+    ['semicolon.csv', ';', 1, 6, 7],
+    ['tab.tsv', '\t', 1, 5, 6],
+    ['pipe.csv', '|', 1, 5, 6],
+    ['latin1.csv', ',', 1, 5, 6],
+    ['utf16le.csv', ',', 1, 5, 6],
+    ['quoted-newlines.csv', ',', 2, 6, 12],
+    ['ragged.csv', ',', 3, 7, 8],
+    ['gzip.csv.gz', ',', 1, 5, 6],
+    ['mac-cr.csv', ',', 1, 5, 7],
+    ['header-epost.csv', ';', 3, 6, 7],
   ];
 
-  it.each(simple)('%s: dialect, email column, rows and lines', (name, delimiter, eol, column, rows, totalLines) => {
+  it.each(simple)('%s: dialect, email column, rows and lines', (name, delimiter, column, rows, totalLines) => {
     const got = readFixture(name);
     expect(got.delimiter).toBe(delimiter);
-    expect(got.eol).toBe(eol);
     expect(got.column).toBe(column);
     expect(got.cells).toHaveLength(rows);
     expect(got.totalLines).toBe(totalLines);

@@ -6,7 +6,7 @@ import { extractColumn } from '../../src/csv/extract.js';
 import { EMAIL_HEADER_NAMES, pickEmailColumn, readHeader } from '../../src/csv/header.js';
 import { OptoutError, type OptoutErrorCode } from '../../src/errors.js';
 
-const comma: Dialect = { delimiter: ',', eol: 'lf' };
+const comma: Dialect = { delimiter: ',' };
 const MAX = 1 << 20;
 
 function thrown(fn: () => unknown): OptoutError {
@@ -41,17 +41,19 @@ describe('readHeader', () => {
   });
 
   it('keeps names as written (the BOM is stripped upstream; matching trims)', () => {
-    expect(readHeader(Buffer.from(' Email ;x\n'), { delimiter: ';', eol: 'lf' }, MAX, true)?.names).toEqual([' Email ', 'x']);
+    expect(readHeader(Buffer.from(' Email ;x\n'), { delimiter: ';' }, MAX, true)?.names).toEqual([' Email ', 'x']);
   });
 
   it('skips empty lines before the header and counts them', () => {
     expect(readHeader(Buffer.from('\n\r\nemail\na\n'), comma, MAX, false)).toEqual({ names: ['email'], byteLength: 9, lines: 3 });
   });
 
-  it('reads cr files and every delimiter', () => {
-    expect(readHeader(Buffer.from('a\tb\rc\td\r'), { delimiter: '\t', eol: 'cr' }, MAX, false))
+  it('ends at any line break, and reads every delimiter', () => {
+    expect(readHeader(Buffer.from('a\tb\rc\td\r'), { delimiter: '\t' }, MAX, false))
       .toEqual({ names: ['a', 'b'], byteLength: 4, lines: 1 });
-    expect(readHeader(Buffer.from('a|"b|c"\n'), { delimiter: '|', eol: 'lf' }, MAX, false)?.names).toEqual(['a', 'b|c']);
+    expect(readHeader(Buffer.from('a,b\r\nc\r'), comma, MAX, false)).toEqual({ names: ['a', 'b'], byteLength: 5, lines: 1 });
+    expect(readHeader(Buffer.from('\r"a\rb",c\rd\n'), comma, MAX, false)).toEqual({ names: ['a\rb', 'c'], byteLength: 9, lines: 3 });
+    expect(readHeader(Buffer.from('a|"b|c"\n'), { delimiter: '|' }, MAX, false)?.names).toEqual(['a', 'b|c']);
   });
 
   it('returns undefined until the whole record is there', () => {
@@ -105,15 +107,14 @@ describe('readHeader agrees with extractColumn', () => {
     cells: fc.array(cell, { minLength: 1, maxLength: 5 }),
     tail: fc.constantFrom('', '\n', '\r\n', '\r', '\nx,y\n'),
     delimiter: fc.constantFrom(',', ';'),
-    eol: fc.constantFrom<'lf' | 'cr'>('lf', 'cr'),
     final: fc.boolean(),
   });
 
   it('on every name and on the bytes, and fails on the same inputs', () => {
     fc.assert(fc.property(input, (c) => {
       const buf = Buffer.from(c.lead + c.cells.join(c.delimiter) + c.tail);
-      const dialect: Dialect = { delimiter: c.delimiter, eol: c.eol };
-      const opts = { delimiter: c.delimiter.charCodeAt(0), eol: c.eol, column: 0, maxRecordBytes: MAX, final: c.final };
+      const dialect: Dialect = { delimiter: c.delimiter };
+      const opts = { delimiter: c.delimiter.charCodeAt(0), column: 0, maxRecordBytes: MAX, final: c.final };
       const first = extractColumn(buf, 0, buf.length, opts, () => undefined, 1);
       let header: ReturnType<typeof readHeader>;
       try {
