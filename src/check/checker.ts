@@ -2,10 +2,8 @@ import type { KeyFilter } from '../dedup/bloom.js';
 import { hashKey } from '../dedup/hash.js';
 import { OptoutError, describeValue } from '../errors.js';
 import { normalizeEmail } from '../policy/email.js';
-import { ACCOUNT_WIDE, UNIT_ID_PATTERN, decodeEntryValue, entryKeyOfHash } from '../store/keys.js';
 import type { AuditRecord } from '../store/audit.js';
-import { JobMetaCache } from '../store/job-meta.js';
-import type { LevelStore } from '../store/level-store.js';
+import { ACCOUNT_WIDE, UNIT_ID_PATTERN, type CheckView, type Ledger } from '../store/store.js';
 import { SEND_TYPES, decide, type Decision, type SendType, type SuppressionInfo } from './rules.js';
 
 export interface CheckRequest {
@@ -61,22 +59,36 @@ export type KeyDecision = Pick<Decision, 'eligible' | 'reason' | 'suppression'>;
 const NOT_SUPPRESSED: KeyDecision = Object.freeze({ eligible: true, reason: 'not_suppressed' });
 const UNAVAILABLE: KeyDecision = Object.freeze({ eligible: false, reason: 'unavailable' });
 
+/** Where the legal-basis decisions a checker records go: the ledger's audit trail. */
+export type AuditSink = Pick<Ledger, 'audit' | 'appendAudit'>;
+
 /**
- * Answers eligibility checks from the store: address policy, key, then the key filter (a miss
- * means "not suppressed" with no I/O), and LevelDB's synchronous get only on a possible hit.
- * Any store error answers "not eligible" (`unavailable`): the checker fails closed.
+ * Answers eligibility checks from a check view: address policy, key, then the key filter (a
+ * miss means "not suppressed" with no I/O), and the view's synchronous lookup only on a
+ * possible hit. Any store error answers "not eligible" (`unavailable`): the checker fails closed.
  */
 export class Checker {
-  readonly #store: LevelStore;
+  readonly #view: CheckView;
+  readonly #audit: AuditSink;
   readonly #filter: KeyFilter | undefined;
-  readonly #jobs: JobMetaCache;
   readonly #hashes = new Uint32Array(3);
 
-  /** @param filter the store's key filter; without it every check reads the store (one-off checks). */
-  constructor(store: LevelStore, filter: KeyFilter | undefined) {
-    this.#store = store;
+  /**
+   * @param view synchronous lookups (the embedded store, or a replica's local view)
+   * @param filter the view's key filter; without it every check reads the view (one-off checks)
+   * @param audit where legal-basis decisions are recorded @default the view, when it is also the ledger
+   */
+  constructor(view: CheckView, filter: KeyFilter | undefined, audit?: AuditSink) {
+    if (!view.supports.syncLookups) {
+      throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', 'Checks need a store with synchronous lookups (a local view)');
+    }
+    this.#view = view;
     this.#filter = filter;
-    this.#jobs = new JobMetaCache(store.db);
+    const sink = audit ?? (view as Partial<AuditSink>);
+    if (typeof sink.audit !== 'function' || typeof sink.appendAudit !== 'function') {
+      throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', 'Checks need an audit trail for legal-basis decisions: pass the ledger');
+    }
+    this.#audit = sink as AuditSink;
   }
 
   /** The decision, without recording anything (see `record`). Throws only on invalid options. */
@@ -131,7 +143,7 @@ export class Checker {
       const rec = this.legalBasisRecord(req, decisions[i] as Decision);
       if (rec) records.push(rec);
     });
-    await this.#store.appendAudit(records);
+    await this.#audit.appendAudit(records);
   }
 
   /**
@@ -139,11 +151,11 @@ export class Checker {
    * (the rows of one send-list chunk), in one atomic LevelDB batch.
    */
   async recordKeys(options: CheckOptions, keys: readonly string[]): Promise<void> {
-    await this.#store.appendAudit(keys.map((key) => this.#legalBasisAudit(key, options, undefined)));
+    await this.#audit.appendAudit(keys.map((key) => this.#legalBasisAudit(key, options, undefined)));
   }
 
   #legalBasisAudit(key: string, r: CheckOptions, match: SuppressionInfo | undefined): AuditRecord {
-    return this.#store.audit({
+    return this.#audit.audit({
       actor: r.caller, action: 'legal_basis', key, job: match?.jobId ?? null, unit: r.unit ?? null,
       details: { type: r.type, basis: r.legalBasis ?? '', scope: match?.scope ?? null },
     });
@@ -151,13 +163,10 @@ export class Checker {
 
   /** The suppression in scope for a key the filter did not rule out. */
   #lookup(key: string, h1: number, unit: string | undefined): SuppressionInfo | undefined {
-    const db = this.#store.db;
+    const view = this.#view;
     for (const scope of unit === undefined ? [ACCOUNT_WIDE] : [ACCOUNT_WIDE, unit]) {
-      const value = db.getSync(entryKeyOfHash(scope, h1, key));
-      if (value !== undefined) {
-        const jobId = decodeEntryValue(value).jobId;
-        return { scope, jobId, ...this.#jobs.get(jobId) };
-      }
+      const entry = view.entrySync(scope, key, h1);
+      if (entry !== undefined) return { scope, jobId: entry.jobId, ...view.jobMetaSync(entry.jobId) };
     }
     return undefined;
   }

@@ -1,7 +1,7 @@
 import { OptoutError, describeValue } from '../errors.js';
 import { normalizeEmail } from '../policy/email.js';
-import { AUDIT_RANGE, auditIdAt, auditIdOfIndex, auditIndexRange, type AuditRecord } from '../store/audit.js';
-import type { LevelStore } from '../store/level-store.js';
+import { auditIdAt, type AuditRecord } from '../store/audit.js';
+import type { Ledger } from '../store/store.js';
 
 export interface AuditQuery {
   /** Only the records about this address (any spelling that normalizes to its key). */
@@ -22,26 +22,18 @@ function sinceMs(since: string | Date | undefined): number {
 }
 
 /** Audit records in time order, read as they are consumed (never all in memory). */
-export async function* readAudit(store: LevelStore, q: AuditQuery = {}): AsyncGenerator<AuditRecord> {
-  const from = auditIdAt(sinceMs(q.since));
+export async function* readAudit(store: Pick<Ledger, 'auditRecords'>, q: AuditQuery = {}): AsyncGenerator<AuditRecord> {
+  const fromId = auditIdAt(sinceMs(q.since));
   const limit = q.limit ?? Infinity;
-  let n = 0;
+  let key: string | undefined;
   if (q.email !== undefined) {
     const norm = normalizeEmail(q.email);
     if (!norm.valid) throw new OptoutError('OPTOUT_ERR_INVALID_EMAIL', `${describeValue(q.email)} is not a valid address (${norm.reason})`);
-    const ids: string[] = [];
-    for await (const k of store.db.keys(auditIndexRange(norm.key))) {
-      const id = auditIdOfIndex(k);
-      if (id >= from) ids.push(id);
-    }
-    for (const raw of await store.getMany(ids.map((id) => 'a' + id))) {
-      if (raw === undefined || n++ >= limit) continue;
-      yield JSON.parse(raw) as AuditRecord;
-    }
-    return;
+    key = norm.key;
   }
-  for await (const raw of store.db.values({ gte: 'a' + from, lt: AUDIT_RANGE.lt })) {
+  let n = 0;
+  for await (const record of store.auditRecords({ fromId, key })) {
     if (n++ >= limit) return;
-    yield JSON.parse(raw) as AuditRecord;
+    yield record;
   }
 }

@@ -1,12 +1,11 @@
 /**
- * Export of the list, streamed from a LevelDB iterator: rows are formatted a batch at a time and
- * handed to a consumer with backpressure, so memory stays flat whatever the list's size.
+ * Export of the list, streamed from the ledger's entry scan: rows are formatted a batch at a time
+ * and handed to a consumer with backpressure, so memory stays flat whatever the list's size.
  */
 import { OptoutError, describeValue } from '../errors.js';
 import { normalizeReason, normalizeUnit } from '../options.js';
-import { JobMetaCache } from '../store/job-meta.js';
-import { ACCOUNT_WIDE, decodeEntryValue, entryRange, parseEntryKey } from '../store/keys.js';
-import type { LevelStore } from '../store/level-store.js';
+import { JobMetas } from '../store/jobs.js';
+import { ACCOUNT_WIDE, type Ledger } from '../store/store.js';
 
 export type ExportFormat = 'csv' | 'ndjson';
 export const EXPORT_FORMATS: readonly ExportFormat[] = ['csv', 'ndjson'];
@@ -38,7 +37,6 @@ export interface ExportOptions {
   spreadsheetSafe?: boolean | undefined;
 }
 
-const BATCH = 1000;
 const FORMULA_START = /^[=+\-@\t\r]/;
 const NEEDS_QUOTES = /[",\r\n]|^\s|\s$/;
 
@@ -48,32 +46,23 @@ function csvCell(value: string, spreadsheetSafe: boolean): string {
 }
 
 /** The entries, in store order (scope, then hash), with their job's metadata. */
-export async function* exportRows(store: LevelStore, o: Pick<ExportOptions, 'unit' | 'reason'> = {}): AsyncGenerator<ExportRow[]> {
+export async function* exportRows(store: Pick<Ledger, 'scanEntries' | 'getJob'>, o: Pick<ExportOptions, 'unit' | 'reason'> = {}): AsyncGenerator<ExportRow[]> {
   const scope = o.unit === undefined || o.unit === ACCOUNT_WIDE ? o.unit : normalizeUnit(o.unit);
   const reason = o.reason === undefined ? undefined : normalizeReason(o.reason);
-  const jobs = new JobMetaCache(store.db);
-  const it = store.db.iterator(entryRange(scope));
-  try {
-    for (;;) {
-      const entries = await it.nextv(BATCH);
-      if (entries.length === 0) return;
-      const rows: ExportRow[] = [];
-      for (const [dbKey, value] of entries) {
-        const { scope: s, key } = parseEntryKey(dbKey);
-        const { jobId, address } = decodeEntryValue(value);
-        const meta = jobs.get(jobId);
-        if (reason !== undefined && meta.reason !== reason) continue;
-        rows.push({ email: address ?? key, key, unit: s === ACCOUNT_WIDE ? '' : s, reason: meta.reason, source: meta.source, job: jobId, added_at: meta.addedAt });
-      }
-      if (rows.length > 0) yield rows;
+  const jobs = new JobMetas(store);
+  for await (const entries of store.scanEntries(scope)) {
+    const rows: ExportRow[] = [];
+    for (const { scope: s, key, jobId, address } of entries) {
+      const meta = await jobs.get(jobId);
+      if (reason !== undefined && meta.reason !== reason) continue;
+      rows.push({ email: address ?? key, key, unit: s === ACCOUNT_WIDE ? '' : s, reason: meta.reason, source: meta.source, job: jobId, added_at: meta.addedAt });
     }
-  } finally {
-    await it.close();
+    if (rows.length > 0) yield rows;
   }
 }
 
 /** The export as text pieces (the CSV header first), ready to be written to a file or a response. */
-export async function* exportText(store: LevelStore, o: ExportOptions = {}): AsyncGenerator<string> {
+export async function* exportText(store: Pick<Ledger, 'scanEntries' | 'getJob'>, o: ExportOptions = {}): AsyncGenerator<string> {
   const format = o.format ?? 'csv';
   if (!EXPORT_FORMATS.includes(format)) {
     throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `Expected \`format\` to be one of ${EXPORT_FORMATS.join(', ')}, got ${describeValue(o.format)}`);

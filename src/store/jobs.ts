@@ -1,4 +1,5 @@
 import type { ImportCounts } from '../pipeline/stats.js';
+import type { JobMeta } from './store.js';
 
 /**
  * `analyzing` and `awaiting_confirmation` are set by imports run over HTTP, which exist as jobs
@@ -98,4 +99,34 @@ export function jobSummary(j: AnyJob): Record<string, unknown> {
   const common = { id: j.id, kind: j.kind, state: j.state, scope: j.scope, reason: j.reason, source: j.source, createdAt: j.createdAt, finishedAt: j.finishedAt };
   if (j.kind === 'add') return { ...common, actor: j.actor, key: j.key };
   return { ...common, origin: j.origin ?? { via: 'cli', actor: 'cli' }, ...j.checkpoint.counts, error: j.error };
+}
+
+const UNKNOWN_JOB: JobMeta = Object.freeze({ reason: 'unknown', source: 'unknown', addedAt: '' });
+
+/** What an entry inherits from the job that stored it; a placeholder for a job that is gone. */
+export function jobMetaOf(job: AnyJob | undefined): JobMeta {
+  return job === undefined ? UNKNOWN_JOB : { reason: job.reason, source: job.source, addedAt: job.createdAt };
+}
+
+/**
+ * Job metadata by id, read from the ledger once per job: reason, source and date never change
+ * after a job is created, and entries point to a few jobs each, so an export of millions of
+ * entries reads each job once.
+ */
+export class JobMetas {
+  readonly #ledger: { getJob(id: string): Promise<AnyJob | undefined> };
+  readonly #byId = new Map<string, JobMeta>();
+
+  constructor(ledger: { getJob(id: string): Promise<AnyJob | undefined> }) {
+    this.#ledger = ledger;
+  }
+
+  async get(jobId: string): Promise<JobMeta> {
+    let meta = this.#byId.get(jobId);
+    if (meta === undefined) {
+      meta = jobMetaOf(await this.#ledger.getJob(jobId));
+      this.#byId.set(jobId, meta);
+    }
+    return meta;
+  }
 }

@@ -8,7 +8,10 @@
  * f<generation padded>     filter log: the filter hashes of the entries that generation added (binary)
  * h<scope>\0<h><key>\0<jobId> a job also holds a key that an earlier job had already stored
  * j<jobId padded>          job record (JSON), including its checkpoint
- * m<name>                  metadata (format version, policy, counters, generation)
+ * k<id>                    API key record (JSON): its public fields and the SHA-256 of the key
+ * m<name>                  metadata (format version, policy, counters, generation, id sequences)
+ * s<id padded>             URL sync record (JSON)
+ * a..., x...               the audit trail and its index by key (see audit.ts)
  * ```
  *
  * `<h>` is the key's first hash (see dedup/hash.ts) as 8 hex digits. Entries of a scope are thus
@@ -22,8 +25,7 @@
 
 import { hashKeyTuple } from '../dedup/hash.js';
 
-export const ACCOUNT_WIDE = '*';
-export const UNIT_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+export { ACCOUNT_WIDE, UNIT_ID_PATTERN } from './store.js';
 
 const SEP = '\u0000';
 
@@ -109,3 +111,21 @@ export function decodeEntryValue(value: string): { jobId: string; address: strin
   const sep = value.indexOf(SEP);
   return sep < 0 ? { jobId: value, address: undefined } : { jobId: value.slice(0, sep), address: value.slice(sep + 1) };
 }
+
+/** The range of every hold on one entry (of any job). */
+export function holdRangeOfEntry(entryDbKey: string): { gte: string; lt: string } {
+  const prefix = holdKeyOfEntry(entryDbKey, '');
+  return { gte: prefix, lt: prefix.slice(0, -1) + '\u0001' };
+}
+
+export function apiKeyKey(id: string): string {
+  return 'k' + id;
+}
+
+export const API_KEY_RANGE = { gt: 'k', lt: 'l' } as const;
+
+export function syncKey(id: string): string {
+  return 's' + id.padStart(12, '0');
+}
+
+export const SYNC_RANGE = { gt: 's', lt: 't' } as const;

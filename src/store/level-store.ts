@@ -5,10 +5,17 @@ import { OptoutError } from '../errors.js';
 import { POLICY_VERSION } from '../policy/email.js';
 import { KeyFilter } from '../dedup/bloom.js';
 import {
-  COUNT_RANGE, JOB_RANGE, countKey, filterLogKey, jobKey, metaKey,
+  ACCOUNT_WIDE, API_KEY_RANGE, COUNT_RANGE, JOB_RANGE, SYNC_RANGE, apiKeyKey, countKey, decodeEntryValue, encodeEntryValue,
+  entryKeyOfHash, entryRange, filterLogKey, holdKeyOfEntry, holdRangeOfEntry, jobKey, metaKey, parseEntryKey, syncKey,
 } from './keys.js';
-import type { AnyJob, JobRecord } from './jobs.js';
-import { auditId, auditOps, type AuditRecord } from './audit.js';
+import type { AddRecord, AnyJob, JobRecord } from './jobs.js';
+import { AUDIT_RANGE, auditId, auditIdOfIndex, auditIndexRange, auditOps, type AuditRecord } from './audit.js';
+import { JobMetaCache } from './job-meta.js';
+import { rollbackInLevel, type ChangeOp } from './level/rollback.js';
+import type {
+  AddOutcome, AuditFields, AuditScan, HashedKey, JobMeta, NewSuppression, RemovedEntry, RollbackCounts, ScopedEntry, Store,
+  StoredApiKey, StoredEntry, SyncRecord,
+} from './store.js';
 import { saveFilterSnapshot } from './filter-snapshot.js';
 import { FilterLogRecord } from './filter-log.js';
 import { generationToken, loadKeyFilter, type FilterSource } from './filter-rebuild.js';
@@ -62,8 +69,7 @@ export class EntryBatch {
   }
 }
 
-/** One write of a change: see `commitChange`. */
-export type ChangeOp = { type: 'put'; key: string; value: string } | { type: 'del'; key: string };
+export type { ChangeOp };
 
 interface Owner { pid: number; purpose: string; since: string; url?: string }
 
@@ -72,9 +78,11 @@ interface Owner { pid: number; purpose: string; since: string; url?: string }
  * without I/O. One process owns it at a time (LevelDB's lock); the owner writes `owner.json`
  * so that a second process can say who holds it.
  */
-export class LevelStore {
+export class LevelStore implements Store {
+  readonly supports = { syncLookups: true } as const;
   readonly dir: string;
   readonly db: ClassicLevel<string, string>;
+  readonly #jobMeta: JobMetaCache;
   #generation = 0;
   #counts = new Map<string, number>();
   #filter: KeyFilter | undefined;
@@ -92,6 +100,7 @@ export class LevelStore {
   private constructor(dir: string, db: ClassicLevel<string, string>) {
     this.dir = dir;
     this.db = db;
+    this.#jobMeta = new JobMetaCache(db);
   }
 
   static async open(dirInput: string, options: OpenStoreOptions = {}): Promise<LevelStore> {
@@ -317,7 +326,7 @@ export class LevelStore {
    * A new audit record, not yet written: the caller writes it in the batch of the change it
    * describes. Ids order by time, then by a per-process sequence.
    */
-  audit(fields: Omit<AuditRecord, 'id' | 'time'>): AuditRecord {
+  audit(fields: AuditFields): AuditRecord {
     const now = Date.now();
     return { id: auditId(now, this.#auditSeq++), time: new Date(now).toISOString(), ...fields };
   }
@@ -326,11 +335,7 @@ export class LevelStore {
   async appendAudit(records: readonly AuditRecord[]): Promise<void> {
     this.#assertOpen();
     if (records.length === 0) return;
-    try {
-      await this.db.batch(records.flatMap((r) => auditOps(r).map((op) => ({ type: 'put' as const, ...op }))));
-    } catch (cause) {
-      throw new OptoutError('OPTOUT_ERR_STORE', `Store write failed: ${(cause as Error).message}`, { cause });
-    }
+    await this.#put(records.flatMap(auditOps));
   }
 
   /**
@@ -350,12 +355,11 @@ export class LevelStore {
 
   /** Writes a job record, with the audit record of its outcome when there is one. */
   async putJob(job: AnyJob, audit?: AuditRecord): Promise<void> {
-    this.#assertOpen();
-    const ops = [{ key: jobKey(job.id), value: JSON.stringify(job) }, ...(audit ? auditOps(audit) : [])];
-    await this.db.batch(ops.map((op) => ({ type: 'put' as const, ...op })));
+    await this.#put([{ key: jobKey(job.id), value: JSON.stringify(job) }, ...(audit ? auditOps(audit) : [])]);
   }
 
   async getJob(id: string): Promise<AnyJob | undefined> {
+    this.#assertOpen();
     const raw = await this.db.get(jobKey(id));
     return raw === undefined ? undefined : (JSON.parse(raw) as AnyJob);
   }
@@ -376,6 +380,174 @@ export class LevelStore {
   async nextJobId(): Promise<{ id: string; op: ChangeOp }> {
     const id = String(Number((await this.db.get(metaKey('jobseq'))) ?? 0) + 1);
     return { id, op: { type: 'put', key: metaKey('jobseq'), value: id } };
+  }
+
+  get isOpen(): boolean {
+    return !this.#closed && this.db.status === 'open';
+  }
+
+  /** On the check path: a read that fails throws, and the checker answers `unavailable`. */
+  entrySync(scope: string, key: string, h1: number): StoredEntry | undefined {
+    const value = this.db.getSync(entryKeyOfHash(scope, h1, key));
+    return value === undefined ? undefined : decodeEntryValue(value);
+  }
+
+  jobMetaSync(jobId: string): JobMeta {
+    return this.#jobMeta.get(jobId);
+  }
+
+  apiKeySync(id: string): StoredApiKey | undefined {
+    const raw = this.db.getSync(apiKeyKey(id));
+    return raw === undefined ? undefined : (JSON.parse(raw) as StoredApiKey);
+  }
+
+  async *auditRecords(scan: AuditScan): AsyncGenerator<AuditRecord> {
+    this.#assertOpen();
+    if (scan.key !== undefined) {
+      const ids: string[] = [];
+      for await (const k of this.db.keys(auditIndexRange(scan.key))) {
+        const id = auditIdOfIndex(k);
+        if (id >= scan.fromId) ids.push(id);
+      }
+      for (const raw of await this.getMany(ids.map((id) => 'a' + id))) {
+        if (raw !== undefined) yield JSON.parse(raw) as AuditRecord;
+      }
+      return;
+    }
+    for await (const raw of this.db.values({ gte: 'a' + scan.fromId, lt: AUDIT_RANGE.lt })) yield JSON.parse(raw) as AuditRecord;
+  }
+
+  async addSuppression(s: NewSuppression, audit: (outcome: AddOutcome) => AuditRecord): Promise<AddOutcome> {
+    const filter = await this.filter();
+    return this.withWriteLock(async () => {
+      const entry = entryKeyOfHash(s.scope, s.h1, s.key);
+      const [existing] = await this.getMany([entry]);
+      const { id, op } = await this.nextJobId();
+      const now = new Date().toISOString();
+      const record: AddRecord = {
+        id, kind: 'add', state: 'completed', scope: s.scope, reason: s.reason, source: s.source, actor: s.actor, key: s.key,
+        createdAt: now, updatedAt: now, finishedAt: now,
+      };
+      const ops: ChangeOp[] = [op, { type: 'put', key: jobKey(id), value: JSON.stringify(record) }];
+      const outcome: AddOutcome = { added: existing === undefined, job: id };
+      if (outcome.added) {
+        // In the filter before the write is acknowledged: no check may see the entry as absent.
+        filter.add(s.h1, s.h2);
+        ops.push({ type: 'put', key: entry, value: encodeEntryValue(id, s.address === s.key ? undefined : s.address) });
+      } else {
+        // Held, as an import holds a key it found: rolling back the entry's owner keeps it.
+        ops.push({ type: 'put', key: holdKeyOfEntry(entry, id), value: '' });
+      }
+      await this.commitChange(ops, new Map([[s.scope, outcome.added ? 1 : 0]]), audit(outcome));
+      return outcome;
+    });
+  }
+
+  async removeSuppression(scope: string, key: HashedKey, audit: (removed: RemovedEntry) => AuditRecord): Promise<RemovedEntry> {
+    return this.withWriteLock(async () => {
+      const entryKey = entryKeyOfHash(scope, key.h1, key.key);
+      const [value] = await this.getMany([entryKey]);
+      if (value === undefined) {
+        throw new OptoutError('OPTOUT_ERR_NOT_SUPPRESSED', `${key.key} is not suppressed ${scope === ACCOUNT_WIDE ? 'account-wide' : `in unit ${scope}`}`);
+      }
+      const entry = decodeEntryValue(value);
+      const range = holdRangeOfEntry(entryKey);
+      const holds = await this.db.keys(range).all();
+      const removed: RemovedEntry = { entry, meta: this.#jobMeta.get(entry.jobId), heldBy: holds.map((k) => k.slice(range.gte.length)) };
+      const ops: ChangeOp[] = [{ type: 'del', key: entryKey }, ...holds.map((k) => ({ type: 'del' as const, key: k }))];
+      await this.commitChange(ops, new Map([[scope, -1]]), audit(removed));
+      return removed;
+    });
+  }
+
+  async rollbackJob(job: AnyJob, audit: (counts: RollbackCounts) => AuditRecord): Promise<RollbackCounts> {
+    this.#assertOpen();
+    return rollbackInLevel(this.db, (ops, delta, a) => this.commitChange(ops, delta, a), job, audit);
+  }
+
+  async entriesOf(key: HashedKey): Promise<Array<{ scope: string; entry: StoredEntry }>> {
+    const scopes = [ACCOUNT_WIDE, ...[...this.#counts.keys()].filter((s) => s !== ACCOUNT_WIDE).sort()];
+    const values = await this.getMany(scopes.map((s) => entryKeyOfHash(s, key.h1, key.key)));
+    const out: Array<{ scope: string; entry: StoredEntry }> = [];
+    values.forEach((value, i) => {
+      if (value !== undefined) out.push({ scope: scopes[i] as string, entry: decodeEntryValue(value) });
+    });
+    return out;
+  }
+
+  async *scanEntries(scope?: string): AsyncGenerator<ScopedEntry[]> {
+    this.#assertOpen();
+    const it = this.db.iterator(entryRange(scope));
+    try {
+      for (;;) {
+        const batch = await it.nextv(1000);
+        if (batch.length === 0) return;
+        yield batch.map(([dbKey, value]) => ({ ...parseEntryKey(dbKey), ...decodeEntryValue(value) }));
+      }
+    } finally {
+      await it.close();
+    }
+  }
+
+  async putApiKey(key: StoredApiKey, audit: AuditRecord): Promise<void> {
+    await this.#put([{ key: apiKeyKey(key.id), value: JSON.stringify(key) }, ...auditOps(audit)]);
+  }
+
+  async getApiKey(id: string): Promise<StoredApiKey | undefined> {
+    this.#assertOpen();
+    const raw = await this.db.get(apiKeyKey(id));
+    return raw === undefined ? undefined : (JSON.parse(raw) as StoredApiKey);
+  }
+
+  async listApiKeys(): Promise<StoredApiKey[]> {
+    this.#assertOpen();
+    const out: StoredApiKey[] = [];
+    for await (const value of this.db.values(API_KEY_RANGE)) out.push(JSON.parse(value) as StoredApiKey);
+    return out;
+  }
+
+  async createSync(build: (id: string) => SyncRecord, audit: (sync: SyncRecord) => AuditRecord): Promise<SyncRecord> {
+    this.#assertOpen();
+    return this.withWriteLock(async () => {
+      const id = String(Number((await this.db.get(metaKey('syncseq'))) ?? 0) + 1);
+      const sync = build(id);
+      await this.commitChange([
+        { type: 'put', key: metaKey('syncseq'), value: id },
+        { type: 'put', key: syncKey(id), value: JSON.stringify(sync) },
+      ], new Map(), audit(sync));
+      return sync;
+    });
+  }
+
+  async putSync(sync: SyncRecord): Promise<void> {
+    await this.#put([{ key: syncKey(sync.id), value: JSON.stringify(sync) }]);
+  }
+
+  async getSync(id: string): Promise<SyncRecord | undefined> {
+    this.#assertOpen();
+    const raw = await this.db.get(syncKey(id));
+    return raw === undefined ? undefined : (JSON.parse(raw) as SyncRecord);
+  }
+
+  async listSyncs(): Promise<SyncRecord[]> {
+    this.#assertOpen();
+    const out: SyncRecord[] = [];
+    for await (const v of this.db.values(SYNC_RANGE)) out.push(JSON.parse(v) as SyncRecord);
+    return out;
+  }
+
+  async deleteSync(id: string, audit: AuditRecord): Promise<void> {
+    await this.commitChange([{ type: 'del', key: syncKey(id) }], new Map(), audit);
+  }
+
+  /** Writes records that are not entries (no generation, no filter log), atomically. */
+  async #put(ops: ReadonlyArray<{ key: string; value: string }>): Promise<void> {
+    this.#assertOpen();
+    try {
+      await this.db.batch(ops.map((op) => ({ type: 'put' as const, ...op })));
+    } catch (cause) {
+      throw new OptoutError('OPTOUT_ERR_STORE', `Store write failed: ${(cause as Error).message}`, { cause });
+    }
   }
 
   /** Bytes the store's files take on disk. */

@@ -1,5 +1,5 @@
 import type { ImportJobs } from '../manage/import-jobs.js';
-import type { LevelStore } from '../store/level-store.js';
+import type { Ledger } from '../store/store.js';
 import { listSyncs, runSync, type SyncRunResult } from './syncs.js';
 
 export interface SchedulerOptions {
@@ -15,14 +15,14 @@ export interface SchedulerOptions {
  * another of the same sync, and imports write one at a time anyway.
  */
 export class SyncScheduler {
-  readonly #store: LevelStore;
+  readonly #store: Ledger;
   readonly #jobs: ImportJobs;
   readonly #o: SchedulerOptions;
   readonly #abort = new AbortController();
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<void> | undefined;
 
-  constructor(store: LevelStore, jobs: ImportJobs, options: SchedulerOptions = {}) {
+  constructor(store: Ledger, jobs: ImportJobs, options: SchedulerOptions = {}) {
     this.#store = store;
     this.#jobs = jobs;
     this.#o = options;

@@ -1,10 +1,6 @@
 /**
  * Syncs: opt-out lists an external system publishes at a URL, fetched again and again and
- * imported each time they change. Kept in the store:
- *
- * ```
- * s<id, 12 digits>   sync record (JSON)
- * ```
+ * imported each time they change. Kept in the ledger, with an audit record when added or removed.
  *
  * A sync is additive: each run imports what the file holds now, and an address that has left the
  * file stays suppressed (only `remove` ends a suppression). It needs no confirmation: the source
@@ -14,33 +10,11 @@
 import { OptoutError, describeValue } from '../errors.js';
 import type { ImportJobs, ImportJobView } from '../manage/import-jobs.js';
 import { normalizeImportOptions } from '../options.js';
-import { ACCOUNT_WIDE, metaKey } from '../store/keys.js';
-import type { LevelStore } from '../store/level-store.js';
+import { ACCOUNT_WIDE, type Ledger, type SyncRecord } from '../store/store.js';
 import { fetchSource, type FetchSourceOptions } from './fetch-source.js';
 import { redactUrl, validateSyncUrl } from './sync-url.js';
 
-export interface SyncRecord {
-  id: string;
-  /** The URL as given; it may hold a token, so lists and logs show `label`. */
-  url: string;
-  label: string;
-  column: string | null;
-  unit: string | null;
-  reason: string;
-  /** Milliseconds between runs; null for runs on demand only. */
-  everyMs: number | null;
-  allowPrivate: boolean;
-  createdAt: string;
-  createdBy: string;
-  /** Validators of the last file imported completely, for conditional requests. */
-  etag: string | null;
-  lastModified: string | null;
-  lastRunAt: string | null;
-  lastStatus: 'fetched' | 'not-modified' | 'failed' | null;
-  lastJobId: string | null;
-  lastError: { code: string; message: string } | null;
-  nextRunAt: string | null;
-}
+export type { SyncRecord };
 
 export interface AddSyncOptions {
   url: string;
@@ -61,12 +35,7 @@ export interface SyncRunResult {
   error: { code: string; message: string } | null;
 }
 
-const SYNC_RANGE = { gt: 's', lt: 't' } as const;
 const UNITS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-
-function syncKey(id: string): string {
-  return 's' + id.padStart(12, '0');
-}
 
 /** `90s`, `15m`, `1h`, `1d` in milliseconds; at least one second. */
 export function parseEvery(value: string): number {
@@ -78,16 +47,14 @@ export function parseEvery(value: string): number {
   return Math.round(ms);
 }
 
-export async function listSyncs(store: LevelStore): Promise<SyncRecord[]> {
-  const out: SyncRecord[] = [];
-  for await (const v of store.db.values(SYNC_RANGE)) out.push(JSON.parse(v) as SyncRecord);
-  return out;
+export async function listSyncs(store: Pick<Ledger, 'listSyncs'>): Promise<SyncRecord[]> {
+  return store.listSyncs();
 }
 
-export async function getSync(store: LevelStore, id: string): Promise<SyncRecord> {
-  const raw = /^\d{1,12}$/.test(id) ? await store.db.get(syncKey(id)) : undefined;
-  if (raw === undefined) throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `No sync has the id ${describeValue(id)}`);
-  return JSON.parse(raw) as SyncRecord;
+export async function getSync(store: Pick<Ledger, 'getSync'>, id: string): Promise<SyncRecord> {
+  const rec = /^\d{1,12}$/.test(id) ? await store.getSync(id) : undefined;
+  if (rec === undefined) throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `No sync has the id ${describeValue(id)}`);
+  return rec;
 }
 
 /** What a listing shows: the record without the URL, which may hold a token. */
@@ -97,39 +64,31 @@ export function publicSync(s: SyncRecord): Omit<SyncRecord, 'url'> {
 }
 
 /** Adds a sync after checking its URL and options; audited. */
-export async function addSync(store: LevelStore, o: AddSyncOptions): Promise<SyncRecord> {
+export async function addSync(store: Ledger, o: AddSyncOptions): Promise<SyncRecord> {
   const allowPrivate = o.allowPrivate === true;
   const url = validateSyncUrl(o.url, { allowPrivate });
-  const checked = normalizeImportOptions({ source: { kind: 'file', path: store.dir }, column: o.column, unit: o.unit, reason: o.reason, confirm: { mode: 'yes' } });
+  // The source is a placeholder: only the options that a sync keeps are checked here.
+  const checked = normalizeImportOptions({ source: { kind: 'file', path: '.' }, column: o.column, unit: o.unit, reason: o.reason, confirm: { mode: 'yes' } });
   const everyMs = o.every === undefined ? null : parseEvery(o.every);
   const now = new Date();
-  return store.withWriteLock(async () => {
-    const id = String(Number((await store.db.get(metaKey('syncseq'))) ?? 0) + 1);
-    const rec: SyncRecord = {
+  return store.createSync((id) => ({
       id, url: url.href, label: redactUrl(url), column: checked.column ?? null,
       unit: checked.scope === ACCOUNT_WIDE ? null : checked.scope, reason: checked.reason, everyMs, allowPrivate,
       createdAt: now.toISOString(), createdBy: o.actor ?? 'library',
       etag: null, lastModified: null, lastRunAt: null, lastStatus: null, lastJobId: null, lastError: null,
       nextRunAt: everyMs === null ? null : now.toISOString(),
-    };
-    await store.commitChange([
-      { type: 'put', key: metaKey('syncseq'), value: id },
-      { type: 'put', key: syncKey(id), value: JSON.stringify(rec) },
-    ], new Map(), store.audit({ actor: rec.createdBy, action: 'sync.add', key: null, job: null, unit: rec.unit, details: publicSync(rec) }));
-    return rec;
-  });
+  }), (rec) => store.audit({ actor: rec.createdBy, action: 'sync.add', key: null, job: null, unit: rec.unit, details: publicSync(rec) }));
 }
 
 /** Removes a sync (the entries it imported stay); audited. */
-export async function removeSync(store: LevelStore, id: string, actor = 'library'): Promise<void> {
+export async function removeSync(store: Ledger, id: string, actor = 'library'): Promise<void> {
   const rec = await getSync(store, id);
-  await store.commitChange([{ type: 'del', key: syncKey(id) }], new Map(),
-    store.audit({ actor, action: 'sync.remove', key: null, job: null, unit: rec.unit, details: { id, label: rec.label } }));
+  await store.deleteSync(id, store.audit({ actor, action: 'sync.remove', key: null, job: null, unit: rec.unit, details: { id, label: rec.label } }));
 }
 
-async function update(store: LevelStore, id: string, patch: Partial<SyncRecord>): Promise<SyncRecord> {
+async function update(store: Ledger, id: string, patch: Partial<SyncRecord>): Promise<SyncRecord> {
   const rec = { ...(await getSync(store, id)), ...patch };
-  await store.db.put(syncKey(id), JSON.stringify(rec));
+  await store.putSync(rec);
   return rec;
 }
 
@@ -138,7 +97,7 @@ async function update(store: LevelStore, id: string, patch: Partial<SyncRecord>)
  * confirmation, waited for. The validators are kept only once the import has completed, so a
  * failed run is retried in full next time rather than answered 304.
  */
-export async function runSync(store: LevelStore, jobs: ImportJobs, id: string,
+export async function runSync(store: Ledger, jobs: ImportJobs, id: string,
   fetchOptions: Pick<FetchSourceOptions, 'signal' | 'timeouts' | 'maxBytes'> = {}): Promise<SyncRunResult> {
   const rec = await getSync(store, id);
   const startedAt = new Date();

@@ -1,0 +1,210 @@
+/**
+ * The store contract: what the engine needs from a storage backend, in domain terms. Nothing
+ * above `src/store/` sees a database handle or a key encoding; a backend keeps its layout to
+ * itself (the LevelDB one in `level/`), and one shared suite (`test/store/contract.ts`) says
+ * what every backend must do.
+ *
+ * The contract has two sides, because a shared deployment splits them between two places:
+ *
+ * - the **ledger**, the source of truth: jobs, import chunks, single changes, rollbacks, the
+ *   audit trail, API keys and syncs, and the reads that walk them (export, audit, lookups of
+ *   every scope). Its writes are atomic with their audit records.
+ * - the **check view**, what an eligibility check reads on its hot path: the key filter and
+ *   synchronous lookups of one entry, one job's metadata and one API key. Embedded, the ledger
+ *   is its own view; a backend without synchronous reads says so in `supports`.
+ */
+import type { KeyFilter } from '../dedup/bloom.js';
+import type { AuditRecord } from './audit.js';
+import type { AnyJob, JobRecord, SuppressionReason } from './jobs.js';
+
+/** The scope of account-wide suppressions (every unit). */
+export const ACCOUNT_WIDE = '*';
+/** Business unit ids. */
+export const UNIT_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** What a backend can do, as abstract-level's `supports`: callers branch on it, never on the backend's class. */
+export interface StoreCapabilities {
+  /** `entrySync`, `jobMetaSync` and `apiKeySync` answer without I/O waits (a local view). */
+  readonly syncLookups: boolean;
+}
+
+/** A scope's suppression of a key, as stored. */
+export interface StoredEntry {
+  /** The job (import or single add) that stored it. */
+  jobId: string;
+  /** The address as first seen, when it differs from the key. */
+  address: string | undefined;
+}
+
+/** An entry with its place: what export and lookups walk. */
+export interface ScopedEntry extends StoredEntry {
+  scope: string;
+  key: string;
+}
+
+/** What an entry inherits from the job that stored it. */
+export interface JobMeta {
+  reason: string;
+  source: string;
+  addedAt: string;
+}
+
+/** An API key as stored: its public record and the SHA-256 of the whole key. */
+export interface StoredApiKey {
+  id: string;
+  /** The only unit the key may ask about; null for every unit. */
+  unit: string | null;
+  scope: 'check' | 'admin';
+  /** Requests per second; null for no limit. */
+  rateLimit: number | null;
+  createdAt: string;
+  revokedAt: string | null;
+  /** SHA-256 of the whole key, hex. */
+  hash: string;
+}
+
+/** A URL sync as stored (see sync/syncs.ts). */
+export interface SyncRecord {
+  id: string;
+  /** The URL as given; it may hold a token, so lists and logs show `label`. */
+  url: string;
+  label: string;
+  column: string | null;
+  unit: string | null;
+  reason: string;
+  /** Milliseconds between runs; null for runs on demand only. */
+  everyMs: number | null;
+  allowPrivate: boolean;
+  createdAt: string;
+  createdBy: string;
+  /** Validators of the last file imported completely, for conditional requests. */
+  etag: string | null;
+  lastModified: string | null;
+  lastRunAt: string | null;
+  lastStatus: 'fetched' | 'not-modified' | 'failed' | null;
+  lastJobId: string | null;
+  lastError: { code: string; message: string } | null;
+  nextRunAt: string | null;
+}
+
+/** A key as the address policy made it, with its first two filter hashes (dedup/hash.ts). */
+export interface HashedKey {
+  key: string;
+  h1: number;
+  h2: number;
+}
+
+/** A single add: one address into one scope, as a job of its own (kind `add`). */
+export interface NewSuppression extends HashedKey {
+  scope: string;
+  /** The address as given, normalized; kept when it differs from the key. */
+  address: string;
+  reason: SuppressionReason;
+  source: string;
+  actor: string;
+}
+
+export interface AddOutcome {
+  /** False when the scope already held the key: the add's job then holds it. */
+  added: boolean;
+  job: string;
+}
+
+/** What a removal found and removed: the entry, its job's metadata and the jobs that held it too. */
+export interface RemovedEntry {
+  entry: StoredEntry;
+  meta: JobMeta;
+  heldBy: string[];
+}
+
+export interface RollbackCounts {
+  /** Entries deleted: no other job held them. */
+  removed: number;
+  /** Entries kept because another job also held them; they now belong to the earliest such job. */
+  kept: number;
+  /** This job's holds on entries of other jobs, released. */
+  holdsReleased: number;
+}
+
+/** Audit records in id (time) order from `fromId` on, all of them or those about one key. */
+export interface AuditScan {
+  fromId: string;
+  key?: string | undefined;
+}
+
+/** A new audit record's fields; the ledger gives it its id and time. */
+export type AuditFields = Omit<AuditRecord, 'id' | 'time'>;
+
+/** The read side of an eligibility check. */
+export interface CheckView {
+  readonly supports: StoreCapabilities;
+  /** False once closed (or, for a remote backend, while it cannot answer): checks then fail closed. */
+  readonly isOpen: boolean;
+  /** The key filter, covering every stored key whenever a check can see it. */
+  filter(): Promise<KeyFilter>;
+  /** The entry of `key` in `scope`, or undefined. Throws when the store cannot answer. */
+  entrySync(scope: string, key: string, h1: number): StoredEntry | undefined;
+  /** A job's reason, source and date (a placeholder for an unknown job). */
+  jobMetaSync(jobId: string): JobMeta;
+  apiKeySync(id: string): StoredApiKey | undefined;
+}
+
+/** The source of truth. Every write is atomic with the audit record that describes it. */
+export interface Ledger {
+  /** Entries per scope (`*` = account-wide). */
+  counts(): ReadonlyMap<string, number>;
+  totalEntries(): number;
+
+  /** A new audit record, not yet written: the caller hands it to the write it describes. */
+  audit(fields: AuditFields): AuditRecord;
+  /** Appends audit records that describe no store change (legal-basis decisions). */
+  appendAudit(records: readonly AuditRecord[]): Promise<void>;
+  auditRecords(scan: AuditScan): AsyncIterable<AuditRecord>;
+
+  /** Stores a new job under the next id, or over a reserved id; `complete` fills what depends on the id. */
+  createJob(fields: Omit<JobRecord, 'id'>, complete?: (job: JobRecord) => JobRecord, id?: string): Promise<JobRecord>;
+  /** Writes a job record, with the audit record of its outcome when there is one. */
+  putJob(job: AnyJob, audit?: AuditRecord): Promise<void>;
+  getJob(id: string): Promise<AnyJob | undefined>;
+  /** Every job and single add, oldest first. */
+  listJobs(): Promise<AnyJob[]>;
+  listImports(): Promise<JobRecord[]>;
+
+  /** Suppresses one key in one scope, with its job record and audit record; holds it when present. */
+  addSuppression(s: NewSuppression, audit: (outcome: AddOutcome) => AuditRecord): Promise<AddOutcome>;
+  /**
+   * Ends a key's suppression in one scope: the entry and every hold on it, with the audit
+   * record built from what was removed. OPTOUT_ERR_NOT_SUPPRESSED when there is none.
+   */
+  removeSuppression(scope: string, key: HashedKey, audit: (removed: RemovedEntry) => AuditRecord): Promise<RemovedEntry>;
+  /**
+   * Undoes a job that may be rolled back: its entries go unless another job holds them (they
+   * pass to the earliest holder), its holds are released, and the job ends `rolled_back`, with
+   * the audit record built from the counts. Resumable after a crash.
+   */
+  rollbackJob(job: AnyJob, audit: (counts: RollbackCounts) => AuditRecord): Promise<RollbackCounts>;
+
+  /** Every scope's entry of a key, account-wide first. */
+  entriesOf(key: HashedKey): Promise<Array<{ scope: string; entry: StoredEntry }>>;
+  /** Entries of one scope, or of every scope, in store order, a batch at a time. */
+  scanEntries(scope?: string): AsyncIterable<ScopedEntry[]>;
+
+  putApiKey(key: StoredApiKey, audit: AuditRecord): Promise<void>;
+  getApiKey(id: string): Promise<StoredApiKey | undefined>;
+  /** In id order. */
+  listApiKeys(): Promise<StoredApiKey[]>;
+
+  /** Stores a new sync under the next sync id, with its audit record. */
+  createSync(build: (id: string) => SyncRecord, audit: (sync: SyncRecord) => AuditRecord): Promise<SyncRecord>;
+  /** Rewrites a sync's record (its last run, its validators). */
+  putSync(sync: SyncRecord): Promise<void>;
+  getSync(id: string): Promise<SyncRecord | undefined>;
+  listSyncs(): Promise<SyncRecord[]>;
+  deleteSync(id: string, audit: AuditRecord): Promise<void>;
+
+  /** Releases the store; every later call fails with OPTOUT_ERR_STORE_NOT_OPEN. */
+  close(): Promise<void>;
+}
+
+/** A backend that is its own check view: the embedded store. */
+export interface Store extends Ledger, CheckView {}
