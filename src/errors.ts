@@ -15,6 +15,7 @@ export const ERROR_CODES = {
   OPTOUT_ERR_STORE_LOCKED: 'Another process holds the store',
   OPTOUT_ERR_STORE_SERVED: 'A running `optout serve` holds the store: use its HTTP API',
   OPTOUT_ERR_INVALID_EMAIL: 'The address fails the address policy',
+  OPTOUT_ERR_INVALID_ENCODING: 'A parameter, path or body is not valid UTF-8 (after percent-decoding)',
   OPTOUT_ERR_NOT_SUPPRESSED: 'The address is not suppressed in that scope',
   OPTOUT_ERR_JOB_NOT_FOUND: 'No job has that id',
   OPTOUT_ERR_JOB_STATE: 'The job is not in a state that allows this',
@@ -85,6 +86,7 @@ export function exitCodeFor(err: unknown): 1 | 2 | 3 {
     case 'OPTOUT_ERR_STORE_LOCKED':
     case 'OPTOUT_ERR_STORE_SERVED':
     case 'OPTOUT_ERR_INVALID_EMAIL':
+    case 'OPTOUT_ERR_INVALID_ENCODING':
     case 'OPTOUT_ERR_NOT_SUPPRESSED':
     case 'OPTOUT_ERR_JOB_NOT_FOUND':
     case 'OPTOUT_ERR_JOB_STATE':

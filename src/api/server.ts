@@ -24,6 +24,7 @@ import { ImportJobs, type ImportJobsOptions } from '../manage/import-jobs.js';
 import { SyncScheduler, type SchedulerOptions } from '../sync/scheduler.js';
 import { ApiError, toApiError } from './errors.js';
 import { registerManageRoutes } from './manage-routes.js';
+import { enforceStrictDecoding, frameworkErrors, parseQuery } from './strict-decoding.js';
 
 export const MAX_BATCH = 10_000;
 
@@ -103,7 +104,10 @@ export function createServer(options: ServerOptions): OptoutServer {
     // `units=emea` must be a 400, not a check of something else (a dropped unit would check
     // account-wide only and could answer eligible for an address suppressed in that unit).
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false } },
+    routerOptions: { querystringParser: parseQuery },
+    frameworkErrors,
   });
+  enforceStrictDecoding(app);
   // Slowloris: the headers of a request must arrive quickly.
   app.server.headersTimeout = 10_000;
   // Bodies are JSON only: a text body would otherwise reach validation and read as a bad parameter.
