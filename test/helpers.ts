@@ -210,3 +210,10 @@ export async function callApi(base: string, method: ApiMethod, path: string, key
   }
   return { status: res.statusCode, text, json, code: codeOf(text), headers: res.headers as Record<string, unknown> };
 }
+
+/** afterAll for the API tests: stops the server, then closes the store, then removes temp dirs. */
+export async function closeServerAndStore(app: { close(): Promise<unknown> } | undefined, store: { close(): Promise<unknown> } | undefined): Promise<void> {
+  await app?.close();
+  await store?.close();
+  await removeTempDirs();
+}

@@ -20,6 +20,7 @@ import type { CheckRequest } from '../check/checker.js';
 import type { OptoutStore } from '../check/open-store.js';
 import type { Decision, SendType } from '../check/rules.js';
 import { KeyRing, type KeyRecord, type KeyScope } from '../auth/api-keys.js';
+import { isOptoutError } from '../errors.js';
 import { ImportJobs, type ImportJobsOptions } from '../manage/import-jobs.js';
 import { SyncScheduler, type SchedulerOptions } from '../sync/scheduler.js';
 import { ApiError, toApiError } from './errors.js';
@@ -194,7 +195,16 @@ export function createServer(options: ServerOptions): OptoutServer {
       if (!isReady() || keys === undefined) throw new ApiError('OPTOUT_ERR_NOT_READY', 'The store is not ready');
       const header = request.headers.authorization;
       const match = header === undefined ? null : /^Bearer[ ]+(\S+)[ ]*$/i.exec(header);
-      const key = match?.[1] === undefined ? undefined : keys.verify(match[1]);
+      let key: KeyRecord | undefined;
+      try {
+        key = match?.[1] === undefined ? undefined : keys.verify(match[1]);
+      } catch (err) {
+        // A key that matched but may not be used: its holder is told why.
+        if (isOptoutError(err) && err.code === 'OPTOUT_ERR_UNAUTHORIZED') {
+          throw new ApiError('OPTOUT_ERR_UNAUTHORIZED', err.message, { 'www-authenticate': 'Bearer error="invalid_token"' });
+        }
+        throw err;
+      }
       if (key === undefined) {
         // One answer for a missing, malformed, unknown or revoked key.
         void reply.header('www-authenticate', 'Bearer');

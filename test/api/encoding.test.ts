@@ -10,7 +10,7 @@ import { createServer, type OptoutServer } from '../../src/api/server.js';
 import { createKey } from '../../src/auth/api-keys.js';
 import { openStore, type OptoutStore } from '../../src/check/open-store.js';
 import { addSuppression, lookupSuppressions } from '../../src/manage/suppressions.js';
-import { apiCaller, listenOnLoopback, removeTempDirs, tempDir, type ApiAnswer } from '../helpers.js';
+import { apiCaller, closeServerAndStore, listenOnLoopback, tempDir, type ApiAnswer } from '../helpers.js';
 
 let store: OptoutStore;
 let app: OptoutServer;
@@ -29,11 +29,7 @@ beforeAll(async () => {
   base = await listenOnLoopback(app);
 });
 
-afterAll(async () => {
-  await app?.close();
-  await store?.close();
-  await removeTempDirs();
-});
+afterAll(() => closeServerAndStore(app, store));
 
 const call = apiCaller(() => base);
 
