@@ -32,6 +32,7 @@ export const ERROR_CODES = {
   OPTOUT_ERR_UNAUTHORIZED: 'HTTP: the API key is missing, unknown or revoked',
   OPTOUT_ERR_FORBIDDEN: 'HTTP: the API key may not do this (scope or unit)',
   OPTOUT_ERR_RATE_LIMITED: "HTTP: the API key's rate limit is exceeded",
+  OPTOUT_ERR_REQUEST_TIMEOUT: 'HTTP: a request body did not arrive in time, or an upload stalled',
   OPTOUT_ERR_PAYLOAD_TOO_LARGE: 'HTTP: the body or the batch is too large',
   OPTOUT_ERR_NOT_READY: 'HTTP: the store or its key filter is not ready yet',
   OPTOUT_ERR_INVALID_JSON: 'HTTP: the body is not valid JSON',

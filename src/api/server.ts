@@ -25,6 +25,7 @@ import { ImportJobs, type ImportJobsOptions } from '../manage/import-jobs.js';
 import { SyncScheduler, type SchedulerOptions } from '../sync/scheduler.js';
 import { ApiError, toApiError } from './errors.js';
 import { registerManageRoutes } from './manage-routes.js';
+import { limitBodyTime, normalizeBodyTimeouts, streamedBody, type BodyTimeouts } from './body-timeouts.js';
 import { enforceStrictDecoding, frameworkErrors, parseQuery } from './strict-decoding.js';
 
 export const MAX_BATCH = 10_000;
@@ -38,6 +39,8 @@ export interface ServerOptions {
   syncs?: SchedulerOptions | false;
   /** Lets JSON imports from a URL reach loopback and private addresses. @default false */
   allowPrivateUrls?: boolean;
+  /** Time limits on request bodies: whole JSON bodies, and stalls of uploads. @default 30 s each */
+  timeouts?: BodyTimeouts;
   /** fastify's request log on stdout. @default false */
   logger?: boolean;
 }
@@ -96,8 +99,9 @@ export function createServer(options: ServerOptions): OptoutServer {
     logger: options.logger ?? false,
     bodyLimit: DEFAULT_BODY_LIMIT,
     // Idle sockets, slow request bodies and idle keep-alive connections must not pin resources.
+    // Bodies have limits of their own (body-timeouts.ts): Node's would also cut off long uploads.
     connectionTimeout: 60_000,
-    requestTimeout: 30_000,
+    requestTimeout: 0,
     keepAliveTimeout: 65_000,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
@@ -109,6 +113,8 @@ export function createServer(options: ServerOptions): OptoutServer {
     frameworkErrors,
   });
   enforceStrictDecoding(app);
+  const timeouts = normalizeBodyTimeouts(options.timeouts);
+  limitBodyTime(app, timeouts);
   // Slowloris: the headers of a request must arrive quickly.
   app.server.headersTimeout = 10_000;
   // Bodies are JSON only: a text body would otherwise reach validation and read as a bad parameter.
@@ -285,6 +291,7 @@ export function createServer(options: ServerOptions): OptoutServer {
     },
     assertUnit,
     current,
+    uploadBody: (request, body) => streamedBody(request, body, timeouts.uploadStall),
     imports: () => {
       if (imports === undefined) throw new ApiError('OPTOUT_ERR_NOT_READY', 'The store is not ready');
       return imports;
