@@ -15,6 +15,7 @@ export const ERROR_CODES = {
   OPTOUT_ERR_STORE_LOCKED: 'Another process holds the store',
   OPTOUT_ERR_STORE_SERVED: 'A running `optout serve` holds the store: use its HTTP API',
   OPTOUT_ERR_INVALID_EMAIL: 'The address fails the address policy',
+  OPTOUT_ERR_INVALID_ENCODING: 'A parameter, path or body is not valid UTF-8 (after percent-decoding)',
   OPTOUT_ERR_NOT_SUPPRESSED: 'The address is not suppressed in that scope',
   OPTOUT_ERR_JOB_NOT_FOUND: 'No job has that id',
   OPTOUT_ERR_JOB_STATE: 'The job is not in a state that allows this',
@@ -31,6 +32,7 @@ export const ERROR_CODES = {
   OPTOUT_ERR_UNAUTHORIZED: 'HTTP: the API key is missing, unknown or revoked',
   OPTOUT_ERR_FORBIDDEN: 'HTTP: the API key may not do this (scope or unit)',
   OPTOUT_ERR_RATE_LIMITED: "HTTP: the API key's rate limit is exceeded",
+  OPTOUT_ERR_REQUEST_TIMEOUT: 'HTTP: a request body did not arrive in time, or an upload stalled',
   OPTOUT_ERR_PAYLOAD_TOO_LARGE: 'HTTP: the body or the batch is too large',
   OPTOUT_ERR_NOT_READY: 'HTTP: the store or its key filter is not ready yet',
   OPTOUT_ERR_INVALID_JSON: 'HTTP: the body is not valid JSON',
@@ -85,6 +87,7 @@ export function exitCodeFor(err: unknown): 1 | 2 | 3 {
     case 'OPTOUT_ERR_STORE_LOCKED':
     case 'OPTOUT_ERR_STORE_SERVED':
     case 'OPTOUT_ERR_INVALID_EMAIL':
+    case 'OPTOUT_ERR_INVALID_ENCODING':
     case 'OPTOUT_ERR_NOT_SUPPRESSED':
     case 'OPTOUT_ERR_JOB_NOT_FOUND':
     case 'OPTOUT_ERR_JOB_STATE':

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ClassicLevel } from 'classic-level';
+import { request } from 'undici';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -171,4 +172,48 @@ export function codeOf(text: string): unknown {
   } catch {
     return undefined;
   }
+}
+
+export type ApiMethod = 'GET' | 'PUT' | 'POST' | 'DELETE';
+export type ApiCall = (method: ApiMethod, path: string, key: string | undefined, body?: unknown, headers?: Record<string, string>) => Promise<ApiAnswer>;
+
+/** {@link callApi} bound to a server whose URL is known only once it listens (in beforeAll). */
+export function apiCaller(base: () => string): ApiCall {
+  return (method, path, key, body, headers) => callApi(base(), method, path, key, body, headers);
+}
+
+export interface ApiAnswer { status: number; text: string; json: Record<string, unknown>; code: unknown; headers: Record<string, unknown> }
+
+/**
+ * One request to a server started by {@link listenOnLoopback}. A string or byte body is sent
+ * as it is (set its content type in `headers`); anything else as JSON. The path is sent as
+ * written, so that tests can send escapes a URL builder would fix.
+ */
+export async function callApi(base: string, method: ApiMethod, path: string, key: string | undefined,
+  body?: unknown, headers: Record<string, string> = {}): Promise<ApiAnswer> {
+  const isRaw = typeof body === 'string' || body instanceof Uint8Array;
+  const res = await request(`${base}${path}`, {
+    method,
+    headers: {
+      ...(key === undefined ? {} : { authorization: `Bearer ${key}` }),
+      ...(body === undefined || isRaw ? {} : { 'content-type': 'application/json' }),
+      ...headers,
+    },
+    body: body === undefined ? undefined : isRaw ? body as string | Uint8Array : JSON.stringify(body),
+  });
+  const text = await res.body.text();
+  let json: Record<string, unknown> = {};
+  try {
+    json = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    // CSV and text answers.
+  }
+  return { status: res.statusCode, text, json, code: codeOf(text), headers: res.headers as Record<string, unknown> };
+}
+
+/** afterAll for the API tests: stops the server, then closes the store, then removes temp dirs. */
+export async function closeServerAndStore(app: { close(): Promise<unknown> } | undefined, store: { close(): Promise<unknown> } | undefined): Promise<void> {
+  await app?.close();
+  await store?.close();
+  await removeTempDirs();
 }

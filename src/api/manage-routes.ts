@@ -23,6 +23,8 @@ export interface RouteContext {
   assertUnit(request: FastifyRequest, unit: string | undefined): void;
   current(): OptoutStore;
   imports(): ImportJobs;
+  /** The body of an upload as it arrives, with the stall limit in place of the whole-body one. */
+  uploadBody(request: FastifyRequest, body: Readable): AsyncIterable<Buffer>;
   /** Imports from URLs may reach loopback and private addresses (tests, trusted networks). */
   allowPrivateUrls: boolean;
 }
@@ -200,7 +202,14 @@ function registerImportRoutes(app: FastifyInstance, ctx: RouteContext): void {
       const origin = { via: 'http' as const, actor: actorOf(request) };
       let job;
       if (body instanceof Readable) {
-        job = await ctx.imports().createFromUpload(body, req, origin);
+        try {
+          job = await ctx.imports().createFromUpload(ctx.uploadBody(request, body), req, origin);
+        } catch (err) {
+          // Refused before its end (too large, stalled): the rest will not be read, so the
+          // connection cannot carry another request.
+          if (!request.raw.complete) void reply.header('connection', 'close');
+          throw err;
+        }
       } else if (isUrlImport(body)) {
         const { url, ...options } = body;
         job = await ctx.imports().createFromUrl(url, { ...req, ...options }, origin, { allowPrivate: ctx.allowPrivateUrls });

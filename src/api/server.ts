@@ -20,10 +20,13 @@ import type { CheckRequest } from '../check/checker.js';
 import type { OptoutStore } from '../check/open-store.js';
 import type { Decision, SendType } from '../check/rules.js';
 import { KeyRing, type KeyRecord, type KeyScope } from '../auth/api-keys.js';
+import { isOptoutError } from '../errors.js';
 import { ImportJobs, type ImportJobsOptions } from '../manage/import-jobs.js';
 import { SyncScheduler, type SchedulerOptions } from '../sync/scheduler.js';
 import { ApiError, toApiError } from './errors.js';
 import { registerManageRoutes } from './manage-routes.js';
+import { limitBodyTime, normalizeBodyTimeouts, streamedBody, type BodyTimeouts } from './body-timeouts.js';
+import { enforceStrictDecoding, frameworkErrors, parseQuery } from './strict-decoding.js';
 
 export const MAX_BATCH = 10_000;
 
@@ -36,6 +39,8 @@ export interface ServerOptions {
   syncs?: SchedulerOptions | false;
   /** Lets JSON imports from a URL reach loopback and private addresses. @default false */
   allowPrivateUrls?: boolean;
+  /** Time limits on request bodies: whole JSON bodies, and stalls of uploads. @default 30 s each */
+  timeouts?: BodyTimeouts;
   /** fastify's request log on stdout. @default false */
   logger?: boolean;
 }
@@ -94,8 +99,9 @@ export function createServer(options: ServerOptions): OptoutServer {
     logger: options.logger ?? false,
     bodyLimit: DEFAULT_BODY_LIMIT,
     // Idle sockets, slow request bodies and idle keep-alive connections must not pin resources.
+    // Bodies have limits of their own (body-timeouts.ts): Node's would also cut off long uploads.
     connectionTimeout: 60_000,
-    requestTimeout: 30_000,
+    requestTimeout: 0,
     keepAliveTimeout: 65_000,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
@@ -103,7 +109,12 @@ export function createServer(options: ServerOptions): OptoutServer {
     // `units=emea` must be a 400, not a check of something else (a dropped unit would check
     // account-wide only and could answer eligible for an address suppressed in that unit).
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false } },
+    routerOptions: { querystringParser: parseQuery },
+    frameworkErrors,
   });
+  enforceStrictDecoding(app);
+  const timeouts = normalizeBodyTimeouts(options.timeouts);
+  limitBodyTime(app, timeouts);
   // Slowloris: the headers of a request must arrive quickly.
   app.server.headersTimeout = 10_000;
   // Bodies are JSON only: a text body would otherwise reach validation and read as a bad parameter.
@@ -190,7 +201,16 @@ export function createServer(options: ServerOptions): OptoutServer {
       if (!isReady() || keys === undefined) throw new ApiError('OPTOUT_ERR_NOT_READY', 'The store is not ready');
       const header = request.headers.authorization;
       const match = header === undefined ? null : /^Bearer[ ]+(\S+)[ ]*$/i.exec(header);
-      const key = match?.[1] === undefined ? undefined : keys.verify(match[1]);
+      let key: KeyRecord | undefined;
+      try {
+        key = match?.[1] === undefined ? undefined : keys.verify(match[1]);
+      } catch (err) {
+        // A key that matched but may not be used: its holder is told why.
+        if (isOptoutError(err) && err.code === 'OPTOUT_ERR_UNAUTHORIZED') {
+          throw new ApiError('OPTOUT_ERR_UNAUTHORIZED', err.message, { 'www-authenticate': 'Bearer error="invalid_token"' });
+        }
+        throw err;
+      }
       if (key === undefined) {
         // One answer for a missing, malformed, unknown or revoked key.
         void reply.header('www-authenticate', 'Bearer');
@@ -271,6 +291,7 @@ export function createServer(options: ServerOptions): OptoutServer {
     },
     assertUnit,
     current,
+    uploadBody: (request, body) => streamedBody(request, body, timeouts.uploadStall),
     imports: () => {
       if (imports === undefined) throw new ApiError('OPTOUT_ERR_NOT_READY', 'The store is not ready');
       return imports;

@@ -75,6 +75,10 @@ export async function createKey(store: KeyStore, options: CreateKeyOptions): Pro
   if (options.unit !== undefined && (typeof options.unit !== 'string' || !UNIT_ID_PATTERN.test(options.unit))) {
     throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `Expected \`unit\` to match [A-Za-z0-9_-]{1,64}, got ${describeValue(options.unit)}`);
   }
+  if (options.scope === 'admin' && options.unit !== undefined) {
+    throw new OptoutError('OPTOUT_ERR_INVALID_OPTION',
+      `Expected \`unit\` to be left out for an admin key (admin keys are account-wide; a unit binds check keys only), got ${describeValue(options.unit)}`);
+  }
   if (options.rateLimit !== undefined && !(typeof options.rateLimit === 'number' && Number.isFinite(options.rateLimit) && options.rateLimit > 0)) {
     throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `Expected \`rateLimit\` to be a positive number of requests per second, got ${describeValue(options.rateLimit)}`);
   }
@@ -118,6 +122,20 @@ export async function revokeKey(store: KeyStore, id: string, actor = 'cli'): Pro
   return publicRecord(stored);
 }
 
+/**
+ * The record of a key that matched, unless it may not be used at all. The admin routes (removals,
+ * rollbacks, the audit trail, keys) are account-wide and look at no unit, so a unit on an admin
+ * key binds nothing; earlier versions let `keys create --scope admin --unit` through. Such a key
+ * is refused outright, with its right secret, rather than trusted beyond its unit.
+ */
+function usable(stored: StoredKey): KeyRecord {
+  if (stored.scope === 'admin' && stored.unit !== null) {
+    throw new OptoutError('OPTOUT_ERR_UNAUTHORIZED',
+      `API key ${stored.id} is an admin key bound to unit ${stored.unit}, which is not accepted: revoke it, then create an admin key without a unit or a check key with --unit ${stored.unit}`);
+  }
+  return publicRecord(stored);
+}
+
 /** The id part of a presented key, or undefined when it is not shaped like one. */
 function idOf(presented: string): string | undefined {
   if (!presented.startsWith(PREFIX)) return undefined;
@@ -131,13 +149,16 @@ function matches(stored: StoredKey, presented: string): boolean {
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
-/** The record of a valid, unrevoked key; undefined for anything else. Reads the store. */
+/**
+ * The record of a valid, unrevoked key; undefined for anything else. Reads the store. Throws
+ * `OPTOUT_ERR_UNAUTHORIZED` for a key that matches but may not be used (see `usable`).
+ */
 export async function verifyKey(store: KeyStore, presented: string): Promise<KeyRecord | undefined> {
   const id = idOf(presented);
   const raw = id === undefined ? undefined : await store.db.get(recordKey(id));
   if (raw === undefined) return undefined;
   const stored = JSON.parse(raw) as StoredKey;
-  return stored.revokedAt === null && matches(stored, presented) ? publicRecord(stored) : undefined;
+  return stored.revokedAt === null && matches(stored, presented) ? usable(stored) : undefined;
 }
 
 /**
@@ -155,6 +176,7 @@ export class KeyRing {
     this.#store = store;
   }
 
+  /** As {@link verifyKey}, from the cache. */
   verify(presented: string): KeyRecord | undefined {
     const id = idOf(presented);
     if (id === undefined) return undefined;
@@ -166,7 +188,7 @@ export class KeyRing {
       this.#byId.set(id, stored);
     }
     if (stored.revokedAt !== null) return undefined;
-    return matches(stored, presented) ? publicRecord(stored) : undefined;
+    return matches(stored, presented) ? usable(stored) : undefined;
   }
 
   /** Drops a cached key, so that its next use reads the store (after a revocation through the API). */

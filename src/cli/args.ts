@@ -21,6 +21,19 @@ export function parseCount(name: string, value: string): number {
   return parseInteger(name, value.replace(/[\s,_]/g, ''), 0);
 }
 
+/**
+ * Node decodes the command line as UTF-8 and puts U+FFFD where bytes do not decode, and the
+ * address policy accepts U+FFFD: `optout check` typed in a Latin-1 terminal would answer for an
+ * address nobody suppresses. A literal U+FFFD cannot be told apart from one, so both are refused.
+ */
+export function assertArgumentsDecoded(args: readonly string[]): void {
+  const at = args.findIndex((a) => a.includes('\uFFFD'));
+  if (at !== -1) {
+    throw new OptoutError('OPTOUT_ERR_INVALID_ENCODING',
+      `Argument ${at + 1} (${describeValue(args[at])}) is not valid UTF-8: set the terminal to UTF-8 (it may also hold a literal U+FFFD, which is refused too)`);
+  }
+}
+
 /** Opens the store named by `--db` for one command and closes it, whatever happens. */
 export async function withStore<T>(cmd: Command, purpose: string, fn: (store: LevelStore) => Promise<T>): Promise<T> {
   const store = await LevelStore.open(dbOption(cmd), { purpose });

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
 import { exitCodeFor, isOptoutError } from '../errors.js';
+import { assertArgumentsDecoded } from './args.js';
 import { registerImport } from './commands/import.js';
 import { registerCheck } from './commands/check.js';
 import { registerNormalize } from './commands/normalize.js';
@@ -39,6 +40,7 @@ export function buildProgram(): Command {
 export async function main(argv: string[]): Promise<number> {
   const program = buildProgram();
   try {
+    assertArgumentsDecoded(argv.slice(2));
     await program.parseAsync(argv);
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (err) {

@@ -5,8 +5,7 @@
 import { gzipSync } from 'node:zlib';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { request } from 'undici';
-import { ROOT, codeOf, listenOnLoopback, removeTempDirs, tempDir } from '../helpers.js';
+import { ROOT, apiCaller, listenOnLoopback, removeTempDirs, tempDir } from '../helpers.js';
 
 // Imports run worker threads from the build, so the built server is under test.
 const lib = await import(join(ROOT, 'dist/src/index.js')) as typeof import('../../src/index.js');
@@ -33,29 +32,7 @@ afterAll(async () => {
   await removeTempDirs();
 });
 
-interface Answer { status: number; text: string; json: Record<string, unknown>; code: unknown; headers: Record<string, unknown> }
-
-async function call(method: 'GET' | 'PUT' | 'POST' | 'DELETE', path: string, key: string | undefined,
-  body?: unknown, headers: Record<string, string> = {}): Promise<Answer> {
-  const isRaw = typeof body === 'string' || body instanceof Uint8Array;
-  const res = await request(`${base}${path}`, {
-    method,
-    headers: {
-      ...(key === undefined ? {} : { authorization: `Bearer ${key}` }),
-      ...(body === undefined || isRaw ? {} : { 'content-type': 'application/json' }),
-      ...headers,
-    },
-    body: body === undefined ? undefined : isRaw ? body as string | Uint8Array : JSON.stringify(body),
-  });
-  const text = await res.body.text();
-  let json: Record<string, unknown> = {};
-  try {
-    json = JSON.parse(text) as Record<string, unknown>;
-  } catch {
-    // CSV answers.
-  }
-  return { status: res.statusCode, text, json, code: codeOf(text), headers: res.headers as Record<string, unknown> };
-}
+const call = apiCaller(() => base);
 
 const eligible = async (email: string, unit?: string): Promise<boolean> => {
   const q = new URLSearchParams({ email, ...(unit ? { unit } : {}) });

@@ -2,10 +2,11 @@
  * `optout check`, `optout normalize` and `optout stats` through the built CLI, on a real store
  * filled by real imports.
  */
+import { spawnSync } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SAMPLE, errorCodes, parseJson, removeTempDirs, runCli, tempDir, type CliResult } from '../helpers.js';
+import { CLI, SAMPLE, errorCodes, parseJson, removeTempDirs, runCli, tempDir, type CliResult } from '../helpers.js';
 import type { StoreStats } from '../../src/cli/commands/stats.js';
 import type { Decision } from '../../src/check/rules.js';
 
@@ -117,6 +118,13 @@ describe('check', () => {
     const bad = await cli('check', 'not-an-email');
     expect(bad.code).toBe(1);
     expect(bad.stdout).toContain('NO_AT_SIGN');
+  });
+
+  it('an argument that is not UTF-8: exit 2, OPTOUT_ERR_INVALID_ENCODING, no decision', () => {
+    // Node turns the byte E9 (Latin-1 é) into U+FFFD when it reads argv: only a shell passes the byte.
+    const script = 'exec "$0" "$1" --db "$2" check "$(printf \'jos\\351@example.com\')" --json';
+    const res = spawnSync('/bin/sh', ['-c', script, process.execPath, CLI, db], { encoding: 'utf8' });
+    expect({ exit: res.status, codes: errorCodes(res.stderr), stdout: res.stdout }).toEqual({ exit: 2, codes: ['OPTOUT_ERR_INVALID_ENCODING'], stdout: '' });
   });
 
   it('a bad --unit: exit 2, OPTOUT_ERR_INVALID_OPTION', async () => {

@@ -23,7 +23,7 @@ export function registerKeys(program: Command): void {
 
   keys.command('create')
     .description('create a key; it is printed once and only its hash is stored')
-    .option('--unit <id>', 'the only business unit the key may ask about (default: every unit)')
+    .option('--unit <id>', 'the only business unit a check key may ask about (default: every unit; not with --scope admin)')
     .option('--scope <scope>', 'check (eligibility routes) or admin (everything)', 'check')
     .option('--rate-limit <n>', 'requests per second, e.g. 100/s (default: none)')
     .option('--json', 'print { id, key, ... } as JSON')
