@@ -1,5 +1,5 @@
 import { OptoutError, describeValue } from './errors.js';
-import { ACCOUNT_WIDE, UNIT_ID_PATTERN } from './store/keys.js';
+import { ACCOUNT_WIDE, UNIT_ID_PATTERN } from './store/store.js';
 import { SUPPRESSION_REASONS, type JobOrigin, type SuppressionReason } from './store/jobs.js';
 import type { LevelStore } from './store/level-store.js';
 import { normalizeEncoding, type InputEncoding } from './source/decode.js';

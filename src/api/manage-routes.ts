@@ -13,7 +13,7 @@ import { exportText, type ExportFormat } from '../manage/export.js';
 import type { ImportJobs, ImportRequest } from '../manage/import-jobs.js';
 import { rollbackJob } from '../manage/rollback.js';
 import { addSuppression, lookupSuppressions, removeSuppression } from '../manage/suppressions.js';
-import { ACCOUNT_WIDE } from '../store/keys.js';
+import { ACCOUNT_WIDE } from '../store/store.js';
 import { jobSummary } from '../store/jobs.js';
 import { ApiError } from './errors.js';
 

@@ -150,7 +150,7 @@ export function createServer(options: ServerOptions): OptoutServer {
     bind(options.store);
   }
 
-  const isReady = (): boolean => store !== undefined && store.store.db.status === 'open';
+  const isReady = (): boolean => store !== undefined && store.store.isOpen;
   Object.defineProperty(app, 'optoutReady', { get: isReady, enumerable: false });
 
   // Metrics in a registry of this server's own, so that several servers (tests) do not collide.

@@ -1,10 +1,6 @@
 /**
- * API keys for the HTTP API, kept in the store's LevelDB under the prefix `k` (the other
- * prefixes are a, e, h, j, m, x; see store/keys.ts and store/audit.ts):
- *
- * ```
- * k<id>   key record (JSON): id, SHA-256 of the secret, unit, scope, rate limit, dates
- * ```
+ * API keys for the HTTP API, kept in the ledger: id, SHA-256 of the whole key, unit, scope, rate
+ * limit, dates; every creation and revocation with its audit record.
  *
  * A key reads `oo_<id>_<secret>`: the id (hex, no `_`) finds the record without scanning, and
  * only the secret's hash is stored, so a copy of the store does not leak usable keys. The whole
@@ -12,10 +8,8 @@
  * as long to reject as a right one takes to accept.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import type { ClassicLevel } from 'classic-level';
 import { OptoutError, describeValue } from '../errors.js';
-import { UNIT_ID_PATTERN } from '../store/keys.js';
-import { auditOps, type AuditRecord } from '../store/audit.js';
+import { UNIT_ID_PATTERN, type CheckView, type Ledger, type StoredApiKey } from '../store/store.js';
 
 export type KeyScope = 'check' | 'admin';
 export const KEY_SCOPES: readonly KeyScope[] = ['check', 'admin'];
@@ -32,16 +26,10 @@ export interface KeyRecord {
   revokedAt: string | null;
 }
 
-interface StoredKey extends KeyRecord {
-  /** SHA-256 of the whole key, hex. */
-  hash: string;
-}
+type StoredKey = StoredApiKey;
 
-/** Anything with the store's LevelDB and audit trail: a LevelStore, or `openStore(...).store`. */
-export interface KeyStore {
-  readonly db: ClassicLevel<string, string>;
-  audit(fields: Omit<AuditRecord, 'id' | 'time'>): AuditRecord;
-}
+/** Where keys are kept: the ledger (a LevelStore, or `openStore(...).store`). */
+export type KeyStore = Pick<Ledger, 'audit' | 'putApiKey' | 'getApiKey' | 'listApiKeys'>;
 
 export interface CreateKeyOptions {
   unit?: string | undefined;
@@ -52,12 +40,7 @@ export interface CreateKeyOptions {
 }
 
 const PREFIX = 'oo_';
-const KEY_RANGE = { gt: 'k', lt: 'l' } as const;
 const ID_PATTERN = /^[0-9a-f]{16}$/;
-
-function recordKey(id: string): string {
-  return 'k' + id;
-}
 
 function hashOf(presented: string): string {
   return createHash('sha256').update(presented, 'utf8').digest('hex');
@@ -89,35 +72,22 @@ export async function createKey(store: KeyStore, options: CreateKeyOptions): Pro
     createdAt: new Date().toISOString(), revokedAt: null,
   };
   const record = publicRecord(stored);
-  await writeKey(store, stored, store.audit({ actor: options.actor ?? 'cli', action: 'key.create', key: null, job: null, unit: record.unit, details: { ...record } }));
+  await store.putApiKey(stored, store.audit({ actor: options.actor ?? 'cli', action: 'key.create', key: null, job: null, unit: record.unit, details: { ...record } }));
   return { id, key, record };
-}
-
-/** The key record and its audit record, in one batch. */
-async function writeKey(store: KeyStore, stored: StoredKey, audit: AuditRecord): Promise<void> {
-  const ops = [{ key: recordKey(stored.id), value: JSON.stringify(stored) }, ...auditOps(audit)];
-  await store.db.batch(ops.map((op) => ({ type: 'put' as const, ...op })));
-}
-
-async function readAll(store: KeyStore): Promise<StoredKey[]> {
-  const out: StoredKey[] = [];
-  for await (const value of store.db.values(KEY_RANGE)) out.push(JSON.parse(value) as StoredKey);
-  return out;
 }
 
 /** Every key, revoked ones included, in id order; no secrets or hashes. */
 export async function listKeys(store: KeyStore): Promise<KeyRecord[]> {
-  return (await readAll(store)).map(publicRecord);
+  return (await store.listApiKeys()).map(publicRecord);
 }
 
 /** Marks a key revoked (revoking twice keeps the first date). Unknown ids are an error. */
 export async function revokeKey(store: KeyStore, id: string, actor = 'cli'): Promise<KeyRecord> {
-  const raw = ID_PATTERN.test(id) ? await store.db.get(recordKey(id)) : undefined;
-  if (raw === undefined) throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `No API key has the id ${describeValue(id)}`);
-  const stored = JSON.parse(raw) as StoredKey;
+  const stored = ID_PATTERN.test(id) ? await store.getApiKey(id) : undefined;
+  if (stored === undefined) throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `No API key has the id ${describeValue(id)}`);
   if (stored.revokedAt === null) {
     stored.revokedAt = new Date().toISOString();
-    await writeKey(store, stored, store.audit({ actor, action: 'key.revoke', key: null, job: null, unit: stored.unit, details: { id } }));
+    await store.putApiKey(stored, store.audit({ actor, action: 'key.revoke', key: null, job: null, unit: stored.unit, details: { id } }));
   }
   return publicRecord(stored);
 }
@@ -155,24 +125,23 @@ function matches(stored: StoredKey, presented: string): boolean {
  */
 export async function verifyKey(store: KeyStore, presented: string): Promise<KeyRecord | undefined> {
   const id = idOf(presented);
-  const raw = id === undefined ? undefined : await store.db.get(recordKey(id));
-  if (raw === undefined) return undefined;
-  const stored = JSON.parse(raw) as StoredKey;
+  const stored = id === undefined ? undefined : await store.getApiKey(id);
+  if (stored === undefined) return undefined;
   return stored.revokedAt === null && matches(stored, presented) ? usable(stored) : undefined;
 }
 
 /**
  * The keys of a store cached in memory, for the server: each key record is read once (a
- * synchronous LevelDB get, so that a server is ready as soon as its store is) and kept. While the
+ * synchronous lookup in the check view, so that a server is ready as soon as its store is) and kept. While the
  * server runs it holds the store's lock, so no other process can change keys; the server's own
  * key routes call `forget` on a revocation. Unknown ids are not cached, so random ids cannot grow
  * the cache.
  */
 export class KeyRing {
-  readonly #store: KeyStore;
+  readonly #store: Pick<CheckView, 'apiKeySync'>;
   readonly #byId = new Map<string, StoredKey>();
 
-  constructor(store: KeyStore) {
+  constructor(store: Pick<CheckView, 'apiKeySync'>) {
     this.#store = store;
   }
 
@@ -182,9 +151,8 @@ export class KeyRing {
     if (id === undefined) return undefined;
     let stored = this.#byId.get(id);
     if (stored === undefined) {
-      const raw = this.#store.db.getSync(recordKey(id));
-      if (raw === undefined) return undefined;
-      stored = JSON.parse(raw) as StoredKey;
+      stored = this.#store.apiKeySync(id);
+      if (stored === undefined) return undefined;
       this.#byId.set(id, stored);
     }
     if (stored.revokedAt !== null) return undefined;

@@ -24,6 +24,7 @@
  */
 
 import { hashKeyTuple } from '../dedup/hash.js';
+import type { AuditRecord } from './audit.js';
 
 export { ACCOUNT_WIDE, UNIT_ID_PATTERN } from './store.js';
 
@@ -129,3 +130,30 @@ export function syncKey(id: string): string {
 }
 
 export const SYNC_RANGE = { gt: 's', lt: 't' } as const;
+
+/**
+ * The audit trail (see audit.ts):
+ *
+ * ```
+ * a<record id>          record (JSON)
+ * x<key>\0<record id>   index: the records about one key
+ * ```
+ */
+export const AUDIT_RANGE = { gt: 'a', lt: 'b' } as const;
+
+/** The writes that append a record: the record and, for a record about a key, its index entry. */
+export function auditOps(r: AuditRecord): Array<{ key: string; value: string }> {
+  const ops = [{ key: 'a' + r.id, value: JSON.stringify(r) }];
+  if (r.key !== null) ops.push({ key: 'x' + r.key + SEP + r.id, value: '' });
+  return ops;
+}
+
+/** Range of the index entries of one key. */
+export function auditIndexRange(key: string): { gt: string; lt: string } {
+  return { gt: 'x' + key + SEP, lt: 'x' + key + '\u0001' };
+}
+
+/** The record id an index entry points to. */
+export function auditIdOfIndex(indexKey: string): string {
+  return indexKey.slice(indexKey.lastIndexOf(SEP) + 1);
+}

@@ -5,11 +5,11 @@ import { OptoutError } from '../errors.js';
 import { POLICY_VERSION } from '../policy/email.js';
 import { KeyFilter } from '../dedup/bloom.js';
 import {
-  ACCOUNT_WIDE, API_KEY_RANGE, COUNT_RANGE, JOB_RANGE, SYNC_RANGE, apiKeyKey, countKey, decodeEntryValue, encodeEntryValue,
+  ACCOUNT_WIDE, API_KEY_RANGE, AUDIT_RANGE, COUNT_RANGE, auditIdOfIndex, auditIndexRange, auditOps, JOB_RANGE, SYNC_RANGE, apiKeyKey, countKey, decodeEntryValue, encodeEntryValue,
   entryKeyOfHash, entryRange, filterLogKey, holdKeyOfEntry, holdRangeOfEntry, jobKey, metaKey, parseEntryKey, syncKey,
 } from './keys.js';
 import type { AddRecord, AnyJob, JobRecord } from './jobs.js';
-import { AUDIT_RANGE, auditId, auditIdOfIndex, auditIndexRange, auditOps, type AuditRecord } from './audit.js';
+import { auditId, type AuditRecord } from './audit.js';
 import { JobMetaCache } from './job-meta.js';
 import { rollbackInLevel, type ChangeOp } from './level/rollback.js';
 import type {
