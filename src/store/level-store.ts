@@ -6,14 +6,14 @@ import { POLICY_VERSION } from '../policy/email.js';
 import { KeyFilter } from '../dedup/bloom.js';
 import {
   ACCOUNT_WIDE, API_KEY_RANGE, AUDIT_RANGE, COUNT_RANGE, auditIdOfIndex, auditIndexRange, auditOps, JOB_RANGE, SYNC_RANGE, apiKeyKey, countKey, decodeEntryValue, encodeEntryValue,
-  entryKeyOfHash, entryRange, filterLogKey, holdKeyOfEntry, holdRangeOfEntry, jobKey, metaKey, parseEntryKey, syncKey,
+  entryKeyOfHash, entryKeyPrefix, entryRange, filterLogKey, holdKeyOfEntry, holdRangeOfEntry, jobKey, metaKey, parseEntryKey, syncKey,
 } from './keys.js';
 import type { AddRecord, AnyJob, JobRecord } from './jobs.js';
 import { auditId, type AuditRecord } from './audit.js';
 import { JobMetaCache } from './job-meta.js';
 import { rollbackInLevel, type ChangeOp } from './level/rollback.js';
 import type {
-  AddOutcome, AuditFields, AuditScan, HashedKey, JobMeta, NewSuppression, RemovedEntry, RollbackCounts, ScopedEntry, Store,
+  AddOutcome, AuditFields, AuditScan, ChunkKeyCodec, ChunkWriter, HashedKey, JobMeta, NewSuppression, RemovedEntry, RollbackCounts, ScopedEntry, Store,
   StoredApiKey, StoredEntry, SyncRecord,
 } from './store.js';
 import { saveFilterSnapshot } from './filter-snapshot.js';
@@ -93,7 +93,7 @@ export class LevelStore implements Store {
   /** Tail of the queue of writers (see `withWriteLock`). */
   #lockTail: Promise<void> = Promise.resolve();
   /** Import batches submitted and not yet acknowledged. */
-  readonly #inFlight = new Set<Promise<void>>();
+  readonly #inFlight = new Set<Promise<unknown>>();
   #auditSeq = 0;
   #owner: Owner | undefined;
 
@@ -271,13 +271,47 @@ export class LevelStore implements Store {
     this.#assertOpen();
     const b = batch.chained;
     b.put(jobKey(job.id), JSON.stringify(job));
-    const write = this.#commit(b, added, batch.log);
+    return this.#track(this.#commit(b, added, batch.log));
+  }
+
+  /** Counts a write as in flight until it settles, so that a draining writer waits for it. */
+  #track<T>(write: Promise<T>): Promise<T> {
     this.#inFlight.add(write);
     const done = (): void => {
       this.#inFlight.delete(write);
     };
     write.then(done, done);
     return write;
+  }
+
+  chunkKeyCodec(scope: string): ChunkKeyCodec {
+    return { prefix: entryKeyPrefix(scope), withHash: true };
+  }
+
+  async presentKeys(chunkKeys: readonly string[]): Promise<boolean[]> {
+    return (await this.getMany([...chunkKeys])).map((v) => v !== undefined);
+  }
+
+  beginChunk(scope: string, jobId: string): ChunkWriter {
+    const batch = this.batch();
+    return {
+      putEntry: (chunkKey, address) => batch.putEntry(chunkKey, encodeEntryValue(jobId, address)),
+      putHold: (chunkKey) => batch.putHold(holdKeyOfEntry(chunkKey, jobId)),
+      // In flight from the call on, before its first await: a single change that drains the
+      // writes waits for this one (see withWriteLock).
+      commit: (job, added) => this.#track((async () => {
+        const stored = await this.getJob(job.id);
+        if (stored?.kind === 'import' && stored.checkpoint.phase === 'merge' && stored.checkpoint.bucket >= job.checkpoint.bucket) {
+          await this.discardBatch(batch);
+          return { applied: false };
+        }
+        const b = batch.chained;
+        b.put(jobKey(job.id), JSON.stringify(job));
+        await this.#commit(b, new Map([[scope, added]]), batch.log);
+        return { applied: true };
+      })()),
+      discard: () => this.discardBatch(batch),
+    };
   }
 
   /**

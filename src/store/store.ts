@@ -94,6 +94,35 @@ export interface HashedKey {
   h2: number;
 }
 
+/**
+ * How import workers write a key the way the ledger takes chunk keys back: `prefix`, then (when
+ * `withHash`) the key's first hash as 8 hex digits, then the key. Workers build these strings off
+ * the main thread, so the ledger reads them without re-encoding (LevelDB: they are its entry keys).
+ */
+export interface ChunkKeyCodec {
+  readonly prefix: string;
+  readonly withHash: boolean;
+}
+
+/**
+ * One import chunk (a spool bucket's distinct keys), built a key at a time so that a large chunk
+ * can give the event loop back between keys, then written in one atomic step.
+ */
+export interface ChunkWriter {
+  /** A key the scope did not hold: a new entry of the job, with its address when it differs from the key. */
+  putEntry(chunkKey: string, address: string | undefined): void;
+  /** A key the scope already held: the job holds it too (a rollback of its owner keeps it). */
+  putHold(chunkKey: string): void;
+  /**
+   * Writes the entries, the holds, the scope's counter (+ `added`) and `job` (its checkpoint)
+   * atomically. A chunk whose checkpoint the stored job has already passed (a replay after a
+   * lost acknowledgement) writes nothing and resolves `{ applied: false }`.
+   */
+  commit(job: JobRecord, added: number): Promise<{ applied: boolean }>;
+  /** Drops a chunk that will not be committed. */
+  discard(): Promise<void>;
+}
+
 /** A single add: one address into one scope, as a job of its own (kind `add`). */
 export interface NewSuppression extends HashedKey {
   scope: string;
@@ -169,6 +198,13 @@ export interface Ledger {
   /** Every job and single add, oldest first. */
   listJobs(): Promise<AnyJob[]>;
   listImports(): Promise<JobRecord[]>;
+
+  /** The codec an import into `scope` hands its workers. */
+  chunkKeyCodec(scope: string): ChunkKeyCodec;
+  /** For each chunk key (of one scope), whether the scope already holds it. */
+  presentKeys(chunkKeys: readonly string[]): Promise<boolean[]>;
+  /** A new chunk of job `jobId`'s import into `scope`. */
+  beginChunk(scope: string, jobId: string): ChunkWriter;
 
   /** Suppresses one key in one scope, with its job record and audit record; holds it when present. */
   addSuppression(s: NewSuppression, audit: (outcome: AddOutcome) => AuditRecord): Promise<AddOutcome>;
