@@ -1,47 +1,63 @@
 /**
  * Every failure optout reports carries a stable `code`. Match on `err.code`, never on the
  * message: messages may be reworded, codes are part of the API.
+ *
+ * What each code means, everywhere it can surface: the CLI's exit status (2 for usage and input
+ * problems the user can fix, 3 for a missing or wrong confirmation, 1 for anything else), the
+ * HTTP status the API answers it with, and a description (the README's Errors table). One table,
+ * typed so that a code cannot be added without all three.
  */
-export const ERROR_CODES = {
-  OPTOUT_ERR_INVALID_OPTION: 'An option or argument has an invalid value',
-  OPTOUT_ERR_SOURCE: 'The source could not be opened or read',
-  OPTOUT_ERR_CSV_PARSE: 'The CSV input is broken (unclosed quote, stray quote)',
-  OPTOUT_ERR_RECORD_TOO_LARGE: 'A CSV record is larger than --max-record-bytes',
-  OPTOUT_ERR_NO_EMAIL_COLUMN: 'No header matches an email column name',
-  OPTOUT_ERR_AMBIGUOUS_EMAIL_COLUMN: 'Several headers match an email column name',
-  OPTOUT_ERR_COLUMN_NOT_FOUND: 'The column given with --column is not in the header',
-  OPTOUT_ERR_OUTPUT: 'An output file could not be written',
-  OPTOUT_ERR_NOT_CONFIRMED: 'The confirmation count did not match, or none was given',
-  OPTOUT_ERR_STORE_LOCKED: 'Another process holds the store',
-  OPTOUT_ERR_STORE_SERVED: 'A running `optout serve` holds the store: use its HTTP API',
-  OPTOUT_ERR_INVALID_EMAIL: 'The address fails the address policy',
-  OPTOUT_ERR_INVALID_ENCODING: 'A parameter, path or body is not valid UTF-8 (after percent-decoding)',
-  OPTOUT_ERR_NOT_SUPPRESSED: 'The address is not suppressed in that scope',
-  OPTOUT_ERR_JOB_NOT_FOUND: 'No job has that id',
-  OPTOUT_ERR_JOB_STATE: 'The job is not in a state that allows this',
-  OPTOUT_ERR_STORE_NOT_OPEN: 'The store is not open',
-  OPTOUT_ERR_STORE_CORRUPT: 'The store holds data this version cannot read',
-  OPTOUT_ERR_STORE: 'The store failed to read or write',
-  OPTOUT_ERR_WORKER: 'A parsing worker failed',
-  OPTOUT_ERR_ABORTED: 'The operation was aborted',
-  OPTOUT_ERR_INTERNAL: 'An unexpected failure (a bug): please report it',
-  OPTOUT_ERR_URL_REFUSED: 'A sync URL is refused: not http(s), with credentials, or a local or private address',
-  OPTOUT_ERR_FETCH: 'Fetching a URL failed: an error status, a connection failure, too many redirects',
-  OPTOUT_ERR_FETCH_TIMEOUT: 'Fetching a URL took longer than a time limit',
-  OPTOUT_ERR_FETCH_TOO_LARGE: 'A fetched body is larger than its size limit',
-  OPTOUT_ERR_UNAUTHORIZED: 'HTTP: the API key is missing, unknown or revoked',
-  OPTOUT_ERR_FORBIDDEN: 'HTTP: the API key may not do this (scope or unit)',
-  OPTOUT_ERR_RATE_LIMITED: "HTTP: the API key's rate limit is exceeded",
-  OPTOUT_ERR_REQUEST_TIMEOUT: 'HTTP: a request body did not arrive in time, or an upload stalled',
-  OPTOUT_ERR_PAYLOAD_TOO_LARGE: 'HTTP: the body or the batch is too large',
-  OPTOUT_ERR_NOT_READY: 'HTTP: the store or its key filter is not ready yet',
-  OPTOUT_ERR_INVALID_JSON: 'HTTP: the body is not valid JSON',
-  OPTOUT_ERR_UNSUPPORTED_MEDIA_TYPE: 'HTTP: the body is not application/json',
-  OPTOUT_ERR_NOT_FOUND: 'HTTP: no such route',
-  OPTOUT_ERR_BAD_REQUEST: 'HTTP: a malformed request',
-} as const;
+export const ERROR_TABLE = {
+  OPTOUT_ERR_INVALID_OPTION: { exit: 2, http: 400, description: 'an option or argument has an invalid value' },
+  OPTOUT_ERR_SOURCE: { exit: 2, http: 400, description: 'the source cannot be opened or read (or is not valid gzip)' },
+  OPTOUT_ERR_CSV_PARSE: { exit: 2, http: 400, description: 'broken CSV: an unclosed quote, text after a closing quote; names the line' },
+  OPTOUT_ERR_RECORD_TOO_LARGE: { exit: 2, http: 400, description: 'a record is larger than `--max-record-bytes`; names the line' },
+  OPTOUT_ERR_NO_EMAIL_COLUMN: { exit: 2, http: 400, description: 'no header looks like an email column; lists the headers' },
+  OPTOUT_ERR_AMBIGUOUS_EMAIL_COLUMN: { exit: 2, http: 400, description: 'several headers look like an email column; lists them' },
+  OPTOUT_ERR_COLUMN_NOT_FOUND: { exit: 2, http: 400, description: '`--column` names no header' },
+  OPTOUT_ERR_OUTPUT: { exit: 2, http: 500, description: 'a scrub\'s `--out` or `--removed` file cannot be written (no such folder, no space)' },
+  OPTOUT_ERR_NOT_CONFIRMED: { exit: 3, http: 409, description: 'the confirmation count did not match, or none was given' },
+  OPTOUT_ERR_STORE_LOCKED: { exit: 2, http: 503, description: 'another process holds the store' },
+  OPTOUT_ERR_STORE_SERVED: { exit: 2, http: 503, description: 'a running `optout serve` holds the store: use its HTTP API (the message gives its URL)' },
+  OPTOUT_ERR_INVALID_EMAIL: { exit: 2, http: 400, description: '`add`, `remove`, `show` or `audit --email` got an address that fails the policy' },
+  OPTOUT_ERR_INVALID_ENCODING: { exit: 2, http: 400, description: 'text that is not valid UTF-8: an HTTP query, path or JSON body whose bytes (after percent-decoding) are not UTF-8; a CLI argument that is not, or that holds U+FFFD, which Node\'s decoding makes indistinguishable' },
+  OPTOUT_ERR_NOT_SUPPRESSED: { exit: 2, http: 404, description: '`remove` of an address that scope does not suppress' },
+  OPTOUT_ERR_JOB_NOT_FOUND: { exit: 2, http: 404, description: 'no job has that id' },
+  OPTOUT_ERR_JOB_STATE: { exit: 2, http: 409, description: 'the job\'s state does not allow this, e.g. confirming a job that is not waiting or rolling back a running one' },
+  OPTOUT_ERR_STORE_NOT_OPEN: { exit: 1, http: 503, description: 'the store is not open (closed, or not opened yet)' },
+  OPTOUT_ERR_STORE_CORRUPT: { exit: 1, http: 503, description: 'the store holds data of another format or address policy' },
+  OPTOUT_ERR_STORE: { exit: 1, http: 503, description: 'the store failed to read or write' },
+  OPTOUT_ERR_WORKER: { exit: 1, http: 500, description: 'a parsing thread failed' },
+  OPTOUT_ERR_ABORTED: { exit: 1, http: 503, description: 'the operation was interrupted (Ctrl-C, a server shutting down)' },
+  OPTOUT_ERR_INTERNAL: { exit: 1, http: 500, description: 'an unexpected failure (a bug): please report it' },
+  OPTOUT_ERR_URL_REFUSED: { exit: 2, http: 400, description: 'a sync URL is not http(s), holds credentials, or names or resolves to a loopback, private, link-local or metadata address' },
+  OPTOUT_ERR_FETCH: { exit: 1, http: 502, description: 'fetching a list failed: an error status, a refused connection, too many redirects' },
+  OPTOUT_ERR_FETCH_TIMEOUT: { exit: 1, http: 504, description: 'fetching a list took longer than a time limit' },
+  OPTOUT_ERR_FETCH_TOO_LARGE: { exit: 2, http: 502, description: 'a fetched list is larger than its size limit' },
+  OPTOUT_ERR_UNAUTHORIZED: { exit: 1, http: 401, description: 'HTTP: the API key is missing, unknown, revoked, or an admin key bound to a unit' },
+  OPTOUT_ERR_FORBIDDEN: { exit: 1, http: 403, description: 'HTTP: the API key may not do this (scope or unit)' },
+  OPTOUT_ERR_RATE_LIMITED: { exit: 1, http: 429, description: 'HTTP: the API key\'s rate limit is exceeded (with `Retry-After`)' },
+  OPTOUT_ERR_REQUEST_TIMEOUT: { exit: 1, http: 408, description: 'HTTP: a request body did not arrive in time, or an upload stalled' },
+  OPTOUT_ERR_PAYLOAD_TOO_LARGE: { exit: 1, http: 413, description: 'HTTP: the body or the batch is too large' },
+  OPTOUT_ERR_NOT_READY: { exit: 1, http: 503, description: 'HTTP: the store or its key filter is not ready yet' },
+  OPTOUT_ERR_INVALID_JSON: { exit: 1, http: 400, description: 'HTTP: the body is not valid JSON' },
+  OPTOUT_ERR_UNSUPPORTED_MEDIA_TYPE: { exit: 1, http: 415, description: 'HTTP: the body is not of a type the route accepts' },
+  OPTOUT_ERR_NOT_FOUND: { exit: 1, http: 404, description: 'HTTP: no such route' },
+  OPTOUT_ERR_BAD_REQUEST: { exit: 1, http: 400, description: 'HTTP: a malformed request' },
+} as const satisfies Record<string, ErrorSpec>;
 
-export type OptoutErrorCode = keyof typeof ERROR_CODES;
+/** A code's row in {@link ERROR_TABLE}. */
+export interface ErrorSpec {
+  readonly exit: 1 | 2 | 3;
+  readonly http: number;
+  readonly description: string;
+}
+
+export type OptoutErrorCode = keyof typeof ERROR_TABLE;
+
+/** Every code with its description. */
+export const ERROR_CODES: Readonly<Record<OptoutErrorCode, string>> = Object.freeze(Object.fromEntries(
+  Object.entries(ERROR_TABLE).map(([code, spec]) => [code, spec.description])) as Record<OptoutErrorCode, string>);
 
 /** Where in the input an error was found. Lines are 1-based physical lines of the file. */
 export interface ErrorLocation {
@@ -66,39 +82,12 @@ export class OptoutError extends Error {
 
 export function isOptoutError(err: unknown): err is OptoutError {
   const code = err instanceof Error ? (err as Error & { code?: unknown }).code : undefined;
-  return typeof code === 'string' && code in ERROR_CODES;
+  return typeof code === 'string' && Object.hasOwn(ERROR_TABLE, code);
 }
 
-/**
- * CLI exit status for an error: 2 for usage and input problems the user can fix,
- * 3 for a missing or wrong confirmation, 1 for anything else.
- */
+/** CLI exit status for an error (see {@link ERROR_TABLE}); 1 for anything that is not an OptoutError. */
 export function exitCodeFor(err: unknown): 1 | 2 | 3 {
-  if (!isOptoutError(err)) return 1;
-  switch (err.code) {
-    case 'OPTOUT_ERR_INVALID_OPTION':
-    case 'OPTOUT_ERR_SOURCE':
-    case 'OPTOUT_ERR_CSV_PARSE':
-    case 'OPTOUT_ERR_RECORD_TOO_LARGE':
-    case 'OPTOUT_ERR_NO_EMAIL_COLUMN':
-    case 'OPTOUT_ERR_AMBIGUOUS_EMAIL_COLUMN':
-    case 'OPTOUT_ERR_COLUMN_NOT_FOUND':
-    case 'OPTOUT_ERR_OUTPUT':
-    case 'OPTOUT_ERR_STORE_LOCKED':
-    case 'OPTOUT_ERR_STORE_SERVED':
-    case 'OPTOUT_ERR_INVALID_EMAIL':
-    case 'OPTOUT_ERR_INVALID_ENCODING':
-    case 'OPTOUT_ERR_NOT_SUPPRESSED':
-    case 'OPTOUT_ERR_JOB_NOT_FOUND':
-    case 'OPTOUT_ERR_JOB_STATE':
-    case 'OPTOUT_ERR_URL_REFUSED':
-    case 'OPTOUT_ERR_FETCH_TOO_LARGE':
-      return 2;
-    case 'OPTOUT_ERR_NOT_CONFIRMED':
-      return 3;
-    default:
-      return 1;
-  }
+  return isOptoutError(err) ? ERROR_TABLE[err.code].exit : 1;
 }
 
 /** Stops long work at a safe point once the caller has aborted it. */

@@ -1,29 +1,31 @@
+/**
+ * `optout`: the engine as a library. Import lists, scrub send lists, open a store and check
+ * addresses, manage the list; no server and no HTTP client (`optout/server`, `optout/client`).
+ */
 export { runImport } from './pipeline/run-import.js';
 export type { ImportOptions, Confirmation, ImportEvent } from './options.js';
 export type { ImportReport } from './report/summary.js';
 export type { ImportCounts, ImportProgress } from './pipeline/stats.js';
-export { LevelStore } from './store/level-store.js';
-export { openStore, type OptoutStore } from './check/open-store.js';
-export { Checker, type CheckRequest } from './check/checker.js';
-export { decide, SEND_TYPES, type SendType, type Decision, type DecisionReason, type SuppressionInfo } from './check/rules.js';
-export { normalizeEmail, POLICY_VERSION, ADDRESS_REASONS, type AddressReason, type NormalizedAddress } from './policy/email.js';
-export { OptoutError, isOptoutError, ERROR_CODES, type OptoutErrorCode, type ErrorLocation } from './errors.js';
-export { createServer, MAX_BATCH, type ServerOptions, type OptoutServer } from './api/server.js';
-export { createKey, listKeys, revokeKey, type KeyRecord, type KeyScope } from './auth/api-keys.js';
-export { OptoutClient, OptoutClientError, type OptoutClientOptions } from './client/client.js';
-export { addSuppression, lookupSuppressions, removeSuppression, type AddOptions, type AddResult, type RemoveOptions, type RemoveResult, type Suppression } from './manage/suppressions.js';
-export { exportRows, exportText, EXPORT_COLUMNS, type ExportFormat, type ExportOptions, type ExportRow } from './manage/export.js';
-export { rollbackJob, type RollbackResult } from './manage/rollback.js';
-export { readAudit, type AuditQuery } from './manage/audit-log.js';
-export type { AuditAction, AuditRecord } from './store/audit.js';
-export type { AnyJob, AddRecord, JobRecord, JobState } from './store/jobs.js';
-export { ImportJobs, type ImportJobView, type ImportRequest, type ImportJobsOptions } from './manage/import-jobs.js';
-export { addSync, listSyncs, getSync, removeSync, runSync, type SyncRecord, type AddSyncOptions, type SyncRunResult } from './sync/syncs.js';
-export { SyncScheduler, type SchedulerOptions } from './sync/scheduler.js';
-export { fetchSource, type FetchResult, type FetchSourceOptions, type FetchTimeouts } from './sync/fetch-source.js';
-export { createSyncAgent, type SyncAgentOptions } from './sync/sync-agent.js';
-export { validateSyncUrl, type AddressPolicyOptions } from './sync/sync-url.js';
 export { runScrub } from './scrub/run-scrub.js';
 export type { ScrubOptions, ScrubProgress } from './scrub/options.js';
 export type { ScrubReport } from './scrub/report.js';
 export type { ScrubCounts, RemovedReason } from './scrub/rows.js';
+
+export { openStore, type OptoutStore } from './check/open-store.js';
+export { Checker, type CheckRequest } from './check/checker.js';
+export { decide, SEND_TYPES, type SendType, type Decision, type DecisionReason, type SuppressionInfo } from './check/rules.js';
+export { normalizeEmail, POLICY_VERSION, ADDRESS_REASONS, type AddressReason, type NormalizedAddress } from './policy/email.js';
+
+export { LevelStore } from './store/level-store.js';
+export { ACCOUNT_WIDE, type Store, type Ledger, type CheckView, type StoreCapabilities } from './store/store.js';
+export type { AuditAction, AuditRecord } from './store/audit.js';
+export type { AnyJob, AddRecord, JobRecord, JobState } from './store/jobs.js';
+
+export { addSuppression, lookupSuppressions, removeSuppression, type AddOptions, type AddResult, type RemoveOptions, type RemoveResult, type Suppression } from './manage/suppressions.js';
+export { exportRows, exportText, EXPORT_COLUMNS, type ExportFormat, type ExportOptions, type ExportRow } from './manage/export.js';
+export { rollbackJob, type RollbackResult } from './manage/rollback.js';
+export { readAudit, type AuditQuery } from './manage/audit-log.js';
+export { createKey, listKeys, revokeKey, type KeyRecord, type KeyScope } from './auth/api-keys.js';
+export { addSync, listSyncs, getSync, removeSync, type SyncRecord, type AddSyncOptions } from './sync/syncs.js';
+
+export { OptoutError, isOptoutError, ERROR_CODES, ERROR_TABLE, type OptoutErrorCode, type ErrorLocation, type ErrorSpec } from './errors.js';

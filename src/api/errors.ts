@@ -1,37 +1,11 @@
 /**
- * The HTTP API's error codes (all in src/errors.ts) and their statuses. Clients match on
- * `code`, never on `message`.
+ * The HTTP API's errors: `{ code, message }` with the code's status from src/errors.ts. Clients
+ * match on `code`, never on `message`.
  */
-import { isOptoutError, type OptoutErrorCode } from '../errors.js';
+import { ERROR_TABLE, isOptoutError, type OptoutErrorCode } from '../errors.js';
 
-export const API_ERROR_STATUS = {
-  OPTOUT_ERR_INVALID_OPTION: 400,
-  OPTOUT_ERR_INVALID_EMAIL: 400,
-  OPTOUT_ERR_INVALID_ENCODING: 400,
-  OPTOUT_ERR_URL_REFUSED: 400,
-  OPTOUT_ERR_NO_EMAIL_COLUMN: 400,
-  OPTOUT_ERR_AMBIGUOUS_EMAIL_COLUMN: 400,
-  OPTOUT_ERR_COLUMN_NOT_FOUND: 400,
-  OPTOUT_ERR_INVALID_JSON: 400,
-  OPTOUT_ERR_BAD_REQUEST: 400,
-  OPTOUT_ERR_UNAUTHORIZED: 401,
-  OPTOUT_ERR_FORBIDDEN: 403,
-  OPTOUT_ERR_NOT_FOUND: 404,
-  OPTOUT_ERR_NOT_SUPPRESSED: 404,
-  OPTOUT_ERR_JOB_NOT_FOUND: 404,
-  OPTOUT_ERR_JOB_STATE: 409,
-  OPTOUT_ERR_NOT_CONFIRMED: 409,
-  OPTOUT_ERR_REQUEST_TIMEOUT: 408,
-  OPTOUT_ERR_PAYLOAD_TOO_LARGE: 413,
-  OPTOUT_ERR_UNSUPPORTED_MEDIA_TYPE: 415,
-  OPTOUT_ERR_RATE_LIMITED: 429,
-  OPTOUT_ERR_INTERNAL: 500,
-  OPTOUT_ERR_NOT_READY: 503,
-  OPTOUT_ERR_STORE: 503,
-  OPTOUT_ERR_STORE_NOT_OPEN: 503,
-} as const satisfies Partial<Record<OptoutErrorCode, number>>;
-
-export type ApiErrorCode = keyof typeof API_ERROR_STATUS;
+/** Every code can be answered; its status is in the one error table. */
+export type ApiErrorCode = OptoutErrorCode;
 
 /** An error the API answers as `{ code, message }` with the code's status. */
 export class ApiError extends Error {
@@ -46,7 +20,7 @@ export class ApiError extends Error {
   }
 
   get status(): number {
-    return API_ERROR_STATUS[this.code];
+    return ERROR_TABLE[this.code].http;
   }
 }
 
@@ -65,10 +39,13 @@ interface FrameworkError {
 export function toApiError(err: unknown): ApiError {
   if (err instanceof ApiError) return err;
   if (isOptoutError(err)) {
-    if (err.code in API_ERROR_STATUS && !err.code.startsWith('OPTOUT_ERR_STORE') && err.code !== 'OPTOUT_ERR_INTERNAL') {
-      return new ApiError(err.code as ApiErrorCode, err.message);
+    // Store failures and bugs are answered without their messages: paths and internals stay in.
+    if (!err.code.startsWith('OPTOUT_ERR_STORE') && err.code !== 'OPTOUT_ERR_INTERNAL' && err.code !== 'OPTOUT_ERR_WORKER' &&
+      err.code !== 'OPTOUT_ERR_OUTPUT') {
+      return new ApiError(err.code, err.message);
     }
     if (err.code === 'OPTOUT_ERR_STORE_NOT_OPEN') return new ApiError('OPTOUT_ERR_STORE_NOT_OPEN', 'The store is not open');
+    if (err.code === 'OPTOUT_ERR_STORE_LOCKED' || err.code === 'OPTOUT_ERR_STORE_SERVED') return new ApiError(err.code, 'The store is held by another process');
     if (err.code.startsWith('OPTOUT_ERR_STORE')) return new ApiError('OPTOUT_ERR_STORE', 'The store could not answer');
     return new ApiError('OPTOUT_ERR_INTERNAL', 'Internal error');
   }

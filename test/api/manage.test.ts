@@ -9,7 +9,8 @@ import { ROOT, apiCaller, listenOnLoopback, removeTempDirs, tempDir } from '../h
 
 // Imports run worker threads from the build, so the built server is under test.
 const lib = await import(join(ROOT, 'dist/src/index.js')) as typeof import('../../src/index.js');
-const { createServer, openStore, createKey } = lib;
+const { openStore, createKey } = lib;
+const { createServer } = await import(join(ROOT, 'dist/src/server.js')) as typeof import('../../src/server.js');
 
 let store: Awaited<ReturnType<typeof openStore>>;
 let app: ReturnType<typeof createServer>;

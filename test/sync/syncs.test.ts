@@ -10,7 +10,8 @@ import { ROOT, listenOnLoopback, removeTempDirs, runCli, tempDir } from '../help
 import { startServer, type TestServer } from './http-server.js';
 
 const lib = await import(join(ROOT, 'dist/src/index.js')) as typeof import('../../src/index.js');
-const { LevelStore, openStore, createServer, createKey, lookupSuppressions } = lib;
+const { LevelStore, openStore, createKey, lookupSuppressions } = lib;
+const { createServer } = await import(join(ROOT, 'dist/src/server.js')) as typeof import('../../src/server.js');
 const { ImportJobs } = await import(join(ROOT, 'dist/src/manage/import-jobs.js')) as typeof import('../../src/manage/import-jobs.js');
 const { addSync, runSync, listSyncs, getSync } = await import(join(ROOT, 'dist/src/sync/syncs.js')) as typeof import('../../src/sync/syncs.js');
 

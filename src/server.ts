@@ -1,0 +1,11 @@
+/**
+ * `optout/server`: the HTTP API and what runs inside it (import jobs, scheduled syncs). Loads
+ * fastify and prom-client, which `optout` alone does not.
+ */
+export { createServer, MAX_BATCH, type ServerOptions, type OptoutServer } from './api/server.js';
+export { ImportJobs, type ImportJobView, type ImportRequest, type ImportJobsOptions } from './manage/import-jobs.js';
+export { runSync, type SyncRunResult } from './sync/syncs.js';
+export { SyncScheduler, type SchedulerOptions } from './sync/scheduler.js';
+export { fetchSource, type FetchResult, type FetchSourceOptions, type FetchTimeouts } from './sync/fetch-source.js';
+export { createSyncAgent, type SyncAgentOptions } from './sync/sync-agent.js';
+export { validateSyncUrl, type AddressPolicyOptions } from './sync/sync-url.js';
