@@ -3,6 +3,7 @@
  * and handed to a consumer with backpressure, so memory stays flat whatever the list's size.
  */
 import { OptoutError, describeValue } from '../errors.js';
+import { csvCell } from '../report/csv-cell.js';
 import { normalizeReason, normalizeUnit } from '../options.js';
 import { JobMetas } from '../store/jobs.js';
 import { ACCOUNT_WIDE, type Ledger } from '../store/store.js';
@@ -37,13 +38,6 @@ export interface ExportOptions {
   spreadsheetSafe?: boolean | undefined;
 }
 
-const FORMULA_START = /^[=+\-@\t\r]/;
-const NEEDS_QUOTES = /[",\r\n]|^\s|\s$/;
-
-function csvCell(value: string, spreadsheetSafe: boolean): string {
-  const v = spreadsheetSafe && FORMULA_START.test(value) ? "'" + value : value;
-  return NEEDS_QUOTES.test(v) ? '"' + v.replaceAll('"', '""') + '"' : v;
-}
 
 /** The entries, in store order (scope, then hash), with their job's metadata. */
 export async function* exportRows(store: Pick<Ledger, 'scanEntries' | 'getJob'>, o: Pick<ExportOptions, 'unit' | 'reason'> = {}): AsyncGenerator<ExportRow[]> {
@@ -67,14 +61,14 @@ export async function* exportText(store: Pick<Ledger, 'scanEntries' | 'getJob'>,
   if (!EXPORT_FORMATS.includes(format)) {
     throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `Expected \`format\` to be one of ${EXPORT_FORMATS.join(', ')}, got ${describeValue(o.format)}`);
   }
-  const safe = o.spreadsheetSafe === true;
+  const cell = { spreadsheetSafe: o.spreadsheetSafe === true };
   if (format === 'csv') yield EXPORT_COLUMNS.join(',') + '\n';
   for await (const rows of exportRows(store, o)) {
     let text = '';
     for (const r of rows) {
       text += format === 'ndjson'
         ? JSON.stringify(r) + '\n'
-        : EXPORT_COLUMNS.map((c) => csvCell(r[c], safe)).join(',') + '\n';
+        : EXPORT_COLUMNS.map((c) => csvCell(r[c], cell)).join(',') + '\n';
     }
     yield text;
   }

@@ -1,16 +1,16 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import type { ChunkReject } from '../normalize/chunk-task.js';
 import { OptoutError } from '../errors.js';
+import { csvCell } from './csv-cell.js';
 
 const HEADER = 'line,row,value,reason\n';
 
-/** Quotes a CSV field when it needs it (RFC 4180). */
-export function csvField(value: string): string {
-  return /[",\r\n]/.test(value) ? '"' + value.replaceAll('"', '""') + '"' : value;
-}
+/** Rejected cells come from lists nobody vetted: they are written safe to open in a spreadsheet. */
+const REJECT_CELL = { spreadsheetSafe: true, escapeControls: true } as const;
 
 /**
- * The rejects file: `line,row,value,reason` for every invalid row. Its length is recorded in
+ * The rejects file: `line,row,value,reason` for every invalid row; values that a spreadsheet
+ * would run as a formula get a `'` prefix, and control characters show as `\xNN`. Its length is recorded in
  * each import checkpoint, so a resumed import truncates it back to the last durable batch and
  * the file ends up the same as after an uninterrupted run.
  */
@@ -47,7 +47,7 @@ export class RejectsFile {
     if (rejects.length === 0) return;
     let text = '';
     for (const r of rejects) {
-      text += `${baseLine + r.line},${baseRow + r.record + 1},${csvField(r.value)},${r.reason}\n`;
+      text += `${baseLine + r.line},${baseRow + r.record + 1},${csvCell(r.value, REJECT_CELL)},${r.reason}\n`;
     }
     await this.#append(text);
   }
