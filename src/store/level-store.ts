@@ -400,6 +400,7 @@ export class LevelStore implements Store {
 
   /** Every job and single change, oldest first. */
   async listJobs(): Promise<AnyJob[]> {
+    this.#assertOpen();
     const jobs: AnyJob[] = [];
     for await (const value of this.db.values(JOB_RANGE)) jobs.push(JSON.parse(value) as AnyJob);
     return jobs;
@@ -422,15 +423,19 @@ export class LevelStore implements Store {
 
   /** On the check path: a read that fails throws, and the checker answers `unavailable`. */
   entrySync(scope: string, key: string, h1: number): StoredEntry | undefined {
+    this.#assertOpen();
     const value = this.db.getSync(entryKeyOfHash(scope, h1, key));
     return value === undefined ? undefined : decodeEntryValue(value);
   }
 
   jobMetaSync(jobId: string): JobMeta {
+    // The cache would otherwise keep answering for a closed store.
+    this.#assertOpen();
     return this.#jobMeta.get(jobId);
   }
 
   apiKeySync(id: string): StoredApiKey | undefined {
+    this.#assertOpen();
     const raw = this.db.getSync(apiKeyKey(id));
     return raw === undefined ? undefined : (JSON.parse(raw) as StoredApiKey);
   }

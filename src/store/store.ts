@@ -109,7 +109,12 @@ export interface ChunkKeyCodec {
  * can give the event loop back between keys, then written in one atomic step.
  */
 export interface ChunkWriter {
-  /** A key the scope did not hold: a new entry of the job, with its address when it differs from the key. */
+  /**
+   * A key the scope did not hold: a new entry of the job, with its address when it differs from
+   * the key. The writer does not touch the key filter: the caller, which has the key's hashes
+   * from the workers, adds the key to it first, so that it covers the entry before `commit`
+   * resolves.
+   */
   putEntry(chunkKey: string, address: string | undefined): void;
   /** A key the scope already held: the job holds it too (a rollback of its owner keeps it). */
   putHold(chunkKey: string): void;

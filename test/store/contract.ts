@@ -1,0 +1,562 @@
+/**
+ * The store contract as tests: every backend runs this suite (see `contract.*.test.ts`), as
+ * every abstract-level backend runs its compliance suite. It speaks only through the contract
+ * (`src/store/store.ts`); chunk keys are built from the store's own codec, the way the import
+ * workers build them. Cases that need synchronous lookups are gated on `store.supports`.
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { hashKeyTuple } from '../../src/dedup/hash.js';
+import { rollbackJob } from '../../src/manage/rollback.js';
+import { emptyCounts } from '../../src/pipeline/stats.js';
+import type { AuditAction, AuditRecord } from '../../src/store/audit.js';
+import type { AnyJob, JobRecord } from '../../src/store/jobs.js';
+import { hashPart } from '../../src/store/keys.js';
+import {
+  ACCOUNT_WIDE, type ChunkKeyCodec, type HashedKey, type ScopedEntry, type Store, type StoredApiKey, type SyncRecord,
+} from '../../src/store/store.js';
+
+/** A store as the callers take it: the contract plus the write lock single changes and rollbacks queue on. */
+export type ContractStore = Store & { withWriteLock<T>(fn: () => Promise<T>): Promise<T> };
+
+/** Opens a new, empty store; `cleanup` closes it (if still open) and removes what it left. */
+export type StoreFactory = () => Promise<{ store: ContractStore; cleanup(): Promise<void> }>;
+
+const NOT_OPEN = 'OPTOUT_ERR_STORE_NOT_OPEN';
+
+function hashed(key: string): HashedKey {
+  const [h1, h2] = hashKeyTuple(key);
+  return { key, h1, h2 };
+}
+
+/** A chunk key as an import worker builds it (see `dedupBucket` in src/normalize/worker.ts). */
+function chunkKey(codec: ChunkKeyCodec, key: string): string {
+  return codec.prefix + (codec.withHash ? hashPart(hashKeyTuple(key)[0]) : '') + key;
+}
+
+function unitOf(scope: string): string | null {
+  return scope === ACCOUNT_WIDE ? null : scope;
+}
+
+function auditOf(store: Store, action: AuditAction, key: string | null, job: string | null, scope: string | null = null) {
+  return store.audit({ actor: 'contract', action, key, job, unit: scope === null ? null : unitOf(scope), details: {} });
+}
+
+function importFields(scope: string): Omit<JobRecord, 'id'> {
+  const now = new Date().toISOString();
+  return {
+    kind: 'import', state: 'importing', scope, reason: 'unsubscribed', source: 'contract', confirmed: 'yes', confirmedCount: null,
+    fingerprint: { path: null, size: null, mtimeMs: null, column: null, delimiter: null, encoding: 'utf8', rejects: null },
+    createdAt: now, updatedAt: now, finishedAt: null, resumedCount: 0,
+    checkpoint: {
+      phase: 'spool', offset: 0, lines: 0, counts: emptyCounts(), rejectsBytes: 0, invalidUtf8: 0,
+      spool: { dir: '', bits: 0, lengths: [] }, bucket: 0,
+    },
+    error: null,
+  };
+}
+
+/**
+ * Writes `keys` (distinct) as bucket `bucket` of `job`, as the import's merge pass does: under
+ * the write lock, present keys held, new keys added to the filter first, then one commit.
+ */
+async function writeChunk(store: ContractStore, job: JobRecord, bucket: number, keys: readonly string[],
+  addresses: ReadonlyMap<string, string> = new Map()): Promise<{ applied: boolean; added: number; job: JobRecord }> {
+  return store.withWriteLock(async () => {
+    const codec = store.chunkKeyCodec(job.scope);
+    const chunkKeys = keys.map((k) => chunkKey(codec, k));
+    const present = await store.presentKeys(chunkKeys);
+    const filter = await store.filter();
+    const writer = store.beginChunk(job.scope, job.id);
+    let added = 0;
+    chunkKeys.forEach((ck, i) => {
+      if (present[i]) {
+        writer.putHold(ck);
+      } else {
+        const { h1, h2 } = hashed(keys[i] as string);
+        filter.add(h1, h2);
+        writer.putEntry(ck, addresses.get(keys[i] as string));
+        added++;
+      }
+    });
+    const next: JobRecord = { ...job, checkpoint: { ...job.checkpoint, phase: 'merge', bucket: bucket + 1 } };
+    const { applied } = await writer.commit(next, added);
+    return { applied, added, job: next };
+  });
+}
+
+/** A whole import of one chunk, ended `completed` (so that it may be rolled back). */
+async function importKeys(store: ContractStore, scope: string, keys: readonly string[]): Promise<string> {
+  const job = await store.createJob(importFields(scope));
+  const written = await writeChunk(store, job, 0, keys);
+  await store.putJob({ ...written.job, state: 'completed', finishedAt: new Date().toISOString() });
+  return job.id;
+}
+
+async function addKey(store: ContractStore, scope: string, key: string, address = key) {
+  return store.addSuppression({ ...hashed(key), scope, address, reason: 'manual', source: 'contract', actor: 'contract' },
+    (outcome) => auditOf(store, 'add', key, outcome.job, scope));
+}
+
+async function removeKey(store: ContractStore, scope: string, key: string) {
+  return store.removeSuppression(scope, hashed(key), (removed) => auditOf(store, 'remove', key, removed.entry.jobId, scope));
+}
+
+async function entries(store: Store, scope?: string): Promise<ScopedEntry[]> {
+  const out: ScopedEntry[] = [];
+  for await (const batch of store.scanEntries(scope)) out.push(...batch);
+  return out;
+}
+
+async function audits(store: Store, fromId = '0', key?: string): Promise<AuditRecord[]> {
+  const out: AuditRecord[] = [];
+  for await (const r of store.auditRecords({ fromId, key })) out.push(r);
+  return out;
+}
+
+/** `scope key -> owner` of every stored entry, for comparisons that ignore store order. */
+async function owners(store: Store): Promise<Record<string, string>> {
+  return Object.fromEntries((await entries(store)).map((e) => [`${e.scope} ${e.key}`, e.jobId]));
+}
+
+/** The error code a call fails with, sync or async; undefined when it succeeds. */
+async function codeOf(run: () => unknown): Promise<unknown> {
+  try {
+    await run();
+  } catch (err) {
+    return (err as { code?: unknown }).code;
+  }
+  return undefined;
+}
+
+/**
+ * The identities that hold after any sequence of changes: per-scope counts and the total match
+ * a scan of the whole store; for the scopes in `only` (every scope without it), a scan of the
+ * scope, the lookups and the filter agree with it too.
+ */
+async function expectConsistent(store: Store, only?: readonly string[]): Promise<void> {
+  const all = await entries(store);
+  const perScope = new Map<string, number>();
+  for (const e of all) perScope.set(e.scope, (perScope.get(e.scope) ?? 0) + 1);
+  const scopes = new Set([...perScope.keys(), ...store.counts().keys()]);
+  for (const scope of scopes) expect(store.counts().get(scope) ?? 0, `count of ${scope}`).toBe(perScope.get(scope) ?? 0);
+  expect(store.totalEntries()).toBe(all.length);
+  const checked = new Set(only ?? scopes);
+  for (const scope of checked) expect((await entries(store, scope)).length).toBe(perScope.get(scope) ?? 0);
+  const filter = await store.filter();
+  for (const e of all.filter((x) => checked.has(x.scope))) {
+    const h = hashed(e.key);
+    expect(filter.mightContain(h.h1, h.h2), `filter covers ${e.key}`).toBe(true);
+    if (store.supports.syncLookups) expect(store.entrySync(e.scope, e.key, h.h1)).toEqual({ jobId: e.jobId, address: e.address });
+    expect(await store.entriesOf(h)).toContainEqual({ scope: e.scope, entry: { jobId: e.jobId, address: e.address } });
+    expect(await store.presentKeys([chunkKey(store.chunkKeyCodec(e.scope), e.key)])).toEqual([true]);
+  }
+}
+
+/** Runs the shared cases on the stores `factory` opens. */
+export function storeContract(name: string, factory: StoreFactory): void {
+  describe(`store contract: ${name}`, () => {
+    let store: ContractStore;
+    let cleanup: () => Promise<void>;
+    beforeEach(async () => {
+      ({ store, cleanup } = await factory());
+    });
+    afterEach(async () => {
+      await cleanup();
+    });
+
+    describe('import chunks', () => {
+      it('commit atomically: a discarded chunk leaves nothing behind', async () => {
+        const job = await store.createJob(importFields(ACCOUNT_WIDE));
+        const codec = store.chunkKeyCodec(ACCOUNT_WIDE);
+        const keys = ['a@x.org', 'b@x.org', 'c@x.org'];
+        const writer = store.beginChunk(ACCOUNT_WIDE, job.id);
+        for (const k of keys) writer.putEntry(chunkKey(codec, k), undefined);
+        await writer.discard();
+        expect(await store.presentKeys(keys.map((k) => chunkKey(codec, k)))).toEqual([false, false, false]);
+        expect(await entries(store)).toEqual([]);
+        expect(store.totalEntries()).toBe(0);
+        expect(await store.getJob(job.id)).toEqual(job);
+      });
+
+      it('commit entries, addresses, the count and the checkpoint together', async () => {
+        const job = await store.createJob(importFields('unitA'));
+        const written = await writeChunk(store, job, 0, ['a@x.org', 'b@x.org'], new Map([['b@x.org', 'B+news@x.org']]));
+        expect(written).toMatchObject({ applied: true, added: 2 });
+        expect(await owners(store)).toEqual({ 'unitA a@x.org': job.id, 'unitA b@x.org': job.id });
+        expect((await entries(store)).find((e) => e.key === 'b@x.org')?.address).toBe('B+news@x.org');
+        expect(store.counts().get('unitA')).toBe(2);
+        expect(await store.getJob(job.id)).toEqual(written.job);
+        await expectConsistent(store);
+      });
+
+      it('are idempotent: a replayed chunk the job has passed writes nothing', async () => {
+        const job = await store.createJob(importFields(ACCOUNT_WIDE));
+        const first = await writeChunk(store, job, 0, ['a@x.org', 'b@x.org']);
+        const second = await writeChunk(store, first.job, 1, ['c@x.org']);
+        const before = await owners(store);
+        // A replay after a lost acknowledgement: the keys are present now, so it holds them.
+        expect(await writeChunk(store, job, 0, ['a@x.org', 'b@x.org'])).toMatchObject({ applied: false });
+        // The same chunk rebuilt as first written (entries, not holds).
+        const codec = store.chunkKeyCodec(ACCOUNT_WIDE);
+        const replay = store.beginChunk(ACCOUNT_WIDE, job.id);
+        replay.putEntry(chunkKey(codec, 'c@x.org'), undefined);
+        replay.putEntry(chunkKey(codec, 'z@x.org'), undefined);
+        expect(await replay.commit(second.job, 2)).toEqual({ applied: false });
+        expect(await owners(store)).toEqual(before);
+        expect(store.counts().get(ACCOUNT_WIDE)).toBe(3);
+        expect(store.totalEntries()).toBe(3);
+        expect(await store.getJob(job.id)).toEqual(second.job);
+        // No hold of the job on its own entries was left by the replay.
+        expect((await removeKey(store, ACCOUNT_WIDE, 'a@x.org')).heldBy).toEqual([]);
+        await expectConsistent(store);
+      });
+    });
+
+    it('keeps scopes apart: a unit, another unit and account-wide are separate scopes', async () => {
+      await addKey(store, 'unitA', 'a@x.org');
+      const h = hashed('a@x.org');
+      expect(await store.presentKeys([chunkKey(store.chunkKeyCodec('unitB'), 'a@x.org')])).toEqual([false]);
+      expect(await store.presentKeys([chunkKey(store.chunkKeyCodec(ACCOUNT_WIDE), 'a@x.org')])).toEqual([false]);
+      expect((await store.entriesOf(h)).map((e) => e.scope)).toEqual(['unitA']);
+      expect(await entries(store, 'unitB')).toEqual([]);
+      expect(await codeOf(() => removeKey(store, 'unitB', 'a@x.org'))).toBe('OPTOUT_ERR_NOT_SUPPRESSED');
+      expect((await addKey(store, ACCOUNT_WIDE, 'a@x.org')).added).toBe(true);
+      await importKeys(store, 'unitB', ['a@x.org']);
+      expect((await store.entriesOf(h)).map((e) => e.scope)).toEqual([ACCOUNT_WIDE, 'unitA', 'unitB']);
+      expect(Object.fromEntries([...store.counts()].filter(([, n]) => n > 0))).toEqual({ [ACCOUNT_WIDE]: 1, unitA: 1, unitB: 1 });
+      await expectConsistent(store);
+    });
+
+    it('sync lookups see exactly the scope asked', async (ctx) => {
+      if (!store.supports.syncLookups) ctx.skip();
+      await addKey(store, 'unitA', 'a@x.org', 'A+x@x.org');
+      const { h1 } = hashed('a@x.org');
+      expect(store.entrySync('unitA', 'a@x.org', h1)).toMatchObject({ address: 'A+x@x.org' });
+      expect(store.entrySync('unitB', 'a@x.org', h1)).toBeUndefined();
+      expect(store.entrySync(ACCOUNT_WIDE, 'a@x.org', h1)).toBeUndefined();
+    });
+
+    it('lets opt-out win: a later import or add of a present key holds it, never replaces it', async () => {
+      const owner = await importKeys(store, ACCOUNT_WIDE, ['a@x.org', 'b@x.org']);
+      const later = await importKeys(store, ACCOUNT_WIDE, ['a@x.org', 'c@x.org']);
+      const add = await addKey(store, ACCOUNT_WIDE, 'a@x.org', 'A@x.org');
+      expect(add.added).toBe(false);
+      expect(await owners(store)).toEqual({ '* a@x.org': owner, '* b@x.org': owner, '* c@x.org': later });
+      expect((await entries(store)).find((e) => e.key === 'a@x.org')?.address).toBeUndefined();
+      expect(store.counts().get(ACCOUNT_WIDE)).toBe(3);
+      await expectConsistent(store);
+      const removed = await removeKey(store, ACCOUNT_WIDE, 'a@x.org');
+      expect(removed.entry.jobId).toBe(owner);
+      expect([...removed.heldBy].sort()).toEqual([later, add.job].sort());
+      expect(store.counts().get(ACCOUNT_WIDE)).toBe(2);
+    });
+
+    describe('rollback', () => {
+      it('passes an entry to the earliest remaining holder, by job number', async () => {
+        // Job ids 1..7 first, so that holders 9 and 10 order differently as numbers and as text.
+        for (let i = 0; i < 7; i++) await store.createJob(importFields('unitX'));
+        const owner = await importKeys(store, ACCOUNT_WIDE, ['k@x.org', 'only@x.org']);
+        const nine = await importKeys(store, ACCOUNT_WIDE, ['k@x.org']);
+        const ten = (await addKey(store, ACCOUNT_WIDE, 'k@x.org')).job;
+        const eleven = await importKeys(store, ACCOUNT_WIDE, ['k@x.org']);
+        expect([owner, nine, ten, eleven]).toEqual(['8', '9', '10', '11']);
+
+        expect(await rollbackJob(store, owner)).toEqual({ job: owner, removed: 1, kept: 1, holdsReleased: 0 });
+        expect(await owners(store)).toEqual({ '* k@x.org': nine });
+        // A holder rolled back before the owner only lets go of its hold.
+        expect(await rollbackJob(store, ten)).toEqual({ job: ten, removed: 0, kept: 0, holdsReleased: 1 });
+        expect(await owners(store)).toEqual({ '* k@x.org': nine });
+        expect(await rollbackJob(store, nine)).toEqual({ job: nine, removed: 0, kept: 1, holdsReleased: 0 });
+        expect(await owners(store)).toEqual({ '* k@x.org': eleven });
+        expect(store.counts().get(ACCOUNT_WIDE)).toBe(1);
+        expect(await rollbackJob(store, eleven)).toEqual({ job: eleven, removed: 1, kept: 0, holdsReleased: 0 });
+        expect(await owners(store)).toEqual({});
+        expect(store.counts().get(ACCOUNT_WIDE) ?? 0).toBe(0);
+        for (const id of [owner, nine, ten, eleven]) expect((await store.getJob(id))?.state).toBe('rolled_back');
+        await expectConsistent(store);
+      });
+
+      it('releases the job\'s own holds: the entries it held stay with their owners, for good', async () => {
+        const first = await importKeys(store, 'unitA', ['a@x.org']);
+        const second = await importKeys(store, 'unitA', ['a@x.org', 'b@x.org']);
+        expect(await rollbackJob(store, second)).toEqual({ job: second, removed: 1, kept: 0, holdsReleased: 1 });
+        expect(await owners(store)).toEqual({ 'unitA a@x.org': first });
+        expect(await rollbackJob(store, first)).toEqual({ job: first, removed: 1, kept: 0, holdsReleased: 0 });
+        expect(await owners(store)).toEqual({});
+        expect(store.counts().get('unitA') ?? 0).toBe(0);
+      });
+
+      it('passes nothing to a job whose hold a removal ended', async () => {
+        const first = await importKeys(store, ACCOUNT_WIDE, ['a@x.org']);
+        const holder = await importKeys(store, ACCOUNT_WIDE, ['a@x.org']);
+        expect((await removeKey(store, ACCOUNT_WIDE, 'a@x.org')).heldBy).toEqual([holder]);
+        const again = await addKey(store, ACCOUNT_WIDE, 'a@x.org');
+        expect(again.added).toBe(true);
+        expect(await rollbackJob(store, again.job)).toEqual({ job: again.job, removed: 1, kept: 0, holdsReleased: 0 });
+        expect(await owners(store)).toEqual({});
+        expect(await rollbackJob(store, holder)).toEqual({ job: holder, removed: 0, kept: 0, holdsReleased: 0 });
+        expect(await rollbackJob(store, first)).toEqual({ job: first, removed: 0, kept: 0, holdsReleased: 0 });
+        await expectConsistent(store);
+      });
+
+      it('undoes a single add, and an add that only held its key', async () => {
+        const add = await addKey(store, ACCOUNT_WIDE, 'a@x.org');
+        const held = await addKey(store, ACCOUNT_WIDE, 'a@x.org');
+        expect(held.added).toBe(false);
+        expect(await rollbackJob(store, held.job)).toEqual({ job: held.job, removed: 0, kept: 0, holdsReleased: 1 });
+        expect(await owners(store)).toEqual({ '* a@x.org': add.job });
+        expect(await rollbackJob(store, add.job)).toEqual({ job: add.job, removed: 1, kept: 0, holdsReleased: 0 });
+        expect(await owners(store)).toEqual({});
+        expect(await store.getJob(add.job)).toMatchObject({ kind: 'add', state: 'rolled_back' });
+        await expectConsistent(store);
+      });
+    });
+
+    describe('audit', () => {
+      it('records every change, in order, readable from an id and by key', async () => {
+        const add = await addKey(store, ACCOUNT_WIDE, 'a@x.org');
+        await addKey(store, 'unitA', 'b@x.org');
+        await removeKey(store, 'unitA', 'b@x.org');
+        await rollbackJob(store, add.job, 'contract');
+        const apiKey = apiKeyRecord('k1');
+        await store.putApiKey(apiKey, auditOf(store, 'key.create', null, null));
+        await store.putApiKey({ ...apiKey, revokedAt: new Date().toISOString() }, auditOf(store, 'key.revoke', null, null));
+        const sync = await store.createSync((id) => syncRecord(id), () => auditOf(store, 'sync.add', null, null));
+        await store.deleteSync(sync.id, auditOf(store, 'sync.remove', null, null));
+        await store.appendAudit([auditOf(store, 'legal_basis', 'a@x.org', null)]);
+
+        const all = await audits(store);
+        expect(all.map((r) => r.action)).toEqual(['add', 'add', 'remove', 'rollback', 'key.create', 'key.revoke', 'sync.add', 'sync.remove', 'legal_basis']);
+        expect(all.map((r) => r.id)).toEqual(all.map((r) => r.id).sort());
+        expect(all[0]).toMatchObject({ key: 'a@x.org', job: add.job, unit: null });
+        expect(all[3]).toMatchObject({ action: 'rollback', key: 'a@x.org', job: add.job });
+        expect((await audits(store, (all[4] as AuditRecord).id)).map((r) => r.action)).toEqual(all.slice(4).map((r) => r.action));
+        expect((await audits(store, '0', 'a@x.org')).map((r) => r.action)).toEqual(['add', 'rollback', 'legal_basis']);
+        expect((await audits(store, '0', 'b@x.org')).map((r) => r.action)).toEqual(['add', 'remove']);
+        expect(await audits(store, (all[3] as AuditRecord).id, 'b@x.org')).toEqual([]);
+        expect(await audits(store, '0', 'nobody@x.org')).toEqual([]);
+      });
+
+      it('writes nothing for a removal of an absent key', async () => {
+        await addKey(store, ACCOUNT_WIDE, 'a@x.org');
+        const before = { audit: await audits(store), owners: await owners(store), total: store.totalEntries() };
+        expect(await codeOf(() => removeKey(store, ACCOUNT_WIDE, 'b@x.org'))).toBe('OPTOUT_ERR_NOT_SUPPRESSED');
+        expect(await codeOf(() => removeKey(store, 'unitA', 'a@x.org'))).toBe('OPTOUT_ERR_NOT_SUPPRESSED');
+        expect({ audit: await audits(store), owners: await owners(store), total: store.totalEntries() }).toEqual(before);
+      });
+    });
+
+    it('keeps counts, scans, lookups and the filter in agreement after any changes (model-based)', async () => {
+      // One store for every run, each run in scopes of its own: the store grows as runs go by
+      // (job ids pass 9, 99, 999), and no run pays for opening a store.
+      let run = 0;
+      const key = fc.integer({ min: 0, max: 2 }).map((i) => `k${i}@x.org`);
+      const scope = fc.constantFrom(0, 1);
+      const command = fc.oneof(
+        fc.record({ op: fc.constant('add' as const), scope, key }),
+        fc.record({ op: fc.constant('remove' as const), scope, key }),
+        fc.record({ op: fc.constant('import' as const), scope, keys: fc.uniqueArray(key, { minLength: 1, maxLength: 3 }) }),
+        fc.record({ op: fc.constant('rollback' as const), pick: fc.nat() }),
+      );
+      await fc.assert(fc.asyncProperty(fc.array(command, { maxLength: 16 }), async (commands) => {
+        const scopes = ['a', 'b'].map((s) => `run${++run}${s}`);
+        const model = new Model();
+        for (const c of commands) {
+          if (c.op === 'add') {
+            const outcome = await addKey(store, scopes[c.scope] as string, c.key);
+            expect(outcome.added).toBe(model.store(scopes[c.scope] as string, c.key, outcome.job));
+          } else if (c.op === 'remove') {
+            const code = await codeOf(() => removeKey(store, scopes[c.scope] as string, c.key));
+            expect(code).toBe(model.remove(scopes[c.scope] as string, c.key) ? undefined : 'OPTOUT_ERR_NOT_SUPPRESSED');
+          } else if (c.op === 'import') {
+            const id = await importKeys(store, scopes[c.scope] as string, c.keys);
+            for (const k of c.keys) model.store(scopes[c.scope] as string, k, id);
+          } else {
+            const live = model.liveJobs();
+            const job = live[c.pick % Math.max(1, live.length)];
+            if (job === undefined) continue;
+            const { job: _id, ...counts } = await rollbackJob(store, job.id);
+            expect(counts).toEqual(model.rollback(job));
+          }
+        }
+        const stored = Object.entries(await owners(store)).filter(([at]) => scopes.some((s) => at.startsWith(s + ' ')));
+        expect(Object.fromEntries(stored)).toEqual(model.owners());
+        await expectConsistent(store, scopes);
+      }), { numRuns: 300 });
+      await expectConsistent(store);
+    });
+
+    describe('jobs', () => {
+      it('round-trip, with ids from one increasing sequence shared with single adds', async () => {
+        const a = await store.createJob(importFields(ACCOUNT_WIDE), (j) => ({ ...j, source: `job-${j.id}` }));
+        const add = await addKey(store, 'unitA', 'a@x.org');
+        const b = await store.createJob(importFields('unitB'));
+        expect(a.source).toBe(`job-${a.id}`);
+        expect(Number(add.job)).toBeGreaterThan(Number(a.id));
+        expect(Number(b.id)).toBeGreaterThan(Number(add.job));
+        expect(await store.getJob(a.id)).toEqual(a);
+        const updated: AnyJob = { ...b, state: 'failed', error: { code: 'OPTOUT_ERR_SOURCE', message: 'gone' } };
+        await store.putJob(updated);
+        expect(await store.getJob(b.id)).toEqual(updated);
+        expect(await store.getJob('999')).toBeUndefined();
+        expect((await store.listJobs()).map((j) => [j.id, j.kind])).toEqual([[a.id, 'import'], [add.job, 'add'], [b.id, 'import']]);
+        expect((await store.listImports()).map((j) => j.id)).toEqual([a.id, b.id]);
+        // Reads are copies: changing one changes nothing stored.
+        ((await store.getJob(a.id)) as JobRecord).checkpoint.bucket = 42;
+        expect(await store.getJob(a.id)).toEqual(a);
+      });
+
+      it('give entries their metadata (a placeholder for an unknown job)', async (ctx) => {
+        if (!store.supports.syncLookups) ctx.skip();
+        const add = await addKey(store, ACCOUNT_WIDE, 'a@x.org');
+        const job = await store.getJob(add.job);
+        expect(store.jobMetaSync(add.job)).toEqual({ reason: 'manual', source: 'contract', addedAt: job?.createdAt });
+        expect(store.jobMetaSync('999')).toEqual({ reason: 'unknown', source: 'unknown', addedAt: '' });
+      });
+    });
+
+    it('stores API keys: round-trip, revocation, listing in id order', async () => {
+      const k2 = apiKeyRecord('b2');
+      const k1 = apiKeyRecord('a1');
+      await store.putApiKey(k2, auditOf(store, 'key.create', null, null));
+      await store.putApiKey(k1, auditOf(store, 'key.create', null, null));
+      expect(await store.getApiKey('a1')).toEqual(k1);
+      expect(await store.getApiKey('zz')).toBeUndefined();
+      const revoked = { ...k1, revokedAt: new Date().toISOString() };
+      await store.putApiKey(revoked, auditOf(store, 'key.revoke', null, null));
+      expect(await store.listApiKeys()).toEqual([revoked, k2]);
+      if (store.supports.syncLookups) {
+        expect(store.apiKeySync('a1')).toEqual(revoked);
+        expect(store.apiKeySync('zz')).toBeUndefined();
+      }
+    });
+
+    it('stores syncs: ids from a sequence, round-trip, update, delete', async () => {
+      const one = await store.createSync((id) => syncRecord(id), () => auditOf(store, 'sync.add', null, null));
+      const two = await store.createSync((id) => syncRecord(id), () => auditOf(store, 'sync.add', null, null));
+      expect([one.id, two.id]).toEqual(['1', '2']);
+      expect(await store.getSync('1')).toEqual(one);
+      const ran: SyncRecord = { ...two, etag: '"v2"', lastStatus: 'fetched', lastRunAt: new Date().toISOString() };
+      await store.putSync(ran);
+      expect(await store.listSyncs()).toEqual([one, ran]);
+      await store.deleteSync('1', auditOf(store, 'sync.remove', null, null));
+      expect(await store.getSync('1')).toBeUndefined();
+      expect(await store.listSyncs()).toEqual([ran]);
+      const three = await store.createSync((id) => syncRecord(id), () => auditOf(store, 'sync.add', null, null));
+      expect(three.id).toBe('3');
+    });
+
+    it('fails every call with OPTOUT_ERR_STORE_NOT_OPEN once closed', async () => {
+      const add = await addKey(store, ACCOUNT_WIDE, 'a@x.org');
+      await store.putApiKey(apiKeyRecord('a1'), auditOf(store, 'key.create', null, null));
+      const { h1 } = hashed('a@x.org');
+      // Read once while open: a cached answer must not outlive the store either.
+      if (store.supports.syncLookups) store.jobMetaSync(add.job);
+      const codec = store.chunkKeyCodec(ACCOUNT_WIDE);
+      const record = auditOf(store, 'legal_basis', 'a@x.org', null);
+      const addJob = (await store.getJob(add.job)) as AnyJob;
+      await store.close();
+      expect(store.isOpen).toBe(false);
+      const calls: Record<string, () => unknown> = {
+        filter: () => store.filter(),
+        getJob: () => store.getJob(add.job),
+        listJobs: () => store.listJobs(),
+        // None stored: an empty answer would hide that the store is closed.
+        listImports: () => store.listImports(),
+        createJob: () => store.createJob(importFields(ACCOUNT_WIDE)),
+        putJob: () => store.putJob({ ...importFields(ACCOUNT_WIDE), id: '99' }),
+        presentKeys: () => store.presentKeys([chunkKey(codec, 'a@x.org')]),
+        beginChunk: () => store.beginChunk(ACCOUNT_WIDE, add.job),
+        addSuppression: () => store.addSuppression({ ...hashed('b@x.org'), scope: ACCOUNT_WIDE, address: 'b@x.org', reason: 'manual', source: 's', actor: 'a' },
+          () => { throw new Error('not reached'); }),
+        removeSuppression: () => store.removeSuppression(ACCOUNT_WIDE, hashed('a@x.org'), () => { throw new Error('not reached'); }),
+        entriesOf: () => store.entriesOf(hashed('a@x.org')),
+        scanEntries: () => entries(store),
+        auditRecords: () => audits(store),
+        getApiKey: () => store.getApiKey('a1'),
+        listApiKeys: () => store.listApiKeys(),
+        appendAudit: () => store.appendAudit([record]),
+        rollbackJob: () => store.rollbackJob(addJob, () => record),
+        createSync: () => store.createSync((id) => syncRecord(id), () => record),
+        listSyncs: () => store.listSyncs(),
+      };
+      if (store.supports.syncLookups) {
+        Object.assign(calls, {
+          entrySync: () => store.entrySync(ACCOUNT_WIDE, 'a@x.org', h1),
+          jobMetaSync: () => store.jobMetaSync(add.job),
+          apiKeySync: () => store.apiKeySync('a1'),
+        });
+      }
+      const codes: Record<string, unknown> = {};
+      for (const [method, call] of Object.entries(calls)) codes[method] = await codeOf(call);
+      expect(codes).toEqual(Object.fromEntries(Object.keys(calls).map((m) => [m, NOT_OPEN])));
+    });
+  });
+}
+
+function apiKeyRecord(id: string): StoredApiKey {
+  return { id, unit: null, scope: 'check', rateLimit: null, createdAt: new Date().toISOString(), revokedAt: null, hash: 'ab'.repeat(32) };
+}
+
+function syncRecord(id: string): SyncRecord {
+  return {
+    id, url: 'https://lists.example.org/optouts.csv?token=secret', label: 'https://lists.example.org/optouts.csv', column: null, unit: null,
+    reason: 'unsubscribed', everyMs: null, allowPrivate: false, createdAt: new Date().toISOString(), createdBy: 'contract',
+    etag: null, lastModified: null, lastRunAt: null, lastStatus: null, lastJobId: null, lastError: null, nextRunAt: null,
+  };
+}
+
+/** What the store should hold, for the model-based case: owners, holders, and the jobs that may be rolled back. */
+class Model {
+  readonly #owner = new Map<string, string>();
+  readonly #holders = new Map<string, Set<string>>();
+  readonly #jobs: Array<{ id: string; scope: string; live: boolean }> = [];
+
+  /** Stores or holds `key` for `job`; true when it was a new entry. */
+  store(scope: string, key: string, job: string): boolean {
+    if (!this.#jobs.some((j) => j.id === job)) this.#jobs.push({ id: job, scope, live: true });
+    const at = `${scope} ${key}`;
+    if (!this.#owner.has(at)) {
+      this.#owner.set(at, job);
+      return true;
+    }
+    this.#holders.set(at, (this.#holders.get(at) ?? new Set()).add(job));
+    return false;
+  }
+
+  remove(scope: string, key: string): boolean {
+    const at = `${scope} ${key}`;
+    this.#holders.delete(at);
+    return this.#owner.delete(at);
+  }
+
+  liveJobs(): Array<{ id: string; scope: string }> {
+    return this.#jobs.filter((j) => j.live);
+  }
+
+  rollback(job: { id: string; scope: string }): { removed: number; kept: number; holdsReleased: number } {
+    const counts = { removed: 0, kept: 0, holdsReleased: 0 };
+    for (const [at, holders] of this.#holders) {
+      if (at.startsWith(job.scope + ' ') && holders.delete(job.id)) counts.holdsReleased++;
+    }
+    for (const [at, owner] of this.#owner) {
+      if (owner !== job.id) continue;
+      const heirs = [...(this.#holders.get(at) ?? [])].sort((a, b) => Number(a) - Number(b));
+      if (heirs[0] === undefined) {
+        this.#owner.delete(at);
+        counts.removed++;
+      } else {
+        this.#owner.set(at, heirs[0]);
+        this.#holders.get(at)?.delete(heirs[0]);
+        counts.kept++;
+      }
+    }
+    (this.#jobs.find((j) => j.id === job.id) as { live: boolean }).live = false;
+    return counts;
+  }
+
+  owners(): Record<string, string> {
+    return Object.fromEntries(this.#owner);
+  }
+}
