@@ -243,7 +243,7 @@ export interface Ledger {
   listSyncs(): Promise<SyncRecord[]>;
   deleteSync(id: string, audit: AuditRecord): Promise<void>;
 
-  /** Releases the store; every later call fails with OPTOUT_ERR_STORE_NOT_OPEN. */
+  /** Releases the store; every later read or write of stored data fails with OPTOUT_ERR_STORE_NOT_OPEN. */
   close(): Promise<void>;
 }
 
