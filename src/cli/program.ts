@@ -1,6 +1,7 @@
 /** The command tree and its error handling; `main.ts` is the executable that runs it. */
 import { Command, CommanderError } from 'commander';
 import { exitCodeFor, isOptoutError } from '../errors.js';
+import { printable } from '../report/printable.js';
 import { assertArgumentsDecoded } from './args.js';
 import { registerImport } from './commands/import.js';
 import { registerCheck } from './commands/check.js';
@@ -49,7 +50,7 @@ export async function main(argv: string[]): Promise<number> {
       return err.exitCode === 0 ? 0 : 2;
     }
     const code = isOptoutError(err) ? err.code : 'OPTOUT_ERR_INTERNAL';
-    process.stderr.write(`optout: ${(err as Error).message} [${code}]\n`);
+    process.stderr.write(`optout: ${printable((err as Error).message, 4000)} [${code}]\n`);
     if (!isOptoutError(err) && process.env['OPTOUT_DEBUG']) process.stderr.write(`${(err as Error).stack}\n`);
     return exitCodeFor(err);
   }

@@ -1,4 +1,5 @@
 import { OptoutError } from '../errors.js';
+import { printable } from '../report/printable.js';
 import type { Dialect } from './dialect.js';
 import { extractColumn, type ExtractOptions } from './extract.js';
 
@@ -124,11 +125,11 @@ export function pickEmailColumn(names: string[], column?: string): number {
     if (hits.length === 1) return hits[0] as number;
     if (hits.length === 0) {
       throw new OptoutError('OPTOUT_ERR_COLUMN_NOT_FOUND',
-        `No header is named \`${column}\`. The header has: ${listHeaders(names)}. ` +
+        `No header is named \`${printable(column, 64)}\`. The header has: ${listHeaders(names)}. ` +
         'Pass --column with one of these names or its number.', { location: { line: 1, column } });
     }
     throw new OptoutError('OPTOUT_ERR_AMBIGUOUS_EMAIL_COLUMN',
-      `Several headers match \`${column}\`: ${listHeaders(names, hits)}. Pass --column with the column number.`,
+      `Several headers match \`${printable(column, 64)}\`: ${listHeaders(names, hits)}. Pass --column with the column number.`,
       { location: { line: 1 } });
   }
   const hits = indexesWhere(names, (name) => EMAIL_HEADER_NAMES.includes(headerKey(name)));
@@ -136,7 +137,7 @@ export function pickEmailColumn(names: string[], column?: string): number {
   if (hits.length === 0) {
     throw new OptoutError('OPTOUT_ERR_NO_EMAIL_COLUMN',
       `No header looks like an email column (${EMAIL_HEADER_NAMES.join(', ')}). The header has: ` +
-      `${listHeaders(names)}. Pass --column with the name or the number of the email column.`,
+      `${listHeaders(names)}. Pass --column with the name or the number of the email column.${utf16Hint(names)}`,
       { location: { line: 1 } });
   }
   throw new OptoutError('OPTOUT_ERR_AMBIGUOUS_EMAIL_COLUMN',
@@ -152,9 +153,25 @@ function indexesWhere(names: string[], test: (name: string) => boolean): number[
   return out;
 }
 
-/** `1 \`id\`, 2 \`E-post\``: 1-based numbers, as --column takes them. */
+const LISTED_HEADERS = 20;
+
+/**
+ * `1 \`id\`, 2 \`E-post\``: 1-based numbers, as --column takes them. Printable and bounded: a
+ * binary file's "header" can hold NULs, escape sequences and thousands of fields.
+ */
 function listHeaders(names: string[], only?: number[]): string {
   const shown = only ?? names.map((_, i) => i);
   if (shown.length === 0) return '(no columns)';
-  return shown.map((i) => `${i + 1} \`${names[i] ?? ''}\``).join(', ');
+  const listed = shown.slice(0, LISTED_HEADERS).map((i) => `${i + 1} \`${printable(names[i] ?? '', 64)}\``).join(', ');
+  return shown.length > LISTED_HEADERS ? `${listed} and ${shown.length - LISTED_HEADERS} more` : listed;
+}
+
+/** UTF-16 read as UTF-8 has a NUL beside every ASCII character: say which option reads it. */
+function utf16Hint(names: string[]): string {
+  const text = names.join('');
+  let nuls = 0;
+  for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) === 0) nuls++;
+  return text.length >= 4 && nuls * 3 >= text.length
+    ? ' The header looks like UTF-16 without a byte-order mark: try --encoding utf16le.'
+    : '';
 }

@@ -1,3 +1,4 @@
+import { printable } from './printable.js';
 import type { ImportCounts } from '../pipeline/stats.js';
 
 /** The report of one `optout import`, in the shape `--json` prints. */
@@ -33,9 +34,9 @@ const fmt = (n: number): string => n.toLocaleString('en-US');
 export function formatSummary(r: ImportReport): string {
   const scope = r.scope === '*' ? 'account-wide' : `unit ${r.scope}`;
   const lines = [
-    `${r.dryRun ? 'Dry run of' : r.confirmed ? 'Imported' : 'Analysed (nothing written)'} ${r.source} -> ${scope}, reason ${r.reason}` +
+    `${r.dryRun ? 'Dry run of' : r.confirmed ? 'Imported' : 'Analysed (nothing written)'} ${printable(r.source, 80)} -> ${scope}, reason ${r.reason}` +
       (r.jobId ? `, job ${r.jobId}` : '') + (r.resumed ? ' (resumed)' : ''),
-    `  email column      ${r.column} (delimiter ${r.delimiter === '\t' ? 'tab' : r.delimiter})`,
+    `  email column      ${printable(r.column, 64)} (delimiter ${r.delimiter === '\t' ? 'tab' : r.delimiter})`,
     `  rows              ${fmt(r.rows)}`,
     `  valid             ${fmt(r.valid)}`,
     `  invalid           ${fmt(r.invalid)}` + (r.rejectsFile ? ` (see ${r.rejectsFile})` : ''),

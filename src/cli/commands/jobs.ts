@@ -1,3 +1,4 @@
+import { printable } from '../../report/printable.js';
 import type { Command } from 'commander';
 import { rollbackJob } from '../../manage/rollback.js';
 import { jobSummary } from '../../store/jobs.js';
@@ -17,7 +18,7 @@ export function registerJobs(program: Command): void {
       }
       for (const j of shown) {
         const counts = j['kind'] === 'import' ? `rows ${j['rows']} added ${j['added']} already ${j['alreadySuppressed']}` : `key ${j['key']}`;
-        process.stdout.write(`${j['id']}  ${j['kind']}  ${j['state']}  ${j['scope']}  ${j['source']}  ${counts}  ${j['createdAt']}\n`);
+        process.stdout.write(`${j['id']}  ${j['kind']}  ${j['state']}  ${j['scope']}  ${printable(String(j['source']), 80)}  ${counts}  ${j['createdAt']}\n`);
       }
     });
 

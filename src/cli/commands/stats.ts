@@ -1,3 +1,4 @@
+import { printable } from '../../report/printable.js';
 import type { Command } from 'commander';
 import { LevelStore } from '../../store/level-store.js';
 import { dbOption } from '../args.js';
@@ -46,7 +47,7 @@ export function registerStats(program: Command): void {
         ...Object.entries(stats.scopes).map(([s, n]) => `  ${s === '*' ? 'account-wide' : `unit ${s}`}: ${n.toLocaleString('en-US')}`),
         `on disk   ${(stats.sizeOnDiskBytes / 1e6).toFixed(1)} MB`,
         `jobs      ${stats.jobs.length}`,
-        ...stats.jobs.map((j) => `  ${j.id.padStart(4)} ${j.state.padEnd(11)} ${j.source} -> ${j.scope === '*' ? 'account-wide' : j.scope}: ` +
+        ...stats.jobs.map((j) => `  ${j.id.padStart(4)} ${j.state.padEnd(11)} ${printable(j.source, 80)} -> ${j.scope === '*' ? 'account-wide' : j.scope}: ` +
           `${j.rows} rows, ${j.added} added, ${j.alreadySuppressed} already, ${j.invalid} invalid`),
       ];
       process.stdout.write(out.join('\n') + '\n');
