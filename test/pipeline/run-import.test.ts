@@ -122,7 +122,7 @@ describe('runImport of a list with a broken record', () => {
   const small = { maxRecordBytes: 64 * 1024, chunkBytes: 16 * 1024 };
 
   for (const threads of [1, 2]) {
-    for (const confirm of [{ mode: 'yes' } as const]) {
+    for (const confirm of [{ mode: 'yes' } as const, { mode: 'count', count: 1000 } as const]) {
       it(`stores every row before it and fails the job with its line (threads ${threads}, confirm ${confirm.mode})`, async () => {
         const dir = await tempDir('optout-run-import-');
         const list = brokenListFile(dir);
@@ -143,4 +143,50 @@ describe('runImport of a list with a broken record', () => {
       });
     }
   }
+
+  it('a dry run or an unanswered confirmation reports the rows before it and the error, writing nothing', async () => {
+    const dir = await tempDir('optout-run-import-');
+    const list = brokenListFile(dir);
+    const db = join(dir, 'db');
+    const asked: Array<{ unique: number; code: string | undefined }> = [];
+    const dry = await runImport({ source: { kind: 'file', path: list.path }, db, threads: 1, confirm: { mode: 'dry-run' }, ...small });
+    const unanswered = await runImport({
+      source: { kind: 'file', path: list.path }, db, threads: 1, ...small,
+      confirm: { mode: 'ask', ask: async (r) => {
+        asked.push({ unique: r.unique, code: r.error?.code });
+        return undefined;
+      } },
+    });
+    for (const r of [dry, unanswered]) {
+      expect(r).toMatchObject({ rows: 1000, valid: 1000, unique: 1000, confirmed: false, jobId: null,
+        error: { code: 'OPTOUT_ERR_RECORD_TOO_LARGE', line: list.line, row: 1001 } });
+    }
+    expect(asked).toEqual([{ unique: 1000, code: 'OPTOUT_ERR_RECORD_TOO_LARGE' }]);
+    expect(await suppressed(db, list.valid.slice(0, 3))).toEqual([]);
+  });
+
+  it('a job stopped while writing the rows before it still ends failed when resumed', async () => {
+    const dir = await tempDir('optout-run-import-');
+    const list = brokenListFile(dir);
+    const db = join(dir, 'db');
+    const controller = new AbortController();
+    const confirm = { mode: 'count', count: 1000 } as const;
+    const first = await runImport({
+      source: { kind: 'file', path: list.path }, db, threads: 1, confirm, ...small, signal: controller.signal,
+      onProgress: (p) => {
+        if (p.phase === 'writing') controller.abort();
+      },
+    }).catch((e: unknown) => e);
+    expect(isOptoutError(first) && first.code).toBe('OPTOUT_ERR_ABORTED');
+    for (const again of [confirm, { mode: 'yes' } as const]) {
+      const events: string[] = [];
+      const err = await runImport({ source: { kind: 'file', path: list.path }, db, threads: 1, confirm: again, ...small,
+        onEvent: (e) => events.push(e.type) }).catch((e: unknown) => e);
+      expect(isOptoutError(err) && { code: err.code, line: err.location?.line }).toEqual({ code: 'OPTOUT_ERR_RECORD_TOO_LARGE', line: list.line });
+      // The first run resumes the interrupted job; the second finds nothing to resume and
+      // imports again (adding nothing), failing the same way.
+      if (again === confirm) expect(events).toContain('resumed');
+    }
+    expect(await suppressed(db, list.valid)).toEqual(list.valid);
+  });
 });
