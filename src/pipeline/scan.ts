@@ -116,8 +116,3 @@ export async function* scanWith<R extends ChunkProgress>(chunks: AsyncIterable<C
 }
 
 const settled = (p: Promise<unknown>): Promise<void> => p.then(() => undefined, () => undefined);
-
-/** Splits joined keys back into strings. */
-export function splitJoined(joined: string, count: number): string[] {
-  return count === 0 ? [] : joined.split('\n');
-}
