@@ -22,7 +22,7 @@ import { normalizeImportOptions, type ImportOptions } from '../options.js';
 import { removeOrphanSpools, runImport } from '../pipeline/run-import.js';
 import { emptyCounts, type ImportCounts } from '../pipeline/stats.js';
 import type { ImportReport } from '../report/summary.js';
-import type { JobOrigin, JobRecord, JobState } from '../store/jobs.js';
+import type { JobError, JobOrigin, JobRecord, JobState } from '../store/jobs.js';
 import type { LevelStore } from '../store/level-store.js';
 import { fetchSource, type FetchSourceOptions } from '../sync/fetch-source.js';
 import { redactUrl, validateSyncUrl } from '../sync/sync-url.js';
@@ -53,7 +53,11 @@ export interface ImportJobView {
   /** After analysis: what a confirmation must name (`unique`). */
   counts: ImportCounts;
   progress: { phase: string; bytes: number; totalBytes: number | null; rows: number } | null;
-  error: { code: string; message: string } | null;
+  /**
+   * Why the job failed; before that, a broken record that ended the reading (with its `line`):
+   * the counts cover the rows before it, which a confirmation writes before the job fails.
+   */
+  error: JobError | null;
 }
 
 export interface ImportJobsOptions {
@@ -308,7 +312,7 @@ export class ImportJobs {
           const count = await new Promise<number>((resolve, reject) => {
             entry.confirm = { unique: analysis.unique, resolve };
             abort.signal.addEventListener('abort', () => reject(new OptoutError('OPTOUT_ERR_ABORTED', 'The server is closing')), { once: true });
-            void this.#setState(id, 'awaiting_confirmation', countsOf(analysis));
+            void this.#setState(id, 'awaiting_confirmation', countsOf(analysis), analysis.error ?? undefined);
           });
           delete entry.confirm;
           await takeWriter();
@@ -347,12 +351,12 @@ export class ImportJobs {
     }).catch(() => undefined);
   }
 
-  async #setState(id: string, state: JobState, counts?: ImportCounts): Promise<void> {
+  async #setState(id: string, state: JobState, counts?: ImportCounts, inputError?: JobError): Promise<void> {
     const job = await this.#store.getJob(id);
     if (job?.kind !== 'import') return;
     await this.#store.putJob({
       ...job, state, updatedAt: new Date().toISOString(),
-      ...(counts ? { checkpoint: { ...job.checkpoint, counts } } : {}),
+      ...(counts ? { checkpoint: { ...job.checkpoint, counts, ...(inputError ? { inputError } : {}) } } : {}),
     });
   }
 
@@ -363,7 +367,7 @@ export class ImportJobs {
       createdAt: job.createdAt, updatedAt: job.updatedAt, finishedAt: job.finishedAt,
       counts: job.checkpoint.counts,
       progress: running?.progress ?? null,
-      error: job.error,
+      error: job.error ?? job.checkpoint.inputError ?? null,
     };
   }
 

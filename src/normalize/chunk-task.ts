@@ -50,10 +50,13 @@ export interface BucketTask {
 export interface BucketResult {
   /** Lines in the bucket: valid rows whose key falls in it. */
   lines: number;
-  /** Distinct store keys joined by `\n`. */
-  keys: string;
-  /** Addresses that differ from their key, joined by `\n`... */
-  addresses: string;
+  /**
+   * Distinct store keys joined by `\n`, in parts (one for a usual bucket), so that no string
+   * comes near V8's length limit however many keys a bucket holds.
+   */
+  keys: string[];
+  /** Addresses that differ from their key, joined by `\n` in parts the same way... */
+  addresses: string[];
   /** ...and the index of the key each belongs to. */
   addressRows: number[];
   /** Three 32-bit hashes per distinct key (see dedup/hash.ts). */

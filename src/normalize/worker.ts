@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { extractColumn } from '../csv/extract.js';
 import { hashKey } from '../dedup/hash.js';
 import { readCell } from './cell.js';
@@ -61,42 +61,55 @@ export default function processChunk(task: ChunkTask): ChunkResult {
   return out;
 }
 
+const ROW_LIMIT = 2 ** 21;
+
+/** How a bucket is read and returned; tests make both small. */
+export interface DedupLimits {
+  /**
+   * Bytes of the bucket file decoded at a time. A bucket holding one key tens of millions of
+   * times is larger than the longest string V8 makes (2^29 - 24 characters): reading it in
+   * pieces keeps memory to the distinct keys, whatever the number of rows.
+   * @default 8 MiB (a usual bucket, ~1 MB, is one piece)
+   */
+  pieceBytes: number;
+  /** Distinct keys per joined part of the result: with store keys of at most ~400 characters, a part stays far below that limit. @default 2^20 */
+  keysPerPart: number;
+}
+
+export const DEDUP_LIMITS: Readonly<DedupLimits> = { pieceBytes: 8 * 1024 * 1024, keysPerPart: 1 << 20 };
+
 /**
  * Worker-pool entry: the distinct keys of one spool bucket, sorted. Every copy of a key lands in
  * the same bucket, so dedup within a bucket is dedup over the whole file, exact and in memory
- * bounded by the bucket's size. The first occurrence's address is kept. The keys come back in
- * store order: sorted batches halved LevelDB's time per batch (7.3k keys in ~9 ms instead of
- * ~20 ms), and buckets in hash order make a whole import one sorted run.
+ * bounded by the bucket's distinct keys. The first occurrence's address is kept. The keys come
+ * back in store order: sorted batches halved LevelDB's time per batch (7.3k keys in ~9 ms
+ * instead of ~20 ms), and buckets in hash order make a whole import one sorted run.
  */
-const ROW_LIMIT = 2 ** 21;
-
-export function dedupBucket(task: BucketTask): BucketResult {
-  let text: string;
-  try {
-    text = readFileSync(task.path, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    text = '';
-  }
+export function dedupBucket(task: BucketTask, limits: Readonly<DedupLimits> = DEDUP_LIMITS): BucketResult {
   const seen = new Set<string>();
   const keys: string[] = [];
   /** Per distinct key: its address, or '' when the address is the key. */
   const addressOf: string[] = [];
   let lines = 0;
-  let start = 0;
-  while (start < text.length) {
-    const end = text.indexOf('\n', start);
-    const tab = text.indexOf('\t', start);
-    const hasAddress = tab >= 0 && tab < end;
-    const key = text.slice(start, hasAddress ? tab : end);
-    lines++;
-    const before = seen.size;
-    seen.add(key);
-    if (seen.size !== before) {
-      keys.push(key);
-      addressOf.push(hasAddress ? text.slice(tab + 1, end) : '');
+  for (const text of linePieces(task.path, limits.pieceBytes)) {
+    let start = 0;
+    // The next tab at or after `start`, searched again only once passed: searching from every
+    // line made a piece without tabs (every address equal to its key) quadratic.
+    let tab = text.indexOf('\t');
+    while (start < text.length) {
+      const end = text.indexOf('\n', start);
+      if (tab >= 0 && tab < start) tab = text.indexOf('\t', start);
+      const hasAddress = tab >= 0 && tab < end;
+      const key = text.slice(start, hasAddress ? tab : end);
+      lines++;
+      const before = seen.size;
+      seen.add(key);
+      if (seen.size !== before) {
+        keys.push(key);
+        addressOf.push(hasAddress ? text.slice(tab + 1, end) : '');
+      }
+      start = end + 1;
     }
-    start = end + 1;
   }
   // Store keys order by (first hash, key): sort by the hash as a number, then put the rare
   // runs of equal hashes in key order.
@@ -140,5 +153,50 @@ export function dedupBucket(task: BucketTask): BucketResult {
     hashes[i * 3 + 2] = keyHashes[row * 3 + 2] as number;
     storeKeys[i] = task.keyPrefix + hashPart(h1) + (keys[row] as string);
   }
-  return { lines, keys: storeKeys.join('\n'), addresses: addresses.join('\n'), addressRows, hashes };
+  return { lines, keys: joinInParts(storeKeys, limits.keysPerPart), addresses: joinInParts(addresses, limits.keysPerPart), addressRows, hashes };
+}
+
+function joinInParts(items: readonly string[], perPart: number): string[] {
+  const parts: string[] = [];
+  for (let i = 0; i < items.length; i += perPart) parts.push(items.slice(i, i + perPart).join('\n'));
+  return parts;
+}
+
+/**
+ * A spool file's text in pieces of whole lines, each ending with a line break (a missing file is
+ * empty). Cutting at a line break never splits a UTF-8 sequence, so each piece decodes alone.
+ */
+function* linePieces(path: string, pieceBytes: number): Generator<string> {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  try {
+    let buf = Buffer.allocUnsafe(Math.max(1, Math.min(pieceBytes, fstatSync(fd).size)));
+    /** Bytes of an unfinished line, kept at the start of `buf`. */
+    let held = 0;
+    for (;;) {
+      if (held === buf.length) {
+        // One line longer than a piece: take it whole.
+        const bigger = Buffer.allocUnsafe(buf.length * 2);
+        buf.copy(bigger, 0, 0, held);
+        buf = bigger;
+      }
+      const read = readSync(fd, buf, held, buf.length - held, null);
+      if (read === 0) {
+        if (held > 0) yield `${buf.toString('utf8', 0, held)}\n`;
+        return;
+      }
+      const end = held + read;
+      const cut = buf.lastIndexOf(0x0a, end - 1) + 1;
+      if (cut > 0) yield buf.toString('utf8', 0, cut);
+      buf.copy(buf, 0, cut, end);
+      held = end - cut;
+    }
+  } finally {
+    closeSync(fd);
+  }
 }

@@ -5,7 +5,6 @@ import type { ChunkPool } from '../normalize/pool.js';
 import type { LevelStore } from '../store/level-store.js';
 import { encodeEntryValue, holdKeyOfEntry } from '../store/keys.js';
 import type { JobRecord } from '../store/jobs.js';
-import { splitJoined } from './scan.js';
 import type { BucketSpool } from './spool.js';
 import type { ImportCounts } from './stats.js';
 
@@ -59,10 +58,15 @@ async function* dedupedBuckets(o: MergeOptions): AsyncGenerator<{ bucket: number
   }
 }
 
+/** Splits a worker's joined parts back into strings. */
+function splitParts(parts: readonly string[]): string[] {
+  return parts.length === 1 ? (parts[0] as string).split('\n') : parts.flatMap((p) => p.split('\n'));
+}
+
 /** Looks up, in the store, only the keys the filter may have seen. */
 async function classify(result: BucketResult, o: MergeOptions): Promise<Classified> {
   const n = result.hashes.length / 3;
-  const keys = splitJoined(result.keys, n);
+  const keys = splitParts(result.keys);
   const present = new Array<boolean>(n).fill(false);
   const maybe: number[] = [];
   const h = result.hashes;
@@ -115,7 +119,7 @@ export async function writeMergePass(o: MergeOptions, job: JobRecord, onDurable:
     const c = await classify(result, o);
     const batch = o.store.batch();
     const addresses = new Map<number, string>();
-    const addressList = splitJoined(result.addresses, result.addressRows.length);
+    const addressList = splitParts(result.addresses);
     result.addressRows.forEach((row, j) => addresses.set(row, addressList[j] as string));
     const h = result.hashes;
     const every = o.yieldEvery ?? Infinity;

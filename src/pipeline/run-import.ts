@@ -12,7 +12,7 @@ import { RejectsFile } from '../report/rejects.js';
 import type { ImportReport } from '../report/summary.js';
 import { splitSource, type Chunk, type HeaderRecord } from '../source/chunks.js';
 import { describeSource, openSource, type OpenedSource, type SourceInfo, type SourceSpec } from '../source/open-source.js';
-import type { JobFingerprint, JobRecord } from '../store/jobs.js';
+import { errorOfJob, jobErrorOf, type JobError, type JobFingerprint, type JobRecord } from '../store/jobs.js';
 import { LevelStore } from '../store/level-store.js';
 import { ACCOUNT_WIDE, entryKeyPrefix } from '../store/keys.js';
 import type { KeyFilter } from '../dedup/bloom.js';
@@ -133,14 +133,16 @@ export async function removeOrphanSpools(store: LevelStore): Promise<void> {
   }
 }
 
-const INPUT_ERRORS = new Set(['OPTOUT_ERR_CSV_PARSE', 'OPTOUT_ERR_RECORD_TOO_LARGE']);
-
 /**
  * Imports an opt-out list in two phases. Reading: workers parse the CSV and spread the valid
  * keys over spool files by hash. Writing: each spool file is deduplicated exactly (every copy
  * of a key is in the same file) and written as one atomic batch. A confirmation runs the same
  * reading and a counting pass first, writing nothing to the store until the count matches.
  * A run with the same file and options as an interrupted job resumes it from its checkpoint.
+ *
+ * A broken record ends the reading: the rows before it are counted, confirmed and written as
+ * any others, then the job fails and the error is thrown. A report returned without writing
+ * (a dry run, no confirmation) carries it in `error`.
  */
 export async function runImport(input: ImportOptions): Promise<ImportReport> {
   const o = normalizeImportOptions(input);
@@ -183,6 +185,7 @@ export async function runImport(input: ImportOptions): Promise<ImportReport> {
       delimiter: header.header.dialect.delimiter,
       rejectsFile: o.rejects ?? null,
       peakRssBytes: peakRss(),
+      error: null,
       ...extra,
     };
   };
@@ -202,7 +205,7 @@ export async function runImport(input: ImportOptions): Promise<ImportReport> {
     const fingerprint = fingerprintOf(info, o);
     const filter = await store.filter();
     let expectedUnique: number | undefined;
-    let analysed: { state: SpoolState; scan: OpenedScan } | undefined;
+    let analysed: { state: SpoolState; scan: OpenedScan; error: JobError | undefined } | undefined;
 
     // Confirmation comes first and writes nothing to the store, not even to resume a job.
     if (o.confirm.mode !== 'yes') {
@@ -217,18 +220,20 @@ export async function runImport(input: ImportOptions): Promise<ImportReport> {
       analysisSpool = new BucketSpool(join(spoolRoot, `analysis-${process.pid}-${Date.now()}-${randomBytes(4).toString('hex')}`), bits);
       rejects = o.rejects === undefined ? undefined : await RejectsFile.open(o.rejects);
       const zero: SpoolState = { offset: 0, lines: 0, rows: 0, valid: 0, invalid: 0, invalidUtf8: 0, rejectsBytes: 0 };
-      const state = await spoolPass(scan.scan, analysisSpool, rejects, zero,
+      const { state, error } = await spoolPass(scan.scan, analysisSpool, rejects, zero,
         (st) => progress('reading', scan.source.bytesRead(), scan.source.info.size, st.rows));
       analysisSpool.flush();
       await rejects?.close();
       rejects = undefined;
       const counts = await countPass(mergeOptions(analysisSpool, filter, readCounts(state), 0, 'counting'));
-      const result = report(counts, scan, { bytes: state.offset, invalidUtf8: state.invalidUtf8, dryRun: o.confirm.mode === 'dry-run' });
+      const result = report(counts, scan, {
+        bytes: state.offset, invalidUtf8: state.invalidUtf8, dryRun: o.confirm.mode === 'dry-run', error: error ?? null,
+      });
       if (o.confirm.mode === 'dry-run') return result;
       const answer = o.confirm.mode === 'count' ? o.confirm.count : await o.confirm.ask(result);
       if (answer !== counts.unique) return { ...result, expectedCount: answer ?? null, durationMs: Math.round(performance.now() - started) };
       expectedUnique = counts.unique;
-      analysed = { state, scan };
+      analysed = { state, scan, error };
     }
 
     let job = o.jobId !== undefined ? await reservedJobToResume(store, o.jobId) : await findResumable(store, fingerprint, o, label);
@@ -243,7 +248,10 @@ export async function runImport(input: ImportOptions): Promise<ImportReport> {
     if (job !== undefined && analysed !== undefined && job.checkpoint.phase === 'spool') {
       // The analysis just read the whole file: its spool replaces the job's unfinished one.
       rmSync(job.checkpoint.spool.dir, { recursive: true, force: true });
-      job = { ...job, checkpoint: { ...job.checkpoint, phase: 'merge', bucket: 0, spool: { ...job.checkpoint.spool, dir: adopt(analysisSpool as BucketSpool, spoolRoot, job.id) } } };
+      job = { ...job, checkpoint: {
+        ...job.checkpoint, phase: 'merge', bucket: 0, ...stoppedBy(analysed.error),
+        spool: { ...job.checkpoint.spool, dir: adopt(analysisSpool as BucketSpool, spoolRoot, job.id) },
+      } };
       analysisSpool = undefined;
     }
     if (job === undefined) {
@@ -263,6 +271,7 @@ export async function runImport(input: ImportOptions): Promise<ImportReport> {
           invalidUtf8: st?.invalidUtf8 ?? 0,
           spool: { dir: '', bits, lengths: [] },
           bucket: 0,
+          ...stoppedBy(analysed?.error),
         },
         error: null,
       }, (j) => {
@@ -284,13 +293,13 @@ export async function runImport(input: ImportOptions): Promise<ImportReport> {
 
     let current = job;
     const spool = new BucketSpool(job.checkpoint.spool.dir, job.checkpoint.spool.bits);
-    let inputError: unknown;
+    let failure: unknown;
     try {
       if (reading) {
         const start = current.checkpoint;
         spool.truncateTo(start.spool.lengths);
         rejects = o.rejects === undefined ? undefined : await RejectsFile.open(o.rejects, start.offset > 0 ? start.rejectsBytes : undefined);
-        let latest: SpoolState = {
+        const from: SpoolState = {
           offset: start.offset, lines: start.lines, rows: start.counts.rows, valid: start.counts.valid,
           invalid: start.counts.invalid, invalidUtf8: start.invalidUtf8, rejectsBytes: start.rejectsBytes,
         };
@@ -302,24 +311,14 @@ export async function runImport(input: ImportOptions): Promise<ImportReport> {
             rejectsBytes: st.rejectsBytes, invalidUtf8: st.invalidUtf8, spool: { ...current.checkpoint.spool, lengths },
           },
         });
-        try {
-          await spoolPass(scan.scan, spool, rejects, latest,
-            (st) => {
-              latest = { ...st };
-              progress('reading', scan.source.bytesRead(), scan.source.info.size, st.rows);
-            },
-            async (st, lengths) => {
-              current = toCheckpoint(st, lengths);
-              await store.putJob(current);
-            });
-        } catch (err) {
-          // A broken record ends the reading, but the rows before it are still written: an
-          // opt-out that was read is never dropped.
-          if (!INPUT_ERRORS.has((err as OptoutError).code)) throw err;
-          inputError = err;
-        }
-        current = toCheckpoint(latest, spool.flush());
-        current = { ...current, checkpoint: { ...current.checkpoint, phase: 'merge', bucket: 0 } };
+        const read = await spoolPass(scan.scan, spool, rejects, from,
+          (st) => progress('reading', scan.source.bytesRead(), scan.source.info.size, st.rows),
+          async (st, lengths) => {
+            current = toCheckpoint(st, lengths);
+            await store.putJob(current);
+          });
+        current = toCheckpoint(read.state, spool.flush());
+        current = { ...current, checkpoint: { ...current.checkpoint, phase: 'merge', bucket: 0, ...stoppedBy(read.error) } };
         await store.putJob(current);
       }
       const cpNow = current.checkpoint;
@@ -328,15 +327,18 @@ export async function runImport(input: ImportOptions): Promise<ImportReport> {
         current = j;
       });
     } catch (err) {
-      inputError = err;
+      failure = err;
     }
-    if (inputError !== undefined) {
-      const err = inputError as OptoutError;
+    // Every row before a broken record is written by now: the job fails with it.
+    const broke = current.checkpoint.inputError;
+    if (failure === undefined && broke !== undefined) failure = errorOfJob(broke);
+    if (failure !== undefined) {
+      const err = failure as OptoutError;
       await store.putJob({
         ...current,
         state: err.code === 'OPTOUT_ERR_ABORTED' ? 'interrupted' : 'failed',
         updatedAt: new Date().toISOString(),
-        error: { code: err.code ?? 'OPTOUT_ERR_STORE', message: err.message },
+        error: err.code === undefined ? { code: 'OPTOUT_ERR_STORE', message: err.message } : jobErrorOf(err),
       });
       if (err.code !== 'OPTOUT_ERR_ABORTED') spool.remove();
       throw err;
@@ -367,6 +369,11 @@ export async function runImport(input: ImportOptions): Promise<ImportReport> {
     if (o.store === undefined) await store.close();
     if (stdinDir) await rm(stdinDir, { recursive: true, force: true });
   }
+}
+
+/** The checkpoint field that records a broken record which ended the reading, if one did. */
+function stoppedBy(error: JobError | undefined): { inputError?: JobError } {
+  return error === undefined ? {} : { inputError: error };
 }
 
 /** Moves a finished analysis spool under a job's name, so that the job writes from it. */

@@ -52,7 +52,7 @@ export function scanChunks(chunks: AsyncIterable<Chunk>, pool: ChunkPool, params
 
 /**
  * Runs chunks through the worker pool, several at a time, and yields their results in input
- * order. At most threads² chunks are in flight (piscina's `maxQueue: 'auto'` rule), so reading
+ * order. At most threads² tasks are in the pool (piscina's `maxQueue: 'auto'` rule), so reading
  * pauses whenever parsing or the consumer lags.
  *
  * A chunk is dispatched before the previous one is known to end on a record boundary; when a
@@ -94,18 +94,23 @@ export async function* scanWith<R extends ChunkProgress>(chunks: AsyncIterable<C
         throw new OptoutError('OPTOUT_ERR_CSV_PARSE', `Broken CSV at line ${line}: the input ends inside a record`, { location: { line } });
       }
       const tail = head.chunk.bytes.subarray(result.consumed);
+      // The dropped task keeps its place in the pool's queue until it settles: dispatching
+      // beside it would put one task more than the bound in the pool, past piscina's maxQueue.
+      await settled(next.promise);
       inFlight[0] = dispatch({ bytes: concatShared([tail, next.chunk.bytes]), offset: scanned.endOffset, final: next.chunk.final });
     }
   }
 
-  for await (const chunk of chunks) {
-    inFlight.push(dispatch(chunk));
-    while (inFlight.length >= maxInFlight) yield* settleHead();
+  try {
+    for await (const chunk of chunks) {
+      inFlight.push(dispatch(chunk));
+      while (inFlight.length >= maxInFlight) yield* settleHead();
+    }
+    while (inFlight.length > 0) yield* settleHead();
+  } finally {
+    // Stopped early (a broken record, a consumer that gave up): the next phase gets an idle pool.
+    await Promise.all(inFlight.map((f) => settled(f.promise)));
   }
-  while (inFlight.length > 0) yield* settleHead();
 }
 
-/** Splits joined keys back into strings. */
-export function splitJoined(joined: string, count: number): string[] {
-  return count === 0 ? [] : joined.split('\n');
-}
+const settled = (p: Promise<unknown>): Promise<void> => p.then(() => undefined, () => undefined);

@@ -1,4 +1,6 @@
+import type { OptoutError } from '../errors.js';
 import type { RejectsFile } from '../report/rejects.js';
+import { jobErrorOf, type JobError } from '../store/jobs.js';
 import type { BucketSpool } from './spool.js';
 import type { ScannedChunk } from './scan.js';
 
@@ -13,6 +15,15 @@ export interface SpoolState {
   rejectsBytes: number;
 }
 
+/** What a reading pass got through: the state after the last complete chunk, and what stopped it. */
+export interface SpoolResult {
+  state: SpoolState;
+  /** A broken record that ended the reading early; `state` covers the rows before it. */
+  error: JobError | undefined;
+}
+
+const INPUT_ERRORS: ReadonlySet<string> = new Set(['OPTOUT_ERR_CSV_PARSE', 'OPTOUT_ERR_RECORD_TOO_LARGE']);
+
 /** Chunks between two checkpoints of the reading phase (about 8 MiB of CSV). */
 const CHECKPOINT_EVERY = 8;
 
@@ -20,28 +31,37 @@ const CHECKPOINT_EVERY = 8;
  * The reading phase: every chunk's valid rows go to the spool, its invalid rows to the rejects
  * file. `checkpoint`, when given, is called every few chunks with the state and the spool's
  * file lengths, after both files are written out.
+ *
+ * A broken record ends the reading without failing it: the rows before it are spooled, and the
+ * error comes back with them, so that a caller writes them all the same (an opt-out that was read
+ * is never dropped). Any other failure is thrown.
  */
 export async function spoolPass(scan: AsyncIterable<ScannedChunk>, spool: BucketSpool, rejects: RejectsFile | undefined,
   start: SpoolState, onChunk: (state: SpoolState) => void,
-  checkpoint?: (state: SpoolState, lengths: number[]) => Promise<void>): Promise<SpoolState> {
+  checkpoint?: (state: SpoolState, lengths: number[]) => Promise<void>): Promise<SpoolResult> {
   const state = { ...start };
   let sinceCheckpoint = 0;
-  for await (const s of scan) {
-    const r = s.result;
-    spool.append(r.buckets);
-    await rejects?.write(r.rejects, s.baseLine, s.baseRow);
-    state.offset = s.endOffset;
-    state.lines = s.baseLine - 1 + r.lines;
-    state.rows += r.records;
-    state.valid += r.valid;
-    state.invalid += r.rejects.length;
-    state.invalidUtf8 += r.invalidUtf8;
-    state.rejectsBytes = rejects?.bytes ?? 0;
-    onChunk(state);
-    if (checkpoint && ++sinceCheckpoint >= CHECKPOINT_EVERY) {
-      sinceCheckpoint = 0;
-      await checkpoint({ ...state }, spool.flush());
+  try {
+    for await (const s of scan) {
+      const r = s.result;
+      spool.append(r.buckets);
+      await rejects?.write(r.rejects, s.baseLine, s.baseRow);
+      state.offset = s.endOffset;
+      state.lines = s.baseLine - 1 + r.lines;
+      state.rows += r.records;
+      state.valid += r.valid;
+      state.invalid += r.rejects.length;
+      state.invalidUtf8 += r.invalidUtf8;
+      state.rejectsBytes = rejects?.bytes ?? 0;
+      onChunk(state);
+      if (checkpoint && ++sinceCheckpoint >= CHECKPOINT_EVERY) {
+        sinceCheckpoint = 0;
+        await checkpoint({ ...state }, spool.flush());
+      }
     }
+  } catch (err) {
+    if (!INPUT_ERRORS.has((err as OptoutError).code)) throw err;
+    return { state, error: jobErrorOf(err as OptoutError) };
   }
-  return state;
+  return { state, error: undefined };
 }

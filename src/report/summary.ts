@@ -1,5 +1,6 @@
 import { printable } from './printable.js';
 import type { ImportCounts } from '../pipeline/stats.js';
+import type { JobError } from '../store/jobs.js';
 
 /** The report of one `optout import`, in the shape `--json` prints. */
 export interface ImportReport extends ImportCounts {
@@ -26,6 +27,11 @@ export interface ImportReport extends ImportCounts {
   invalidUtf8: number;
   rejectsFile: string | null;
   peakRssBytes: number;
+  /**
+   * A broken record (`OPTOUT_ERR_CSV_PARSE`, `OPTOUT_ERR_RECORD_TOO_LARGE`) that ended the
+   * reading: the counts cover the rows before it, which a confirmed import writes.
+   */
+  error: JobError | null;
 }
 
 const fmt = (n: number): string => n.toLocaleString('en-US');
@@ -48,6 +54,10 @@ export function formatSummary(r: ImportReport): string {
   ];
   if (r.invalidUtf8 > 0) {
     lines.push(`  note: ${fmt(r.invalidUtf8)} cells were not valid UTF-8; if the file is Latin-1 or Windows-1252, pass --encoding latin1`);
+  }
+  if (r.error !== null) {
+    lines.push(`  stopped at        ${r.error.line === undefined ? 'a broken record' : `line ${fmt(r.error.line)}`}: ${r.error.message} [${r.error.code}]`,
+      '                    the counts cover the rows before it; an import writes those, then fails');
   }
   if (r.expectedCount !== null) {
     lines.push(`  not confirmed: ${fmt(r.expectedCount)} was given, the list has ${fmt(r.unique)} unique addresses; nothing was written`);

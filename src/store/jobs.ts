@@ -1,3 +1,4 @@
+import { OptoutError } from '../errors.js';
 import type { ImportCounts } from '../pipeline/stats.js';
 import type { JobMeta } from './store.js';
 
@@ -29,6 +30,21 @@ export interface Checkpoint {
   spool: { dir: string; bits: number; lengths: number[] };
   /** Buckets already written to the store. */
   bucket: number;
+  /**
+   * A broken record that ended the reading: the rows before it are written all the same, then
+   * the job fails with this error. Kept here so that a resumed job still ends that way.
+   */
+  inputError?: JobError;
+}
+
+/** Why a job failed, or the broken record that stopped its reading: a stable code, and its line. */
+export interface JobError {
+  code: string;
+  message: string;
+  /** 1-based physical line where the broken record starts. */
+  line?: number;
+  /** 1-based data record. */
+  row?: number;
 }
 
 /** Identifies "the same import" across a crash: same file, same content, same options. */
@@ -71,7 +87,22 @@ export interface JobRecord {
   finishedAt: string | null;
   resumedCount: number;
   checkpoint: Checkpoint;
-  error: { code: string; message: string } | null;
+  error: JobError | null;
+}
+
+/** An error as a job record and a report keep it, with its place in the file when it has one. */
+export function jobErrorOf(err: OptoutError): JobError {
+  const at = err.location;
+  return {
+    code: err.code, message: err.message,
+    ...(at?.line === undefined ? {} : { line: at.line }), ...(at?.row === undefined ? {} : { row: at.row }),
+  };
+}
+
+/** The error a recorded broken record is thrown as, once the rows before it are written. */
+export function errorOfJob(rec: JobError): OptoutError {
+  const location = { ...(rec.line === undefined ? {} : { line: rec.line }), ...(rec.row === undefined ? {} : { row: rec.row }) };
+  return new OptoutError(rec.code as OptoutError['code'], rec.message, { location });
 }
 
 /**

@@ -139,6 +139,23 @@ describe('imports over HTTP', () => {
     expect(await eligible('after@broken.test')).toBe(true);
   });
 
+  it('a gzip upload whose record never ends: awaits confirmation of the row before it, then writes it and fails', async () => {
+    // A header, one valid row, then 4 MiB of zero bytes: one record past the 1 MiB limit.
+    const body = gzipSync(Buffer.concat([Buffer.from('email\nbefore@zeros.test\n'), Buffer.alloc(4 * 1024 * 1024)]));
+    const posted = await call('POST', '/v1/imports', keys.admin, body, { 'content-type': 'application/gzip' });
+    expect(posted.status).toBe(202);
+    const id = posted.json['id'] as string;
+    const waiting = await waitWhile(id, ['analyzing']);
+    expect(waiting).toMatchObject({
+      state: 'awaiting_confirmation', counts: { rows: 1, valid: 1, unique: 1 }, error: { code: 'OPTOUT_ERR_RECORD_TOO_LARGE', line: 3 },
+    });
+    expect(await eligible('before@zeros.test')).toBe(true);
+    expect((await call('POST', `/v1/imports/${id}/confirm`, keys.admin, { count: 1 })).status).toBe(200);
+    const done = await waitWhile(id, ['awaiting_confirmation', 'importing']);
+    expect(done).toMatchObject({ state: 'failed', counts: { added: 1 }, error: { code: 'OPTOUT_ERR_RECORD_TOO_LARGE', line: 3 } });
+    expect(await eligible('before@zeros.test')).toBe(false);
+  });
+
   it('refuses bad requests without creating a job', async () => {
     const before = ((await call('GET', '/v1/imports', keys.admin)).json['imports'] as unknown[]).length;
     expect((await call('POST', '/v1/imports', keys.check, csv, { 'content-type': 'text/csv' })).status).toBe(403);

@@ -423,6 +423,53 @@ describe.concurrent('import: stdin', () => {
   });
 });
 
+describe.concurrent('import: a broken record after 1,000 valid rows', () => {
+  const valid = Array.from({ length: 1000 }, (_, i) => `kept${i}@broken.test`);
+  const line = valid.length + 2;
+  /**
+   * Then a quoted record of 4 MB with a line break every 100 bytes (past the default 1 MiB
+   * limit, so chunk cuts fall inside it and the reading carries it over), then one more row.
+   */
+  const brokenList = (): Promise<string> => csvFile(Buffer.concat([
+    Buffer.from('email,note\n' + valid.map((e) => `${e},ok\n`).join('') + 'huge@broken.test,"'),
+    Buffer.from(`${'x'.repeat(99)}\n`.repeat(40_000)),
+    Buffer.from('"\nafter@broken.test,ok\n'),
+  ]));
+
+  for (const args of [['--threads', '1', '--yes'], ['--threads', '2', '--yes'], ['--threads', '1', '--confirm', '1000']]) {
+    it(`${args.join(' ')}: exit 2 with its line; every row before it is stored and the job failed`, async () => {
+      const db = await freshDb();
+      const res = await cli(db, 'import', await brokenList(), ...args);
+      expectError(res, 2, 'OPTOUT_ERR_RECORD_TOO_LARGE');
+      expect(res.stderr).toMatch(new RegExp(`\\bline ${line}\\b`));
+      expect(await check(db, 'kept999@broken.test')).toBe(1);
+      const exported = await cli(db, 'export');
+      expect(exported.stdout.trim().split('\n').slice(1).map((l) => l.split(',')[0]).sort()).toEqual([...valid].sort());
+      const jobs = await cli(db, 'jobs', '--json');
+      expect(parseJson(jobs)['jobs']).toMatchObject([{ state: 'failed', added: 1000, error: { code: 'OPTOUT_ERR_RECORD_TOO_LARGE', line } }]);
+    });
+  }
+
+  it('--dry-run: the report counts the rows before it and carries the error; exit 2, nothing written', async () => {
+    const db = await freshDb();
+    const res = await cli(db, 'import', await brokenList(), '--dry-run', '--threads', '1', '--json');
+    expectError(res, 2, 'OPTOUT_ERR_RECORD_TOO_LARGE');
+    expect(parseJson<Report>(res)).toMatchObject({
+      rows: 1000, unique: 1000, dryRun: true, confirmed: false, error: { code: 'OPTOUT_ERR_RECORD_TOO_LARGE', line },
+    });
+    expect(await stats(db)).toMatchObject({ entries: 0, jobs: [] });
+  });
+
+  it('no confirmation and no terminal: exit 3, the summary names the broken record', async () => {
+    const db = await freshDb();
+    const res = await cli(db, 'import', await brokenList(), '--threads', '1');
+    expect(res.code, res.stderr).toBe(3);
+    expect(res.stdout).toMatch(new RegExp(`stopped at +line 1,002: .*\\[OPTOUT_ERR_RECORD_TOO_LARGE\\]`));
+    expect(res.stderr).toContain('--confirm 1000');
+    expect(await stats(db)).toMatchObject({ entries: 0, jobs: [] });
+  });
+});
+
 describe.concurrent('import: option and source errors', () => {
   it('a missing file: exit 2, OPTOUT_ERR_SOURCE', async () => {
     const dir = await tempDir();

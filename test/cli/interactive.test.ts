@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,9 +15,9 @@ afterEach(() => {
 });
 
 /** Runs the import on a pseudo-terminal (util-linux `script`) and types `answer` at the prompt. */
-function importOnTerminal(db: string, answer: string): Promise<{ code: number | null; output: string }> {
+function importOnTerminal(db: string, answer: string, list = sample): Promise<{ code: number | null; output: string }> {
   return new Promise((resolve, reject) => {
-    const command = [process.execPath, cli, 'import', sample, '--db', db].map((a) => `'${a}'`).join(' ');
+    const command = [process.execPath, cli, 'import', list, '--db', db].map((a) => `'${a}'`).join(' ');
     const child = spawn('script', ['-qec', command, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] });
     let output = '';
     let answered = false;
@@ -61,5 +61,18 @@ describe.skipIf(!hasScript)('import on a terminal without a confirmation flag', 
     const { code } = await importOnTerminal(db, '8');
     expect(code).toBe(3);
     expect(entries(db)).toBe(0);
+  });
+
+  it('after a broken record, asks for the count of the rows before it, writes them and exits 2', async () => {
+    const db = mkdtempSync(join(tmpdir(), 'optout-tty-'));
+    dirs.push(db);
+    const list = join(db, 'broken.csv');
+    // Three rows, then an unclosed quote on line 5.
+    writeFileSync(list, 'email\na@tty.test\nb@tty.test\nc@tty.test\n"d@tty.test\ne@tty.test\n');
+    const { code, output } = await importOnTerminal(join(db, 'store'), '3', list);
+    expect(output).toMatch(/stopped at +line 5: .*\[OPTOUT_ERR_CSV_PARSE\]/);
+    expect(output).toContain('3 addresses from the rows before the broken record will never be emailed again');
+    expect(code).toBe(2);
+    expect(entries(join(db, 'store'))).toBe(3);
   });
 });

@@ -1,11 +1,11 @@
-import { readdirSync, readlinkSync } from 'node:fs';
+import { openSync, readdirSync, readlinkSync, writeSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { writeList } from '../../bench/generate.js';
 import { ROOT, removeTempDirs, tempDir } from '../helpers.js';
 
 // The pipeline runs worker threads from the build, so the built entry point is under test.
-const { runImport, isOptoutError, LevelStore } = await import(join(ROOT, 'dist/src/index.js')) as typeof import('../../src/index.js');
+const { runImport, isOptoutError, LevelStore, openStore } = await import(join(ROOT, 'dist/src/index.js')) as typeof import('../../src/index.js');
 
 afterAll(removeTempDirs);
 
@@ -87,5 +87,106 @@ describe.skipIf(process.platform !== 'linux')('runImport', () => {
     expect(withYields.every((t) => t > 0)).toBe(true);
     const bad = await runImport({ source: { kind: 'file', path: list }, db: join(dir, 'c'), confirm: { mode: 'yes' }, yieldEvery: 0 }).catch((e: unknown) => e);
     expect(isOptoutError(bad) && bad.code).toBe('OPTOUT_ERR_INVALID_OPTION');
+  });
+});
+
+/**
+ * 1,000 valid rows, then (line 1,002) a quoted record of about 3 MiB with a line break every
+ * 100 bytes, so that chunk cuts keep falling inside it, then one more valid row.
+ */
+function brokenListFile(dir: string): { path: string; valid: string[]; after: string; line: number } {
+  const path = join(dir, 'broken.csv');
+  const valid = Array.from({ length: 1000 }, (_, i) => `kept${i}@broken.test`);
+  const fd = openSync(path, 'w');
+  writeSync(fd, 'email,note\n' + valid.map((e) => `${e},ok\n`).join('') + 'huge@broken.test,"');
+  const lines = Buffer.from(`${'x'.repeat(99)}\n`.repeat(1024));
+  for (let i = 0; i < 30; i++) writeSync(fd, lines);
+  writeSync(fd, '"\nafter@broken.test,ok\n');
+  closeSync(fd);
+  return { path, valid, after: 'after@broken.test', line: valid.length + 2 };
+}
+
+/** Which of these addresses the store suppresses (checked through the library's checker). */
+async function suppressed(db: string, emails: readonly string[]): Promise<string[]> {
+  const s = await openStore(db);
+  try {
+    const decisions = await s.checkMany(emails.map((email) => ({ email })));
+    return emails.filter((_, i) => decisions[i]?.eligible === false);
+  } finally {
+    await s.close();
+  }
+}
+
+describe('runImport of a list with a broken record', () => {
+  // Small chunks and a small record limit: the carry-over runs many times, as with a 50 MB record.
+  const small = { maxRecordBytes: 64 * 1024, chunkBytes: 16 * 1024 };
+
+  for (const threads of [1, 2]) {
+    for (const confirm of [{ mode: 'yes' } as const, { mode: 'count', count: 1000 } as const]) {
+      it(`stores every row before it and fails the job with its line (threads ${threads}, confirm ${confirm.mode})`, async () => {
+        const dir = await tempDir('optout-run-import-');
+        const list = brokenListFile(dir);
+        const db = join(dir, 'db');
+        const err = await runImport({ source: { kind: 'file', path: list.path }, db, threads, confirm, ...small }).catch((e: unknown) => e);
+        expect(isOptoutError(err) && { code: err.code, line: err.location?.line })
+          .toEqual({ code: 'OPTOUT_ERR_RECORD_TOO_LARGE', line: list.line });
+        expect(await suppressed(db, list.valid)).toEqual(list.valid);
+        expect(await suppressed(db, [list.after])).toEqual([]);
+        const store = await LevelStore.open(db);
+        try {
+          const jobs = await store.listImports();
+          expect(jobs.map((j) => ({ state: j.state, code: j.error?.code, added: j.checkpoint.counts.added })))
+            .toEqual([{ state: 'failed', code: 'OPTOUT_ERR_RECORD_TOO_LARGE', added: 1000 }]);
+        } finally {
+          await store.close();
+        }
+      });
+    }
+  }
+
+  it('a dry run or an unanswered confirmation reports the rows before it and the error, writing nothing', async () => {
+    const dir = await tempDir('optout-run-import-');
+    const list = brokenListFile(dir);
+    const db = join(dir, 'db');
+    const asked: Array<{ unique: number; code: string | undefined }> = [];
+    const dry = await runImport({ source: { kind: 'file', path: list.path }, db, threads: 1, confirm: { mode: 'dry-run' }, ...small });
+    const unanswered = await runImport({
+      source: { kind: 'file', path: list.path }, db, threads: 1, ...small,
+      confirm: { mode: 'ask', ask: async (r) => {
+        asked.push({ unique: r.unique, code: r.error?.code });
+        return undefined;
+      } },
+    });
+    for (const r of [dry, unanswered]) {
+      expect(r).toMatchObject({ rows: 1000, valid: 1000, unique: 1000, confirmed: false, jobId: null,
+        error: { code: 'OPTOUT_ERR_RECORD_TOO_LARGE', line: list.line, row: 1001 } });
+    }
+    expect(asked).toEqual([{ unique: 1000, code: 'OPTOUT_ERR_RECORD_TOO_LARGE' }]);
+    expect(await suppressed(db, list.valid.slice(0, 3))).toEqual([]);
+  });
+
+  it('a job stopped while writing the rows before it still ends failed when resumed', async () => {
+    const dir = await tempDir('optout-run-import-');
+    const list = brokenListFile(dir);
+    const db = join(dir, 'db');
+    const controller = new AbortController();
+    const confirm = { mode: 'count', count: 1000 } as const;
+    const first = await runImport({
+      source: { kind: 'file', path: list.path }, db, threads: 1, confirm, ...small, signal: controller.signal,
+      onProgress: (p) => {
+        if (p.phase === 'writing') controller.abort();
+      },
+    }).catch((e: unknown) => e);
+    expect(isOptoutError(first) && first.code).toBe('OPTOUT_ERR_ABORTED');
+    for (const again of [confirm, { mode: 'yes' } as const]) {
+      const events: string[] = [];
+      const err = await runImport({ source: { kind: 'file', path: list.path }, db, threads: 1, confirm: again, ...small,
+        onEvent: (e) => events.push(e.type) }).catch((e: unknown) => e);
+      expect(isOptoutError(err) && { code: err.code, line: err.location?.line }).toEqual({ code: 'OPTOUT_ERR_RECORD_TOO_LARGE', line: list.line });
+      // The first run resumes the interrupted job; the second finds nothing to resume and
+      // imports again (adding nothing), failing the same way.
+      if (again === confirm) expect(events).toContain('resumed');
+    }
+    expect(await suppressed(db, list.valid)).toEqual(list.valid);
   });
 });

@@ -3,7 +3,7 @@ import processChunk, { dedupBucket } from '../../src/normalize/worker.js';
 import type { ChunkPool } from '../../src/normalize/pool.js';
 import { scrubChunk } from '../../src/scrub/worker.js';
 import { splitSource } from '../../src/source/chunks.js';
-import { scanChunks, type ScannedChunk } from '../../src/pipeline/scan.js';
+import { scanChunks, scanWith, type ScannedChunk } from '../../src/pipeline/scan.js';
 import { isOptoutError } from '../../src/errors.js';
 
 /** The worker functions run in-process: the scan loop's ordering and carry logic is what is under test. */
@@ -67,5 +67,46 @@ describe('scanChunks', () => {
     expect(isOptoutError(err) && err.code).toBe('OPTOUT_ERR_CSV_PARSE');
     expect(isOptoutError(err) && err.location?.line).toBe(32);
     expect(seen).toHaveLength(30);
+  });
+});
+
+describe('scanWith', () => {
+  /**
+   * A task runner that counts the tasks started and not yet settled, as piscina does: a dropped
+   * speculative task still holds its place in the pool's queue until it settles.
+   */
+  function countingRun(): { run: (bytes: Buffer, final: boolean) => Promise<ReturnType<typeof processChunk>>; peak: () => number; now: () => number } {
+    let outstanding = 0;
+    let peak = 0;
+    const run = async (bytes: Buffer, final: boolean): Promise<ReturnType<typeof processChunk>> => {
+      outstanding++;
+      peak = Math.max(peak, outstanding);
+      try {
+        await new Promise((r) => setTimeout(r, Math.random() * 4));
+        return processChunk({ ...params, maxRecordBytes: 2048, bytes, final });
+      } finally {
+        outstanding--;
+      }
+    };
+    return { run, peak: () => peak, now: () => outstanding };
+  }
+
+  it('never has more tasks outstanding than its bound, dropped speculative ones included, and leaves none behind', async () => {
+    // A long quoted record with line breaks after some good rows: many carries, then the error.
+    const big = 'email,note\n' + records.join('\n') + '\n"big@example.org","' + 'a line of text\n'.repeat(400) + '"\n';
+    for (const threads of [1, 2, 3]) {
+      const counter = countingRun();
+      const { header, chunks } = await splitSource(pieces(Buffer.from(big), 97), { maxRecordBytes: 2048, chunkBytes: 64 });
+      let keys = 0;
+      const err = await (async () => {
+        for await (const s of scanWith(chunks, threads, counter.run, { line: header.lines + 1, row: 0 })) keys += keysOf(s).length;
+      })().catch((e: unknown) => e);
+      expect(isOptoutError(err) && err.code).toBe('OPTOUT_ERR_RECORD_TOO_LARGE');
+      expect(isOptoutError(err) && err.location?.line).toBe(big.slice(0, big.indexOf('"big@')).split('\n').length);
+      expect(keys).toBe(records.length);
+      expect(counter.peak()).toBeLessThanOrEqual(Math.max(2, threads * threads));
+      // The pool is free for the next phase (the dedup tasks) once the scan has ended.
+      expect(counter.now()).toBe(0);
+    }
   });
 });

@@ -1,9 +1,10 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BucketSpool, bucketBitsFor } from '../../src/pipeline/spool.js';
-import processChunk, { dedupBucket } from '../../src/normalize/worker.js';
+import processChunk, { DEDUP_LIMITS, dedupBucket } from '../../src/normalize/worker.js';
 import { bucketOf } from '../../src/normalize/chunk-task.js';
 import { hashKeyTuple } from '../../src/dedup/hash.js';
 import { entryKey } from '../../src/store/keys.js';
@@ -58,18 +59,70 @@ describe('spool buckets', () => {
     spool.flush();
     const r = dedupBucket({ path: spool.path(0), keyPrefix: 'e*\u0000' });
     expect(r.lines).toBe(5);
-    const keys = r.keys.split('\n');
+    expect(r.keys).toHaveLength(1);
+    const keys = r.keys.join('\n').split('\n');
     // Store order: by first hash.
     const expected = ['ann@x.org', 'zed@x.org'].sort((a, b) => hashKeyTuple(a)[0] - hashKeyTuple(b)[0]);
     expect(keys).toEqual(expected.map((k) => entryKey('*', k)));
     const ann = expected.indexOf('ann@x.org');
     expect(r.addressRows).toEqual([ann]);
-    expect(r.addresses).toBe('Ann+A@x.org');
+    expect(r.addresses).toEqual(['Ann+A@x.org']);
     expect([...r.hashes.subarray(ann * 3, ann * 3 + 3)]).toEqual(hashKeyTuple('ann@x.org'));
   });
 
   it('treats a missing bucket file as empty', () => {
     const r = dedupBucket({ path: join(temp(), 'none'), keyPrefix: '' });
-    expect(r).toMatchObject({ lines: 0, keys: '', addressRows: [] });
+    expect(r).toMatchObject({ lines: 0, keys: [], addresses: [], addressRows: [] });
+  });
+
+  /** The result as the merge pass reads it: distinct keys and each one's kept address. */
+  const view = (r: ReturnType<typeof dedupBucket>): { lines: number; keys: string[]; addresses: Map<number, string>; hashes: number[] } => {
+    const addresses = r.addresses.flatMap((p) => p.split('\n'));
+    return {
+      lines: r.lines,
+      keys: r.keys.flatMap((p) => p.split('\n')),
+      addresses: new Map(r.addressRows.map((row, i) => [row, addresses[i] as string])),
+      hashes: [...r.hashes],
+    };
+  };
+
+  // Keys with multi-byte characters, so that piece cuts fall inside UTF-8 sequences too.
+  const line = fc.record({
+    key: fc.constantFrom('a@x.org', 'bb@x.org', 'jöns@x.org', 'ærlig.løs@eksempel.no', '中文@例子.cn', 'z'.repeat(40) + '@x.org'),
+    address: fc.option(fc.constantFrom('A@x.org', 'Jöns+news@x.org', '中文+x@例子.cn'), { nil: undefined }),
+  });
+
+  it('dedups exactly whatever the piece size, duplicates spanning piece boundaries included (property)', () => {
+    const path = join(temp(), 'bucket');
+    fc.assert(fc.property(fc.array(line, { maxLength: 200 }), fc.integer({ min: 1, max: 64 }), fc.integer({ min: 1, max: 5 }),
+      (rows, pieceBytes, keysPerPart) => {
+        writeFileSync(path, rows.map((r) => (r.address === undefined ? r.key : `${r.key}\t${r.address}`) + '\n').join(''));
+        const got = view(dedupBucket({ path, keyPrefix: '' }, { pieceBytes, keysPerPart }));
+        // The oracle: a Set of keys, and the first address seen for each.
+        const first = new Map<string, string | undefined>();
+        for (const r of rows) if (!first.has(r.key)) first.set(r.key, r.address);
+        expect(got.lines).toBe(rows.length);
+        const keys = got.keys.map((k) => k.slice(8));
+        expect(new Set(keys).size).toBe(keys.length);
+        expect([...keys].sort()).toEqual([...first.keys()].sort());
+        keys.forEach((k, i) => expect(got.addresses.get(i)).toBe(first.get(k)));
+      }), { numRuns: 300 });
+  });
+
+  it('a bucket file many pieces long gives the same result as reading it whole', () => {
+    const dir = temp();
+    const spool = new BucketSpool(join(dir, 's'), 0);
+    const csv = Array.from({ length: 20_000 }, (_, i) => `User${i % 7000}+tag${i}@Example${i % 7000 % 13}.org`).join('\n') + '\n';
+    spool.append(processChunk({ bytes: Buffer.from(csv), delimiter: 44, eol: 'lf', column: 0, maxRecordBytes: 1 << 20, bucketBits: 0, final: true }).buckets);
+    spool.flush();
+    const task = { path: spool.path(0), keyPrefix: 'e*\u0000' };
+    expect(statSync(task.path).size).toBeGreaterThan(100 * 4096);
+    const whole = dedupBucket(task, { ...DEDUP_LIMITS, pieceBytes: 1 << 30 });
+    expect(whole.keys).toHaveLength(1);
+    expect(whole.lines).toBe(20_000);
+    expect(whole.addressRows.length).toBe(7000);
+    const pieces = dedupBucket(task, { pieceBytes: 4096, keysPerPart: 1000 });
+    expect(pieces.keys).toHaveLength(7);
+    expect(view(pieces)).toEqual(view(whole));
   });
 });

@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { OptoutError } from '../../errors.js';
 import type { Confirmation } from '../../options.js';
 import { runImport } from '../../pipeline/run-import.js';
+import { errorOfJob } from '../../store/jobs.js';
 import { formatSummary, type ImportReport } from '../../report/summary.js';
 import { ProgressBar } from '../progress.js';
 import { dbOption, parseCount, parseInteger } from '../args.js';
@@ -27,7 +28,8 @@ async function askCount(analysis: ImportReport): Promise<number | undefined> {
   process.stderr.write(`${formatSummary(analysis)}\n\n`);
   const rl = createInterface({ input: process.stdin, output: process.stderr });
   try {
-    const answer = await rl.question(`${analysis.unique.toLocaleString('en-US')} addresses will never be emailed again. ` +
+    const answer = await rl.question(`${analysis.unique.toLocaleString('en-US')} addresses ` +
+      `${analysis.error === null ? '' : 'from the rows before the broken record '}will never be emailed again. ` +
       'Type that number to import them (anything else cancels): ');
     const n = Number(answer.replace(/[\s,._]/g, ''));
     return answer.trim() === '' || !Number.isInteger(n) ? undefined : n;
@@ -104,6 +106,8 @@ export function registerImport(program: Command): void {
       }
       if (flags.json) process.stdout.write(JSON.stringify(report) + '\n');
       else process.stdout.write(formatSummary(report) + '\n');
+      // A dry run reports a broken record as an import of the same file would: exit 2 with it.
+      if (report.dryRun && report.error !== null) throw errorOfJob(report.error);
       if (!report.confirmed && !report.dryRun) {
         if (!flags.json && report.expectedCount === null) {
           process.stderr.write(`Nothing was written. To import, run again with --confirm ${report.unique} (or --yes in scripts).\n`);
