@@ -113,7 +113,7 @@ describe('spool buckets', () => {
     const dir = temp();
     const spool = new BucketSpool(join(dir, 's'), 0);
     const csv = Array.from({ length: 20_000 }, (_, i) => `User${i % 7000}+tag${i}@Example${i % 7000 % 13}.org`).join('\n') + '\n';
-    spool.append(processChunk({ bytes: Buffer.from(csv), delimiter: 44, eol: 'lf', column: 0, maxRecordBytes: 1 << 20, bucketBits: 0, final: true }).buckets);
+    spool.append(processChunk({ bytes: Buffer.from(csv), delimiter: 44, column: 0, maxRecordBytes: 1 << 20, bucketBits: 0, final: true }).buckets);
     spool.flush();
     const task = { path: spool.path(0), keyPrefix: 'e*\u0000' };
     expect(statSync(task.path).size).toBeGreaterThan(100 * 4096);
