@@ -95,3 +95,11 @@ export function hashKeyTuple(key: string): [number, number, number] {
   hashKey(key, tupleScratch, 0);
   return [tupleScratch[0]!, tupleScratch[1]!, tupleScratch[2]!];
 }
+
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+
+/** A first hash as 8 hex digits, ordered like the number (the hash part of a chunk key, see store/store.ts). */
+export function hashHex(h1: number): string {
+  return (HEX[(h1 >>> 24) & 0xff] as string) + (HEX[(h1 >>> 16) & 0xff] as string) +
+    (HEX[(h1 >>> 8) & 0xff] as string) + (HEX[h1 & 0xff] as string);
+}

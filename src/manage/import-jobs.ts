@@ -3,8 +3,9 @@
  * request, reads an uploaded file kept under the store (`uploads/<id>.csv`), waits for its
  * confirmation, and writes through the same pipeline as the CLI.
  *
- * Analyses run side by side; writing phases run one at a time (a writer slot), because two
- * imports classifying the same keys at once could both count a key as added. While an import
+ * Analyses run side by side; the jobs' writing phases take turns under the store's import
+ * lease (see runImport), because two imports classifying the same keys at once could both count
+ * a key as added. While an import
  * writes, checks keep being answered: parsing and deduplication run in one worker thread (the
  * other core serves requests), and the import gives the event loop back between batches.
  *
@@ -22,6 +23,7 @@ import { normalizeImportOptions, type ImportOptions } from '../options.js';
 import { removeOrphanSpools, runImport } from '../pipeline/run-import.js';
 import { emptyCounts, type ImportCounts } from '../pipeline/stats.js';
 import type { ImportReport } from '../report/summary.js';
+import { canMove, moveJob } from '../store/job-states.js';
 import type { JobError, JobOrigin, JobRecord, JobState } from '../store/jobs.js';
 import type { LevelStore } from '../store/level-store.js';
 import { fetchSource, type FetchSourceOptions } from '../sync/fetch-source.js';
@@ -94,8 +96,6 @@ export class ImportJobs {
   readonly #threads: number;
   readonly #maxUpload: number;
   readonly #running = new Map<string, Running>();
-  /** Tail of the queue of writing phases. */
-  #writer: Promise<void> = Promise.resolve();
   readonly #fetching = new Set<Promise<void>>();
   readonly #closing = new AbortController();
   #closed = false;
@@ -285,15 +285,6 @@ export class ImportJobs {
     const abort = new AbortController();
     const entry: Running = { abort, progress: null, done: Promise.resolve() };
     this.#running.set(id, entry);
-    let releaseWriter: (() => void) | undefined;
-    /** Waits for the writer slot; the import writes only once it holds it. */
-    const takeWriter = async (): Promise<void> => {
-      const previous = this.#writer;
-      this.#writer = new Promise<void>((r) => {
-        releaseWriter = r;
-      });
-      await previous;
-    };
     const options: ImportOptions = {
       source: { kind: 'file', path: this.uploadPath(id) },
       store: this.#store,
@@ -315,7 +306,6 @@ export class ImportJobs {
             void this.#setState(id, 'awaiting_confirmation', countsOf(analysis), analysis.error ?? undefined);
           });
           delete entry.confirm;
-          await takeWriter();
           return count;
         },
       },
@@ -325,7 +315,6 @@ export class ImportJobs {
     };
     entry.done = (async () => {
       try {
-        if (confirmed) await takeWriter();
         await runImport(options);
         await rm(this.uploadPath(id), { force: true });
       } catch (err) {
@@ -334,7 +323,6 @@ export class ImportJobs {
           await rm(this.uploadPath(id), { force: true });
         }
       } finally {
-        releaseWriter?.();
         this.#running.delete(id);
       }
     })();
@@ -343,21 +331,17 @@ export class ImportJobs {
   /** Marks a job failed unless the pipeline already did (it records failures of its writing phase). */
   async #fail(id: string, err: unknown): Promise<void> {
     const job = await this.#store.getJob(id).catch(() => undefined);
-    if (job?.kind !== 'import' || job.state === 'failed' || job.state === 'completed') return;
+    if (job?.kind !== 'import' || !canMove(job.state, 'failed')) return;
     const e = err as OptoutError;
-    await this.#store.putJob({
-      ...job, state: 'failed', updatedAt: new Date().toISOString(),
-      error: { code: e.code ?? 'OPTOUT_ERR_INTERNAL', message: e.message },
-    }).catch(() => undefined);
+    await this.#store.putJob(moveJob(job, 'failed', { error: { code: e.code ?? 'OPTOUT_ERR_INTERNAL', message: e.message } })).catch(() => undefined);
   }
 
   async #setState(id: string, state: JobState, counts?: ImportCounts, inputError?: JobError): Promise<void> {
     const job = await this.#store.getJob(id);
-    if (job?.kind !== 'import') return;
-    await this.#store.putJob({
-      ...job, state, updatedAt: new Date().toISOString(),
-      ...(counts ? { checkpoint: { ...job.checkpoint, counts, ...(inputError ? { inputError } : {}) } } : {}),
-    });
+    // A job that ended meanwhile (failed, stopped) keeps its state.
+    if (job?.kind !== 'import' || !canMove(job.state, state)) return;
+    await this.#store.putJob(moveJob(job, state,
+      counts ? { checkpoint: { ...job.checkpoint, counts, ...(inputError ? { inputError } : {}) } } : {}));
   }
 
   #view(job: JobRecord): ImportJobView {

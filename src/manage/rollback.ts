@@ -5,6 +5,7 @@
  * this module decides whether the job may be rolled back and writes the audit record.
  */
 import { OptoutError, describeValue } from '../errors.js';
+import { canMove, moveJob } from '../store/job-states.js';
 import type { AnyJob } from '../store/jobs.js';
 import { ACCOUNT_WIDE, type Ledger, type RollbackCounts } from '../store/store.js';
 
@@ -12,7 +13,6 @@ export interface RollbackResult extends RollbackCounts {
   job: string;
 }
 
-const ROLLBACK_FROM = new Set(['completed', 'failed', 'interrupted', 'rolling_back']);
 
 /** Rolls back an import or a single add; audited. */
 export async function rollbackJob(store: Ledger & { withWriteLock<T>(fn: () => Promise<T>): Promise<T> }, jobId: string,
@@ -23,10 +23,10 @@ export async function rollbackJob(store: Ledger & { withWriteLock<T>(fn: () => P
   return store.withWriteLock(async () => {
     const job = await store.getJob(jobId);
     if (job === undefined) throw new OptoutError('OPTOUT_ERR_JOB_NOT_FOUND', `No job has the id ${jobId}`);
-    if (!ROLLBACK_FROM.has(job.state)) {
+    if (!canMove(job.state, 'rolling_back')) {
       throw new OptoutError('OPTOUT_ERR_JOB_STATE', `Job ${jobId} is ${job.state}: only a completed, failed or interrupted job can be rolled back`);
     }
-    const rolling = { ...job, state: 'rolling_back', updatedAt: new Date().toISOString() } as AnyJob;
+    const rolling = moveJob<AnyJob>(job, 'rolling_back');
     await store.putJob(rolling);
     const counts = await store.rollbackJob(rolling, (c) => store.audit({
       actor, action: 'rollback', key: job.kind === 'add' ? job.key : null, job: jobId,

@@ -1,4 +1,5 @@
 import type { ExtractError } from '../csv/extract.js';
+import type { ChunkKeyCodec } from '../store/store.js';
 
 /** What the main thread sends a worker: one record-aligned chunk of UTF-8 bytes. */
 export interface ChunkTask {
@@ -43,8 +44,8 @@ export interface ChunkResult {
 /** Dedup of one spool bucket: its distinct keys, in first-seen order. */
 export interface BucketTask {
   path: string;
-  /** Prepended to every key, so that the main thread gets store keys without building them. */
-  keyPrefix: string;
+  /** How to write each key as the ledger's chunk key, so that the main thread need not build them. */
+  codec: ChunkKeyCodec;
 }
 
 export interface BucketResult {

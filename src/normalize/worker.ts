@@ -1,8 +1,7 @@
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { extractColumn } from '../csv/extract.js';
-import { hashKey } from '../dedup/hash.js';
+import { hashHex, hashKey } from '../dedup/hash.js';
 import { readCell } from './cell.js';
-import { hashPart } from '../store/keys.js';
 import {
   MAX_REJECT_VALUE_CHARS, bucketOf, type BucketResult, type BucketTask, type ChunkReject, type ChunkResult, type ChunkTask,
 } from './chunk-task.js';
@@ -151,7 +150,7 @@ export function dedupBucket(task: BucketTask, limits: Readonly<DedupLimits> = DE
     hashes[i * 3] = h1;
     hashes[i * 3 + 1] = keyHashes[row * 3 + 1] as number;
     hashes[i * 3 + 2] = keyHashes[row * 3 + 2] as number;
-    storeKeys[i] = task.keyPrefix + hashPart(h1) + (keys[row] as string);
+    storeKeys[i] = task.codec.prefix + (task.codec.withHash ? hashHex(h1) : '') + (keys[row] as string);
   }
   return { lines, keys: joinInParts(storeKeys, limits.keysPerPart), addresses: joinInParts(addresses, limits.keysPerPart), addressRows, hashes };
 }

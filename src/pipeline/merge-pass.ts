@@ -2,19 +2,18 @@ import type { KeyFilter } from '../dedup/bloom.js';
 import { throwIfAborted } from '../errors.js';
 import type { BucketResult } from '../normalize/chunk-task.js';
 import type { ChunkPool } from '../normalize/pool.js';
-import type { LevelStore } from '../store/level-store.js';
-import { encodeEntryValue, holdKeyOfEntry } from '../store/keys.js';
 import type { JobRecord } from '../store/jobs.js';
+import type { ChunkKeyCodec, ChunkWriter, Ledger } from '../store/store.js';
 import type { BucketSpool } from './spool.js';
 import type { ImportCounts } from './stats.js';
 
 export interface MergeOptions {
   spool: BucketSpool;
   pool: ChunkPool;
-  store: LevelStore;
+  store: Pick<Ledger, 'presentKeys' | 'beginChunk' | 'withWriteLock'>;
   filter: KeyFilter;
-  /** Store key prefix of the scope (`e<scope>\0`). */
-  keyPrefix: string;
+  /** The ledger's chunk keys for the scope, built by the workers. */
+  codec: ChunkKeyCodec;
   /** First bucket to process (a resumed import). */
   startBucket: number;
   /** Counts so far: rows, valid and invalid from reading, the rest from buckets done. */
@@ -44,7 +43,7 @@ async function* dedupedBuckets(o: MergeOptions): AsyncGenerator<{ bucket: number
   let next = o.startBucket;
   const fill = (): void => {
     while (queue.length < ahead && next < o.spool.buckets) {
-      const p = o.pool.dedupBucket({ path: o.spool.path(next++), keyPrefix: o.keyPrefix });
+      const p = o.pool.dedupBucket({ path: o.spool.path(next++), codec: o.codec });
       p.catch(() => undefined);
       queue.push(p);
     }
@@ -74,9 +73,9 @@ async function classify(result: BucketResult, o: MergeOptions): Promise<Classifi
     if (o.filter.mightContain(h[i * 3] as number, h[i * 3 + 1] as number)) maybe.push(i);
   }
   if (maybe.length > 0) {
-    const found = await o.store.getMany(maybe.map((i) => keys[i] as string));
+    const found = await o.store.presentKeys(maybe.map((i) => keys[i] as string));
     maybe.forEach((i, j) => {
-      present[i] = found[j] !== undefined;
+      present[i] = found[j] === true;
     });
   }
   return { result, keys, present };
@@ -103,21 +102,21 @@ export async function countPass(o: MergeOptions): Promise<ImportCounts> {
 }
 
 /**
- * The writing phase: one atomic LevelDB batch per bucket with its new entries, the holds of
- * keys the scope already had, the per-scope counter and the job's checkpoint. While one batch
+ * The writing phase: one atomic chunk per bucket with its new entries, the holds of keys the
+ * scope already had, the per-scope counter and the job's checkpoint. While one batch
  * is written (on libuv's thread pool), the next bucket is classified; buckets hold disjoint
  * keys, so it cannot depend on the batch in flight. Batches are submitted one at a time, in order.
  */
 export async function writeMergePass(o: MergeOptions, job: JobRecord, onDurable: (job: JobRecord) => void): Promise<JobRecord> {
   const counts = { ...o.counts };
-  let inFlight: { write: Promise<void>; job: JobRecord } | undefined;
-  const settle = async (pending: { write: Promise<void>; job: JobRecord }): Promise<void> => {
+  let inFlight: { write: Promise<unknown>; job: JobRecord } | undefined;
+  const settle = async (pending: { write: Promise<unknown>; job: JobRecord }): Promise<void> => {
     await pending.write;
     onDurable(pending.job);
   };
   const step = async (bucket: number, result: BucketResult): Promise<void> => {
     const c = await classify(result, o);
-    const batch = o.store.batch();
+    const chunk: ChunkWriter = o.store.beginChunk(job.scope, job.id);
     const addresses = new Map<number, string>();
     const addressList = splitParts(result.addresses);
     result.addressRows.forEach((row, j) => addresses.set(row, addressList[j] as string));
@@ -126,11 +125,11 @@ export async function writeMergePass(o: MergeOptions, job: JobRecord, onDurable:
     for (let i = 0; i < c.keys.length; i++) {
       const key = c.keys[i] as string;
       if (c.present[i]) {
-        batch.putHold(holdKeyOfEntry(key, job.id));
+        chunk.putHold(key);
       } else {
-        // In the filter before the batch is acknowledged: a check never sees a stored key as absent.
+        // In the filter before the chunk is acknowledged: a check never sees a stored key as absent.
         o.filter.add(h[i * 3] as number, h[i * 3 + 1] as number);
-        batch.putEntry(key, encodeEntryValue(job.id, addresses.get(i)));
+        chunk.putEntry(key, addresses.get(i));
       }
       if (i % every === every - 1) await nextTurn();
     }
@@ -138,7 +137,7 @@ export async function writeMergePass(o: MergeOptions, job: JobRecord, onDurable:
     try {
       if (inFlight) await settle(inFlight);
     } catch (err) {
-      await o.store.discardBatch(batch);
+      await chunk.discard();
       throw err;
     }
     inFlight = undefined;
@@ -147,7 +146,7 @@ export async function writeMergePass(o: MergeOptions, job: JobRecord, onDurable:
       updatedAt: new Date().toISOString(),
       checkpoint: { ...job.checkpoint, phase: 'merge', bucket: bucket + 1, counts: { ...counts } },
     };
-    const write = o.store.commitBatch(batch, new Map([[job.scope, added]]), job);
+    const write = chunk.commit(job, added);
     // Awaited with the next bucket; until then a failure must not count as unhandled.
     write.catch(() => undefined);
     inFlight = { write, job };

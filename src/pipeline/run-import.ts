@@ -13,8 +13,9 @@ import type { ImportReport } from '../report/summary.js';
 import { splitSource, type Chunk, type HeaderRecord } from '../source/chunks.js';
 import { describeSource, openSource, type OpenedSource, type SourceInfo, type SourceSpec } from '../source/open-source.js';
 import { errorOfJob, jobErrorOf, type JobError, type JobFingerprint, type JobRecord } from '../store/jobs.js';
+import { moveJob } from '../store/job-states.js';
 import { LevelStore } from '../store/level-store.js';
-import { ACCOUNT_WIDE, entryKeyPrefix } from '../store/keys.js';
+import { ACCOUNT_WIDE, type ChunkKeyCodec } from '../store/store.js';
 import type { KeyFilter } from '../dedup/bloom.js';
 import { countPass, writeMergePass, type MergeOptions } from './merge-pass.js';
 import { scanChunks, type ScannedChunk } from './scan.js';
@@ -88,7 +89,7 @@ async function findResumable(store: LevelStore, fp: JobFingerprint, o: Normalize
     const same = fp.path !== null && JSON.stringify(job.fingerprint) === JSON.stringify(fp) &&
       job.scope === o.scope && job.reason === o.reason && job.source === label;
     if (same && match === undefined) match = job;
-    else if (job.state === 'importing') await store.putJob({ ...job, state: 'interrupted', updatedAt: new Date().toISOString() });
+    else if (job.state === 'importing') await store.putJob(moveJob(job, 'interrupted'));
   }
   return match;
 }
@@ -133,241 +134,334 @@ export async function removeOrphanSpools(store: LevelStore): Promise<void> {
   }
 }
 
+/** What one import holds from start to end, and the helpers its phases share. */
+interface ImportRun {
+  o: NormalizedImportOptions;
+  started: number;
+  /** The source; stdin becomes a file when a confirmation must read it twice. */
+  spec: SourceSpec;
+  info: SourceInfo;
+  label: string;
+  store: LevelStore;
+  pool: ChunkPool;
+  filter: KeyFilter;
+  spoolRoot: string;
+  bits: number;
+  codec: ChunkKeyCodec;
+  /** Every scan opened, to release its file even when it was not read to the end. */
+  scans: OpenedScan[];
+  stdinDir: string | undefined;
+  rejects: RejectsFile | undefined;
+  /** The analysis spool until a job adopts it. */
+  analysisSpool: BucketSpool | undefined;
+}
+
+/** A confirmed analysis: what the job writes without reading the source again. */
+interface Analysis {
+  state: SpoolState;
+  scan: OpenedScan;
+  error: JobError | undefined;
+  unique: number;
+}
+
+async function startRun(input: ImportOptions): Promise<ImportRun> {
+  const o = normalizeImportOptions(input);
+  const info = describeSource(o.source);
+  const store = o.store ?? await LevelStore.open(o.db, { purpose: `optout import ${info.name}` });
+  let pool: ChunkPool | undefined;
+  try {
+    // A store opened by the caller (the server) may have other imports running; it cleans up at start.
+    if (o.store === undefined) await removeOrphanSpools(store);
+    pool = createChunkPool(o.threads);
+    return {
+      o, started: performance.now(), spec: o.source, info, label: o.sourceLabel ?? info.name, store, pool,
+      filter: await store.filter(), spoolRoot: join(store.dir, 'spool'), bits: bucketBitsFor(estimateKeys(info.size)),
+      codec: store.chunkKeyCodec(o.scope), scans: [], stdinDir: undefined, rejects: undefined, analysisSpool: undefined,
+    };
+  } catch (err) {
+    await pool?.destroy();
+    if (o.store === undefined) await store.close();
+    throw err;
+  }
+}
+
+async function closeRun(run: ImportRun): Promise<void> {
+  for (const scan of run.scans) scan.source.close();
+  run.analysisSpool?.remove();
+  await run.rejects?.close();
+  await run.pool.destroy();
+  if (run.o.store === undefined) await run.store.close();
+  if (run.stdinDir) await rm(run.stdinDir, { recursive: true, force: true });
+}
+
+async function openRunScan(run: ImportRun, bits: number, resume?: { offset: number; lines: number; rows: number }): Promise<OpenedScan> {
+  const scan = await openScan(run.spec, run.o, run.pool, bits, resume);
+  run.scans.push(scan);
+  return scan;
+}
+
+function reportOf(run: ImportRun, counts: ImportCounts, scan: OpenedScan,
+  extra: Partial<ImportReport> & { bytes: number; invalidUtf8: number }): ImportReport {
+  const durationMs = performance.now() - run.started;
+  return {
+    ...counts,
+    durationMs: Math.round(durationMs),
+    rowsPerSecond: durationMs > 0 ? Math.round(counts.rows / (durationMs / 1000)) : 0,
+    jobId: null,
+    confirmed: false,
+    dryRun: false,
+    expectedCount: null,
+    resumed: false,
+    source: run.label,
+    scope: run.o.scope,
+    reason: run.o.reason,
+    column: scan.header.names[scan.columnIndex] ?? String(scan.columnIndex + 1),
+    delimiter: scan.header.dialect.delimiter,
+    rejectsFile: run.o.rejects ?? null,
+    peakRssBytes: peakRss(),
+    error: null,
+    ...extra,
+  };
+}
+
+function progress(run: ImportRun, phase: 'reading' | 'counting' | 'writing', done: number, total: number | null, rows: number): void {
+  run.o.onProgress({ phase, done, total, rows, elapsedMs: performance.now() - run.started });
+}
+
+function mergeOptions(run: ImportRun, spool: BucketSpool, counts: ImportCounts, startBucket: number,
+  phase: 'counting' | 'writing'): MergeOptions {
+  return {
+    spool, pool: run.pool, store: run.store, filter: run.filter, codec: run.codec, startBucket, counts,
+    signal: run.o.signal, yieldEvery: run.o.yieldEvery,
+    onBucket: (b, c) => progress(run, phase, b + 1, spool.buckets, c.unique + c.duplicates),
+  };
+}
+
+function readCounts(st: SpoolState): ImportCounts {
+  return { ...emptyCounts(), rows: st.rows, valid: st.valid, invalid: st.invalid };
+}
+
+/**
+ * Confirmation comes first and writes nothing to the store, not even to resume a job: the
+ * source is read into a spool of its own and counted. Resolves the report to return when the
+ * import ends here (a dry run, a count that does not match), else the confirmed analysis.
+ */
+async function analyse(run: ImportRun): Promise<{ done: ImportReport } | { confirmed: Analysis }> {
+  const o = run.o;
+  if (run.spec.kind === 'stdin' && o.confirm.mode !== 'dry-run') {
+    o.onEvent({ type: 'spooling' });
+    const spooled = await spoolStdin(run.spec);
+    run.stdinDir = spooled.dir;
+    run.spec = { kind: 'file', path: spooled.path };
+  }
+  o.onEvent({ type: 'phase', phase: 'analyzing' });
+  const scan = await openRunScan(run, run.bits);
+  run.analysisSpool = new BucketSpool(join(run.spoolRoot, `analysis-${process.pid}-${Date.now()}-${randomBytes(4).toString('hex')}`), run.bits);
+  run.rejects = o.rejects === undefined ? undefined : await RejectsFile.open(o.rejects);
+  const zero: SpoolState = { offset: 0, lines: 0, rows: 0, valid: 0, invalid: 0, invalidUtf8: 0, rejectsBytes: 0 };
+  const { state, error } = await spoolPass(scan.scan, run.analysisSpool, run.rejects, zero,
+    (st) => progress(run, 'reading', scan.source.bytesRead(), scan.source.info.size, st.rows));
+  run.analysisSpool.flush();
+  await run.rejects?.close();
+  run.rejects = undefined;
+  const counts = await countPass(mergeOptions(run, run.analysisSpool, readCounts(state), 0, 'counting'));
+  const result = reportOf(run, counts, scan, {
+    bytes: state.offset, invalidUtf8: state.invalidUtf8, dryRun: o.confirm.mode === 'dry-run', error: error ?? null,
+  });
+  if (o.confirm.mode === 'dry-run') return { done: result };
+  const confirm = o.confirm;
+  const answer = confirm.mode === 'count' ? confirm.count : confirm.mode === 'ask' ? await confirm.ask(result) : undefined;
+  if (answer !== counts.unique) {
+    return { done: { ...result, expectedCount: answer ?? null, durationMs: Math.round(performance.now() - run.started) } };
+  }
+  return { confirmed: { state, scan, error, unique: counts.unique } };
+}
+
+/**
+ * The job this run writes: a reserved one (an upload), the interrupted one with the same file
+ * and options (resumed from its checkpoint), or a new one. The header and column are read
+ * before a new job exists, so that a file with no usable email column leaves no job behind.
+ */
+async function adoptOrCreateJob(run: ImportRun, analysed: Analysis | undefined): Promise<{
+  job: JobRecord; resumed: boolean; reading: boolean; scan: OpenedScan;
+}> {
+  const { o, store } = run;
+  const fingerprint = fingerprintOf(run.info, o);
+  let job = o.jobId !== undefined ? await reservedJobToResume(store, o.jobId) : await findResumable(store, fingerprint, o, run.label);
+  const resumed = job !== undefined;
+  o.onEvent({ type: 'phase', phase: 'importing' });
+  const cp = job?.checkpoint;
+  const reading = analysed === undefined && (cp === undefined || cp.phase === 'spool');
+  const scan = analysed?.scan ?? await openRunScan(run, cp?.spool.bits ?? run.bits,
+    cp && cp.offset > 0 ? { offset: cp.offset, lines: cp.lines, rows: cp.counts.rows } : undefined);
+  if (job !== undefined && analysed !== undefined && job.checkpoint.phase === 'spool') {
+    // The analysis just read the whole file: its spool replaces the job's unfinished one.
+    rmSync(job.checkpoint.spool.dir, { recursive: true, force: true });
+    job = { ...job, checkpoint: {
+      ...job.checkpoint, phase: 'merge', bucket: 0, ...stoppedBy(analysed.error),
+      spool: { ...job.checkpoint.spool, dir: adopt(run.analysisSpool as BucketSpool, run.spoolRoot, job.id) },
+    } };
+    run.analysisSpool = undefined;
+  }
+  if (job === undefined) {
+    const now = new Date().toISOString();
+    const st = analysed?.state;
+    job = await store.createJob({
+      kind: 'import', origin: o.origin, state: 'importing', scope: o.scope, reason: o.reason, source: run.label, fingerprint,
+      confirmed: o.confirm.mode === 'yes' ? 'yes' : 'count',
+      confirmedCount: analysed?.unique ?? null,
+      createdAt: now, updatedAt: now, finishedAt: null, resumedCount: 0,
+      checkpoint: {
+        phase: st ? 'merge' : 'spool',
+        offset: st?.offset ?? 0,
+        lines: st?.lines ?? 0,
+        counts: st ? readCounts(st) : emptyCounts(),
+        rejectsBytes: st?.rejectsBytes ?? 0,
+        invalidUtf8: st?.invalidUtf8 ?? 0,
+        spool: { dir: '', bits: run.bits, lengths: [] },
+        bucket: 0,
+        ...stoppedBy(analysed?.error),
+      },
+      error: null,
+    }, (j) => {
+      // The spool is in place under the job's name before the job record exists: a job in
+      // the writing phase always finds its complete spool.
+      const dir = run.analysisSpool ? adopt(run.analysisSpool, run.spoolRoot, j.id) : join(run.spoolRoot, `job-${j.id}`);
+      run.analysisSpool = undefined;
+      return { ...j, checkpoint: { ...j.checkpoint, spool: { ...j.checkpoint.spool, dir } } };
+    }, o.jobId);
+    return { job, resumed, reading, scan };
+  }
+  if (run.analysisSpool) {
+    run.analysisSpool.remove();
+    run.analysisSpool = undefined;
+  }
+  o.onEvent({ type: 'resumed', jobId: job.id, line: job.checkpoint.lines + 1, row: job.checkpoint.counts.rows + 1 });
+  job = moveJob(job, 'importing', { resumedCount: job.resumedCount + 1 });
+  await store.putJob(job);
+  return { job, resumed, reading, scan };
+}
+
+/**
+ * The reading phase of a job: the source, from the checkpoint's offset on, into the job's
+ * spool, checkpointed every few chunks; it ends in the writing phase's first checkpoint.
+ * `onCheckpoint` hears of every durable checkpoint.
+ */
+async function readPhase(run: ImportRun, job: JobRecord, scan: OpenedScan, spool: BucketSpool,
+  onCheckpoint: (job: JobRecord) => void): Promise<JobRecord> {
+  const { o, store } = run;
+  let current = job;
+  const start = current.checkpoint;
+  spool.truncateTo(start.spool.lengths);
+  run.rejects = o.rejects === undefined ? undefined : await RejectsFile.open(o.rejects, start.offset > 0 ? start.rejectsBytes : undefined);
+  const from: SpoolState = {
+    offset: start.offset, lines: start.lines, rows: start.counts.rows, valid: start.counts.valid,
+    invalid: start.counts.invalid, invalidUtf8: start.invalidUtf8, rejectsBytes: start.rejectsBytes,
+  };
+  const toCheckpoint = (st: SpoolState, lengths: number[]): JobRecord => ({
+    ...current,
+    updatedAt: new Date().toISOString(),
+    checkpoint: {
+      ...current.checkpoint, phase: 'spool', offset: st.offset, lines: st.lines, counts: readCounts(st),
+      rejectsBytes: st.rejectsBytes, invalidUtf8: st.invalidUtf8, spool: { ...current.checkpoint.spool, lengths },
+    },
+  });
+  const read = await spoolPass(scan.scan, spool, run.rejects, from,
+    (st) => progress(run, 'reading', scan.source.bytesRead(), scan.source.info.size, st.rows),
+    async (st, lengths) => {
+      current = toCheckpoint(st, lengths);
+      await store.putJob(current);
+      onCheckpoint(current);
+    });
+  current = toCheckpoint(read.state, spool.flush());
+  current = { ...current, checkpoint: { ...current.checkpoint, phase: 'merge', bucket: 0, ...stoppedBy(read.error) } };
+  await store.putJob(current);
+  onCheckpoint(current);
+  return current;
+}
+
+/** The writing phase of a job: its spool's buckets, one atomic chunk each, from its checkpoint on. */
+async function writePhase(run: ImportRun, job: JobRecord, spool: BucketSpool, onDurable: (job: JobRecord) => void): Promise<JobRecord> {
+  const cp = job.checkpoint;
+  run.filter.ensureCapacity(run.filter.count + cp.counts.valid - cp.counts.unique);
+  return writeMergePass(mergeOptions(run, spool, cp.counts, cp.bucket, 'writing'), job, onDurable);
+}
+
+/**
+ * Ends the job: `completed` with its audit record, or `failed` (`interrupted` when aborted) with
+ * the error, which is thrown. Every row before a broken record is written by now: the job
+ * fails with it.
+ */
+async function finishJob(run: ImportRun, job: JobRecord, spool: BucketSpool, scan: OpenedScan, resumed: boolean,
+  failure: unknown): Promise<ImportReport> {
+  const { o, store } = run;
+  const broke = job.checkpoint.inputError;
+  if (failure === undefined && broke !== undefined) failure = errorOfJob(broke);
+  if (failure !== undefined) {
+    const err = failure as OptoutError;
+    await store.putJob(moveJob(job, err.code === 'OPTOUT_ERR_ABORTED' ? 'interrupted' : 'failed', {
+      error: err.code === undefined ? { code: 'OPTOUT_ERR_STORE', message: err.message } : jobErrorOf(err),
+    }));
+    if (err.code !== 'OPTOUT_ERR_ABORTED') spool.remove();
+    throw err;
+  }
+  const counts = job.checkpoint.counts;
+  const broken = countsMismatch(counts);
+  if (broken) throw new OptoutError('OPTOUT_ERR_STORE', `Internal count mismatch: ${broken}`);
+  const finishedAt = new Date().toISOString();
+  await store.putJob(moveJob(job, 'completed', { finishedAt }), store.audit({
+    actor: o.origin.actor, action: 'import', key: null, job: job.id,
+    unit: job.scope === ACCOUNT_WIDE ? null : job.scope,
+    details: { source: run.label, reason: job.reason, ...counts },
+  }));
+  spool.remove();
+  return reportOf(run, counts, scan, {
+    bytes: job.checkpoint.offset, invalidUtf8: job.checkpoint.invalidUtf8, jobId: job.id, confirmed: true, resumed,
+  });
+}
+
 /**
  * Imports an opt-out list in two phases. Reading: workers parse the CSV and spread the valid
  * keys over spool files by hash. Writing: each spool file is deduplicated exactly (every copy
- * of a key is in the same file) and written as one atomic batch. A confirmation runs the same
+ * of a key is in the same file) and written as one atomic chunk. A confirmation runs the same
  * reading and a counting pass first, writing nothing to the store until the count matches.
  * A run with the same file and options as an interrupted job resumes it from its checkpoint.
+ *
+ * The job itself (adopted or created, read, written, finished) runs under the store's import
+ * lease: imports started at once on one store take turns, whoever started them.
  *
  * A broken record ends the reading: the rows before it are counted, confirmed and written as
  * any others, then the job fails and the error is thrown. A report returned without writing
  * (a dry run, no confirmation) carries it in `error`.
  */
 export async function runImport(input: ImportOptions): Promise<ImportReport> {
-  const o = normalizeImportOptions(input);
-  const started = performance.now();
-  let spec = o.source;
-  const info = describeSource(spec);
-  const label = o.sourceLabel ?? info.name;
-  const store = o.store ?? await LevelStore.open(o.db, { purpose: `optout import ${info.name}` });
-  const pool = createChunkPool(o.threads);
-  const spoolRoot = join(store.dir, 'spool');
-  const bits = bucketBitsFor(estimateKeys(info.size));
-  const keyPrefix = entryKeyPrefix(o.scope);
-  let stdinDir: string | undefined;
-  let rejects: RejectsFile | undefined;
-  let analysisSpool: BucketSpool | undefined;
-  // Every scan opened, to release its file even when it was not read to the end (a resumed
-  // job past its reading phase only needs the header).
-  const scans: OpenedScan[] = [];
-  const open = async (...args: Parameters<typeof openScan>): Promise<OpenedScan> => {
-    const scan = await openScan(...args);
-    scans.push(scan);
-    return scan;
-  };
-
-  const report = (counts: ImportCounts, header: OpenedScan, extra: Partial<ImportReport> & { bytes: number; invalidUtf8: number }): ImportReport => {
-    const durationMs = performance.now() - started;
-    return {
-      ...counts,
-      durationMs: Math.round(durationMs),
-      rowsPerSecond: durationMs > 0 ? Math.round(counts.rows / (durationMs / 1000)) : 0,
-      jobId: null,
-      confirmed: false,
-      dryRun: false,
-      expectedCount: null,
-      resumed: false,
-      source: label,
-      scope: o.scope,
-      reason: o.reason,
-      column: header.header.names[header.columnIndex] ?? String(header.columnIndex + 1),
-      delimiter: header.header.dialect.delimiter,
-      rejectsFile: o.rejects ?? null,
-      peakRssBytes: peakRss(),
-      error: null,
-      ...extra,
-    };
-  };
-  const progress = (phase: 'reading' | 'counting' | 'writing', done: number, total: number | null, rows: number): void => {
-    o.onProgress({ phase, done, total, rows, elapsedMs: performance.now() - started });
-  };
-  const mergeOptions = (spool: BucketSpool, filter: KeyFilter, counts: ImportCounts, startBucket: number,
-    phase: 'counting' | 'writing'): MergeOptions => ({
-    spool, pool, store, filter, keyPrefix, startBucket, counts, signal: o.signal, yieldEvery: o.yieldEvery,
-    onBucket: (b, c) => progress(phase, b + 1, spool.buckets, c.unique + c.duplicates),
-  });
-  const readCounts = (st: SpoolState): ImportCounts => ({ ...emptyCounts(), rows: st.rows, valid: st.valid, invalid: st.invalid });
-
+  const run = await startRun(input);
   try {
-    // A store opened by the caller (the server) may have other imports running; it cleans up at start.
-    if (o.store === undefined) await removeOrphanSpools(store);
-    const fingerprint = fingerprintOf(info, o);
-    const filter = await store.filter();
-    let expectedUnique: number | undefined;
-    let analysed: { state: SpoolState; scan: OpenedScan; error: JobError | undefined } | undefined;
-
-    // Confirmation comes first and writes nothing to the store, not even to resume a job.
-    if (o.confirm.mode !== 'yes') {
-      if (spec.kind === 'stdin' && o.confirm.mode !== 'dry-run') {
-        o.onEvent({ type: 'spooling' });
-        const spooled = await spoolStdin(spec);
-        stdinDir = spooled.dir;
-        spec = { kind: 'file', path: spooled.path };
-      }
-      o.onEvent({ type: 'phase', phase: 'analyzing' });
-      const scan = await open(spec, o, pool, bits);
-      analysisSpool = new BucketSpool(join(spoolRoot, `analysis-${process.pid}-${Date.now()}-${randomBytes(4).toString('hex')}`), bits);
-      rejects = o.rejects === undefined ? undefined : await RejectsFile.open(o.rejects);
-      const zero: SpoolState = { offset: 0, lines: 0, rows: 0, valid: 0, invalid: 0, invalidUtf8: 0, rejectsBytes: 0 };
-      const { state, error } = await spoolPass(scan.scan, analysisSpool, rejects, zero,
-        (st) => progress('reading', scan.source.bytesRead(), scan.source.info.size, st.rows));
-      analysisSpool.flush();
-      await rejects?.close();
-      rejects = undefined;
-      const counts = await countPass(mergeOptions(analysisSpool, filter, readCounts(state), 0, 'counting'));
-      const result = report(counts, scan, {
-        bytes: state.offset, invalidUtf8: state.invalidUtf8, dryRun: o.confirm.mode === 'dry-run', error: error ?? null,
-      });
-      if (o.confirm.mode === 'dry-run') return result;
-      const answer = o.confirm.mode === 'count' ? o.confirm.count : await o.confirm.ask(result);
-      if (answer !== counts.unique) return { ...result, expectedCount: answer ?? null, durationMs: Math.round(performance.now() - started) };
-      expectedUnique = counts.unique;
-      analysed = { state, scan, error };
+    let analysed: Analysis | undefined;
+    if (run.o.confirm.mode !== 'yes') {
+      const outcome = await analyse(run);
+      if ('done' in outcome) return outcome.done;
+      analysed = outcome.confirmed;
     }
-
-    let job = o.jobId !== undefined ? await reservedJobToResume(store, o.jobId) : await findResumable(store, fingerprint, o, label);
-    const resumed = job !== undefined;
-    o.onEvent({ type: 'phase', phase: 'importing' });
-    const cp = job?.checkpoint;
-    const reading = analysed === undefined && (cp === undefined || cp.phase === 'spool');
-    // The header and column are read before a job exists, so that a file with no usable email
-    // column leaves no job behind.
-    const scan = analysed?.scan ?? await open(spec, o, pool, cp?.spool.bits ?? bits,
-      cp && cp.offset > 0 ? { offset: cp.offset, lines: cp.lines, rows: cp.counts.rows } : undefined);
-    if (job !== undefined && analysed !== undefined && job.checkpoint.phase === 'spool') {
-      // The analysis just read the whole file: its spool replaces the job's unfinished one.
-      rmSync(job.checkpoint.spool.dir, { recursive: true, force: true });
-      job = { ...job, checkpoint: {
-        ...job.checkpoint, phase: 'merge', bucket: 0, ...stoppedBy(analysed.error),
-        spool: { ...job.checkpoint.spool, dir: adopt(analysisSpool as BucketSpool, spoolRoot, job.id) },
-      } };
-      analysisSpool = undefined;
-    }
-    if (job === undefined) {
-      const now = new Date().toISOString();
-      const st = analysed?.state;
-      job = await store.createJob({
-        kind: 'import', origin: o.origin, state: 'importing', scope: o.scope, reason: o.reason, source: label, fingerprint,
-        confirmed: o.confirm.mode === 'yes' ? 'yes' : 'count',
-        confirmedCount: expectedUnique ?? null,
-        createdAt: now, updatedAt: now, finishedAt: null, resumedCount: 0,
-        checkpoint: {
-          phase: st ? 'merge' : 'spool',
-          offset: st?.offset ?? 0,
-          lines: st?.lines ?? 0,
-          counts: st ? readCounts(st) : emptyCounts(),
-          rejectsBytes: st?.rejectsBytes ?? 0,
-          invalidUtf8: st?.invalidUtf8 ?? 0,
-          spool: { dir: '', bits, lengths: [] },
-          bucket: 0,
-          ...stoppedBy(analysed?.error),
-        },
-        error: null,
-      }, (j) => {
-        // The spool is in place under the job's name before the job record exists: a job in
-        // the writing phase always finds its complete spool.
-        const dir = analysisSpool ? adopt(analysisSpool, spoolRoot, j.id) : join(spoolRoot, `job-${j.id}`);
-        analysisSpool = undefined;
-        return { ...j, checkpoint: { ...j.checkpoint, spool: { ...j.checkpoint.spool, dir } } };
-      }, o.jobId);
-    } else {
-      if (analysisSpool) {
-        analysisSpool.remove();
-        analysisSpool = undefined;
-      }
-      o.onEvent({ type: 'resumed', jobId: job.id, line: job.checkpoint.lines + 1, row: job.checkpoint.counts.rows + 1 });
-      job = { ...job, state: 'importing', resumedCount: job.resumedCount + 1, updatedAt: new Date().toISOString() };
-      await store.putJob(job);
-    }
-
-    let current = job;
-    const spool = new BucketSpool(job.checkpoint.spool.dir, job.checkpoint.spool.bits);
-    let failure: unknown;
-    try {
-      if (reading) {
-        const start = current.checkpoint;
-        spool.truncateTo(start.spool.lengths);
-        rejects = o.rejects === undefined ? undefined : await RejectsFile.open(o.rejects, start.offset > 0 ? start.rejectsBytes : undefined);
-        const from: SpoolState = {
-          offset: start.offset, lines: start.lines, rows: start.counts.rows, valid: start.counts.valid,
-          invalid: start.counts.invalid, invalidUtf8: start.invalidUtf8, rejectsBytes: start.rejectsBytes,
-        };
-        const toCheckpoint = (st: SpoolState, lengths: number[]): JobRecord => ({
-          ...current,
-          updatedAt: new Date().toISOString(),
-          checkpoint: {
-            ...current.checkpoint, phase: 'spool', offset: st.offset, lines: st.lines, counts: readCounts(st),
-            rejectsBytes: st.rejectsBytes, invalidUtf8: st.invalidUtf8, spool: { ...current.checkpoint.spool, lengths },
-          },
-        });
-        const read = await spoolPass(scan.scan, spool, rejects, from,
-          (st) => progress('reading', scan.source.bytesRead(), scan.source.info.size, st.rows),
-          async (st, lengths) => {
-            current = toCheckpoint(st, lengths);
-            await store.putJob(current);
-          });
-        current = toCheckpoint(read.state, spool.flush());
-        current = { ...current, checkpoint: { ...current.checkpoint, phase: 'merge', bucket: 0, ...stoppedBy(read.error) } };
-        await store.putJob(current);
-      }
-      const cpNow = current.checkpoint;
-      filter.ensureCapacity(filter.count + cpNow.counts.valid - cpNow.counts.unique);
-      current = await writeMergePass(mergeOptions(spool, filter, cpNow.counts, cpNow.bucket, 'writing'), current, (j) => {
+    return await run.store.withImportLease(async () => {
+      const { job, resumed, reading, scan } = await adoptOrCreateJob(run, analysed);
+      const spool = new BucketSpool(job.checkpoint.spool.dir, job.checkpoint.spool.bits);
+      // The last durable state of the job, which a failure is recorded over.
+      let current = job;
+      const track = (j: JobRecord): void => {
         current = j;
-      });
-    } catch (err) {
-      failure = err;
-    }
-    // Every row before a broken record is written by now: the job fails with it.
-    const broke = current.checkpoint.inputError;
-    if (failure === undefined && broke !== undefined) failure = errorOfJob(broke);
-    if (failure !== undefined) {
-      const err = failure as OptoutError;
-      await store.putJob({
-        ...current,
-        state: err.code === 'OPTOUT_ERR_ABORTED' ? 'interrupted' : 'failed',
-        updatedAt: new Date().toISOString(),
-        error: err.code === undefined ? { code: 'OPTOUT_ERR_STORE', message: err.message } : jobErrorOf(err),
-      });
-      if (err.code !== 'OPTOUT_ERR_ABORTED') spool.remove();
-      throw err;
-    }
-    const counts = current.checkpoint.counts;
-    const broken = countsMismatch(counts);
-    if (broken) throw new OptoutError('OPTOUT_ERR_STORE', `Internal count mismatch: ${broken}`);
-    const finishedAt = new Date().toISOString();
-    const completed: JobRecord = { ...current, state: 'completed', updatedAt: finishedAt, finishedAt };
-    await store.putJob(completed, store.audit({
-      actor: o.origin.actor, action: 'import', key: null, job: current.id,
-      unit: current.scope === ACCOUNT_WIDE ? null : current.scope,
-      details: { source: label, reason: current.reason, ...counts },
-    }));
-    spool.remove();
-    return report(counts, scan, {
-      bytes: current.checkpoint.offset,
-      invalidUtf8: current.checkpoint.invalidUtf8,
-      jobId: current.id,
-      confirmed: true,
-      resumed,
+      };
+      let failure: unknown;
+      try {
+        if (reading) current = await readPhase(run, current, scan, spool, track);
+        current = await writePhase(run, current, spool, track);
+      } catch (err) {
+        failure = err;
+      }
+      return finishJob(run, current, spool, scan, resumed, failure);
     });
   } finally {
-    for (const scan of scans) scan.source.close();
-    analysisSpool?.remove();
-    await rejects?.close();
-    await pool.destroy();
-    if (o.store === undefined) await store.close();
-    if (stdinDir) await rm(stdinDir, { recursive: true, force: true });
+    await closeRun(run);
   }
 }
 

@@ -23,7 +23,7 @@
  * is a safe separator that also sorts before every other character.
  */
 
-import { hashKeyTuple } from '../dedup/hash.js';
+import { hashHex, hashKeyTuple } from '../dedup/hash.js';
 import type { AuditRecord } from './audit.js';
 
 export { ACCOUNT_WIDE, UNIT_ID_PATTERN } from './store.js';
@@ -31,12 +31,7 @@ export { ACCOUNT_WIDE, UNIT_ID_PATTERN } from './store.js';
 const SEP = '\u0000';
 
 /** The hash part of a key's store keys: its first hash, 8 hex digits, ordered like the number. */
-export function hashPart(h1: number): string {
-  return (HEX[(h1 >>> 24) & 0xff] as string) + (HEX[(h1 >>> 16) & 0xff] as string) +
-    (HEX[(h1 >>> 8) & 0xff] as string) + (HEX[h1 & 0xff] as string);
-}
-
-const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+export const hashPart = hashHex;
 
 const HASH_CHARS = 8;
 

@@ -73,6 +73,25 @@ export type { ChangeOp };
 
 interface Owner { pid: number; purpose: string; since: string; url?: string }
 
+/** Runs tasks one at a time, in the order they asked; a failed task does not stop the queue. */
+class TurnQueue {
+  #tail: Promise<void> = Promise.resolve();
+
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    const previous = this.#tail;
+    let release!: () => void;
+    this.#tail = new Promise<void>((r) => {
+      release = r;
+    });
+    await previous;
+    try {
+      return await fn();
+    } finally {
+      release();
+    }
+  }
+}
+
 /**
  * The embedded store: a LevelDB folder plus the key filter that answers "definitely absent"
  * without I/O. One process owns it at a time (LevelDB's lock); the owner writes `owner.json`
@@ -90,8 +109,10 @@ export class LevelStore implements Store {
   #filterSource: FilterSource | undefined;
   #filterLoading: Promise<KeyFilter> | undefined;
   #closed = false;
-  /** Tail of the queue of writers (see `withWriteLock`). */
-  #lockTail: Promise<void> = Promise.resolve();
+  /** Writers that read before they write (see `withWriteLock`). */
+  readonly #writers = new TurnQueue();
+  /** Import jobs (see `withImportLease`). */
+  readonly #importers = new TurnQueue();
   /** Import batches submitted and not yet acknowledged. */
   readonly #inFlight = new Set<Promise<unknown>>();
   #auditSeq = 0;
@@ -251,19 +272,16 @@ export class LevelStore implements Store {
    * single change reads what they wrote. An import itself does not drain (it keeps one batch in
    * flight while it classifies the next bucket, whose keys are disjoint from it).
    */
-  async withWriteLock<T>(fn: () => Promise<T>, options: { drain: boolean } = { drain: true }): Promise<T> {
-    const previous = this.#lockTail;
-    let release!: () => void;
-    this.#lockTail = new Promise<void>((r) => {
-      release = r;
-    });
-    await previous;
-    try {
+  withWriteLock<T>(fn: () => Promise<T>, options: { drain: boolean } = { drain: true }): Promise<T> {
+    return this.#writers.run(async () => {
       if (options.drain) await Promise.allSettled([...this.#inFlight]);
-      return await fn();
-    } finally {
-      release();
-    }
+      return fn();
+    });
+  }
+
+  withImportLease<T>(fn: () => Promise<T>): Promise<T> {
+    this.#assertOpen();
+    return this.#importers.run(fn);
   }
 
   /** Writes one import step atomically: its entries and holds, per-scope counters, generation and job. */

@@ -243,6 +243,19 @@ export interface Ledger {
   listSyncs(): Promise<SyncRecord[]>;
   deleteSync(id: string, audit: AuditRecord): Promise<void>;
 
+  /**
+   * Runs `fn` as the only writer that reads before it writes (a single change, a rollback, one
+   * import chunk being classified and submitted). `drain` also waits for the chunk writes already
+   * submitted, so that `fn` reads what they wrote. @default drain true
+   */
+  withWriteLock<T>(fn: () => Promise<T>, options?: { drain: boolean }): Promise<T>;
+  /**
+   * Runs an import's job (adopting or creating it, reading, writing, finishing) as the only import
+   * job of this store: two imports never classify the same keys at once, so neither counts a key
+   * the other wrote, and every key is owned or held by exactly the jobs that imported it.
+   */
+  withImportLease<T>(fn: () => Promise<T>): Promise<T>;
+
   /** Releases the store; every later read or write of stored data fails with OPTOUT_ERR_STORE_NOT_OPEN. */
   close(): Promise<void>;
 }

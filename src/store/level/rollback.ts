@@ -8,6 +8,7 @@
  */
 import type { ClassicLevel } from 'classic-level';
 import type { AuditRecord } from '../audit.js';
+import { moveJob } from '../job-states.js';
 import type { AnyJob } from '../jobs.js';
 import type { RollbackCounts } from '../store.js';
 import { decodeEntryValue, encodeEntryValue, jobKey } from '../keys.js';
@@ -115,7 +116,7 @@ export async function rollbackInLevel(db: ClassicLevel<string, string>, commit: 
     await entries.close();
     await holds.close();
   }
-  const done = { ...job, state: 'rolled_back', updatedAt: new Date().toISOString() } as AnyJob;
+  const done = moveJob<AnyJob>(job, 'rolled_back');
   ops.push({ type: 'put', key: jobKey(jobId), value: JSON.stringify(done) });
   await commit(ops, new Map([[job.scope, -removedInBatch]]), audit(result));
   return result;

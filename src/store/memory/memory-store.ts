@@ -7,6 +7,7 @@
 import { KeyFilter } from '../../dedup/bloom.js';
 import { OptoutError } from '../../errors.js';
 import { auditId, type AuditRecord } from '../audit.js';
+import { moveJob } from '../job-states.js';
 import { jobMetaOf, type AddRecord, type AnyJob, type JobRecord } from '../jobs.js';
 import {
   ACCOUNT_WIDE, type AddOutcome, type AuditFields, type AuditScan, type ChunkKeyCodec, type ChunkWriter, type HashedKey, type JobMeta,
@@ -42,6 +43,7 @@ export class MemoryStore implements Store {
   #auditSeq = 0;
   #open = true;
   #lockTail: Promise<unknown> = Promise.resolve();
+  #leaseTail: Promise<unknown> = Promise.resolve();
 
   get isOpen(): boolean {
     return this.#open;
@@ -56,6 +58,13 @@ export class MemoryStore implements Store {
     this.#assertOpen();
     const run = this.#lockTail.then(fn);
     this.#lockTail = run.catch(() => undefined);
+    return run;
+  }
+
+  withImportLease<T>(fn: () => Promise<T>): Promise<T> {
+    this.#assertOpen();
+    const run = this.#leaseTail.then(fn);
+    this.#leaseTail = run.catch(() => undefined);
     return run;
   }
 
@@ -243,7 +252,7 @@ export class MemoryStore implements Store {
     }
     for (const [key, holders] of holds ?? []) if (holders.size === 0) holds?.delete(key);
     this.#count(job.scope, -counts.removed);
-    this.#jobs.set(job.id, JSON.stringify({ ...job, state: 'rolled_back', updatedAt: new Date().toISOString() }));
+    this.#jobs.set(job.id, JSON.stringify(moveJob<AnyJob>(job, 'rolled_back')));
     this.#appendAudit(audit(counts));
     return counts;
   }
