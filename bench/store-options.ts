@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ClassicLevel } from 'classic-level';
-import { entryKey, entryRange } from '../src/store/keys.js';
+import { entryKey, entryRange } from '../src/store/level/keys.js';
 import { DEFAULT_SEED, MAX_ROWS } from './generate.js';
 import { formatBytes, formatNumber, formatRate, markdownTable } from './lib/measure.js';
 import { ensureList, ensureStore, makeLog, packageRoot, parseCount, runIfMain } from './lib/harness.js';

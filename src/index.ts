@@ -5,7 +5,7 @@
 export { runImport } from './pipeline/run-import.js';
 export type { ImportOptions, Confirmation, ImportEvent } from './options.js';
 export type { ImportReport } from './report/summary.js';
-export type { ImportCounts, ImportProgress } from './pipeline/stats.js';
+export type { ImportCounts, ImportProgress } from './store/counts.js';
 export { runScrub } from './scrub/run-scrub.js';
 export type { ScrubOptions, ScrubProgress } from './scrub/options.js';
 export type { ScrubReport } from './scrub/report.js';
@@ -16,7 +16,7 @@ export { Checker, type CheckRequest } from './check/checker.js';
 export { decide, SEND_TYPES, type SendType, type Decision, type DecisionReason, type SuppressionInfo } from './check/rules.js';
 export { normalizeEmail, POLICY_VERSION, ADDRESS_REASONS, type AddressReason, type NormalizedAddress } from './policy/email.js';
 
-export { LevelStore } from './store/level-store.js';
+export { LevelStore } from './store/level/level-store.js';
 export { ACCOUNT_WIDE, type Store, type Ledger, type CheckView, type StoreCapabilities } from './store/store.js';
 export type { AuditAction, AuditRecord } from './store/audit.js';
 export type { AnyJob, AddRecord, JobRecord, JobState } from './store/jobs.js';

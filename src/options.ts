@@ -1,10 +1,10 @@
 import { OptoutError, describeValue } from './errors.js';
 import { ACCOUNT_WIDE, UNIT_ID_PATTERN } from './store/store.js';
 import { SUPPRESSION_REASONS, type JobOrigin, type SuppressionReason } from './store/jobs.js';
-import type { LevelStore } from './store/level-store.js';
+import type { LevelStore } from './store/level/level-store.js';
 import { normalizeEncoding, type InputEncoding } from './source/decode.js';
 import type { SourceSpec } from './source/open-source.js';
-import type { ImportProgress } from './pipeline/stats.js';
+import type { ImportProgress } from './store/counts.js';
 import type { ImportReport } from './report/summary.js';
 
 /** How an import is confirmed before anything is written. */

@@ -6,6 +6,6 @@ export { createServer, MAX_BATCH, type ServerOptions, type OptoutServer } from '
 export { ImportJobs, type ImportJobView, type ImportRequest, type ImportJobsOptions } from './manage/import-jobs.js';
 export { runSync, type SyncRunResult } from './sync/syncs.js';
 export { SyncScheduler, type SchedulerOptions } from './sync/scheduler.js';
-export { fetchSource, type FetchResult, type FetchSourceOptions, type FetchTimeouts } from './sync/fetch-source.js';
-export { createSyncAgent, type SyncAgentOptions } from './sync/sync-agent.js';
-export { validateSyncUrl, type AddressPolicyOptions } from './sync/sync-url.js';
+export { fetchSource, type FetchResult, type FetchSourceOptions, type FetchTimeouts } from './fetch/fetch-source.js';
+export { createSyncAgent, type SyncAgentOptions } from './fetch/fetch-agent.js';
+export { validateSyncUrl, type AddressPolicyOptions } from './fetch/url-policy.js';

@@ -10,8 +10,8 @@
  */
 import type { Bench } from 'tinybench';
 import bloomFilters from 'bloom-filters';
-import { BloomFilter, KeyFilter } from '../../src/dedup/bloom.js';
-import { hashKey } from '../../src/dedup/hash.js';
+import { BloomFilter, KeyFilter } from '../../src/filter/bloom.js';
+import { hashKey } from '../../src/filter/hash.js';
 
 export const DEDUP_OPS_PER_CALL = 1024;
 

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Bench } from 'tinybench';
 import { ClassicLevel } from 'classic-level';
-import { entryKey } from '../../src/store/keys.js';
+import { entryKey } from '../../src/store/level/keys.js';
 
 const BATCH = 10_000;
 

@@ -1,5 +1,5 @@
-import type { KeyFilter } from '../dedup/bloom.js';
-import { hashKey } from '../dedup/hash.js';
+import type { KeyFilter } from '../filter/bloom.js';
+import { hashKey } from '../filter/hash.js';
 import { OptoutError, describeValue } from '../errors.js';
 import { normalizeEmail } from '../policy/email.js';
 import type { AuditRecord } from '../store/audit.js';
@@ -105,7 +105,7 @@ export class Checker {
 
   /**
    * The decision for a key the address policy already produced, with its first two hashes
-   * (dedup/hash.ts): for bulk callers whose workers normalized and hashed the addresses. The
+   * (filter/hash.ts): for bulk callers whose workers normalized and hashed the addresses. The
    * same rules as {@link decide}, which calls it; a store error answers `unavailable`.
    */
   decideKey(key: string, h1: number, h2: number, options: Omit<CheckOptions, 'caller'>): KeyDecision {

@@ -1,4 +1,4 @@
-import { LevelStore } from '../store/level-store.js';
+import { LevelStore } from '../store/level/level-store.js';
 import { defaultDb } from '../options.js';
 import { Checker, type CheckRequest } from './checker.js';
 import type { Decision } from './rules.js';

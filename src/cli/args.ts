@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { OptoutError, describeValue } from '../errors.js';
 import { defaultDb } from '../options.js';
-import { LevelStore } from '../store/level-store.js';
+import { LevelStore } from '../store/level/level-store.js';
 
 export function dbOption(cmd: Command): string {
   const db = (cmd.optsWithGlobals() as { db?: string }).db;

@@ -1,5 +1,5 @@
 import cliProgress from 'cli-progress';
-import type { ImportProgress } from '../pipeline/stats.js';
+import type { ImportProgress } from '../store/counts.js';
 
 /**
  * A progress bar on stderr (percentage, rows/s, ETA), one per phase, redrawn a few times a

@@ -21,13 +21,13 @@ import { pipeline } from 'node:stream/promises';
 import { OptoutError, describeValue } from '../errors.js';
 import { normalizeImportOptions, type ImportOptions } from '../options.js';
 import { removeOrphanSpools, runImport } from '../pipeline/run-import.js';
-import { emptyCounts, type ImportCounts } from '../pipeline/stats.js';
+import { emptyCounts, type ImportCounts } from '../store/counts.js';
 import type { ImportReport } from '../report/summary.js';
 import { canMove, moveJob } from '../store/job-states.js';
 import type { JobError, JobOrigin, JobRecord, JobState } from '../store/jobs.js';
-import type { LevelStore } from '../store/level-store.js';
-import { fetchSource, type FetchSourceOptions } from '../sync/fetch-source.js';
-import { redactUrl, validateSyncUrl } from '../sync/sync-url.js';
+import type { LevelStore } from '../store/level/level-store.js';
+import { fetchSource, type FetchSourceOptions } from '../fetch/fetch-source.js';
+import { redactUrl, validateSyncUrl } from '../fetch/url-policy.js';
 
 export interface ImportRequest {
   column?: string | undefined;

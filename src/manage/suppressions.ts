@@ -2,7 +2,7 @@
  * One address at a time: add, look up, remove. The ledger writes every change atomically with
  * its audit record, built here. A removal is the only way a suppression ever ends.
  */
-import { hashKeyTuple } from '../dedup/hash.js';
+import { hashKeyTuple } from '../filter/hash.js';
 import { OptoutError, describeValue } from '../errors.js';
 import { normalizeReason, normalizeUnit } from '../options.js';
 import { normalizeEmail } from '../policy/email.js';

@@ -1,11 +1,11 @@
-import type { KeyFilter } from '../dedup/bloom.js';
+import type { KeyFilter } from '../filter/bloom.js';
 import { throwIfAborted } from '../errors.js';
-import type { BucketResult } from '../normalize/chunk-task.js';
-import type { ChunkPool } from '../normalize/pool.js';
+import type { BucketResult } from '../workers/chunk-task.js';
+import type { ChunkPool } from '../workers/pool.js';
 import type { JobRecord } from '../store/jobs.js';
 import type { ChunkKeyCodec, ChunkWriter, Ledger } from '../store/store.js';
 import type { BucketSpool } from './spool.js';
-import type { ImportCounts } from './stats.js';
+import type { ImportCounts } from '../store/counts.js';
 
 export interface MergeOptions {
   spool: BucketSpool;

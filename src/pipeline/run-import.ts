@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { OptoutError, throwIfAborted } from '../errors.js';
 import { pickEmailColumn } from '../csv/header.js';
-import { createChunkPool, type ChunkPool } from '../normalize/pool.js';
+import { createChunkPool, type ChunkPool } from '../workers/pool.js';
 import { normalizeImportOptions, type ImportOptions, type NormalizedImportOptions } from '../options.js';
 import { RejectsFile } from '../report/rejects.js';
 import type { ImportReport } from '../report/summary.js';
@@ -14,14 +14,14 @@ import { splitSource, type Chunk, type HeaderRecord } from '../source/chunks.js'
 import { describeSource, openSource, type OpenedSource, type SourceInfo, type SourceSpec } from '../source/open-source.js';
 import { errorOfJob, jobErrorOf, type JobError, type JobFingerprint, type JobRecord } from '../store/jobs.js';
 import { moveJob } from '../store/job-states.js';
-import { LevelStore } from '../store/level-store.js';
+import { LevelStore } from '../store/level/level-store.js';
 import { ACCOUNT_WIDE, type ChunkKeyCodec } from '../store/store.js';
-import type { KeyFilter } from '../dedup/bloom.js';
+import type { KeyFilter } from '../filter/bloom.js';
 import { countPass, writeMergePass, type MergeOptions } from './merge-pass.js';
 import { scanChunks, type ScannedChunk } from './scan.js';
 import { BucketSpool, bucketBitsFor } from './spool.js';
 import { spoolPass, type SpoolState } from './spool-pass.js';
-import { countsMismatch, emptyCounts, type ImportCounts } from './stats.js';
+import { countsMismatch, emptyCounts, type ImportCounts } from '../store/counts.js';
 
 interface OpenedScan {
   source: OpenedSource;

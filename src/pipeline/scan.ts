@@ -1,7 +1,6 @@
 import { OptoutError } from '../errors.js';
-import type { ExtractError } from '../csv/extract.js';
-import type { ChunkPool } from '../normalize/pool.js';
-import type { ChunkResult } from '../normalize/chunk-task.js';
+import type { ChunkPool } from '../workers/pool.js';
+import type { ChunkProgress, ChunkResult } from '../workers/chunk-task.js';
 import { concatShared, type Chunk } from '../source/chunks.js';
 
 export interface ScanParams {
@@ -11,13 +10,7 @@ export interface ScanParams {
   bucketBits: number;
 }
 
-/** What every chunk task reports, whatever else it returns: how far it read, and what broke. */
-export interface ChunkProgress {
-  consumed: number;
-  records: number;
-  lines: number;
-  error?: ExtractError;
-}
+export type { ChunkProgress };
 
 /** A chunk's result placed in the file: absolute offsets, the line and row it starts at. */
 export interface Scanned<R extends ChunkProgress> {

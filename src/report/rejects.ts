@@ -1,5 +1,5 @@
 import { open, type FileHandle } from 'node:fs/promises';
-import type { ChunkReject } from '../normalize/chunk-task.js';
+import type { ChunkReject } from '../workers/chunk-task.js';
 import { OptoutError } from '../errors.js';
 import { csvCell } from './csv-cell.js';
 

@@ -1,5 +1,5 @@
 import { printable } from './printable.js';
-import type { ImportCounts } from '../pipeline/stats.js';
+import type { ImportCounts } from '../store/counts.js';
 import type { JobError } from '../store/jobs.js';
 
 /** The report of one `optout import`, in the shape `--json` prints. */

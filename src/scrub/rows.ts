@@ -3,7 +3,7 @@ import { extractColumn } from '../csv/extract.js';
 import { OptoutError } from '../errors.js';
 import type { Scanned } from '../pipeline/scan.js';
 import type { HeaderRecord } from '../source/chunks.js';
-import type { ScrubResult } from './task.js';
+import type { ScrubResult } from '../workers/scrub-task.js';
 
 /** The columns the removed file adds after the list's own. */
 export const REMOVED_COLUMNS = ['optout_reason', 'optout_detail'] as const;

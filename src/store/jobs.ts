@@ -1,6 +1,5 @@
 import { OptoutError } from '../errors.js';
-import type { ImportCounts } from '../pipeline/stats.js';
-import type { JobMeta } from './store.js';
+import type { ImportCounts } from './counts.js';
 
 /**
  * `analyzing` and `awaiting_confirmation` are set by imports run over HTTP, which exist as jobs
@@ -130,6 +129,13 @@ export function jobSummary(j: AnyJob): Record<string, unknown> {
   const common = { id: j.id, kind: j.kind, state: j.state, scope: j.scope, reason: j.reason, source: j.source, createdAt: j.createdAt, finishedAt: j.finishedAt };
   if (j.kind === 'add') return { ...common, actor: j.actor, key: j.key };
   return { ...common, origin: j.origin ?? { via: 'cli', actor: 'cli' }, ...j.checkpoint.counts, error: j.error };
+}
+
+/** What an entry inherits from the job that stored it. */
+export interface JobMeta {
+  reason: string;
+  source: string;
+  addedAt: string;
 }
 
 const UNKNOWN_JOB: JobMeta = Object.freeze({ reason: 'unknown', source: 'unknown', addedAt: '' });

@@ -13,9 +13,11 @@
  *   synchronous lookups of one entry, one job's metadata and one API key. Embedded, the ledger
  *   is its own view; a backend without synchronous reads says so in `supports`.
  */
-import type { KeyFilter } from '../dedup/bloom.js';
+import type { KeyFilter } from '../filter/bloom.js';
 import type { AuditRecord } from './audit.js';
-import type { AnyJob, JobRecord, SuppressionReason } from './jobs.js';
+import type { AnyJob, JobMeta, JobRecord, SuppressionReason } from './jobs.js';
+
+export type { JobMeta };
 
 /** The scope of account-wide suppressions (every unit). */
 export const ACCOUNT_WIDE = '*';
@@ -42,12 +44,6 @@ export interface ScopedEntry extends StoredEntry {
   key: string;
 }
 
-/** What an entry inherits from the job that stored it. */
-export interface JobMeta {
-  reason: string;
-  source: string;
-  addedAt: string;
-}
 
 /** An API key as stored: its public record and the SHA-256 of the whole key. */
 export interface StoredApiKey {
@@ -87,7 +83,7 @@ export interface SyncRecord {
   nextRunAt: string | null;
 }
 
-/** A key as the address policy made it, with its first two filter hashes (dedup/hash.ts). */
+/** A key as the address policy made it, with its first two filter hashes (filter/hash.ts). */
 export interface HashedKey {
   key: string;
   h1: number;

@@ -11,8 +11,8 @@ import { OptoutError, describeValue } from '../errors.js';
 import type { ImportJobs, ImportJobView } from '../manage/import-jobs.js';
 import { normalizeImportOptions } from '../options.js';
 import { ACCOUNT_WIDE, type Ledger, type SyncRecord } from '../store/store.js';
-import { fetchSource, type FetchSourceOptions } from './fetch-source.js';
-import { redactUrl, validateSyncUrl } from './sync-url.js';
+import { fetchSource, type FetchSourceOptions } from '../fetch/fetch-source.js';
+import { redactUrl, validateSyncUrl } from '../fetch/url-policy.js';
 
 export type { SyncRecord };
 

@@ -14,7 +14,7 @@ import { writeList } from '../../bench/generate.js';
 import { createServer, type OptoutServer } from '../../src/api/server.js';
 import { openStore, type OptoutStore } from '../../src/check/open-store.js';
 import type { Decision } from '../../src/check/rules.js';
-import { parseEntryKey } from '../../src/store/keys.js';
+import { parseEntryKey } from '../../src/store/level/keys.js';
 import { ROOT, dumpStore, listenOnLoopback, parseJson, removeTempDirs, runCli, startCli, tempDir, type StartedCli } from '../helpers.js';
 
 const BATCH = 1_000;

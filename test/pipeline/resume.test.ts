@@ -11,7 +11,7 @@ import { writeList } from '../../bench/generate.js';
 import { dumpStore, parseJson, removeTempDirs, runCli, startCli, tempDir, type CliResult } from '../helpers.js';
 import type { ImportReport } from '../../src/report/summary.js';
 import type { StoreStats } from '../../src/cli/commands/stats.js';
-import { parseEntryKey } from '../../src/store/keys.js';
+import { parseEntryKey } from '../../src/store/level/keys.js';
 
 const ROWS = 300_000;
 const SEED = 20_261_127;

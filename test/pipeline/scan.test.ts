@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import processChunk, { dedupBucket } from '../../src/normalize/worker.js';
-import type { ChunkPool } from '../../src/normalize/pool.js';
-import { scrubChunk } from '../../src/scrub/worker.js';
+import processChunk, { dedupBucket } from '../../src/workers/import-worker.js';
+import type { ChunkPool } from '../../src/workers/pool.js';
+import { scrubChunk } from '../../src/workers/scrub-worker.js';
 import { splitSource } from '../../src/source/chunks.js';
 import { scanChunks, scanWith, type ScannedChunk } from '../../src/pipeline/scan.js';
 import { isOptoutError } from '../../src/errors.js';

@@ -4,10 +4,10 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BucketSpool, bucketBitsFor } from '../../src/pipeline/spool.js';
-import processChunk, { DEDUP_LIMITS, dedupBucket } from '../../src/normalize/worker.js';
-import { bucketOf } from '../../src/normalize/chunk-task.js';
-import { hashKeyTuple } from '../../src/dedup/hash.js';
-import { entryKey } from '../../src/store/keys.js';
+import processChunk, { DEDUP_LIMITS, dedupBucket } from '../../src/workers/import-worker.js';
+import { bucketOf } from '../../src/workers/chunk-task.js';
+import { hashKeyTuple } from '../../src/filter/hash.js';
+import { entryKey } from '../../src/store/level/keys.js';
 
 const dirs: string[] = [];
 function temp(): string {

@@ -6,7 +6,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LevelStore } from '../../src/store/level-store.js';
+import { LevelStore } from '../../src/store/level/level-store.js';
 import { ROOT, SAMPLE, errorCodes, parseJson, removeTempDirs, runCli, tempDir, type CliResult } from '../helpers.js';
 import type { ScrubReport } from '../../src/scrub/report.js';
 

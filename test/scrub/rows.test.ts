@@ -6,14 +6,14 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Checker, normalizeCheckOptions } from '../../src/check/checker.js';
-import { hashKeyTuple } from '../../src/dedup/hash.js';
+import { hashKeyTuple } from '../../src/filter/hash.js';
 import { isOptoutError } from '../../src/errors.js';
 import type { Scanned } from '../../src/pipeline/scan.js';
 import { RowSorter } from '../../src/scrub/rows.js';
-import type { ScrubResult } from '../../src/scrub/task.js';
-import { scrubChunk } from '../../src/scrub/worker.js';
+import type { ScrubResult } from '../../src/workers/scrub-task.js';
+import { scrubChunk } from '../../src/workers/scrub-worker.js';
 import type { HeaderRecord } from '../../src/source/chunks.js';
-import { LevelStore } from '../../src/store/level-store.js';
+import { LevelStore } from '../../src/store/level/level-store.js';
 import { ROOT, removeTempDirs, tempDir } from '../helpers.js';
 
 const { runImport } = await import(join(ROOT, 'dist/src/index.js')) as typeof import('../../src/index.js');

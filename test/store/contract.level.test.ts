@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { LevelStore } from '../../src/store/level-store.js';
+import { LevelStore } from '../../src/store/level/level-store.js';
 import { storeContract } from './contract.js';
 
 storeContract('LevelStore', async () => {

@@ -6,12 +6,12 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { hashKeyTuple } from '../../src/dedup/hash.js';
+import { hashKeyTuple } from '../../src/filter/hash.js';
 import { rollbackJob } from '../../src/manage/rollback.js';
-import { emptyCounts } from '../../src/pipeline/stats.js';
+import { emptyCounts } from '../../src/store/counts.js';
 import type { AuditAction, AuditRecord } from '../../src/store/audit.js';
 import type { AnyJob, JobRecord } from '../../src/store/jobs.js';
-import { hashPart } from '../../src/store/keys.js';
+import { hashPart } from '../../src/store/level/keys.js';
 import {
   ACCOUNT_WIDE, type ChunkKeyCodec, type HashedKey, type ScopedEntry, type Store, type StoredApiKey, type SyncRecord,
 } from '../../src/store/store.js';
@@ -29,7 +29,7 @@ function hashed(key: string): HashedKey {
   return { key, h1, h2 };
 }
 
-/** A chunk key as an import worker builds it (see `dedupBucket` in src/normalize/worker.ts). */
+/** A chunk key as an import worker builds it (see `dedupBucket` in src/workers/import-worker.ts). */
 function chunkKey(codec: ChunkKeyCodec, key: string): string {
   return codec.prefix + (codec.withHash ? hashPart(hashKeyTuple(key)[0]) : '') + key;
 }

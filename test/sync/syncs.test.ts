@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { ROOT, listenOnLoopback, removeTempDirs, runCli, tempDir } from '../helpers.js';
-import { startServer, type TestServer } from './http-server.js';
+import { startServer, type TestServer } from '../fetch/http-server.js';
 
 const lib = await import(join(ROOT, 'dist/src/index.js')) as typeof import('../../src/index.js');
 const { LevelStore, openStore, createKey, lookupSuppressions } = lib;

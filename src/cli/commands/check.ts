@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { Checker, normalizeCheckRequest, type CheckRequest } from '../../check/checker.js';
 import type { Decision, SendType } from '../../check/rules.js';
-import { LevelStore } from '../../store/level-store.js';
+import { LevelStore } from '../../store/level/level-store.js';
 import { dbOption } from '../args.js';
 
 function explain(d: Decision): string {

@@ -1,8 +1,8 @@
 import { printable } from '../../report/printable.js';
 import type { Command } from 'commander';
-import { LevelStore } from '../../store/level-store.js';
+import { LevelStore } from '../../store/level/level-store.js';
 import { dbOption } from '../args.js';
-import type { ImportCounts } from '../../pipeline/stats.js';
+import type { ImportCounts } from '../../store/counts.js';
 import type { JobRecord } from '../../store/jobs.js';
 
 /** What `optout stats --json` prints. */

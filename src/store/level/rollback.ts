@@ -11,7 +11,7 @@ import type { AuditRecord } from '../audit.js';
 import { moveJob } from '../job-states.js';
 import type { AnyJob } from '../jobs.js';
 import type { RollbackCounts } from '../store.js';
-import { decodeEntryValue, encodeEntryValue, jobKey } from '../keys.js';
+import { decodeEntryValue, encodeEntryValue, jobKey } from './keys.js';
 
 /** One write of a change (see LevelStore.commitChange). */
 export type ChangeOp = { type: 'put'; key: string; value: string } | { type: 'del'; key: string };

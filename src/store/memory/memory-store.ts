@@ -4,7 +4,7 @@
  * (`test/store/contract.ts`) runs on both. Records (jobs, API keys, syncs, audit) are kept as
  * JSON, so a caller gets a copy as it would from a database, never an alias of what is stored.
  */
-import { KeyFilter } from '../../dedup/bloom.js';
+import { KeyFilter } from '../../filter/bloom.js';
 import { OptoutError } from '../../errors.js';
 import { auditId, type AuditRecord } from '../audit.js';
 import { moveJob } from '../job-states.js';

@@ -11,7 +11,7 @@ import { lookup as dnsLookup } from 'node:dns/promises';
 import { isIP, type LookupFunction } from 'node:net';
 import { Agent, buildConnector } from 'undici';
 import { OptoutError, describeValue } from '../errors.js';
-import { normalizeAddressPolicy, type AddressPolicy, type AddressPolicyOptions } from './sync-url.js';
+import { normalizeAddressPolicy, type AddressPolicy, type AddressPolicyOptions } from './url-policy.js';
 
 export interface ResolvedAddress {
   address: string;

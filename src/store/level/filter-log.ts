@@ -18,8 +18,8 @@
  */
 import { randomFillSync } from 'node:crypto';
 import { crc32 } from 'node:zlib';
-import { readWordsLE, writeWordsLE } from '../dedup/bloom.js';
-import { HASH_VERSION, hashKey } from '../dedup/hash.js';
+import { readWordsLE, writeWordsLE } from '../../filter/bloom.js';
+import { HASH_VERSION, hashKey } from '../../filter/hash.js';
 import { entryKeyStart } from './keys.js';
 
 const FORMAT = 1;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { BloomFilter, KeyFilter } from '../../src/dedup/bloom.js';
-import { hashKeyTuple } from '../../src/dedup/hash.js';
+import { BloomFilter, KeyFilter } from '../../src/filter/bloom.js';
+import { hashKeyTuple } from '../../src/filter/hash.js';
 import { OptoutError } from '../../src/errors.js';
 
 const key = fc.string({ unit: 'binary', maxLength: 40 });

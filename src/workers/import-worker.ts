@@ -1,6 +1,6 @@
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { extractColumn } from '../csv/extract.js';
-import { hashHex, hashKey } from '../dedup/hash.js';
+import { hashHex, hashKey } from '../filter/hash.js';
 import { readCell } from './cell.js';
 import {
   MAX_REJECT_VALUE_CHARS, bucketOf, type BucketResult, type BucketTask, type ChunkReject, type ChunkResult, type ChunkTask,

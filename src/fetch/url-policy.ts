@@ -1,7 +1,7 @@
 /**
  * Validation of the URL a sync fetches, before any connection: when a sync is added, before each
  * fetch and for every redirect. Names cannot be judged without resolving them, so the address
- * check happens again at connect time (see sync-agent.ts); this module refuses what is wrong
+ * check happens again at connect time (see fetch-agent.ts); this module refuses what is wrong
  * whatever DNS says: another scheme, credentials, a literal address that is not public, and
  * names that only ever mean a local machine.
  */

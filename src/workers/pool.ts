@@ -1,7 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { Piscina } from 'piscina';
 import { OptoutError } from '../errors.js';
-import type { ScrubResult, ScrubTask } from '../scrub/task.js';
+import type { ScrubResult, ScrubTask } from './scrub-task.js';
 import type { BucketResult, BucketTask, ChunkResult, ChunkTask } from './chunk-task.js';
 
 export interface ChunkPool {
@@ -22,7 +22,7 @@ async function wrapped<T>(p: Promise<T>): Promise<T> {
 }
 
 /** Scrub's task lives in its own module; piscina loads it into the same threads on first use. */
-const SCRUB_WORKER = new URL('../scrub/worker.js', import.meta.url).href;
+const SCRUB_WORKER = new URL('./scrub-worker.js', import.meta.url).href;
 
 /**
  * The worker pool that parses chunks and dedups spool buckets. One thread per core: the main
@@ -31,7 +31,7 @@ const SCRUB_WORKER = new URL('../scrub/worker.js', import.meta.url).href;
  */
 export function createChunkPool(threads = availableParallelism()): ChunkPool {
   const pool = new Piscina({
-    filename: new URL('./worker.js', import.meta.url).href,
+    filename: new URL('./import-worker.js', import.meta.url).href,
     minThreads: threads,
     maxThreads: threads,
     // Callers bound the tasks in flight themselves (see pipeline/scan.ts, pipeline/merge-pass.ts).

@@ -14,7 +14,7 @@
  * a..., x...               the audit trail and its index by key (see audit.ts)
  * ```
  *
- * `<h>` is the key's first hash (see dedup/hash.ts) as 8 hex digits. Entries of a scope are thus
+ * `<h>` is the key's first hash (see filter/hash.ts) as 8 hex digits. Entries of a scope are thus
  * ordered by hash, and an import writes its spool buckets (which split keys by the same hash) in
  * key order: LevelDB then ingests sorted data instead of random keys.
  *
@@ -23,10 +23,10 @@
  * is a safe separator that also sorts before every other character.
  */
 
-import { hashHex, hashKeyTuple } from '../dedup/hash.js';
-import type { AuditRecord } from './audit.js';
+import { hashHex, hashKeyTuple } from '../../filter/hash.js';
+import type { AuditRecord } from '../audit.js';
 
-export { ACCOUNT_WIDE, UNIT_ID_PATTERN } from './store.js';
+export { ACCOUNT_WIDE, UNIT_ID_PATTERN } from '../store.js';
 
 const SEP = '\u0000';
 

@@ -2,8 +2,8 @@
 import { tmpdir } from 'node:os';
 import type { Agent } from 'undici';
 import { OptoutError, describeValue } from '../errors.js';
-import { DEFAULT_CONNECT_TIMEOUT_MS, createSyncAgent, policyOf, positiveMs } from './sync-agent.js';
-import type { AddressPolicy, AddressPolicyOptions } from './sync-url.js';
+import { DEFAULT_CONNECT_TIMEOUT_MS, createSyncAgent, policyOf, positiveMs } from './fetch-agent.js';
+import type { AddressPolicy, AddressPolicyOptions } from './url-policy.js';
 
 export interface FetchTimeouts {
   /**

@@ -1,8 +1,8 @@
 import { move, transferableSymbol, valueSymbol } from 'piscina';
 import { extractColumn } from '../csv/extract.js';
-import { hashKey } from '../dedup/hash.js';
-import { readCell } from '../normalize/cell.js';
-import type { ScrubResult, ScrubTask } from './task.js';
+import { hashKey } from '../filter/hash.js';
+import { readCell } from './cell.js';
+import type { ScrubResult, ScrubTask } from './scrub-task.js';
 
 /** Records a chunk is first assumed to hold: send lists run at 40 to 100 bytes a row. */
 const BYTES_PER_RECORD_GUESS = 32;

@@ -9,7 +9,7 @@
  * and flushed to disk, so a crash never leaves a file that looks complete.
  *
  * Every URL (the first and each redirect) is checked by `checkSyncUrl`, and every connection by
- * the agent's connect-time address check (sync-agent.ts). Error messages carry the status and
+ * the agent's connect-time address check (fetch-agent.ts). Error messages carry the status and
  * the URL without its query, never the body.
  */
 import { randomUUID } from 'node:crypto';
@@ -22,7 +22,7 @@ import { createGunzip } from 'node:zlib';
 import type { Dispatcher } from 'undici';
 import { OptoutError } from '../errors.js';
 import { normalizeFetchOptions, type FetchSourceOptions, type NormalizedFetchOptions } from './fetch-options.js';
-import { checkSyncUrl, redactUrl } from './sync-url.js';
+import { checkSyncUrl, redactUrl } from './url-policy.js';
 
 export type { FetchSourceOptions, FetchTimeouts } from './fetch-options.js';
 

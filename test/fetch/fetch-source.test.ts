@@ -10,8 +10,8 @@ import { Agent } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { OptoutError, type OptoutErrorCode } from '../../src/errors.js';
 import { openSource } from '../../src/source/open-source.js';
-import { fetchSource, type FetchResult, type FetchSourceOptions } from '../../src/sync/fetch-source.js';
-import { createSyncAgent } from '../../src/sync/sync-agent.js';
+import { fetchSource, type FetchResult, type FetchSourceOptions } from '../../src/fetch/fetch-source.js';
+import { createSyncAgent } from '../../src/fetch/fetch-agent.js';
 import { removeTempDirs, tempDir } from '../helpers.js';
 import { startServer, type TestServer } from './http-server.js';
 

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { open, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { KeyFilter } from '../dedup/bloom.js';
+import { KeyFilter } from '../../filter/bloom.js';
 
 /** 2: the header holds the token of the generation (filter-log.ts); older snapshots are ignored. */
 const MAGIC = 'OPTOUTF2';

@@ -1,6 +1,14 @@
 import type { ExtractError } from '../csv/extract.js';
 import type { ChunkKeyCodec } from '../store/store.js';
 
+/** What every chunk task reports, whatever else it returns: how far it read, and what broke. */
+export interface ChunkProgress {
+  consumed: number;
+  records: number;
+  lines: number;
+  error?: ExtractError;
+}
+
 /** What the main thread sends a worker: one record-aligned chunk of UTF-8 bytes. */
 export interface ChunkTask {
   bytes: Uint8Array;
@@ -60,7 +68,7 @@ export interface BucketResult {
   addresses: string[];
   /** ...and the index of the key each belongs to. */
   addressRows: number[];
-  /** Three 32-bit hashes per distinct key (see dedup/hash.ts). */
+  /** Three 32-bit hashes per distinct key (see filter/hash.ts). */
   hashes: Uint32Array;
 }
 

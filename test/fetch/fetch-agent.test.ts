@@ -7,8 +7,8 @@ import { rm } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OptoutError, type OptoutErrorCode } from '../../src/errors.js';
-import { fetchSource } from '../../src/sync/fetch-source.js';
-import { createSyncAgent, type ResolvedAddress, type SyncAgentOptions } from '../../src/sync/sync-agent.js';
+import { fetchSource } from '../../src/fetch/fetch-source.js';
+import { createSyncAgent, type ResolvedAddress, type SyncAgentOptions } from '../../src/fetch/fetch-agent.js';
 import { removeTempDirs, tempDir } from '../helpers.js';
 import { startServer, type TestServer } from './http-server.js';
 

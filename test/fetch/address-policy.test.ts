@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ipv6Groups, isPublicAddress } from '../../src/sync/address-policy.js';
+import { ipv6Groups, isPublicAddress } from '../../src/fetch/address-policy.js';
 
 /** Each address with the range that refuses it. */
 const REFUSED: ReadonlyArray<readonly [string, string]> = [

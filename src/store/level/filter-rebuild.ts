@@ -20,8 +20,8 @@
  * a scan alone could not start a server within 5 s on this machine.
  */
 import type { ClassicLevel } from 'classic-level';
-import type { KeyFilter } from '../dedup/bloom.js';
-import { hashKey } from '../dedup/hash.js';
+import type { KeyFilter } from '../../filter/bloom.js';
+import { hashKey } from '../../filter/hash.js';
 import { NO_TOKEN, decodeFilterLogRecord } from './filter-log.js';
 import { readFilterSnapshot } from './filter-snapshot.js';
 import { entryKeyPrefix, entryKeyStart, entryRange, filterLogGeneration, filterLogKey } from './keys.js';

@@ -1,21 +1,21 @@
 import { mkdirSync, readFileSync, rmSync, writeFileSync, statSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ClassicLevel } from 'classic-level';
-import { OptoutError } from '../errors.js';
-import { POLICY_VERSION } from '../policy/email.js';
-import { KeyFilter } from '../dedup/bloom.js';
+import { OptoutError } from '../../errors.js';
+import { POLICY_VERSION } from '../../policy/email.js';
+import { KeyFilter } from '../../filter/bloom.js';
 import {
   ACCOUNT_WIDE, API_KEY_RANGE, AUDIT_RANGE, COUNT_RANGE, auditIdOfIndex, auditIndexRange, auditOps, JOB_RANGE, SYNC_RANGE, apiKeyKey, countKey, decodeEntryValue, encodeEntryValue,
   entryKeyOfHash, entryKeyPrefix, entryRange, filterLogKey, holdKeyOfEntry, holdRangeOfEntry, jobKey, metaKey, parseEntryKey, syncKey,
 } from './keys.js';
-import type { AddRecord, AnyJob, JobRecord } from './jobs.js';
-import { auditId, type AuditRecord } from './audit.js';
+import type { AddRecord, AnyJob, JobRecord } from '../jobs.js';
+import { auditId, type AuditRecord } from '../audit.js';
 import { JobMetaCache } from './job-meta.js';
-import { rollbackInLevel, type ChangeOp } from './level/rollback.js';
+import { rollbackInLevel, type ChangeOp } from './rollback.js';
 import type {
   AddOutcome, AuditFields, AuditScan, ChunkKeyCodec, ChunkWriter, HashedKey, JobMeta, NewSuppression, RemovedEntry, RollbackCounts, ScopedEntry, Store,
   StoredApiKey, StoredEntry, SyncRecord,
-} from './store.js';
+} from '../store.js';
 import { saveFilterSnapshot } from './filter-snapshot.js';
 import { FilterLogRecord } from './filter-log.js';
 import { generationToken, loadKeyFilter, type FilterSource } from './filter-rebuild.js';

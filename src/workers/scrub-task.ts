@@ -1,5 +1,5 @@
-import type { ChunkTask } from '../normalize/chunk-task.js';
-import type { ChunkProgress } from '../pipeline/scan.js';
+import type { ChunkTask } from './chunk-task.js';
+import type { ChunkProgress } from './chunk-task.js';
 
 /** One record-aligned chunk of UTF-8 bytes to scrub: the import's task, without spool buckets. */
 export type ScrubTask = Omit<ChunkTask, 'bucketBits'>;
@@ -23,7 +23,7 @@ export interface ScrubResult extends ChunkProgress {
    * (0 for the first). A record with an empty span has no key: it is invalid.
    */
   keyEnds: Uint32Array;
-  /** Per record, the first two hashes of its key (dedup/hash.ts); zeros for an invalid one. */
+  /** Per record, the first two hashes of its key (filter/hash.ts); zeros for an invalid one. */
   hashes: Uint32Array;
   /** The reason code of each invalid record, in record order. */
   reasons: string[];

@@ -7,15 +7,15 @@ import { readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { hashKeyTuple } from '../../src/dedup/hash.js';
-import { KeyFilter } from '../../src/dedup/bloom.js';
-import { emptyCounts } from '../../src/pipeline/stats.js';
-import { FilterLogRecord, decodeFilterLogRecord } from '../../src/store/filter-log.js';
-import { BlockOrderedAdds, scanRanges } from '../../src/store/filter-rebuild.js';
-import type { JobRecord } from '../../src/store/jobs.js';
-import { entryKey, entryRange, filterLogKey, parseEntryKey } from '../../src/store/keys.js';
-import { LevelStore } from '../../src/store/level-store.js';
-import { removeTempDirs, tempDir } from '../helpers.js';
+import { hashKeyTuple } from '../../../src/filter/hash.js';
+import { KeyFilter } from '../../../src/filter/bloom.js';
+import { emptyCounts } from '../../../src/store/counts.js';
+import { FilterLogRecord, decodeFilterLogRecord } from '../../../src/store/level/filter-log.js';
+import { BlockOrderedAdds, scanRanges } from '../../../src/store/level/filter-rebuild.js';
+import type { JobRecord } from '../../../src/store/jobs.js';
+import { entryKey, entryRange, filterLogKey, parseEntryKey } from '../../../src/store/level/keys.js';
+import { LevelStore } from '../../../src/store/level/level-store.js';
+import { removeTempDirs, tempDir } from '../../helpers.js';
 
 afterEach(async () => {
   await removeTempDirs();

@@ -1,7 +1,7 @@
 import { crc32 } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { BLOCK_BITS, BloomFilter, KeyFilter, blockedFpr, bloomParams, layerFpr } from '../../src/dedup/bloom.js';
-import { hashKey, hashKeyTuple } from '../../src/dedup/hash.js';
+import { BLOCK_BITS, BloomFilter, KeyFilter, blockedFpr, bloomParams, layerFpr } from '../../src/filter/bloom.js';
+import { hashKey, hashKeyTuple } from '../../src/filter/hash.js';
 import { OptoutError } from '../../src/errors.js';
 
 /** Hashes of `prefix0..prefix<n-1>`-style keys, three words per key. */

@@ -4,7 +4,7 @@
  * The output is a persisted FORMAT: filter snapshots store bits placed by these hashes, so any
  * change to the constants or the mixing below must bump {@link HASH_VERSION} (a snapshot with
  * another version is rejected and the filter is rebuilt from the store). The pinned outputs in
- * test/dedup/hash.test.ts guard against accidental changes.
+ * test/filter/hash.test.ts guard against accidental changes.
  *
  * Not cryptographic: a crafted set of addresses can collide, which costs a few extra store
  * look-ups (bloom) or a miscounted duplicate (fingerprints), never a wrong suppression answer.

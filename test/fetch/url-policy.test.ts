@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { OptoutError, exitCodeFor, type OptoutErrorCode } from '../../src/errors.js';
-import { validateSyncUrl, type AddressPolicyOptions } from '../../src/sync/sync-url.js';
+import { validateSyncUrl, type AddressPolicyOptions } from '../../src/fetch/url-policy.js';
 
 function errorOf(fn: () => unknown): OptoutError {
   try {

@@ -1,7 +1,7 @@
 import type { ClassicLevel } from 'classic-level';
 import { jobKey } from './keys.js';
-import { jobMetaOf, type AnyJob } from './jobs.js';
-import type { JobMeta } from './store.js';
+import { jobMetaOf, type AnyJob } from '../jobs.js';
+import type { JobMeta } from '../store.js';
 
 /**
  * Job metadata by id for the check path, read once each with a synchronous get. Reason, source and date of a job

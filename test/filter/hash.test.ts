@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { HASH_VERSION, hashKey, hashKeyTuple } from '../../src/dedup/hash.js';
+import { HASH_VERSION, hashKey, hashKeyTuple } from '../../src/filter/hash.js';
 
 const N = 100_000;
 

@@ -3,12 +3,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { LevelStore } from '../../src/store/level-store.js';
-import { encodeEntryValue, entryKey } from '../../src/store/keys.js';
-import { hashKeyTuple } from '../../src/dedup/hash.js';
-import { emptyCounts } from '../../src/pipeline/stats.js';
-import type { JobRecord } from '../../src/store/jobs.js';
-import { isOptoutError } from '../../src/errors.js';
+import { LevelStore } from '../../../src/store/level/level-store.js';
+import { encodeEntryValue, entryKey } from '../../../src/store/level/keys.js';
+import { hashKeyTuple } from '../../../src/filter/hash.js';
+import { emptyCounts } from '../../../src/store/counts.js';
+import type { JobRecord } from '../../../src/store/jobs.js';
+import { isOptoutError } from '../../../src/errors.js';
 
 const dirs: string[] = [];
 function tempStoreDir(): string {
