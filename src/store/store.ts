@@ -28,6 +28,28 @@ export const UNIT_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 export interface StoreCapabilities {
   /** `entrySync`, `jobMetaSync` and `apiKeySync` answer without I/O waits (a local view). */
   readonly syncLookups: boolean;
+  /**
+   * `head` and `changesSince` give an ordered feed of every change, from which a follower (an
+   * API replica's local view) can build exactly the ledger's entries. The embedded LevelDB store
+   * has no followers and keeps no feed: its filter log carries hashes only, not keys.
+   */
+  readonly feed: boolean;
+}
+
+/**
+ * One committed change, as a follower applies it. Changes are numbered in commit order from 1
+ * without gaps; applying them in order from 0 gives exactly the ledger's entries, and the
+ * metadata of every job and the API keys they need.
+ */
+export interface Change {
+  seq: number;
+  /** Entries written: new ones, and ones that passed to another job (a rollback's heirs). */
+  put: ScopedEntry[];
+  del: Array<{ scope: string; key: string }>;
+  /** The metadata of the jobs that `put` entries point to. */
+  jobs: Array<{ id: string; meta: JobMeta }>;
+  /** API key records written (created or revoked). */
+  apiKeys: StoredApiKey[];
 }
 
 /** A scope's suppression of a key, as stored. */
@@ -251,6 +273,11 @@ export interface Ledger {
    * the other wrote, and every key is owned or held by exactly the jobs that imported it.
    */
   withImportLease<T>(fn: () => Promise<T>): Promise<T>;
+
+  /** The position of the last committed change, 0 before the first. Only where `supports.feed`. */
+  head(): Promise<number>;
+  /** The changes after position `after`, in commit order, at most `limit` of them. Only where `supports.feed`. */
+  changesSince(after: number, limit: number): Promise<Change[]>;
 
   /** Releases the store; every later read or write of stored data fails with OPTOUT_ERR_STORE_NOT_OPEN. */
   close(): Promise<void>;

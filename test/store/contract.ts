@@ -6,14 +6,13 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { hashKeyTuple } from '../../src/filter/hash.js';
+import { hashHex, hashKeyTuple } from '../../src/filter/hash.js';
 import { rollbackJob } from '../../src/manage/rollback.js';
 import { emptyCounts } from '../../src/store/counts.js';
 import type { AuditAction, AuditRecord } from '../../src/store/audit.js';
 import type { AnyJob, JobRecord } from '../../src/store/jobs.js';
-import { hashPart } from '../../src/store/level/keys.js';
 import {
-  ACCOUNT_WIDE, type ChunkKeyCodec, type HashedKey, type ScopedEntry, type Store, type StoredApiKey, type SyncRecord,
+  ACCOUNT_WIDE, type Change, type ChunkKeyCodec, type StoreCapabilities, type HashedKey, type ScopedEntry, type Store, type StoredApiKey, type SyncRecord,
 } from '../../src/store/store.js';
 
 /** A store as the callers take it: the contract plus the write lock single changes and rollbacks queue on. */
@@ -31,7 +30,7 @@ function hashed(key: string): HashedKey {
 
 /** A chunk key as an import worker builds it (see `dedupBucket` in src/workers/import-worker.ts). */
 function chunkKey(codec: ChunkKeyCodec, key: string): string {
-  return codec.prefix + (codec.withHash ? hashPart(hashKeyTuple(key)[0]) : '') + key;
+  return codec.prefix + (codec.withHash ? hashHex(hashKeyTuple(key)[0]) : '') + key;
 }
 
 function unitOf(scope: string): string | null {
@@ -154,7 +153,11 @@ async function expectConsistent(store: Store, only?: readonly string[]): Promise
 }
 
 /** Runs the shared cases on the stores `factory` opens. */
-export function storeContract(name: string, factory: StoreFactory): void {
+/**
+ * @param supports the backend's capabilities, declared with it: cases are chosen while the suite
+ *   is collected, before any store is open (a case checks that the stores say the same).
+ */
+export function storeContract(name: string, factory: StoreFactory, supports: StoreCapabilities): void {
   describe(`store contract: ${name}`, () => {
     let store: ContractStore;
     let cleanup: () => Promise<void>;
@@ -163,6 +166,55 @@ export function storeContract(name: string, factory: StoreFactory): void {
     });
     afterEach(async () => {
       await cleanup();
+    });
+
+    describe('change feed', () => {
+      it('is what the backend declared', () => {
+        expect(store.supports).toEqual(supports);
+      });
+
+      it.runIf(supports.feed)('replayed from zero, gives exactly the entries, the jobs they point to and the API keys', async () => {
+        const a = await importKeys(store, ACCOUNT_WIDE, ['a@x.org', 'b@x.org', 'c@x.org']);
+        await importKeys(store, ACCOUNT_WIDE, ['b@x.org', 'd@x.org']);
+        await importKeys(store, 'unitA', ['a@x.org']);
+        await addKey(store, ACCOUNT_WIDE, 'e@x.org', 'E+tag@x.org');
+        await addKey(store, ACCOUNT_WIDE, 'c@x.org');
+        await removeKey(store, ACCOUNT_WIDE, 'd@x.org');
+        await rollbackJob(store, a, 'contract');
+        await store.putApiKey(apiKeyRecord('k1'), auditOf(store, 'key.create', null, null));
+        await store.putApiKey({ ...apiKeyRecord('k1'), revokedAt: new Date().toISOString() }, auditOf(store, 'key.revoke', null, null));
+
+        // A follower: pages of three, applied in order.
+        const view = new Map<string, { jobId: string; address: string | undefined }>();
+        const metas = new Map<string, unknown>();
+        const keys = new Map<string, StoredApiKey>();
+        const seqs: number[] = [];
+        for (let after = 0; ;) {
+          const page: Change[] = await store.changesSince(after, 3);
+          if (page.length === 0) break;
+          for (const c of page) {
+            seqs.push(c.seq);
+            for (const d of c.del) view.delete(`${d.scope} ${d.key}`);
+            for (const p of c.put) view.set(`${p.scope} ${p.key}`, { jobId: p.jobId, address: p.address });
+            for (const j of c.jobs) metas.set(j.id, j.meta);
+            for (const k of c.apiKeys) keys.set(k.id, k);
+          }
+          after = page.at(-1)?.seq as number;
+        }
+        expect(seqs).toEqual(Array.from({ length: seqs.length }, (_, i) => i + 1));
+        expect(await store.head()).toBe(seqs.length);
+        const stored = await entries(store);
+        expect(Object.fromEntries(view)).toEqual(Object.fromEntries(stored.map((e) => [`${e.scope} ${e.key}`, { jobId: e.jobId, address: e.address }])));
+        for (const e of stored) expect(metas.get(e.jobId), e.jobId).toEqual(store.jobMetaSync(e.jobId));
+        expect([...keys.values()]).toEqual(await store.listApiKeys());
+        expect(await store.changesSince(await store.head(), 10)).toEqual([]);
+      });
+
+      it.runIf(!supports.feed)('is refused with a code where the store keeps none', async () => {
+        expect(store.supports.feed).toBe(false);
+        expect(await codeOf(() => store.head())).toBe('OPTOUT_ERR_INVALID_OPTION');
+        expect(await codeOf(() => store.changesSince(0, 1))).toBe('OPTOUT_ERR_INVALID_OPTION');
+      });
     });
 
     describe('import chunks', () => {
@@ -481,6 +533,7 @@ export function storeContract(name: string, factory: StoreFactory): void {
         createSync: () => store.createSync((id) => syncRecord(id), () => record),
         listSyncs: () => store.listSyncs(),
       };
+      if (store.supports.feed) Object.assign(calls, { head: () => store.head(), changesSince: () => store.changesSince(0, 10) });
       if (store.supports.syncLookups) {
         Object.assign(calls, {
           entrySync: () => store.entrySync(ACCOUNT_WIDE, 'a@x.org', h1),

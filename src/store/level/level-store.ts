@@ -13,7 +13,7 @@ import { auditId, type AuditRecord } from '../audit.js';
 import { JobMetaCache } from './job-meta.js';
 import { rollbackInLevel, type ChangeOp } from './rollback.js';
 import type {
-  AddOutcome, AuditFields, AuditScan, ChunkKeyCodec, ChunkWriter, HashedKey, JobMeta, NewSuppression, RemovedEntry, RollbackCounts, ScopedEntry, Store,
+  AddOutcome, AuditFields, AuditScan, Change, ChunkKeyCodec, ChunkWriter, HashedKey, JobMeta, NewSuppression, RemovedEntry, RollbackCounts, ScopedEntry, Store,
   StoredApiKey, StoredEntry, SyncRecord,
 } from '../store.js';
 import { saveFilterSnapshot } from './filter-snapshot.js';
@@ -98,7 +98,7 @@ class TurnQueue {
  * so that a second process can say who holds it.
  */
 export class LevelStore implements Store {
-  readonly supports = { syncLookups: true } as const;
+  readonly supports = { syncLookups: true, feed: false } as const;
   readonly dir: string;
   readonly db: ClassicLevel<string, string>;
   readonly #jobMeta: JobMetaCache;
@@ -597,6 +597,14 @@ export class LevelStore implements Store {
     await this.commitChange([{ type: 'del', key: syncKey(id) }], new Map(), audit);
   }
 
+  async head(): Promise<number> {
+    throw noFeed();
+  }
+
+  async changesSince(): Promise<Change[]> {
+    throw noFeed();
+  }
+
   /** Writes records that are not entries (no generation, no filter log), atomically. */
   async #put(ops: ReadonlyArray<{ key: string; value: string }>): Promise<void> {
     this.#assertOpen();
@@ -638,6 +646,10 @@ export class LevelStore implements Store {
       throw new OptoutError('OPTOUT_ERR_STORE_NOT_OPEN', `The store ${this.dir} is not open`);
     }
   }
+}
+
+function noFeed(): OptoutError {
+  return new OptoutError('OPTOUT_ERR_INVALID_OPTION', 'The embedded store keeps no change feed (supports.feed is false)');
 }
 
 function readOwner(dir: string): Owner | undefined {

@@ -11,7 +11,7 @@ import { moveJob } from '../job-states.js';
 import { jobMetaOf, type AddRecord, type AnyJob, type JobRecord } from '../jobs.js';
 import {
   ACCOUNT_WIDE, type AddOutcome, type AuditFields, type AuditScan, type ChunkKeyCodec, type ChunkWriter, type HashedKey, type JobMeta,
-  type NewSuppression, type RemovedEntry, type RollbackCounts, type ScopedEntry, type Store, type StoredApiKey, type StoredEntry,
+  type Change, type NewSuppression, type RemovedEntry, type RollbackCounts, type ScopedEntry, type Store, type StoredApiKey, type StoredEntry,
   type SyncRecord,
 } from '../store.js';
 
@@ -25,7 +25,9 @@ const byString = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
 /** The Map-backed {@link Store}. */
 export class MemoryStore implements Store {
-  readonly supports = { syncLookups: true } as const;
+  readonly supports = { syncLookups: true, feed: true } as const;
+  /** The change feed: change `seq` is at index `seq - 1`. */
+  readonly #changes: Change[] = [];
   /** scope -> key -> entry. */
   readonly #entries = new Map<string, Map<string, StoredEntry>>();
   /** scope -> key -> the jobs that hold it besides its owner. */
@@ -177,6 +179,7 @@ export class MemoryStore implements Store {
         for (const key of holds) this.#holdersOf(scope, key).add(jobId);
         this.#count(scope, added);
         this.#jobs.set(job.id, JSON.stringify(job));
+        this.#record({ put: entries.map(([key, entry]) => ({ scope, key, ...entry })), jobs: [{ id: job.id, meta: jobMetaOf(job) }] });
         return { applied: true };
       },
       discard: async () => {
@@ -201,6 +204,7 @@ export class MemoryStore implements Store {
         this.#filter.add(s.h1, s.h2);
         entries.set(s.key, { jobId: id, address: s.address === s.key ? undefined : s.address });
         this.#count(s.scope, 1);
+        this.#record({ put: [{ scope: s.scope, key: s.key, jobId: id, address: s.address === s.key ? undefined : s.address }], jobs: [{ id, meta: jobMetaOf(record) }] });
       } else {
         // Opt-out wins: the entry stays its owner's; the add holds it, so a rollback of the owner keeps it.
         this.#holdersOf(s.scope, s.key).add(id);
@@ -223,6 +227,7 @@ export class MemoryStore implements Store {
       this.#entries.get(scope)?.delete(key.key);
       this.#holds.get(scope)?.delete(key.key);
       this.#count(scope, -1);
+      this.#record({ del: [{ scope, key: key.key }] });
       this.#appendAudit(record);
       return removed;
     });
@@ -236,6 +241,7 @@ export class MemoryStore implements Store {
       if (holders.delete(job.id)) counts.holdsReleased++;
     }
     const entries = this.#entries.get(job.scope);
+    const change: Pick<Change, 'put' | 'del' | 'jobs'> = { put: [], del: [], jobs: [] };
     for (const [key, entry] of entries ?? []) {
       if (entry.jobId !== job.id) continue;
       const holders = holds?.get(key);
@@ -243,16 +249,20 @@ export class MemoryStore implements Store {
       const heir = holders === undefined ? undefined : [...holders].reduce<string | undefined>((a, b) => (a !== undefined && Number(a) <= Number(b) ? a : b), undefined);
       if (heir === undefined) {
         entries?.delete(key);
+        change.del.push({ scope: job.scope, key });
         counts.removed++;
       } else {
         entries?.set(key, { ...entry, jobId: heir });
         holders?.delete(heir);
+        change.put.push({ scope: job.scope, key, ...entry, jobId: heir });
+        if (!change.jobs.some((j) => j.id === heir)) change.jobs.push({ id: heir, meta: this.jobMetaSync(heir) });
         counts.kept++;
       }
     }
     for (const [key, holders] of holds ?? []) if (holders.size === 0) holds?.delete(key);
     this.#count(job.scope, -counts.removed);
     this.#jobs.set(job.id, JSON.stringify(moveJob<AnyJob>(job, 'rolled_back')));
+    this.#record(change);
     this.#appendAudit(audit(counts));
     return counts;
   }
@@ -284,6 +294,7 @@ export class MemoryStore implements Store {
     this.#assertOpen();
     this.#apiKeys.set(key.id, JSON.stringify(key));
     this.#appendAudit(audit);
+    this.#record({ apiKeys: [structuredClone(key)] });
   }
 
   async getApiKey(id: string): Promise<StoredApiKey | undefined> {
@@ -326,6 +337,21 @@ export class MemoryStore implements Store {
 
   async close(): Promise<void> {
     this.#open = false;
+  }
+
+  async head(): Promise<number> {
+    this.#assertOpen();
+    return this.#changes.length;
+  }
+
+  async changesSince(after: number, limit: number): Promise<Change[]> {
+    this.#assertOpen();
+    return structuredClone(this.#changes.slice(Math.max(0, after), Math.max(0, after) + limit));
+  }
+
+  /** Appends a change to the feed, numbered next. */
+  #record(change: Partial<Omit<Change, 'seq'>>): void {
+    this.#changes.push({ seq: this.#changes.length + 1, put: [], del: [], jobs: [], apiKeys: [], ...change });
   }
 
   #nextJobId(): string {
