@@ -81,6 +81,36 @@ function tooLarge(max: number, url: URL): OptoutError {
   return new OptoutError('OPTOUT_ERR_FETCH_TOO_LARGE', `The body of ${redactUrl(url)} is larger than the limit of ${max} bytes`);
 }
 
+/**
+ * Decompresses a body that is itself a gzip file (a `.gz` list served without Content-Encoding),
+ * so that the size limit counts what the import will read: 1 GiB of gzip can hold 100 GiB.
+ */
+async function* gunzipIfGzip(source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+  const it = source[Symbol.asyncIterator]();
+  let head = Buffer.alloc(0);
+  while (head.length < 2) {
+    const next = await it.next();
+    if (next.done) {
+      if (head.length > 0) yield head;
+      return;
+    }
+    head = Buffer.concat([head, next.value]);
+  }
+  async function* whole(): AsyncGenerator<Buffer> {
+    yield head;
+    for (let next = await it.next(); !next.done; next = await it.next()) yield next.value;
+  }
+  if (head[0] !== 0x1f || head[1] !== 0x8b) {
+    yield* whole();
+    return;
+  }
+  const gunzip = createGunzip();
+  // A failure of either side ends the other: the loop below throws it.
+  const feeding = pipeline(whole(), gunzip).catch(() => undefined);
+  for await (const chunk of gunzip) yield chunk as Buffer;
+  await feeding;
+}
+
 /** Writes the body to `<dir>/optout-sync-<uuid>`; removes the partial file on any failure. */
 async function saveBody(res: Dispatcher.ResponseData, url: URL, o: NormalizedFetchOptions, signal: AbortSignal): Promise<{ path: string; bytes: number }> {
   const gzip = isGzipEncoded(res, url);
@@ -93,8 +123,8 @@ async function saveBody(res: Dispatcher.ResponseData, url: URL, o: NormalizedFet
   // Lists are personal data: readable by this user only. `flush`: on disk before it is renamed.
   const out = createWriteStream(part, { flags: 'wx', mode: 0o600, flush: true });
   try {
-    if (gzip) await pipeline(res.body, createGunzip(), limit, out, { signal });
-    else await pipeline(res.body, limit, out, { signal });
+    if (gzip) await pipeline(res.body, createGunzip(), gunzipIfGzip, limit, out, { signal });
+    else await pipeline(res.body, gunzipIfGzip, limit, out, { signal });
     await rename(part, path);
     return { path, bytes: counted.bytes };
   } catch (err) {

@@ -37,6 +37,10 @@ function route(req: IncomingMessage, res: ServerResponse): void {
     case 'list.csv.gz':
       res.writeHead(200, { 'content-type': 'application/gzip' }).end(gzipSync(CSV));
       return;
+    case 'bomb.csv.gz':
+      // A .gz file served as it is (no Content-Encoding): 4 MiB in ~4 KiB.
+      res.writeHead(200, { 'content-type': 'application/gzip' }).end(gzipSync(Buffer.alloc(4 << 20, 0x61)));
+      return;
     case 'corrupt-gzip':
       res.writeHead(200, { 'content-encoding': 'gzip' }).end(Buffer.concat([gzipSync(CSV).subarray(0, 12), Buffer.from('garbage')]));
       return;
@@ -182,16 +186,16 @@ describe('fetchSource: encodings', () => {
     expect(server.requests.at(-1)?.headers['accept-encoding']).toBe('gzip');
   });
 
-  it('keeps a .gz file as it is, for the import to recognise', async () => {
+  it('decompresses a .gz file served as it is, so that the import reads the list', async () => {
     const result = await fetchLocal('/list.csv.gz');
     if (result.status !== 'fetched') throw new Error('expected a body');
+    expect(result.bytes).toBe(CSV.length);
     const opened = openSource({ kind: 'file', path: result.path }, 'utf8');
     const parts: Buffer[] = [];
     for await (const chunk of opened.bytes) parts.push(chunk);
     opened.close();
     expect(Buffer.concat(parts).toString()).toBe(CSV);
-    const raw = await take(result);
-    expect([raw[0], raw[1]]).toEqual([0x1f, 0x8b]);
+    expect((await take(result)).toString()).toBe(CSV);
   });
 
   it('fails on a corrupt gzip body and leaves no file', async () => {
@@ -224,6 +228,10 @@ describe('fetchSource: size limit', () => {
 
   it('counts decompressed bytes (a gzip bomb stops at the limit)', async () => {
     expect(await codeOf(fetchLocal('/bomb', { maxBytes: 64 * 1024 }))).toBe('OPTOUT_ERR_FETCH_TOO_LARGE');
+  });
+
+  it('counts the decompressed bytes of a .gz file served without Content-Encoding too', async () => {
+    expect(await codeOf(fetchLocal('/bomb.csv.gz', { maxBytes: 64 * 1024 }))).toBe('OPTOUT_ERR_FETCH_TOO_LARGE');
   });
 });
 

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync, rmSync } from 'node:fs';
 import { open, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { KeyFilter } from '../../filter/bloom.js';
@@ -33,6 +33,13 @@ export function readFilterSnapshot(dir: string): { generation: number; token: st
   } catch {
     // A damaged snapshot is only a slower start: the filter is rebuilt from the store.
     return undefined;
+  }
+}
+
+/** Removes the temporary files of saves that never finished (a killed process's). */
+export function removeStaleSnapshotFiles(dir: string): void {
+  for (const name of readdirSync(dir)) {
+    if (name.startsWith(`${FILE_NAME}.`) && name.endsWith('.tmp')) rmSync(join(dir, name), { force: true });
   }
 }
 

@@ -16,7 +16,7 @@ import type {
   AddOutcome, AuditFields, AuditScan, Change, ChunkKeyCodec, ChunkWriter, HashedKey, JobMeta, NewSuppression, RemovedEntry, RollbackCounts, ScopedEntry, Store,
   StoredApiKey, StoredEntry, SyncRecord,
 } from '../store.js';
-import { saveFilterSnapshot } from './filter-snapshot.js';
+import { removeStaleSnapshotFiles, saveFilterSnapshot } from './filter-snapshot.js';
 import { FilterLogRecord } from './filter-log.js';
 import { generationToken, loadKeyFilter, type FilterSource } from './filter-rebuild.js';
 
@@ -158,6 +158,9 @@ export class LevelStore implements Store {
   }
 
   async #init(purpose: string): Promise<void> {
+    // Holding LevelDB's lock, this process is the store's only user: a temporary file left in
+    // the folder is a killed process's, and may hold a copy of the list's keys' hashes.
+    removeStaleSnapshotFiles(this.dir);
     this.#owner = { pid: process.pid, purpose, since: new Date().toISOString() };
     writeFileSync(join(this.dir, 'owner.json'), JSON.stringify(this.#owner) + '\n');
     const [format, policy, generation] = await this.db.getMany([metaKey('format'), metaKey('policy'), metaKey('generation')]);

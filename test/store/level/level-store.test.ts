@@ -124,6 +124,22 @@ describe('LevelStore', () => {
       }), { numRuns: 15 });
   });
 
+  it('removes the temporary snapshot files a killed save left, and nothing else, when it opens', async () => {
+    const dir = tempStoreDir();
+    const first = await LevelStore.open(dir);
+    await first.close();
+    const stale = join(dir, 'filter.snapshot.4242.deadbeef.tmp');
+    writeFileSync(stale, 'half a snapshot');
+    writeFileSync(join(dir, 'notes.txt'), 'kept');
+    const store = await LevelStore.open(dir);
+    try {
+      expect(existsSync(stale)).toBe(false);
+      expect(existsSync(join(dir, 'notes.txt'))).toBe(true);
+    } finally {
+      await store.close();
+    }
+  });
+
   it('refuses a second opener with OPTOUT_ERR_STORE_LOCKED naming the owner', async () => {
     const dir = tempStoreDir();
     const store = await LevelStore.open(dir, { purpose: 'test owner' });
