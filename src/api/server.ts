@@ -24,6 +24,7 @@ import { isOptoutError } from '../errors.js';
 import { ImportJobs, type ImportJobsOptions } from '../manage/import-jobs.js';
 import { SyncScheduler, type SchedulerOptions } from '../sync/scheduler.js';
 import { ApiError, toApiError } from './errors.js';
+import { RateLimiter } from './rate-limiter.js';
 import { registerManageRoutes } from './manage-routes.js';
 import { limitBodyTime, normalizeBodyTimeouts, streamedBody, type BodyTimeouts } from './body-timeouts.js';
 import { enforceStrictDecoding, frameworkErrors, parseQuery } from './strict-decoding.js';
@@ -72,27 +73,6 @@ const MAX_EMAIL_CHARS = 1024;
  */
 const BATCH_BODY_LIMIT = 3 * 1024 * 1024;
 const DEFAULT_BODY_LIMIT = 64 * 1024;
-
-/** Per-key token buckets: `rateLimit` tokens a second, bursts of up to one second's worth. */
-class RateLimiter {
-  readonly #buckets = new Map<string, { tokens: number; at: number }>();
-
-  /** Seconds to wait before retrying, or 0 when the request may go. */
-  take(id: string, rate: number, now = performance.now()): number {
-    let b = this.#buckets.get(id);
-    if (b === undefined) {
-      b = { tokens: rate, at: now };
-      this.#buckets.set(id, b);
-    }
-    b.tokens = Math.min(rate, b.tokens + ((now - b.at) / 1000) * rate);
-    b.at = now;
-    if (b.tokens >= 1) {
-      b.tokens -= 1;
-      return 0;
-    }
-    return Math.max(1, Math.ceil((1 - b.tokens) / rate));
-  }
-}
 
 export function createServer(options: ServerOptions): OptoutServer {
   const app = fastify({
