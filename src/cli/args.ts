@@ -34,9 +34,13 @@ export function assertArgumentsDecoded(args: readonly string[]): void {
   }
 }
 
-/** Opens the store named by `--db` for one command and closes it, whatever happens. */
-export async function withStore<T>(cmd: Command, purpose: string, fn: (store: LevelStore) => Promise<T>): Promise<T> {
-  const store = await LevelStore.open(dbOption(cmd), { purpose });
+/**
+ * Opens the store named by `--db` for one command and closes it, whatever happens. Only commands
+ * that write something of their own (`create`) make a store where there is none.
+ */
+export async function withStore<T>(cmd: Command, purpose: string, fn: (store: LevelStore) => Promise<T>,
+  options: { create: boolean } = { create: false }): Promise<T> {
+  const store = await LevelStore.open(dbOption(cmd), { purpose, create: options.create });
   try {
     return await fn(store);
   } finally {

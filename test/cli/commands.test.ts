@@ -3,12 +3,14 @@
  * filled by real imports.
  */
 import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI, SAMPLE, errorCodes, parseJson, removeTempDirs, runCli, tempDir, type CliResult } from '../helpers.js';
 import type { StoreStats } from '../../src/cli/commands/stats.js';
 import type { Decision } from '../../src/check/rules.js';
+import { LevelStore } from '../../src/store/level/level-store.js';
 
 type CheckJson = Decision;
 
@@ -204,9 +206,23 @@ describe('stats', () => {
   });
 
   it('an empty store: no entries, no jobs', async () => {
-    const res = await runCli(['--db', join(await tempDir(), 'db'), 'stats', '--json']);
+    const db = join(await tempDir(), 'db');
+    await (await LevelStore.open(db)).close();
+    const res = await runCli(['--db', db, 'stats', '--json']);
     expect(res.code, res.stderr).toBe(0);
     expect(parseJson<Stats>(res)).toMatchObject({ entries: 0, scopes: {}, jobs: [] });
+  });
+
+  it('a folder without a store: read-only commands exit 2 and create nothing', async () => {
+    const dir = await tempDir();
+    const db = join(dir, 'mistyped');
+    for (const args of [['stats'], ['check', 'jane.doe@example.com'], ['show', 'jane.doe@example.com'], ['export'], ['jobs'], ['audit'], ['keys', 'list']]) {
+      const res = await runCli(['--db', db, ...args]);
+      expect(res.code, args.join(' ')).toBe(2);
+      expect(res.stderr, args.join(' ')).toContain('OPTOUT_ERR_INVALID_OPTION');
+      expect(res.stdout).not.toContain('eligible:');
+    }
+    expect(existsSync(db)).toBe(false);
   });
 
   it('the human output lists the scopes and jobs', async () => {

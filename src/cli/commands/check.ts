@@ -26,7 +26,7 @@ export function registerCheck(program: Command): void {
     .action(async (email: string, flags: { unit?: string; type: string; legalBasis?: string; json?: boolean }, cmd: Command) => {
       const req: CheckRequest = { email, unit: flags.unit, type: flags.type as SendType, legalBasis: flags.legalBasis, caller: 'cli' };
       normalizeCheckRequest(req);
-      const store = await LevelStore.open(dbOption(cmd), { purpose: 'optout check' });
+      const store = await LevelStore.open(dbOption(cmd), { purpose: 'optout check', create: false });
       let decision: Decision;
       try {
         // One check: reading the store directly beats loading the whole key filter first.

@@ -30,7 +30,7 @@ export function registerKeys(program: Command): void {
     .action(async (flags: { unit?: string; scope: string; rateLimit?: string; json?: boolean }, cmd: Command) => {
       const rateLimit = flags.rateLimit === undefined ? undefined : parseRateLimit(flags.rateLimit);
       const created = await withStore(cmd, 'optout keys create', (store) =>
-        createKey(store, { unit: flags.unit, scope: flags.scope as KeyScope, rateLimit }));
+        createKey(store, { unit: flags.unit, scope: flags.scope as KeyScope, rateLimit }), { create: true });
       if (flags.json) process.stdout.write(JSON.stringify({ ...created.record, key: created.key }) + '\n');
       else {
         process.stdout.write(`${created.key}\n`);

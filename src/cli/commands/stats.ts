@@ -20,7 +20,7 @@ export function registerStats(program: Command): void {
     .description('entries per scope, size on disk and jobs')
     .option('--json', 'print JSON')
     .action(async (flags: { json?: boolean }, cmd: Command) => {
-      const store = await LevelStore.open(dbOption(cmd), { purpose: 'optout stats' });
+      const store = await LevelStore.open(dbOption(cmd), { purpose: 'optout stats', create: false });
       let stats: StoreStats;
       try {
         const jobs = await store.listImports();

@@ -22,7 +22,7 @@ export function registerSuppressions(program: Command): void {
         // Loaded so that the new key enters the filter and its snapshot stays valid.
         await store.filter();
         return addSuppression(store, { email, unit: flags.unit, reason: flags.reason, source: flags.source, actor: 'cli' });
-      });
+      }, { create: true });
       if (flags.json) process.stdout.write(JSON.stringify(r) + '\n');
       else process.stdout.write(`${r.added ? 'suppressed' : 'already suppressed'} ${scopeName(r.scope)}: ${r.address} (job ${r.job})\n`);
     });

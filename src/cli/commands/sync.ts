@@ -25,7 +25,7 @@ export function registerSync(program: Command): void {
     .action(async (url: string, flags: { column?: string; unit?: string; reason: string; every?: string; allowPrivate?: boolean; json?: boolean }, cmd: Command) => {
       const rec = await withStore(cmd, 'optout sync add', (store) => addSync(store, {
         url, column: flags.column, unit: flags.unit, reason: flags.reason, every: flags.every, allowPrivate: flags.allowPrivate, actor: 'cli',
-      }));
+      }), { create: true });
       if (flags.json) process.stdout.write(JSON.stringify(publicSync(rec)) + '\n');
       else process.stdout.write(`sync ${rec.id} added: ${rec.label}${rec.everyMs === null ? ' (on demand)' : ` every ${flags.every ?? ''}`}\n`);
     });

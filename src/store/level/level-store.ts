@@ -1,7 +1,7 @@
-import { mkdirSync, readFileSync, rmSync, writeFileSync, statSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, statSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ClassicLevel } from 'classic-level';
-import { OptoutError } from '../../errors.js';
+import { OptoutError, describeValue } from '../../errors.js';
 import { POLICY_VERSION } from '../../policy/email.js';
 import { KeyFilter } from '../../filter/bloom.js';
 import {
@@ -37,6 +37,12 @@ const LEVEL_OPTIONS = { writeBufferSize: 16 * 1024 * 1024, cacheSize: 32 * 1024 
 export interface OpenStoreOptions {
   /** What the process is doing, shown to a second process that finds the store in use. */
   purpose?: string;
+  /**
+   * Creates the store when the folder holds none. Commands that only read pass false: a mistyped
+   * `--db` must be an error, not an empty store that answers "eligible" for every address.
+   * @default true
+   */
+  create?: boolean;
 }
 
 /**
@@ -126,6 +132,10 @@ export class LevelStore implements Store {
 
   static async open(dirInput: string, options: OpenStoreOptions = {}): Promise<LevelStore> {
     const dir = resolve(dirInput);
+    if (options.create === false && !existsSync(join(dir, 'leveldb'))) {
+      throw new OptoutError('OPTOUT_ERR_INVALID_OPTION',
+        `Expected \`db\` to be a store folder, got ${describeValue(dirInput)}: it holds no store. Import an opt-out list into it first, or pass the right --db.`);
+    }
     try {
       mkdirSync(dir, { recursive: true });
     } catch (cause) {
