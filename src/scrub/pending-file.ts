@@ -1,10 +1,13 @@
-import { open, rename, rm, type FileHandle } from 'node:fs/promises';
+import { open, readdir, rename, rm, type FileHandle } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import { OptoutError } from '../errors.js';
 
 /**
  * An output file written under a temporary name beside its target (`<target>.<pid>.partial`, so
  * that the rename stays on one file system) and renamed to the target only when complete and
  * synced: a run that fails or is killed never leaves a half-written file under the final name.
+ * A killed run does leave its temporary file: the next run writing to the same target removes
+ * it (a send list is personal data), and temporary files are readable by their owner only.
  */
 export class PendingFile {
   readonly target: string;
@@ -21,8 +24,9 @@ export class PendingFile {
   /** @param label how messages name the file (`--out`). */
   static async open(target: string, label: string): Promise<PendingFile> {
     const f = new PendingFile(target, label);
+    await removeStalePartials(target);
     try {
-      f.#fh = await open(f.temp, 'w');
+      f.#fh = await open(f.temp, 'w', 0o600);
     } catch (cause) {
       throw f.#failed('create', cause);
     }
@@ -60,5 +64,34 @@ export class PendingFile {
 
   #failed(what: string, cause: unknown): OptoutError {
     return new OptoutError('OPTOUT_ERR_OUTPUT', `Cannot ${what} the ${this.#label} file ${this.target}: ${(cause as Error).message}`, { cause });
+  }
+}
+
+/** Whether a process with this id is running (and so may still be writing its file). */
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: it runs, as another user.
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Removes `<target>.<pid>.partial` files of processes that are gone (killed scrubs). */
+async function removeStalePartials(target: string): Promise<void> {
+  const prefix = `${basename(target)}.`;
+  let names: string[];
+  try {
+    names = await readdir(dirname(target));
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    if (!name.startsWith(prefix) || !name.endsWith('.partial')) continue;
+    const pid = Number(name.slice(prefix.length, -'.partial'.length));
+    if (Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid && !isRunning(pid)) {
+      await rm(join(dirname(target), name), { force: true });
+    }
   }
 }
