@@ -44,7 +44,7 @@ type ChangeBody = Omit<Change, 'seq'>;
  * below it. A plain sequence would not do: a transaction that took 5 may commit after one that
  * took 6, and a reader at 6 would never look back for 5.
  */
-export async function appendChange(client: pg.PoolClient, body: Partial<ChangeBody>): Promise<number> {
+export async function appendChange(client: pg.ClientBase, body: Partial<ChangeBody>): Promise<number> {
   const full: ChangeBody = { put: [], del: [], jobs: [], apiKeys: [], ...body };
   await client.query('SELECT pg_advisory_xact_lock($1, $2)', [LOCK_CLASS, FEED_LOCK]);
   const { rows } = await client.query<{ seq: string }>(
