@@ -3,7 +3,7 @@ import { throwIfAborted } from '../errors.js';
 import type { BucketResult } from '../workers/chunk-task.js';
 import type { ChunkPool } from '../workers/pool.js';
 import type { JobRecord } from '../store/jobs.js';
-import type { ChunkKeyCodec, ChunkWriter, Ledger } from '../store/store.js';
+import { shiftAdded, type ChunkKeyCodec, type ChunkResult, type ChunkWriter, type Ledger } from '../store/store.js';
 import type { BucketSpool } from './spool.js';
 import type { ImportCounts } from '../store/counts.js';
 
@@ -108,10 +108,19 @@ export async function countPass(o: MergeOptions): Promise<ImportCounts> {
  * keys, so it cannot depend on the batch in flight. Batches are submitted one at a time, in order.
  */
 export async function writeMergePass(o: MergeOptions, job: JobRecord, onDurable: (job: JobRecord) => void): Promise<JobRecord> {
-  const counts = { ...o.counts };
-  let inFlight: { write: Promise<unknown>; job: JobRecord } | undefined;
-  const settle = async (pending: { write: Promise<unknown>; job: JobRecord }): Promise<void> => {
-    await pending.write;
+  let counts = { ...o.counts };
+  let inFlight: { write: Promise<ChunkResult>; job: JobRecord; added: number } | undefined;
+  // A shared ledger may store more or fewer keys than classified (another writer raced this
+  // one); the ledger wrote the corrected checkpoint, and the tally follows it.
+  const settle = async (pending: { write: Promise<ChunkResult>; job: JobRecord; added: number }): Promise<void> => {
+    const result = await pending.write;
+    const delta = result.applied ? result.added - pending.added : 0;
+    if (delta !== 0) {
+      counts = shiftAdded(counts, delta);
+      const current = job === pending.job;
+      pending.job = { ...pending.job, checkpoint: { ...pending.job.checkpoint, counts: shiftAdded(pending.job.checkpoint.counts, delta) } };
+      if (current) job = pending.job;
+    }
     onDurable(pending.job);
   };
   const step = async (bucket: number, result: BucketResult): Promise<void> => {
@@ -125,7 +134,7 @@ export async function writeMergePass(o: MergeOptions, job: JobRecord, onDurable:
     for (let i = 0; i < c.keys.length; i++) {
       const key = c.keys[i] as string;
       if (c.present[i]) {
-        chunk.putHold(key);
+        chunk.putHold(key, addresses.get(i));
       } else {
         // In the filter before the chunk is acknowledged: a check never sees a stored key as absent.
         o.filter.add(h[i * 3] as number, h[i * 3 + 1] as number);
@@ -149,7 +158,7 @@ export async function writeMergePass(o: MergeOptions, job: JobRecord, onDurable:
     const write = chunk.commit(job, added);
     // Awaited with the next bucket; until then a failure must not count as unhandled.
     write.catch(() => undefined);
-    inFlight = { write, job };
+    inFlight = { write, job, added };
   };
   try {
     for await (const { bucket, result } of dedupedBuckets(o)) {

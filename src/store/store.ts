@@ -12,6 +12,9 @@
  * - the **check view**, what an eligibility check reads on its hot path: the key filter and
  *   synchronous lookups of one entry, one job's metadata and one API key. Embedded, the ledger
  *   is its own view; a backend without synchronous reads says so in `supports`.
+ *
+ * The embedded stores implement both ({@link Store}); the PostgreSQL ledger implements the
+ * ledger alone (`supports.syncLookups` false), and each API replica keeps its own view.
  */
 import type { KeyFilter } from '../filter/bloom.js';
 import type { AuditRecord } from './audit.js';
@@ -134,16 +137,40 @@ export interface ChunkWriter {
    * resolves.
    */
   putEntry(chunkKey: string, address: string | undefined): void;
-  /** A key the scope already held: the job holds it too (a rollback of its owner keeps it). */
-  putHold(chunkKey: string): void;
   /**
-   * Writes the entries, the holds, the scope's counter (+ `added`) and `job` (its checkpoint)
-   * atomically. A chunk whose checkpoint the stored job has already passed (a replay after a
-   * lost acknowledgement) writes nothing and resolves `{ applied: false }`.
+   * A key the scope already held: the job holds it too (a rollback of its owner keeps it).
+   * `address` is stored only if the key turns out to be gone by the commit (see `commit`).
    */
-  commit(job: JobRecord, added: number): Promise<{ applied: boolean }>;
+  putHold(chunkKey: string, address?: string): void;
+  /**
+   * Writes the entries, the holds, the scope's counter and `job` (its checkpoint) atomically,
+   * and resolves how many entries it really stored. With one writer (the embedded stores, under
+   * the write lock) that is `added`, the number of `putEntry` calls. A ledger that several
+   * processes write (PostgreSQL) settles each key at commit: an entry another writer stored
+   * since the key was classified becomes a hold, and a held key whose entry was removed since
+   * is stored as an entry (opt-out wins). The checkpoint's counts it writes are corrected by
+   * the same difference ({@link shiftAdded}); the caller corrects its own tally with it.
+   * A chunk whose checkpoint the stored job has already passed (a replay after a lost
+   * acknowledgement) writes nothing and resolves `{ applied: false, added: 0 }`.
+   */
+  commit(job: JobRecord, added: number): Promise<ChunkResult>;
   /** Drops a chunk that will not be committed. */
   discard(): Promise<void>;
+}
+
+/** What a chunk commit wrote. */
+export interface ChunkResult {
+  applied: boolean;
+  /** Entries stored: `added` as classified, or what a shared ledger found at commit. */
+  added: number;
+}
+
+/**
+ * The counts with `delta` keys moved from `alreadySuppressed` to `added` (a negative `delta`
+ * moves them back): how a chunk's counts follow what its commit really stored.
+ */
+export function shiftAdded<C extends { added: number; alreadySuppressed: number }>(counts: C, delta: number): C {
+  return delta === 0 ? counts : { ...counts, added: counts.added + delta, alreadySuppressed: counts.alreadySuppressed - delta };
 }
 
 /** A single add: one address into one scope, as a job of its own (kind `add`). */
@@ -192,6 +219,9 @@ export interface CheckView {
   readonly supports: StoreCapabilities;
   /** False once closed (or, for a remote backend, while it cannot answer): checks then fail closed. */
   readonly isOpen: boolean;
+  /** Entries per scope (`*` = account-wide), as the view holds them, without I/O. */
+  counts(): ReadonlyMap<string, number>;
+  totalEntries(): number;
   /** The key filter, covering every stored key whenever a check can see it. */
   filter(): Promise<KeyFilter>;
   /** The entry of `key` in `scope`, or undefined. Throws when the store cannot answer. */
@@ -203,9 +233,11 @@ export interface CheckView {
 
 /** The source of truth. Every write is atomic with the audit record that describes it. */
 export interface Ledger {
-  /** Entries per scope (`*` = account-wide). */
-  counts(): ReadonlyMap<string, number>;
-  totalEntries(): number;
+  readonly supports: StoreCapabilities;
+  /** False once closed. */
+  readonly isOpen: boolean;
+  /** Entries per scope (`*` = account-wide), read from the ledger; a scope may show 0 once emptied. */
+  scopeCounts(): Promise<ReadonlyMap<string, number>>;
 
   /** A new audit record, not yet written: the caller hands it to the write it describes. */
   audit(fields: AuditFields): AuditRecord;

@@ -207,6 +207,11 @@ export class LevelStore implements Store {
     return n;
   }
 
+  async scopeCounts(): Promise<ReadonlyMap<string, number>> {
+    this.#assertOpen();
+    return new Map(this.#counts);
+  }
+
   /** Bumped by every batch that changes entries; the filter snapshot is valid only for the generation it names. */
   get generation(): number {
     return this.#generation;
@@ -334,12 +339,12 @@ export class LevelStore implements Store {
         const stored = await this.getJob(job.id);
         if (stored?.kind === 'import' && stored.checkpoint.phase === 'merge' && stored.checkpoint.bucket >= job.checkpoint.bucket) {
           await this.discardBatch(batch);
-          return { applied: false };
+          return { applied: false, added: 0 };
         }
         const b = batch.chained;
         b.put(jobKey(job.id), JSON.stringify(job));
         await this.#commit(b, new Map([[scope, added]]), batch.log);
-        return { applied: true };
+        return { applied: true, added };
       })()),
       discard: () => this.discardBatch(batch),
     };

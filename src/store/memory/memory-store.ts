@@ -81,6 +81,10 @@ export class MemoryStore implements Store {
     return n;
   }
 
+  async scopeCounts(): Promise<ReadonlyMap<string, number>> {
+    return new Map(this.counts());
+  }
+
   async filter(): Promise<KeyFilter> {
     this.#assertOpen();
     return this.#filter;
@@ -173,14 +177,14 @@ export class MemoryStore implements Store {
         this.#assertOpen();
         const stored = this.#read<AnyJob>(this.#jobs, job.id);
         if (stored?.kind === 'import' && stored.checkpoint.phase === 'merge' && stored.checkpoint.bucket >= job.checkpoint.bucket) {
-          return { applied: false };
+          return { applied: false, added: 0 };
         }
         for (const [key, entry] of entries) this.#scope(this.#entries, scope).set(key, entry);
         for (const key of holds) this.#holdersOf(scope, key).add(jobId);
         this.#count(scope, added);
         this.#jobs.set(job.id, JSON.stringify(job));
         this.#record({ put: entries.map(([key, entry]) => ({ scope, key, ...entry })), jobs: [{ id: job.id, meta: jobMetaOf(job) }] });
-        return { applied: true };
+        return { applied: true, added };
       },
       discard: async () => {
         entries = [];

@@ -1,0 +1,541 @@
+/**
+ * The ledger on PostgreSQL: the source of truth that any number of processes share. Every write
+ * is one transaction carrying its audit record and, when it changes entries or API keys, its
+ * change record; the database, not a process, keeps writers apart:
+ *
+ * - opt-out wins through `INSERT ... ON CONFLICT DO NOTHING`: of two writers of one key, the
+ *   unique index picks the first, and the other holds the key;
+ * - an import chunk commits once: the job row is locked and its checkpoint compared first, so
+ *   a replay (a lost acknowledgement, a resumed import) writes nothing;
+ * - the change feed is numbered under a transaction-level advisory lock taken as the last step
+ *   before the commit, so feed order is commit order (see {@link appendChange}).
+ *
+ * It has no check view (`supports.syncLookups` false): API replicas keep their own, fed by
+ * `changesSince`.
+ */
+import type pg from 'pg';
+import { OptoutError } from '../../errors.js';
+import { auditId, type AuditRecord } from '../audit.js';
+import { moveJob } from '../job-states.js';
+import { jobMetaOf, type AddRecord, type AnyJob, type JobMeta, type JobRecord } from '../jobs.js';
+import {
+  ACCOUNT_WIDE, shiftAdded, type AddOutcome, type AuditFields, type AuditScan, type Change, type ChunkKeyCodec, type ChunkResult,
+  type ChunkWriter, type HashedKey, type Ledger, type NewSuppression, type RemovedEntry, type RollbackCounts, type ScopedEntry,
+  type StoredApiKey, type StoredEntry, type SyncRecord,
+} from '../store.js';
+import { createPool, redact, storeError, type PgPoolOptions } from './connect.js';
+import { checkSchema } from './migrate.js';
+import { FEED_LOCK, LOCK_CLASS } from './schema.js';
+
+/** Scopes and keys cannot contain it (see the address policy), and PostgreSQL text cannot either. */
+const SEP = '\u0000';
+const PAGE = 1000;
+
+type Db = pg.Pool | pg.PoolClient;
+
+/** The change's content, as the feed stores it. */
+type ChangeBody = Omit<Change, 'seq'>;
+
+/**
+ * Appends a change to the feed: the last statements of a writing transaction, right before its
+ * COMMIT. The advisory lock is held until that commit, so no other transaction can number a
+ * change in between: a transaction that numbered N has committed (or rolled back, freeing N)
+ * before the next one reads the highest number, and a reader that has seen N has every change
+ * below it. A plain sequence would not do: a transaction that took 5 may commit after one that
+ * took 6, and a reader at 6 would never look back for 5.
+ */
+export async function appendChange(client: pg.ClientBase, body: Partial<ChangeBody>): Promise<number> {
+  const full: ChangeBody = { put: [], del: [], jobs: [], apiKeys: [], ...body };
+  await client.query('SELECT pg_advisory_xact_lock($1, $2)', [LOCK_CLASS, FEED_LOCK]);
+  const { rows } = await client.query<{ seq: string }>(
+    'INSERT INTO changes (seq, body) SELECT coalesce(max(seq), 0) + 1, $1 FROM changes RETURNING seq', [JSON.stringify(full)]);
+  return Number((rows[0] as { seq: string }).seq);
+}
+
+/** Runs one caller at a time, in call order. */
+class TurnQueue {
+  #tail: Promise<unknown> = Promise.resolve();
+  run<T>(fn: () => Promise<T>): Promise<T> {
+    const turn = this.#tail.then(fn);
+    this.#tail = turn.catch(() => undefined);
+    return turn;
+  }
+}
+
+/** Options of {@link PgLedger.open}. */
+export interface PgLedgerOptions extends PgPoolOptions {}
+
+/** The {@link Ledger} on a PostgreSQL database migrated by `migrate`. */
+export class PgLedger implements Ledger {
+  readonly supports = { syncLookups: false, feed: true } as const;
+  readonly #pool: pg.Pool;
+  readonly #url: string;
+  #open = true;
+  /** Audit ids are made here; a random start keeps two processes' ids apart in the same millisecond. */
+  #auditSeq = Math.floor(Math.random() * 1e6);
+  readonly #writers = new TurnQueue();
+  readonly #importers = new TurnQueue();
+  readonly #inFlight = new Set<Promise<unknown>>();
+
+  private constructor(pool: pg.Pool, url: string) {
+    this.#pool = pool;
+    this.#url = url;
+  }
+
+  /**
+   * Opens the ledger at `url`.
+   * @throws OptoutError OPTOUT_ERR_SCHEMA when the database lacks the current schema (run `optout migrate`).
+   */
+  static async open(url: string, options: PgLedgerOptions = {}): Promise<PgLedger> {
+    const pool = createPool(url, options);
+    try {
+      await checkSchema(pool, url);
+    } catch (err) {
+      await pool.end().catch(() => undefined);
+      throw err;
+    }
+    return new PgLedger(pool, url);
+  }
+
+  get isOpen(): boolean {
+    return this.#open;
+  }
+
+  /** Where it is, without the password. */
+  get url(): string {
+    return redact(this.#url);
+  }
+
+  withWriteLock<T>(fn: () => Promise<T>, options: { drain: boolean } = { drain: true }): Promise<T> {
+    this.#assertOpen();
+    return this.#writers.run(async () => {
+      if (options.drain) await Promise.allSettled([...this.#inFlight]);
+      return fn();
+    });
+  }
+
+  /**
+   * One import job at a time in this process. Other processes may import at once: the commits
+   * settle each key in the database, and the counts follow what they stored.
+   */
+  withImportLease<T>(fn: () => Promise<T>): Promise<T> {
+    this.#assertOpen();
+    return this.#importers.run(fn);
+  }
+
+  async scopeCounts(): Promise<ReadonlyMap<string, number>> {
+    const { rows } = await this.#query<{ scope: string; n: string }>('read the counts',
+      'SELECT scope, sum(delta) AS n FROM count_deltas GROUP BY scope ORDER BY scope');
+    return new Map(rows.map((r) => [r.scope, Number(r.n)]));
+  }
+
+  audit(fields: AuditFields): AuditRecord {
+    this.#assertOpen();
+    const now = Date.now();
+    return { id: auditId(now, this.#auditSeq++), time: new Date(now).toISOString(), ...fields };
+  }
+
+  async appendAudit(records: readonly AuditRecord[]): Promise<void> {
+    await this.#tx('append audit records', (c) => insertAudit(c, records));
+  }
+
+  async *auditRecords(scan: AuditScan): AsyncGenerator<AuditRecord> {
+    this.#assertOpen();
+    let after = { id: '', n: '-1' };
+    for (;;) {
+      const params: unknown[] = [scan.fromId, after.id, after.n, PAGE];
+      const byKey = scan.key === undefined ? '' : 'AND key = $5';
+      if (scan.key !== undefined) params.push(scan.key);
+      const { rows } = await this.#query<{ id: string; n: string; record: AuditRecord }>('read the audit trail',
+        `SELECT id, n, record FROM audit WHERE id >= $1 AND (id, n) > ($2, $3::bigint) ${byKey} ORDER BY id, n LIMIT $4`, params);
+      for (const r of rows) yield r.record;
+      const last = rows.at(-1);
+      if (last === undefined || rows.length < PAGE) return;
+      after = { id: last.id, n: last.n };
+    }
+  }
+
+  async createJob(fields: Omit<JobRecord, 'id'>, complete: (job: JobRecord) => JobRecord = (j) => j, id?: string): Promise<JobRecord> {
+    return this.#tx('create a job', async (c) => {
+      const jobId = id ?? (await nextId(c, 'job_ids'));
+      const job = complete({ id: jobId, ...fields });
+      await putJobRow(c, job);
+      // A reserved id above the sequence: later ids must not collide with it.
+      if (id !== undefined) await c.query(`SELECT setval('job_ids', $1::bigint) WHERE $1::bigint > (SELECT last_value FROM job_ids)`, [id]);
+      return job;
+    });
+  }
+
+  async putJob(job: AnyJob, audit?: AuditRecord): Promise<void> {
+    await this.#tx('write a job', async (c) => {
+      await putJobRow(c, job);
+      if (audit) await insertAudit(c, [audit]);
+    });
+  }
+
+  async getJob(id: string): Promise<AnyJob | undefined> {
+    if (!/^\d{1,18}$/.test(id)) {
+      this.#assertOpen();
+      return undefined;
+    }
+    const { rows } = await this.#query<{ record: AnyJob }>('read a job', 'SELECT record FROM jobs WHERE id = $1', [id]);
+    return rows[0]?.record;
+  }
+
+  async listJobs(): Promise<AnyJob[]> {
+    const { rows } = await this.#query<{ record: AnyJob }>('list jobs', 'SELECT record FROM jobs ORDER BY id');
+    return rows.map((r) => r.record);
+  }
+
+  async listImports(): Promise<JobRecord[]> {
+    const { rows } = await this.#query<{ record: JobRecord }>('list imports', `SELECT record FROM jobs WHERE kind = 'import' ORDER BY id`);
+    return rows.map((r) => r.record);
+  }
+
+  /** Chunk keys are `<scope>\0<key>`: the database orders and hashes keys itself. */
+  chunkKeyCodec(scope: string): ChunkKeyCodec {
+    this.#assertOpen();
+    return { prefix: scope + SEP, withHash: false };
+  }
+
+  async presentKeys(chunkKeys: readonly string[]): Promise<boolean[]> {
+    this.#assertOpen();
+    const byScope = new Map<string, string[]>();
+    for (const ck of chunkKeys) {
+      const { scope, key } = parseChunkKey(ck);
+      byScope.set(scope, [...(byScope.get(scope) ?? []), key]);
+    }
+    const present = new Set<string>();
+    for (const [scope, keys] of byScope) {
+      const { rows } = await this.#query<{ key: string }>('look up keys', 'SELECT key FROM entries WHERE scope = $1 AND key = ANY($2::text[])', [scope, keys]);
+      for (const r of rows) present.add(scope + SEP + r.key);
+    }
+    return chunkKeys.map((ck) => present.has(ck));
+  }
+
+  beginChunk(scope: string, jobId: string): ChunkWriter {
+    this.#assertOpen();
+    let keys: string[] = [];
+    let addresses: Array<string | null> = [];
+    const put = (chunkKey: string, address: string | undefined): void => {
+      keys.push(parseChunkKey(chunkKey).key);
+      addresses.push(address ?? null);
+    };
+    return {
+      putEntry: put,
+      putHold: put,
+      commit: (job, added) => this.#track(this.#commitChunk(scope, jobId, keys, addresses, job, added)),
+      discard: async () => {
+        keys = [];
+        addresses = [];
+      },
+    };
+  }
+
+  /**
+   * Every key of the chunk is settled here, whatever the caller classified: stored when the
+   * scope lacks it, held otherwise. Another process may have stored or removed a key since.
+   */
+  async #commitChunk(scope: string, jobId: string, keys: readonly string[], addresses: ReadonlyArray<string | null>,
+    job: JobRecord, added: number): Promise<ChunkResult> {
+    return this.#tx('commit an import chunk', async (c) => {
+      // The row lock makes chunk commits of one job take turns; the checkpoint decides.
+      const { rows: [stored] } = await c.query<{ record: AnyJob }>('SELECT record FROM jobs WHERE id = $1 FOR UPDATE', [jobId]);
+      const prior = stored?.record;
+      if (prior?.kind === 'import' && prior.checkpoint.phase === 'merge' && prior.checkpoint.bucket >= job.checkpoint.bucket) {
+        return { applied: false, added: 0 };
+      }
+      // In key order: two chunks that share keys lock them in the same order and cannot deadlock.
+      const { rows: inserted } = await c.query<{ key: string; address: string | null }>(
+        `INSERT INTO entries (scope, key, job, address)
+         SELECT $1, t.key, $2, t.address FROM unnest($3::text[], $4::text[]) AS t(key, address) ORDER BY t.key
+         ON CONFLICT DO NOTHING RETURNING key, address`, [scope, jobId, keys, addresses]);
+      const stored_ = new Set(inserted.map((r) => r.key));
+      const held = keys.filter((k) => !stored_.has(k)).sort();
+      if (held.length > 0) {
+        await c.query(`INSERT INTO holds (scope, key, job) SELECT $1, k, $2 FROM unnest($3::text[]) AS k ON CONFLICT DO NOTHING`, [scope, jobId, held]);
+      }
+      const real = inserted.length;
+      const written: JobRecord = real === added ? job : { ...job, checkpoint: { ...job.checkpoint, counts: shiftAdded(job.checkpoint.counts, real - added) } };
+      await putJobRow(c, written);
+      await addCount(c, scope, real);
+      if (real > 0) {
+        await appendChange(c, {
+          put: inserted.map((r) => ({ scope, key: r.key, jobId, address: r.address ?? undefined })),
+          jobs: [{ id: jobId, meta: jobMetaOf(written) }],
+        });
+      }
+      return { applied: true, added: real };
+    });
+  }
+
+  async addSuppression(s: NewSuppression, audit: (outcome: AddOutcome) => AuditRecord): Promise<AddOutcome> {
+    return this.#tx('add a suppression', async (c) => {
+      const id = await nextId(c, 'job_ids');
+      const now = new Date().toISOString();
+      const record: AddRecord = {
+        id, kind: 'add', state: 'completed', scope: s.scope, reason: s.reason, source: s.source, actor: s.actor, key: s.key,
+        createdAt: now, updatedAt: now, finishedAt: now,
+      };
+      const address = s.address === s.key ? undefined : s.address;
+      const { rowCount } = await c.query(`INSERT INTO entries (scope, key, job, address) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`,
+        [s.scope, s.key, id, address ?? null]);
+      const outcome: AddOutcome = { added: rowCount === 1, job: id };
+      // Opt-out wins: a present entry stays its owner's; the add holds it, so a rollback of the owner keeps it.
+      if (!outcome.added) await c.query('INSERT INTO holds (scope, key, job) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING', [s.scope, s.key, id]);
+      await putJobRow(c, record);
+      await insertAudit(c, [audit(outcome)]);
+      if (outcome.added) {
+        await addCount(c, s.scope, 1);
+        await appendChange(c, { put: [{ scope: s.scope, key: s.key, jobId: id, address }], jobs: [{ id, meta: jobMetaOf(record) }] });
+      }
+      return outcome;
+    });
+  }
+
+  async removeSuppression(scope: string, key: HashedKey, audit: (removed: RemovedEntry) => AuditRecord): Promise<RemovedEntry> {
+    return this.#tx('remove a suppression', async (c) => {
+      const { rows: [row] } = await c.query<{ job: string; address: string | null }>(
+        'SELECT job, address FROM entries WHERE scope = $1 AND key = $2 FOR UPDATE', [scope, key.key]);
+      if (row === undefined) {
+        throw new OptoutError('OPTOUT_ERR_NOT_SUPPRESSED', `${key.key} is not suppressed ${scope === ACCOUNT_WIDE ? 'account-wide' : `in unit ${scope}`}`);
+      }
+      const { rows: holders } = await c.query<{ job: string }>('SELECT job FROM holds WHERE scope = $1 AND key = $2', [scope, key.key]);
+      const removed: RemovedEntry = {
+        entry: { jobId: row.job, address: row.address ?? undefined },
+        meta: await jobMeta(c, row.job),
+        heldBy: holders.map((h) => h.job).sort(byString),
+      };
+      const record = audit(removed);
+      await c.query('DELETE FROM entries WHERE scope = $1 AND key = $2', [scope, key.key]);
+      await c.query('DELETE FROM holds WHERE scope = $1 AND key = $2', [scope, key.key]);
+      await addCount(c, scope, -1);
+      await insertAudit(c, [record]);
+      await appendChange(c, { del: [{ scope, key: key.key }] });
+      return removed;
+    });
+  }
+
+  /** One transaction: a crash leaves the job as it was, and running the rollback again does it all. */
+  async rollbackJob(job: AnyJob, audit: (counts: RollbackCounts) => AuditRecord): Promise<RollbackCounts> {
+    return this.#tx('roll back a job', async (c) => {
+      const scope = job.scope;
+      const released = await c.query('DELETE FROM holds WHERE scope = $1 AND job = $2', [scope, job.id]);
+      // The earliest other holder inherits an entry, as if it had been the first to store it.
+      const { rows: kept } = await c.query<{ key: string; job: string; address: string | null }>(
+        `UPDATE entries e SET job = h.heir
+         FROM (SELECT hd.key, min(hd.job) AS heir FROM holds hd
+               JOIN entries owned ON owned.scope = hd.scope AND owned.key = hd.key
+               WHERE hd.scope = $1 AND owned.job = $2 GROUP BY hd.key) AS h
+         WHERE e.scope = $1 AND e.key = h.key AND e.job = $2
+         RETURNING e.key, e.job, e.address`, [scope, job.id]);
+      if (kept.length > 0) {
+        await c.query(`DELETE FROM holds h USING unnest($2::text[], $3::bigint[]) AS k(key, heir)
+          WHERE h.scope = $1 AND h.key = k.key AND h.job = k.heir`, [scope, kept.map((k) => k.key), kept.map((k) => k.job)]);
+      }
+      const { rows: gone } = await c.query<{ key: string }>('DELETE FROM entries WHERE scope = $1 AND job = $2 RETURNING key', [scope, job.id]);
+      const counts: RollbackCounts = { removed: gone.length, kept: kept.length, holdsReleased: released.rowCount ?? 0 };
+      await addCount(c, scope, -counts.removed);
+      await putJobRow(c, moveJob<AnyJob>(job, 'rolled_back'));
+      await insertAudit(c, [audit(counts)]);
+      if (kept.length > 0 || gone.length > 0) {
+        const heirs = [...new Set(kept.map((k) => k.job))];
+        const jobs = await Promise.all(heirs.map(async (id) => ({ id, meta: await jobMeta(c, id) })));
+        await appendChange(c, {
+          put: kept.map((k) => ({ scope, key: k.key, jobId: k.job, address: k.address ?? undefined })),
+          del: gone.map((g) => ({ scope, key: g.key })),
+          jobs,
+        });
+      }
+      return counts;
+    });
+  }
+
+  async entriesOf(key: HashedKey): Promise<Array<{ scope: string; entry: StoredEntry }>> {
+    const { rows } = await this.#query<{ scope: string; job: string; address: string | null }>('look up a key',
+      `SELECT scope, job, address FROM entries WHERE key = $1 ORDER BY scope <> '*', scope`, [key.key]);
+    return rows.map((r) => ({ scope: r.scope, entry: { jobId: r.job, address: r.address ?? undefined } }));
+  }
+
+  /** One snapshot for the whole walk (REPEATABLE READ): writes made meanwhile are not seen. */
+  async *scanEntries(scope?: string): AsyncGenerator<ScopedEntry[]> {
+    this.#assertOpen();
+    const c = await this.#connect();
+    try {
+      await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+      let after: [string, string] = ['', ''];
+      for (;;) {
+        const params: unknown[] = [after[0], after[1], PAGE];
+        if (scope !== undefined) params.push(scope);
+        const { rows } = await c.query<{ scope: string; key: string; job: string; address: string | null }>(
+          `SELECT scope, key, job, address FROM entries WHERE (scope, key) > ($1, $2) ${scope === undefined ? '' : 'AND scope = $4'}
+           ORDER BY scope, key LIMIT $3`, params).catch((cause: unknown) => { throw this.#error(cause, 'scan entries'); });
+        if (rows.length > 0) yield rows.map((r) => ({ scope: r.scope, key: r.key, jobId: r.job, address: r.address ?? undefined }));
+        const last = rows.at(-1);
+        if (last === undefined || rows.length < PAGE) break;
+        after = [last.scope, last.key];
+      }
+    } finally {
+      await c.query('ROLLBACK').catch(() => undefined);
+      c.release();
+    }
+  }
+
+  async putApiKey(key: StoredApiKey, audit: AuditRecord): Promise<void> {
+    await this.#tx('write an API key', async (c) => {
+      await c.query('INSERT INTO api_keys (id, record) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET record = EXCLUDED.record', [key.id, JSON.stringify(key)]);
+      await insertAudit(c, [audit]);
+      await appendChange(c, { apiKeys: [key] });
+    });
+  }
+
+  async getApiKey(id: string): Promise<StoredApiKey | undefined> {
+    const { rows } = await this.#query<{ record: StoredApiKey }>('read an API key', 'SELECT record FROM api_keys WHERE id = $1', [id]);
+    return rows[0]?.record;
+  }
+
+  async listApiKeys(): Promise<StoredApiKey[]> {
+    const { rows } = await this.#query<{ record: StoredApiKey }>('list API keys', 'SELECT record FROM api_keys ORDER BY id');
+    return rows.map((r) => r.record);
+  }
+
+  async createSync(build: (id: string) => SyncRecord, audit: (sync: SyncRecord) => AuditRecord): Promise<SyncRecord> {
+    return this.#tx('create a sync', async (c) => {
+      const sync = build(await nextId(c, 'sync_ids'));
+      const record = audit(sync);
+      await c.query('INSERT INTO syncs (id, record) VALUES ($1, $2)', [sync.id, JSON.stringify(sync)]);
+      await insertAudit(c, [record]);
+      return sync;
+    });
+  }
+
+  async putSync(sync: SyncRecord): Promise<void> {
+    await this.#query('write a sync', 'INSERT INTO syncs (id, record) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET record = EXCLUDED.record',
+      [sync.id, JSON.stringify(sync)]);
+  }
+
+  async getSync(id: string): Promise<SyncRecord | undefined> {
+    if (!/^\d{1,18}$/.test(id)) {
+      this.#assertOpen();
+      return undefined;
+    }
+    const { rows } = await this.#query<{ record: SyncRecord }>('read a sync', 'SELECT record FROM syncs WHERE id = $1', [id]);
+    return rows[0]?.record;
+  }
+
+  async listSyncs(): Promise<SyncRecord[]> {
+    const { rows } = await this.#query<{ record: SyncRecord }>('list syncs', 'SELECT record FROM syncs ORDER BY id');
+    return rows.map((r) => r.record);
+  }
+
+  async deleteSync(id: string, audit: AuditRecord): Promise<void> {
+    await this.#tx('delete a sync', async (c) => {
+      await c.query('DELETE FROM syncs WHERE id = $1', [id]);
+      await insertAudit(c, [audit]);
+    });
+  }
+
+  async head(): Promise<number> {
+    const { rows } = await this.#query<{ seq: string }>('read the feed head', 'SELECT coalesce(max(seq), 0) AS seq FROM changes');
+    return Number((rows[0] as { seq: string }).seq);
+  }
+
+  async changesSince(after: number, limit: number): Promise<Change[]> {
+    const { rows } = await this.#query<{ seq: string; body: ChangeBody }>('read the feed',
+      'SELECT seq, body FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2', [Math.max(0, after), Math.max(0, limit)]);
+    return rows.map((r) => ({ seq: Number(r.seq), ...r.body }));
+  }
+
+  async close(): Promise<void> {
+    if (!this.#open) return;
+    this.#open = false;
+    await Promise.allSettled([...this.#inFlight]);
+    await this.#pool.end();
+  }
+
+  #track<T>(write: Promise<T>): Promise<T> {
+    this.#inFlight.add(write);
+    const done = (): void => {
+      this.#inFlight.delete(write);
+    };
+    write.then(done, done);
+    return write;
+  }
+
+  async #connect(): Promise<pg.PoolClient> {
+    this.#assertOpen();
+    return this.#pool.connect().catch((cause: unknown) => { throw this.#error(cause, `connect to ${this.url}`); });
+  }
+
+  async #query<R extends pg.QueryResultRow>(doing: string, sql: string, params: unknown[] = []): Promise<pg.QueryResult<R>> {
+    this.#assertOpen();
+    try {
+      return await this.#pool.query<R>(sql, params);
+    } catch (cause) {
+      throw this.#error(cause, doing);
+    }
+  }
+
+  /** Runs `fn` in one transaction: committed when it resolves, rolled back when it throws. */
+  async #tx<T>(doing: string, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+    const c = await this.#connect();
+    let broken = false;
+    try {
+      await c.query('BEGIN');
+      const result = await fn(c);
+      await c.query('COMMIT');
+      return result;
+    } catch (cause) {
+      await c.query('ROLLBACK').catch(() => {
+        broken = true;
+      });
+      throw this.#error(cause, doing);
+    } finally {
+      // A connection whose rollback failed is in an unknown state: drop it rather than reuse it.
+      c.release(broken);
+    }
+  }
+
+  #error(cause: unknown, doing: string): OptoutError {
+    if (cause instanceof OptoutError) return cause;
+    if (!this.#open) return new OptoutError('OPTOUT_ERR_STORE_NOT_OPEN', 'The PostgreSQL ledger is closed', { cause });
+    return storeError(cause, doing);
+  }
+
+  #assertOpen(): void {
+    if (!this.#open) throw new OptoutError('OPTOUT_ERR_STORE_NOT_OPEN', 'The PostgreSQL ledger is closed');
+  }
+}
+
+const byString = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+
+function parseChunkKey(chunkKey: string): { scope: string; key: string } {
+  const sep = chunkKey.indexOf(SEP);
+  return { scope: chunkKey.slice(0, sep), key: chunkKey.slice(sep + 1) };
+}
+
+async function nextId(c: Db, sequence: 'job_ids' | 'sync_ids'): Promise<string> {
+  const { rows } = await c.query<{ id: string }>(`SELECT nextval('${sequence}') AS id`);
+  return (rows[0] as { id: string }).id;
+}
+
+async function putJobRow(c: Db, job: AnyJob): Promise<void> {
+  await c.query(`INSERT INTO jobs (id, kind, scope, state, record) VALUES ($1, $2, $3, $4, $5)
+    ON CONFLICT (id) DO UPDATE SET kind = EXCLUDED.kind, scope = EXCLUDED.scope, state = EXCLUDED.state, record = EXCLUDED.record`,
+  [job.id, job.kind, job.scope, job.state, JSON.stringify(job)]);
+}
+
+async function jobMeta(c: Db, id: string): Promise<JobMeta> {
+  const { rows } = await c.query<{ record: AnyJob }>('SELECT record FROM jobs WHERE id = $1', [id]);
+  return jobMetaOf(rows[0]?.record);
+}
+
+async function addCount(c: Db, scope: string, delta: number): Promise<void> {
+  if (delta !== 0) await c.query('INSERT INTO count_deltas (scope, delta) VALUES ($1, $2)', [scope, delta]);
+}
+
+async function insertAudit(c: Db, records: readonly AuditRecord[]): Promise<void> {
+  if (records.length === 0) return;
+  await c.query('INSERT INTO audit (id, key, record) SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[])',
+    [records.map((r) => r.id), records.map((r) => r.key), records.map((r) => JSON.stringify(r))]);
+}

@@ -1,0 +1,94 @@
+/**
+ * The PostgreSQL ledger's schema, kept ready for Citus: the key is in every primary key of the
+ * big tables (entries, holds), which have no foreign keys, so that they can be distributed by
+ * key and a key's entries in every scope share a shard. Text that is ordered or compared
+ * (scopes, keys, ids) uses the "C" collation: byte order, the same on every server whatever
+ * its locale, and the cheapest comparison for the indexes.
+ */
+
+/** The schema version this code reads and writes; `migrate` brings a database to it. */
+export const SCHEMA_VERSION = 1;
+
+/**
+ * Statements that take a database from version `index` to `index + 1`. Each runs in the
+ * migration's one transaction, so a failed upgrade leaves the previous version whole.
+ */
+export const MIGRATIONS: readonly (readonly string[])[] = [
+  [
+    `CREATE TABLE optout_meta (
+       name text COLLATE "C" PRIMARY KEY,
+       value text NOT NULL
+     )`,
+    // A key's suppression in one scope: the job that stored it, and the address when it differs.
+    `CREATE TABLE entries (
+       scope text COLLATE "C" NOT NULL,
+       key text COLLATE "C" NOT NULL,
+       job bigint NOT NULL,
+       address text,
+       PRIMARY KEY (scope, key)
+     )`,
+    // A key's lookup in every scope (checks of one address, show, the rollback's heirs).
+    `CREATE INDEX entries_by_key ON entries (key)`,
+    `CREATE INDEX entries_by_job ON entries (scope, job)`,
+    // Jobs that stored a key the scope already held: a rollback of its owner passes it to them.
+    `CREATE TABLE holds (
+       scope text COLLATE "C" NOT NULL,
+       key text COLLATE "C" NOT NULL,
+       job bigint NOT NULL,
+       PRIMARY KEY (scope, key, job)
+     )`,
+    `CREATE INDEX holds_by_job ON holds (scope, job)`,
+    `CREATE SEQUENCE job_ids`,
+    // The record is the job as the engine knows it (its checkpoint included); the lease columns
+    // name the process that runs an import and its fencing epoch.
+    `CREATE TABLE jobs (
+       id bigint PRIMARY KEY,
+       kind text NOT NULL,
+       scope text COLLATE "C" NOT NULL,
+       state text NOT NULL,
+       record jsonb NOT NULL,
+       lease_owner text,
+       lease_until timestamptz,
+       epoch bigint NOT NULL DEFAULT 0
+     )`,
+    // Audit ids order like time but are made by each process; n keeps two equal ones apart.
+    `CREATE TABLE audit (
+       id text COLLATE "C" NOT NULL,
+       n bigint GENERATED ALWAYS AS IDENTITY,
+       key text COLLATE "C",
+       record jsonb NOT NULL,
+       PRIMARY KEY (id, n)
+     )`,
+    `CREATE INDEX audit_by_key ON audit (key, id, n) WHERE key IS NOT NULL`,
+    `CREATE TABLE api_keys (
+       id text COLLATE "C" PRIMARY KEY,
+       record jsonb NOT NULL
+     )`,
+    `CREATE SEQUENCE sync_ids`,
+    `CREATE TABLE syncs (
+       id bigint PRIMARY KEY,
+       record jsonb NOT NULL,
+       claimed_by text,
+       claimed_until timestamptz
+     )`,
+    // Per-scope counts as appended deltas: concurrent writers of one scope never wait on one
+    // counter row. A scope's count is the sum of its deltas.
+    `CREATE TABLE count_deltas (
+       n bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+       scope text COLLATE "C" NOT NULL,
+       delta bigint NOT NULL
+     )`,
+    // The change feed. seq is taken under a transaction-level advisory lock as the last step
+    // of a writing transaction (see pg-ledger.ts), so seq order is commit order, without gaps.
+    `CREATE TABLE changes (
+       seq bigint PRIMARY KEY,
+       body jsonb NOT NULL,
+       committed_at timestamptz NOT NULL DEFAULT now()
+     )`,
+  ],
+];
+
+/** Advisory lock ids (the first key of the two-key form): one for migrations, one for the feed. */
+export const LOCK_CLASS = 0x6f70_746f; // 'opto'
+export const MIGRATE_LOCK = 1;
+export const FEED_LOCK = 2;

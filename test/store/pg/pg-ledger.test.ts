@@ -1,0 +1,224 @@
+/**
+ * What the PostgreSQL ledger adds to the store contract: the schema check, the feed's order
+ * under concurrent transactions, and exact counts when several processes import at once. Each
+ * ledger opened here has a pool of its own, as a separate process would.
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import pg from 'pg';
+import { hashKeyTuple } from '../../../src/filter/hash.js';
+import { emptyCounts } from '../../../src/store/counts.js';
+import type { JobRecord } from '../../../src/store/jobs.js';
+import { migrate } from '../../../src/store/pg/migrate.js';
+import { appendChange, PgLedger } from '../../../src/store/pg/pg-ledger.js';
+import { SCHEMA_VERSION } from '../../../src/store/pg/schema.js';
+import { ACCOUNT_WIDE } from '../../../src/store/store.js';
+import { resetDatabase, withPgDatabase } from '../pg-cluster.js';
+
+async function codeOf(run: () => Promise<unknown>): Promise<unknown> {
+  try {
+    await run();
+  } catch (err) {
+    return (err as { code?: unknown }).code;
+  }
+  return undefined;
+}
+
+function importFields(scope: string): Omit<JobRecord, 'id'> {
+  const now = new Date().toISOString();
+  return {
+    kind: 'import', state: 'importing', scope, reason: 'unsubscribed', source: 'pg', confirmed: 'yes', confirmedCount: null,
+    fingerprint: { path: null, size: null, mtimeMs: null, column: null, delimiter: null, encoding: 'utf8', rejects: null },
+    createdAt: now, updatedAt: now, finishedAt: null, resumedCount: 0,
+    checkpoint: { phase: 'spool', offset: 0, lines: 0, counts: emptyCounts(), rejectsBytes: 0, invalidUtf8: 0, spool: { dir: '', bits: 0, lengths: [] }, bucket: 0 },
+    error: null,
+  };
+}
+
+function addOf(ledger: PgLedger, key: string) {
+  const [h1, h2] = hashKeyTuple(key);
+  return ledger.addSuppression({ key, h1, h2, scope: ACCOUNT_WIDE, address: key, reason: 'manual', source: 'pg', actor: 'test' },
+    (o) => ledger.audit({ actor: 'test', action: 'add', key, job: o.job, unit: null, details: {} }));
+}
+
+/** Whether `p` is still pending after `ms`. */
+async function pendingAfter(p: Promise<unknown>, ms: number): Promise<boolean> {
+  const pending = Symbol('pending');
+  return (await Promise.race([p.then(() => 'done', () => 'failed'), new Promise((r) => setTimeout(() => r(pending), ms))])) === pending;
+}
+
+await withPgDatabase('PgLedger', (url) => {
+  const opened: Array<{ end(): Promise<void> }> = [];
+  const open = async (): Promise<PgLedger> => {
+    const ledger = await PgLedger.open(url);
+    opened.push({ end: () => ledger.close() });
+    return ledger;
+  };
+  const client = async (): Promise<pg.Client> => {
+    const c = new pg.Client({ connectionString: url });
+    await c.connect();
+    opened.push({ end: () => c.end() });
+    return c;
+  };
+  beforeEach(async () => {
+    await resetDatabase(url);
+  });
+  afterEach(async () => {
+    await Promise.allSettled(opened.splice(0).map((o) => o.end()));
+  });
+
+  describe('schema', () => {
+    it('refuses to open a database without the schema, or with another version, with OPTOUT_ERR_SCHEMA', async () => {
+      expect(await codeOf(() => PgLedger.open(url))).toBe('OPTOUT_ERR_SCHEMA');
+      expect(await migrate(url)).toEqual({ from: 0, version: SCHEMA_VERSION });
+      const c = await client();
+      await c.query(`UPDATE optout_meta SET value = $1 WHERE name = 'schema_version'`, [String(SCHEMA_VERSION + 1)]);
+      expect(await codeOf(() => PgLedger.open(url))).toBe('OPTOUT_ERR_SCHEMA');
+      expect(await codeOf(() => migrate(url))).toBe('OPTOUT_ERR_SCHEMA');
+    });
+
+    it('migrates idempotently, from several processes at once', async () => {
+      const results = await Promise.all([migrate(url), migrate(url), migrate(url)]);
+      expect(results.map((r) => r.version)).toEqual([SCHEMA_VERSION, SCHEMA_VERSION, SCHEMA_VERSION]);
+      expect(results.filter((r) => r.from === 0)).toHaveLength(1);
+      expect(await migrate(url)).toEqual({ from: SCHEMA_VERSION, version: SCHEMA_VERSION });
+      const ledger = await open();
+      expect(await ledger.head()).toBe(0);
+    });
+
+    it('refuses URLs of another kind with OPTOUT_ERR_INVALID_OPTION', async () => {
+      expect(await codeOf(() => PgLedger.open('mysql://localhost/x'))).toBe('OPTOUT_ERR_INVALID_OPTION');
+      expect(await codeOf(() => PgLedger.open('./folder'))).toBe('OPTOUT_ERR_INVALID_OPTION');
+    });
+  });
+
+  describe('feed order', () => {
+    beforeEach(async () => {
+      await migrate(url);
+    });
+
+    it('a plain sequence lets a reader skip a change that commits late (the trap the ledger avoids)', async () => {
+      const [a, b, reader] = [await client(), await client(), await client()];
+      await reader.query('CREATE TABLE outbox (seq bigserial PRIMARY KEY, what text)');
+      await a.query('BEGIN');
+      await a.query(`INSERT INTO outbox (what) VALUES ('a')`);
+      await b.query('BEGIN');
+      await b.query(`INSERT INTO outbox (what) VALUES ('b')`);
+      await b.query('COMMIT');
+      const first = (await reader.query<{ seq: string }>('SELECT seq FROM outbox WHERE seq > 0 ORDER BY seq')).rows.map((r) => Number(r.seq));
+      expect(first).toEqual([2]);
+      await a.query('COMMIT');
+      const next = (await reader.query<{ seq: string }>('SELECT seq FROM outbox WHERE seq > 2 ORDER BY seq')).rows;
+      // Change 1 is committed, and a reader at position 2 never sees it.
+      expect(next).toEqual([]);
+      expect((await reader.query('SELECT seq FROM outbox WHERE seq = 1')).rows).toHaveLength(1);
+    });
+
+    it('numbers changes in commit order: a later writer waits, and a reader never passes an uncommitted change', async () => {
+      const ledger = await open();
+      const reader = await open();
+      const early = await client();
+      // A transaction that has numbered its change (1) and has not committed yet.
+      await early.query('BEGIN');
+      expect(await appendChange(early, {})).toBe(1);
+      const add = addOf(ledger, 'late@x.org');
+      expect(await pendingAfter(add, 300), 'the second writer waits for the first commit').toBe(true);
+      expect(await reader.head()).toBe(0);
+      expect(await reader.changesSince(0, 10)).toEqual([]);
+      await early.query('COMMIT');
+      expect((await add).added).toBe(true);
+      const seen = await reader.changesSince(0, 10);
+      expect(seen.map((c) => c.seq)).toEqual([1, 2]);
+      expect(seen[1]?.put.map((p) => p.key)).toEqual(['late@x.org']);
+    });
+
+    it('leaves no gap when a transaction that numbered a change rolls back', async () => {
+      const ledger = await open();
+      const early = await client();
+      await early.query('BEGIN');
+      expect(await appendChange(early, {})).toBe(1);
+      const add = addOf(ledger, 'a@x.org');
+      await early.query('ROLLBACK');
+      await add;
+      expect((await ledger.changesSince(0, 10)).map((c) => c.seq)).toEqual([1]);
+      expect(await ledger.head()).toBe(1);
+    });
+
+    it('many concurrent writers: the feed is 1..n in order, and replaying it gives the entries', async () => {
+      const ledgers = await Promise.all([open(), open(), open(), open()]);
+      const keys = Array.from({ length: 80 }, (_, i) => `k${i}@x.org`);
+      await Promise.all(keys.map((k, i) => addOf(ledgers[i % ledgers.length] as PgLedger, k)));
+      const feed = await (ledgers[0] as PgLedger).changesSince(0, 1000);
+      expect(feed.map((c) => c.seq)).toEqual(keys.map((_, i) => i + 1));
+      expect(feed.flatMap((c) => c.put.map((p) => p.key)).sort()).toEqual([...keys].sort());
+    });
+  });
+
+  describe('imports from several processes at once', () => {
+    beforeEach(async () => {
+      await migrate(url);
+    });
+
+    /** Classifies `keys` (all new: nothing is stored yet) and returns the chunk, not yet committed. */
+    async function classified(ledger: PgLedger, job: JobRecord, keys: readonly string[]) {
+      const codec = ledger.chunkKeyCodec(job.scope);
+      const chunkKeys = keys.map((k) => codec.prefix + k);
+      const present = await ledger.presentKeys(chunkKeys);
+      const writer = ledger.beginChunk(job.scope, job.id);
+      let added = 0;
+      let already = 0;
+      chunkKeys.forEach((ck, i) => {
+        if (present[i]) {
+          writer.putHold(ck);
+          already++;
+        } else {
+          writer.putEntry(ck, undefined);
+          added++;
+        }
+      });
+      const counts = { ...emptyCounts(), unique: keys.length, valid: keys.length, rows: keys.length, added, alreadySuppressed: already };
+      const next: JobRecord = { ...job, checkpoint: { ...job.checkpoint, phase: 'merge', bucket: 1, counts } };
+      return { commit: () => writer.commit(next, added), added };
+    }
+
+    it('count every key once: the commit says what it stored, and the checkpoint follows', async () => {
+      const [one, two] = [await open(), await open()];
+      const a = Array.from({ length: 3000 }, (_, i) => `k${i}@x.org`);
+      const b = Array.from({ length: 3000 }, (_, i) => `k${i + 1500}@x.org`);
+      const jobA = await one.createJob(importFields(ACCOUNT_WIDE));
+      const jobB = await two.createJob(importFields(ACCOUNT_WIDE));
+      // Both classify before either commits: each believes every key is new.
+      const [chunkA, chunkB] = [await classified(one, jobA, a), await classified(two, jobB, b)];
+      expect([chunkA.added, chunkB.added]).toEqual([3000, 3000]);
+      const [ra, rb] = await Promise.all([chunkA.commit(), chunkB.commit()]);
+      expect(ra.applied && rb.applied).toBe(true);
+      expect(ra.added + rb.added).toBe(4500);
+      expect((await one.scopeCounts()).get(ACCOUNT_WIDE)).toBe(4500);
+      for (const [ledger, job, r] of [[one, jobA, ra], [two, jobB, rb]] as const) {
+        const stored = (await ledger.getJob(job.id)) as JobRecord;
+        expect(stored.checkpoint.counts).toMatchObject({ unique: 3000, added: r.added, alreadySuppressed: 3000 - r.added });
+      }
+      // Every shared key is owned by one job and held by the other: a rollback of either keeps it.
+      let owned = 0;
+      for await (const batch of one.scanEntries(ACCOUNT_WIDE)) owned += batch.length;
+      expect(owned).toBe(4500);
+      const feedKeys = (await one.changesSince(0, 100)).flatMap((c) => c.put.map((p) => p.key));
+      expect(new Set(feedKeys).size).toBe(4500);
+      expect(feedKeys).toHaveLength(4500);
+    });
+
+    it('stores a held key whose entry was removed before the commit (opt-out wins)', async () => {
+      const [one, two] = [await open(), await open()];
+      await addOf(one, 'a@x.org');
+      const job = await two.createJob(importFields(ACCOUNT_WIDE));
+      const chunk = await classified(two, job, ['a@x.org', 'b@x.org']);
+      expect(chunk.added).toBe(1);
+      const [h1, h2] = hashKeyTuple('a@x.org');
+      await one.removeSuppression(ACCOUNT_WIDE, { key: 'a@x.org', h1, h2 },
+        (r) => one.audit({ actor: 'test', action: 'remove', key: 'a@x.org', job: r.entry.jobId, unit: null, details: {} }));
+      expect(await chunk.commit()).toEqual({ applied: true, added: 2 });
+      expect((await two.entriesOf({ key: 'a@x.org', h1, h2 })).map((e) => e.entry.jobId)).toEqual([job.id]);
+      expect((await two.scopeCounts()).get(ACCOUNT_WIDE)).toBe(2);
+      expect(((await two.getJob(job.id)) as JobRecord).checkpoint.counts).toMatchObject({ added: 2, alreadySuppressed: 0 });
+    });
+  });
+});
