@@ -144,7 +144,7 @@ export function createServer(options: ServerOptions): OptoutServer {
   void app.register(compress, {
     global: true,
     encodings: ['gzip', 'deflate'],
-    requestEncodings: ['gzip', 'deflate'],
+    requestEncodings: ['gzip', 'deflate', 'identity'],
     onUnsupportedRequestEncoding: (encoding) =>
       new ApiError('OPTOUT_ERR_UNSUPPORTED_MEDIA_TYPE', `Content-Encoding ${encoding} is not accepted: send the body as it is, gzip or deflate`),
     onInvalidRequestPayload: (encoding) => new ApiError('OPTOUT_ERR_BAD_REQUEST', `The body is not valid ${encoding}`),

@@ -159,6 +159,14 @@ describe('every error is { code, message }', () => {
     expect((res.json()['results'] as Array<{ eligible: boolean }>).map((d) => d.eligible)).toEqual([false, true]);
   });
 
+  it('accepts Content-Encoding identity', async () => {
+    const res = await app.inject({
+      method: 'POST', url: '/v1/eligibility', payload: { emails: ['kept@example.com'] },
+      headers: { authorization: `Bearer ${keys.check}`, 'content-encoding': 'identity' },
+    });
+    expect(res.statusCode, res.body).toBe(200);
+  });
+
   it('answers another Content-Encoding 415', async () => {
     const res = await app.inject({
       method: 'POST', url: '/v1/eligibility', payload: 'xx',
