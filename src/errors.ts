@@ -44,6 +44,8 @@ export const ERROR_TABLE = {
   OPTOUT_ERR_INVALID_JSON: { exit: 1, http: 400, description: 'HTTP: the body is not valid JSON' },
   OPTOUT_ERR_UNSUPPORTED_MEDIA_TYPE: { exit: 1, http: 415, description: 'HTTP: the body is not of a type the route accepts' },
   OPTOUT_ERR_NOT_FOUND: { exit: 1, http: 404, description: 'HTTP: no such route' },
+  OPTOUT_ERR_METHOD_NOT_ALLOWED: { exit: 1, http: 405, description: 'HTTP: the route exists but not with this method; `Allow` lists its methods' },
+  OPTOUT_ERR_HEADERS_TOO_LARGE: { exit: 1, http: 431, description: 'HTTP: the request\'s headers are larger than the server accepts (16 KiB)' },
   OPTOUT_ERR_BAD_REQUEST: { exit: 1, http: 400, description: 'HTTP: a malformed request' },
 } as const satisfies Record<string, ErrorSpec>;
 

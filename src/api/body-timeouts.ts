@@ -44,7 +44,8 @@ function timedOut(message: string): ApiError {
 /** The whole-body deadline of each request still reading its body. */
 const deadlines = new WeakMap<FastifyRequest['raw'], NodeJS.Timeout>();
 
-function hasBody(request: FastifyRequest): boolean {
+/** Whether the request announces a body (a length other than 0, or chunks). */
+export function hasBody(request: FastifyRequest): boolean {
   const length = request.headers['content-length'];
   return request.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
 }

@@ -9,13 +9,15 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { createKey, listKeys, revokeKey, type KeyRing, type KeyScope } from '../auth/api-keys.js';
 import type { OptoutStore } from '../check/open-store.js';
 import { readAudit } from '../manage/audit-log.js';
-import { exportText, type ExportFormat } from '../manage/export.js';
+import { exportText, normalizeExportOptions, type ExportFormat } from '../manage/export.js';
 import type { ImportJobs, ImportRequest } from '../manage/import-jobs.js';
 import { rollbackJob } from '../manage/rollback.js';
 import { addSuppression, lookupSuppressions, removeSuppression } from '../manage/suppressions.js';
 import { ACCOUNT_WIDE } from '../store/store.js';
 import { jobSummary } from '../store/jobs.js';
+import { GenerationClock, entityTag, isNotModified } from './conditional.js';
 import { ApiError } from './errors.js';
+import { JOB_SCHEMA, OPEN_OBJECT, answers, listOf, textOf } from './schemas.js';
 
 export interface RouteContext {
   guard(scope: KeyScope): (request: FastifyRequest, reply: FastifyReply) => Promise<void>;
@@ -31,6 +33,7 @@ export interface RouteContext {
 
 const MAX_AUDIT = 10_000;
 const UPLOAD_TYPES = ['text/csv', 'application/csv', 'application/octet-stream', 'application/gzip', 'application/x-gzip'];
+const SUPPRESSION = { type: 'object', additionalProperties: true, properties: { key: { type: 'string' }, scope: { type: 'string' } } } as const;
 
 const EMAIL_PARAM = { type: 'object', required: ['email'], properties: { email: { type: 'string', minLength: 1, maxLength: 1024 } } } as const;
 const ID_PARAM = { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: '^[0-9]{1,12}$' } } } as const;
@@ -43,12 +46,14 @@ function actorOf(request: FastifyRequest): string {
 
 export function registerManageRoutes(app: FastifyInstance, ctx: RouteContext): void {
   const store = (): OptoutStore['store'] => ctx.current().store;
+  const exportClock = new GenerationClock();
 
   app.put<{ Params: { email: string }; Body: { unit?: string; reason?: string; source?: string } | undefined }>('/v1/suppressions/:email', {
     onRequest: ctx.guard('admin'),
     schema: {
       params: EMAIL_PARAM,
       body: { type: ['object', 'null'], additionalProperties: false, properties: { unit: UNIT, reason: REASON, source: { type: 'string', minLength: 1, maxLength: 200 } } },
+      response: answers({ 200: SUPPRESSION, 201: SUPPRESSION }),
     },
   }, async (request, reply) => {
     const b = request.body ?? {};
@@ -59,7 +64,7 @@ export function registerManageRoutes(app: FastifyInstance, ctx: RouteContext): v
 
   app.get<{ Params: { email: string } }>('/v1/suppressions/:email', {
     onRequest: ctx.guard('check'),
-    schema: { params: EMAIL_PARAM },
+    schema: { params: EMAIL_PARAM, response: answers({ 200: listOf('suppressions') }) },
   }, async (request) => {
     const bound = request.apiKey?.unit ?? null;
     const found = await lookupSuppressions(store(), request.params.email);
@@ -73,6 +78,7 @@ export function registerManageRoutes(app: FastifyInstance, ctx: RouteContext): v
       querystring: { type: 'object', additionalProperties: false, properties: { unit: UNIT, why: { type: 'string', maxLength: 1000 } } },
       // The reason may come in the query instead: many clients send no body with DELETE.
       body: { type: ['object', 'null'], additionalProperties: false, properties: { why: { type: 'string', maxLength: 1000 } } },
+      response: answers({ 200: SUPPRESSION }),
     },
   }, async (request) => {
     const why = request.body?.why ?? request.query.why;
@@ -89,19 +95,21 @@ export function registerManageRoutes(app: FastifyInstance, ctx: RouteContext): v
         type: 'object', additionalProperties: false,
         properties: { unit: { type: 'string', maxLength: 64 }, reason: REASON, format: { type: 'string', enum: ['csv', 'ndjson'] }, spreadsheetSafe: { type: 'string', enum: ['true', 'false'] } },
       },
+      response: answers({ 200: textOf('text/csv', 'application/x-ndjson'), 304: { type: 'null' } }),
     },
   }, async (request, reply) => {
     const q = request.query;
     ctx.assertUnit(request, q.unit);
-    const format = q.format ?? 'csv';
-    const text = exportText(store(), { unit: q.unit, reason: q.reason, format, spreadsheetSafe: q.spreadsheetSafe === 'true' });
-    // The first piece is read before answering, so that a bad option is a 400, not a cut stream.
-    const first = await text.next();
-    void reply.type(format === 'csv' ? 'text/csv; charset=utf-8' : 'application/x-ndjson; charset=utf-8');
-    return reply.send(Readable.from((async function* () {
-      if (first.done !== true) yield first.value;
-      yield* text;
-    })()));
+    // Every option is checked before the status is sent: a bad one is a 400, never a cut stream.
+    const options = normalizeExportOptions({ unit: q.unit, reason: q.reason, format: q.format, spreadsheetSafe: q.spreadsheetSafe === 'true' });
+    const ledger = store();
+    const tag = entityTag(ledger.generation, options);
+    if (isNotModified(request, reply, tag, exportClock.modifiedAt(ledger.generation))) return reply.code(304).send();
+    void reply.type(options.format === 'csv' ? 'text/csv; charset=utf-8' : 'application/x-ndjson; charset=utf-8');
+    // A failure after the first byte destroys the connection (fastify does so for a stream that
+    // errors once the headers are out): the chunked body then has no terminating chunk, and a
+    // client reading it sees a truncated body, never a complete-looking short export.
+    return reply.send(Readable.from(exportText(ledger, options)));
   });
 
   app.get<{ Querystring: { email?: string; since?: string; limit?: number } }>('/v1/audit', {
@@ -111,6 +119,7 @@ export function registerManageRoutes(app: FastifyInstance, ctx: RouteContext): v
         type: 'object', additionalProperties: false,
         properties: { email: { type: 'string', maxLength: 1024 }, since: { type: 'string', maxLength: 64 }, limit: { type: 'string', pattern: '^[0-9]{1,5}$' } },
       },
+      response: answers({ 200: listOf('records') }),
     },
   }, async (request) => {
     const q = request.query;
@@ -120,7 +129,7 @@ export function registerManageRoutes(app: FastifyInstance, ctx: RouteContext): v
     return { records };
   });
 
-  app.get('/v1/jobs', { onRequest: ctx.guard('admin') }, async () => ({ jobs: (await store().listJobs()).map(jobSummary) }));
+  app.get('/v1/jobs', { onRequest: ctx.guard('admin'), schema: { response: answers({ 200: listOf('jobs') }) } }, async () => ({ jobs: (await store().listJobs()).map(jobSummary) }));
 
   app.post<{ Body: { unit?: string; scope?: KeyScope; rateLimit?: number } | undefined }>('/v1/keys', {
     onRequest: ctx.guard('admin'),
@@ -129,6 +138,7 @@ export function registerManageRoutes(app: FastifyInstance, ctx: RouteContext): v
         type: ['object', 'null'], additionalProperties: false,
         properties: { unit: UNIT, scope: { type: 'string', enum: ['check', 'admin'] }, rateLimit: { type: 'number', exclusiveMinimum: 0 } },
       },
+      response: answers({ 201: { type: 'object', required: ['id', 'key'], additionalProperties: true, properties: { id: { type: 'string' }, key: { type: 'string' } } } }),
     },
   }, async (request, reply) => {
     const b = request.body ?? {};
@@ -137,11 +147,11 @@ export function registerManageRoutes(app: FastifyInstance, ctx: RouteContext): v
     return { ...created.record, key: created.key };
   });
 
-  app.get('/v1/keys', { onRequest: ctx.guard('admin') }, async () => ({ keys: await listKeys(store()) }));
+  app.get('/v1/keys', { onRequest: ctx.guard('admin'), schema: { response: answers({ 200: listOf('keys') }) } }, async () => ({ keys: await listKeys(store()) }));
 
   app.delete<{ Params: { id: string } }>('/v1/keys/:id', {
     onRequest: ctx.guard('admin'),
-    schema: { params: { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: '^[0-9a-f]{16}$' } } } },
+    schema: { params: { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: '^[0-9a-f]{16}$' } } }, response: answers({ 200: OPEN_OBJECT }) },
   }, async (request) => {
     const known = (await listKeys(store())).some((k) => k.id === request.params.id);
     if (!known) throw new ApiError('OPTOUT_ERR_NOT_FOUND', `No API key has the id ${request.params.id}`);
@@ -158,6 +168,12 @@ interface UrlImport { url: string; column?: string; unit?: string; reason?: stri
 const URL_IMPORT_FIELDS: Record<keyof UrlImport, 'string' | 'boolean'> = {
   url: 'string', column: 'string', unit: 'string', reason: 'string', source: 'string', yes: 'boolean',
 };
+
+const URL_IMPORT_SCHEMA = {
+  type: 'object', required: ['url'], additionalProperties: false,
+  properties: Object.fromEntries(Object.entries(URL_IMPORT_FIELDS).map(([name, type]) => [name, { type }])),
+};
+const IMPORT_TYPES = [...UPLOAD_TYPES, 'application/json'];
 
 /** A JSON import request: `url` and the same options as the query, nothing else. */
 function isUrlImport(body: unknown): body is UrlImport {
@@ -190,9 +206,22 @@ function registerImportRoutes(app: FastifyInstance, ctx: RouteContext): void {
 
     scoped.post<{ Querystring: ImportQuery; Body: unknown }>('/v1/imports', {
       onRequest: ctx.guard('admin'),
+      // Ahead of fastify's own 415, whose message names JSON only.
+      preParsing: async (request, _reply, payload) => {
+        const type = (request.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
+        if (request.headers['content-type'] !== undefined && !IMPORT_TYPES.includes(type)) {
+          throw new ApiError('OPTOUT_ERR_UNSUPPORTED_MEDIA_TYPE', `Send the CSV as ${UPLOAD_TYPES.join(', ')}, or JSON (application/json) naming a url; got ${type || 'an empty Content-Type'}`);
+        }
+        return payload;
+      },
       // For a JSON body (a URL); a CSV body is a stream, limited while it is written to disk.
       bodyLimit: 64 * 1024,
-      schema: { querystring: importQuery },
+      schema: {
+        summary: 'Start an import: the CSV as the body, or JSON naming a URL',
+        querystring: importQuery,
+        body: { content: { 'application/json': { schema: URL_IMPORT_SCHEMA }, ...Object.fromEntries(UPLOAD_TYPES.map((t) => [t, { schema: {} }])) } },
+        response: answers({ 202: JOB_SCHEMA }),
+      },
     }, async (request, reply) => {
       const q = request.query;
       const req: ImportRequest = {
@@ -221,9 +250,9 @@ function registerImportRoutes(app: FastifyInstance, ctx: RouteContext): void {
     });
   });
 
-  app.get('/v1/imports', { onRequest: ctx.guard('admin') }, async () => ({ imports: await ctx.imports().list() }));
+  app.get('/v1/imports', { onRequest: ctx.guard('admin'), schema: { response: answers({ 200: listOf('imports', JOB_SCHEMA) }) } }, async () => ({ imports: await ctx.imports().list() }));
 
-  app.get<{ Params: { id: string } }>('/v1/imports/:id', { onRequest: ctx.guard('admin'), schema: { params: ID_PARAM } }, async (request) => {
+  app.get<{ Params: { id: string } }>('/v1/imports/:id', { onRequest: ctx.guard('admin'), schema: { params: ID_PARAM, response: answers({ 200: JOB_SCHEMA }) } }, async (request) => {
     const job = await ctx.imports().get(request.params.id);
     if (job === undefined) throw new ApiError('OPTOUT_ERR_JOB_NOT_FOUND', `No import job has the id ${request.params.id}`);
     return job;
@@ -231,10 +260,16 @@ function registerImportRoutes(app: FastifyInstance, ctx: RouteContext): void {
 
   app.post<{ Params: { id: string }; Body: { count: number } }>('/v1/imports/:id/confirm', {
     onRequest: ctx.guard('admin'),
-    schema: { params: ID_PARAM, body: { type: 'object', required: ['count'], additionalProperties: false, properties: { count: { type: 'integer', minimum: 0 } } } },
+    schema: {
+      summary: 'Confirm a waiting import with its count of unique addresses; answers the job in its new state',
+      params: ID_PARAM, body: { type: 'object', required: ['count'], additionalProperties: false, properties: { count: { type: 'integer', minimum: 0 } } },
+      response: answers({ 200: JOB_SCHEMA }),
+    },
   }, async (request) => ctx.imports().confirm(request.params.id, request.body.count));
 
-  app.get<{ Params: { id: string } }>('/v1/imports/:id/rejects', { onRequest: ctx.guard('admin'), schema: { params: ID_PARAM } }, async (request, reply) => {
+  app.get<{ Params: { id: string } }>('/v1/imports/:id/rejects', {
+    onRequest: ctx.guard('admin'), schema: { params: ID_PARAM, response: answers({ 200: textOf('text/csv') }) },
+  }, async (request, reply) => {
     const jobs = ctx.imports();
     if ((await jobs.get(request.params.id)) === undefined) throw new ApiError('OPTOUT_ERR_JOB_NOT_FOUND', `No import job has the id ${request.params.id}`);
     const path = jobs.rejectsPath(request.params.id);
@@ -242,7 +277,7 @@ function registerImportRoutes(app: FastifyInstance, ctx: RouteContext): void {
     return existsSync(path) ? reply.send(createReadStream(path)) : 'line,row,value,reason\n';
   });
 
-  app.post<{ Params: { id: string } }>('/v1/imports/:id/rollback', { onRequest: ctx.guard('admin'), schema: { params: ID_PARAM } }, async (request) => {
+  app.post<{ Params: { id: string } }>('/v1/imports/:id/rollback', { onRequest: ctx.guard('admin'), schema: { params: ID_PARAM, response: answers({ 200: OPEN_OBJECT }) } }, async (request) => {
     if (ctx.imports().isRunning(request.params.id)) {
       throw new ApiError('OPTOUT_ERR_JOB_STATE', `Job ${request.params.id} is running; roll it back once it has ended`);
     }

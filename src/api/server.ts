@@ -14,7 +14,9 @@
  * A client that treats any non-2xx as "do not send" thus fails closed, and no client can mistake
  * a partial batch for an answer.
  */
-import { fastify, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import compress from '@fastify/compress';
+import swagger from '@fastify/swagger';
+import { LogController, fastify, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { CheckRequest } from '../check/checker.js';
 import type { OptoutStore } from '../check/open-store.js';
@@ -28,6 +30,10 @@ import { RateLimiter } from './rate-limiter.js';
 import { registerManageRoutes } from './manage-routes.js';
 import { limitBodyTime, normalizeBodyTimeouts, streamedBody, type BodyTimeouts } from './body-timeouts.js';
 import { enforceStrictDecoding, frameworkErrors, parseQuery } from './strict-decoding.js';
+import { clientErrorHandler, manageConnections } from './connection.js';
+import { RouteMethods } from './methods.js';
+import { logRequests, loggerOptions, type RequestLogOptions } from './request-log.js';
+import { DECISION_SCHEMA, answers, listOf, textOf } from './schemas.js';
 
 export const MAX_BATCH = 10_000;
 
@@ -42,8 +48,12 @@ export interface ServerOptions {
   allowPrivateUrls?: boolean;
   /** Time limits on request bodies: whole JSON bodies, and stalls of uploads. @default 30 s each */
   timeouts?: BodyTimeouts;
-  /** fastify's request log on stdout. @default false */
-  logger?: boolean;
+  /**
+   * One JSON line per request (method, route, status, time, key id; never an address, a query,
+   * a body or a key): `true` for level `info` on stdout, or a level and a stream.
+   * @default false
+   */
+  logger?: boolean | RequestLogOptions;
 }
 
 /** A server with its readiness exposed, for embedders and tests. */
@@ -76,14 +86,17 @@ const DEFAULT_BODY_LIMIT = 64 * 1024;
 
 export function createServer(options: ServerOptions): OptoutServer {
   const app = fastify({
-    logger: options.logger ?? false,
+    logger: loggerOptions(options.logger),
+    // Our own line per request, without the URL: a check's query holds the address.
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: DEFAULT_BODY_LIMIT,
     // Idle sockets, slow request bodies and idle keep-alive connections must not pin resources.
     // Bodies have limits of their own (body-timeouts.ts): Node's would also cut off long uploads.
     connectionTimeout: 60_000,
     requestTimeout: 0,
     keepAliveTimeout: 65_000,
-    return503OnClosing: true,
+    // The 503 while closing is ours (below), with a `{ code, message }` body.
+    return503OnClosing: false,
     forceCloseConnections: 'idle',
     // No type coercion and no silent dropping of unknown fields: `emails: [5]` or a misspelt
     // `units=emea` must be a 400, not a check of something else (a dropped unit would check
@@ -91,6 +104,37 @@ export function createServer(options: ServerOptions): OptoutServer {
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false } },
     routerOptions: { querystringParser: parseQuery },
     frameworkErrors,
+    clientErrorHandler,
+  });
+  manageConnections(app);
+  const methods = new RouteMethods(app);
+  // Response schemas document the answers (OpenAPI); serializing by them would drop any field
+  // they do not list, so answers are serialized as they are.
+  app.setSerializerCompiler(() => (data) => JSON.stringify(data));
+  void app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: { title: 'optout', version: '1', description: 'Email opt-out (suppression) lists: eligibility checks and list management' },
+      components: { securitySchemes: { apiKey: { type: 'http', scheme: 'bearer' } } },
+    },
+    exposeHeadRoutes: true,
+  });
+  // Large answers (exports, batches of decisions) are compressed for clients that accept it;
+  // bodies sent with Content-Encoding gzip or deflate are decompressed, within the body limits.
+  void app.register(compress, {
+    global: true,
+    encodings: ['gzip', 'deflate'],
+    requestEncodings: ['gzip', 'deflate', 'identity'],
+    onUnsupportedRequestEncoding: (encoding) =>
+      new ApiError('OPTOUT_ERR_UNSUPPORTED_MEDIA_TYPE', `Content-Encoding ${encoding} is not accepted: send the body as it is, gzip or deflate`),
+    onInvalidRequestPayload: (encoding) => new ApiError('OPTOUT_ERR_BAD_REQUEST', `The body is not valid ${encoding}`),
+  });
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+  app.addHook('onRequest', async () => {
+    if (closing) throw new ApiError('OPTOUT_ERR_NOT_READY', 'The server is shutting down', { connection: 'close' });
   });
   enforceStrictDecoding(app);
   const timeouts = normalizeBodyTimeouts(options.timeouts);
@@ -161,6 +205,7 @@ export function createServer(options: ServerOptions): OptoutServer {
     requests.inc({ route, method: request.method, status: String(reply.statusCode) });
     latency.observe({ route }, reply.elapsedTime / 1000);
   });
+  logRequests(app);
 
   app.setErrorHandler(async (err, _request, reply) => {
     const api = toApiError(err);
@@ -169,6 +214,7 @@ export function createServer(options: ServerOptions): OptoutServer {
     return { code: api.code, message: api.message };
   });
   app.setNotFoundHandler(async (request, reply) => {
+    if (methods.answer(request, reply)) return reply;
     void reply.code(404);
     return { code: 'OPTOUT_ERR_NOT_FOUND', message: `No route ${request.method} ${request.url.split('?')[0] ?? ''}` };
   });
@@ -224,73 +270,89 @@ export function createServer(options: ServerOptions): OptoutServer {
     return store;
   };
 
-  app.get<{ Querystring: EligibilityQuery }>('/v1/eligibility', {
-    onRequest: guard('check'),
-    schema: {
-      querystring: {
-        type: 'object', required: ['email'], additionalProperties: false,
-        properties: { email: { type: 'string', maxLength: MAX_EMAIL_CHARS }, ...OPTIONS_SCHEMA },
+  // Declared once the plugins above are loaded: the OpenAPI document sees every route.
+  void app.register(async (api) => {
+    api.get<{ Querystring: EligibilityQuery }>('/v1/eligibility', {
+      onRequest: guard('check'),
+      // A HEAD would run the check and record a legal-basis decision that nobody reads: 405.
+      exposeHeadRoute: false,
+      schema: {
+        summary: 'One decision',
+        querystring: {
+          type: 'object', required: ['email'], additionalProperties: false,
+          properties: { email: { type: 'string', maxLength: MAX_EMAIL_CHARS }, ...OPTIONS_SCHEMA },
+        },
+        response: answers({ 200: DECISION_SCHEMA }),
       },
-    },
-  }, async (request) => {
-    const q = request.query;
-    assertUnit(request, q.unit);
-    const req: CheckRequest = { email: q.email, unit: q.unit, type: q.type, legalBasis: q.legalBasis, caller: `key:${request.apiKey?.id ?? '?'}` };
-    const decision = await current().check(req);
-    failClosed([decision]);
-    return decision;
-  });
+    }, async (request) => {
+      const q = request.query;
+      assertUnit(request, q.unit);
+      const req: CheckRequest = { email: q.email, unit: q.unit, type: q.type, legalBasis: q.legalBasis, caller: `key:${request.apiKey?.id ?? '?'}` };
+      const decision = await current().check(req);
+      failClosed([decision]);
+      return decision;
+    });
 
-  app.post<{ Body: EligibilityBody }>('/v1/eligibility', {
-    onRequest: guard('check'),
-    bodyLimit: BATCH_BODY_LIMIT,
-    schema: {
-      body: {
-        type: 'object', required: ['emails'], additionalProperties: false,
-        properties: { emails: { type: 'array', items: { type: 'string', maxLength: MAX_EMAIL_CHARS } }, ...OPTIONS_SCHEMA },
+    api.post<{ Body: EligibilityBody }>('/v1/eligibility', {
+      onRequest: guard('check'),
+      bodyLimit: BATCH_BODY_LIMIT,
+      schema: {
+        summary: 'Decisions in input order, at most 10,000 a request',
+        body: {
+          type: 'object', required: ['emails'], additionalProperties: false,
+          properties: { emails: { type: 'array', items: { type: 'string', maxLength: MAX_EMAIL_CHARS } }, ...OPTIONS_SCHEMA },
+        },
+        response: answers({ 200: listOf('results', DECISION_SCHEMA) }),
       },
-    },
-  }, async (request) => {
-    const b = request.body;
-    if (b.emails.length > MAX_BATCH) {
-      throw new ApiError('OPTOUT_ERR_PAYLOAD_TOO_LARGE', `At most ${MAX_BATCH} emails a request, got ${b.emails.length}`);
-    }
-    assertUnit(request, b.unit);
-    const caller = `key:${request.apiKey?.id ?? '?'}`;
-    const results = await current().checkMany(b.emails.map((email) => ({ email, unit: b.unit, type: b.type, legalBasis: b.legalBasis, caller })));
-    failClosed(results);
-    return { results };
-  });
+    }, async (request) => {
+      const b = request.body;
+      if (b.emails.length > MAX_BATCH) {
+        throw new ApiError('OPTOUT_ERR_PAYLOAD_TOO_LARGE', `At most ${MAX_BATCH} emails a request, got ${b.emails.length}`);
+      }
+      assertUnit(request, b.unit);
+      const caller = `key:${request.apiKey?.id ?? '?'}`;
+      const results = await current().checkMany(b.emails.map((email) => ({ email, unit: b.unit, type: b.type, legalBasis: b.legalBasis, caller })));
+      failClosed(results);
+      return { results };
+    });
 
-  registerManageRoutes(app, {
-    guard,
-    allowPrivateUrls: options.allowPrivateUrls === true,
-    keys: () => {
-      if (keys === undefined) throw new ApiError('OPTOUT_ERR_NOT_READY', 'The store is not ready');
-      return keys;
-    },
-    assertUnit,
-    current,
-    uploadBody: (request, body) => streamedBody(request, body, timeouts.uploadStall),
-    imports: () => {
-      if (imports === undefined) throw new ApiError('OPTOUT_ERR_NOT_READY', 'The store is not ready');
-      return imports;
-    },
-  });
+    registerManageRoutes(api, {
+      guard,
+      allowPrivateUrls: options.allowPrivateUrls === true,
+      keys: () => {
+        if (keys === undefined) throw new ApiError('OPTOUT_ERR_NOT_READY', 'The store is not ready');
+        return keys;
+      },
+      assertUnit,
+      current,
+      uploadBody: (request, body) => streamedBody(request, body, timeouts.uploadStall),
+      imports: () => {
+        if (imports === undefined) throw new ApiError('OPTOUT_ERR_NOT_READY', 'The store is not ready');
+        return imports;
+      },
+    });
 
-  app.get('/healthz', async () => ({ status: 'ok' }));
+    const status = { type: 'object', required: ['status'], properties: { status: { type: 'string' } } };
+    api.get('/healthz', { schema: { summary: 'The process runs', response: answers({ 200: status }) } }, async () => ({ status: 'ok' }));
 
-  app.get('/readyz', async (_request, reply) => {
-    if (isReady()) return { status: 'ready' };
-    void reply.code(503);
-    return failed === undefined
-      ? { code: 'OPTOUT_ERR_NOT_READY', message: 'The store is loading' }
-      : { code: 'OPTOUT_ERR_NOT_READY', message: 'The store failed to open' };
-  });
+    api.get('/readyz', { schema: { summary: 'The store and its key filter are loaded', response: answers({ 200: status }) } }, async (_request, reply) => {
+      if (isReady()) return { status: 'ready' };
+      void reply.code(503);
+      return failed === undefined
+        ? { code: 'OPTOUT_ERR_NOT_READY', message: 'The store is loading' }
+        : { code: 'OPTOUT_ERR_NOT_READY', message: 'The store failed to open' };
+    });
 
-  app.get('/metrics', { onRequest: guard('admin') }, async (_request, reply) => {
-    void reply.type(registry.contentType);
-    return registry.metrics();
+    api.get('/metrics', {
+      onRequest: guard('admin'),
+      schema: { summary: 'Prometheus metrics', response: answers({ 200: textOf('text/plain') }) },
+    }, async (_request, reply) => {
+      void reply.type(registry.contentType);
+      return registry.metrics();
+    });
+
+    api.get('/openapi.json', { schema: { summary: 'This document', response: answers({ 200: { type: 'object', additionalProperties: true } }) } },
+      async () => api.swagger());
   });
 
   return app as unknown as OptoutServer;

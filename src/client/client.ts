@@ -3,9 +3,9 @@
  * reused across calls, so a sender that checks before every send pays for a TCP handshake once
  * per connection, not once per check.
  *
- * Fail closed: every method either resolves with decisions the server gave, or rejects. A
- * rejection of any kind (an {@link OptoutClientError}, a timeout, a refused connection) means
- * "do not send": the client never guesses a decision.
+ * Fail closed: every method either resolves with decisions the server gave, or rejects with an
+ * {@link OptoutClientError} (an error answer, a timeout, a refused connection: each with its
+ * code), which means "do not send": the client never guesses a decision.
  */
 import { Pool } from 'undici';
 import type { Decision, SendType } from '../check/rules.js';
@@ -48,23 +48,57 @@ export interface CheckInput extends CheckOptions {
 }
 
 /**
- * A non-2xx answer, or a 2xx answer that is not the decisions asked for. `code` is the server's
- * stable `OPTOUT_ERR_*` code when it sent one (match on it, never on `message`);
- * `OPTOUT_CLIENT_BAD_RESPONSE` when the answer could not be read as decisions.
+ * Every way a call can fail; match on `code`, never on `message`:
+ *
+ * - the server's stable `OPTOUT_ERR_*` code, with its `status`, for a non-2xx answer (`retryAfter`
+ *   is set when it sent `Retry-After`, as with `OPTOUT_ERR_RATE_LIMITED`);
+ * - `OPTOUT_CLIENT_BAD_RESPONSE`: an answer that could not be read as the decisions asked for;
+ * - `OPTOUT_CLIENT_CONNECTION`: no answer: the connection was refused, reset or closed early
+ *   (`status` 0, the network error as `cause`);
+ * - `OPTOUT_CLIENT_TIMEOUT`: no answer within `timeoutMs` (`status` 0).
+ *
+ * Every one of them means "do not send".
  */
 export class OptoutClientError extends Error {
   override readonly name = 'OptoutClientError';
+  /** The HTTP status; 0 when no answer came. */
   readonly status: number;
   readonly code: string | undefined;
+  /** Seconds the server asked to wait before retrying (its `Retry-After`), when it said. */
+  readonly retryAfter: number | undefined;
 
-  constructor(status: number, code: string | undefined, message: string) {
-    super(message);
+  constructor(status: number, code: string | undefined, message: string, options: { retryAfter?: number | undefined; cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.status = status;
     this.code = code;
+    this.retryAfter = options.retryAfter;
   }
 }
 
 const BAD_RESPONSE = 'OPTOUT_CLIENT_BAD_RESPONSE';
+const CONNECTION = 'OPTOUT_CLIENT_CONNECTION';
+const TIMEOUT = 'OPTOUT_CLIENT_TIMEOUT';
+/** undici's codes for a request that got no answer in time. */
+const TIMEOUT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
+
+/** A failure to get an answer, as the one error type callers match on. */
+function noAnswer(err: unknown): OptoutClientError {
+  if (err instanceof OptoutClientError) return err;
+  const code = (err as { code?: unknown } | null)?.code;
+  const detail = err instanceof Error ? err.message : String(err);
+  return TIMEOUT_CODES.has(String(code))
+    ? new OptoutClientError(0, TIMEOUT, `No answer in time: ${detail}`, { cause: err })
+    : new OptoutClientError(0, CONNECTION, `No answer from the server: ${detail}`, { cause: err });
+}
+
+/** `Retry-After` in seconds (a number of seconds, or an HTTP date). */
+function retryAfterOf(value: string | string[] | undefined): number | undefined {
+  const text = Array.isArray(value) ? value[0] : value;
+  if (text === undefined) return undefined;
+  if (/^\d+$/.test(text.trim())) return Number(text.trim());
+  const at = Date.parse(text);
+  return Number.isNaN(at) ? undefined : Math.max(0, Math.ceil((at - Date.now()) / 1000));
+}
 
 function isDecision(value: unknown): value is Decision {
   return typeof value === 'object' && value !== null
@@ -141,8 +175,14 @@ export class OptoutClient {
   async #send(method: 'GET' | 'POST', path: string, payload: string | undefined): Promise<unknown> {
     const headers: Record<string, string> = { authorization: this.#auth, accept: 'application/json' };
     if (payload !== undefined) headers['content-type'] = 'application/json';
-    const res = await this.#pool.request({ method, path, headers, body: payload, ...this.#timeouts });
-    const text = await res.body.text();
+    let res: Awaited<ReturnType<Pool['request']>>;
+    let text: string;
+    try {
+      res = await this.#pool.request({ method, path, headers, body: payload, ...this.#timeouts });
+      text = await res.body.text();
+    } catch (err) {
+      throw noAnswer(err);
+    }
     let json: unknown;
     try {
       json = JSON.parse(text);
@@ -153,7 +193,7 @@ export class OptoutClient {
       const fields = typeof json === 'object' && json !== null ? (json as Record<string, unknown>) : {};
       const code = typeof fields['code'] === 'string' ? fields['code'] : undefined;
       const message = typeof fields['message'] === 'string' ? fields['message'] : `HTTP ${res.statusCode}`;
-      throw new OptoutClientError(res.statusCode, code, message);
+      throw new OptoutClientError(res.statusCode, code, message, { retryAfter: retryAfterOf(res.headers['retry-after']) });
     }
     if (json === undefined) throw new OptoutClientError(res.statusCode, BAD_RESPONSE, 'The answer is not JSON');
     return json;

@@ -38,11 +38,35 @@ export interface ExportOptions {
   spreadsheetSafe?: boolean | undefined;
 }
 
+/** Export options checked and filled in: what {@link exportText} runs with. */
+export interface NormalizedExportOptions {
+  /** A normalized unit, `*`, or undefined for every scope. */
+  unit: string | undefined;
+  reason: string | undefined;
+  format: ExportFormat;
+  spreadsheetSafe: boolean;
+}
+
+/**
+ * Checks every export option at once, so that a caller that streams the export (the HTTP API)
+ * can refuse a bad option before the first byte rather than cut the stream after it.
+ */
+export function normalizeExportOptions(o: ExportOptions = {}): NormalizedExportOptions {
+  const format = o.format ?? 'csv';
+  if (!EXPORT_FORMATS.includes(format)) {
+    throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `Expected \`format\` to be one of ${EXPORT_FORMATS.join(', ')}, got ${describeValue(o.format)}`);
+  }
+  return {
+    unit: o.unit === undefined || o.unit === ACCOUNT_WIDE ? o.unit : normalizeUnit(o.unit),
+    reason: o.reason === undefined ? undefined : normalizeReason(o.reason),
+    format,
+    spreadsheetSafe: o.spreadsheetSafe === true,
+  };
+}
 
 /** The entries, in store order (scope, then hash), with their job's metadata. */
 export async function* exportRows(store: Pick<Ledger, 'scanEntries' | 'getJob'>, o: Pick<ExportOptions, 'unit' | 'reason'> = {}): AsyncGenerator<ExportRow[]> {
-  const scope = o.unit === undefined || o.unit === ACCOUNT_WIDE ? o.unit : normalizeUnit(o.unit);
-  const reason = o.reason === undefined ? undefined : normalizeReason(o.reason);
+  const { unit: scope, reason } = normalizeExportOptions({ unit: o.unit, reason: o.reason });
   const jobs = new JobMetas(store);
   for await (const entries of store.scanEntries(scope)) {
     const rows: ExportRow[] = [];
@@ -57,13 +81,11 @@ export async function* exportRows(store: Pick<Ledger, 'scanEntries' | 'getJob'>,
 
 /** The export as text pieces (the CSV header first), ready to be written to a file or a response. */
 export async function* exportText(store: Pick<Ledger, 'scanEntries' | 'getJob'>, o: ExportOptions = {}): AsyncGenerator<string> {
-  const format = o.format ?? 'csv';
-  if (!EXPORT_FORMATS.includes(format)) {
-    throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `Expected \`format\` to be one of ${EXPORT_FORMATS.join(', ')}, got ${describeValue(o.format)}`);
-  }
-  const cell = { spreadsheetSafe: o.spreadsheetSafe === true };
+  const n = normalizeExportOptions(o);
+  const format = n.format;
+  const cell = { spreadsheetSafe: n.spreadsheetSafe };
   if (format === 'csv') yield EXPORT_COLUMNS.join(',') + '\n';
-  for await (const rows of exportRows(store, o)) {
+  for await (const rows of exportRows(store, n)) {
     let text = '';
     for (const r of rows) {
       text += format === 'ndjson'

@@ -80,7 +80,10 @@ interface Running {
   done: Promise<void>;
 }
 
-/** Counts bytes through a stream and stops it past a limit. */
+/**
+ * Counts bytes through a stream and stops it past a limit. An empty upload fails here, before
+ * a job exists: there is nothing to analyse, and a job that could only fail would hide that.
+ */
 async function* limited(body: AsyncIterable<Buffer>, max: number): AsyncGenerator<Buffer> {
   let n = 0;
   for await (const chunk of body) {
@@ -88,6 +91,7 @@ async function* limited(body: AsyncIterable<Buffer>, max: number): AsyncGenerato
     if (n > max) throw new OptoutError('OPTOUT_ERR_PAYLOAD_TOO_LARGE', `The upload is larger than ${max} bytes`);
     yield chunk;
   }
+  if (n === 0) throw new OptoutError('OPTOUT_ERR_SOURCE', 'The upload is empty: send the CSV as the body');
 }
 
 export class ImportJobs {
@@ -248,6 +252,9 @@ export class ImportJobs {
     if (count !== waiting.unique) {
       throw new OptoutError('OPTOUT_ERR_NOT_CONFIRMED', `The count ${count} does not match: the job would suppress ${waiting.unique} addresses. It keeps waiting.`);
     }
+    // Moved here rather than by the pipeline once it resumes, so that the answer (and any read
+    // after it) shows the state the confirmation led to.
+    await this.#setState(id, 'importing');
     waiting.resolve(count);
     return (await this.get(id)) as ImportJobView;
   }

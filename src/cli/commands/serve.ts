@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { AddressInfo } from 'node:net';
 import { createServer } from '../../api/server.js';
+import { LOG_LEVELS, type LogLevel } from '../../api/request-log.js';
 import { openStore } from '../../check/open-store.js';
 import { OptoutError, describeValue } from '../../errors.js';
 import { dbOption, parseInteger } from '../args.js';
@@ -11,6 +12,13 @@ function parsePort(value: string): number {
   return port;
 }
 
+function parseLogLevel(value: string): LogLevel {
+  if (!(LOG_LEVELS as readonly string[]).includes(value)) {
+    throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `Expected \`--log-level\` to be one of ${LOG_LEVELS.join(', ')}, got ${describeValue(value)}`);
+  }
+  return value as LogLevel;
+}
+
 const PERSIST_EVERY_MS = 60_000;
 
 export function registerServe(program: Command): void {
@@ -19,15 +27,17 @@ export function registerServe(program: Command): void {
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .option('--port <port>', 'port to listen on (0: any free port, printed on stderr)', '8080')
     .option('--allow-private-urls', 'let imports from a URL (POST /v1/imports with a url) reach loopback and private addresses')
-    .action(async (flags: { host: string; port: string; allowPrivateUrls?: boolean }, cmd: Command) => {
+    .option('--log-level <level>', `one JSON line per request on stdout, from this level (${LOG_LEVELS.join(', ')}); silent: none`, 'info')
+    .action(async (flags: { host: string; port: string; allowPrivateUrls?: boolean; logLevel: string }, cmd: Command) => {
       const port = parsePort(flags.port);
+      const level = parseLogLevel(flags.logLevel);
       // Opened before listening: openStore resolves once the key filter is loaded, so the
       // server is ready as soon as it accepts connections.
       const opening = performance.now();
       const store = await openStore(dbOption(cmd), { purpose: 'optout serve' });
       process.stderr.write(`key filter from ${store.store.filterSource ?? '?'}: ${store.store.totalEntries()} entries, ` +
         `store ready in ${Math.round(performance.now() - opening)} ms\n`);
-      const app = createServer({ store, allowPrivateUrls: flags.allowPrivateUrls === true });
+      const app = createServer({ store, allowPrivateUrls: flags.allowPrivateUrls === true, logger: { level } });
       try {
         await app.listen({ host: flags.host, port });
       } catch (err) {
