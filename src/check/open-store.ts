@@ -18,8 +18,8 @@ export interface OptoutStore {
  * entries) before this resolves, so every check sees every stored key.
  * @param dir @default `$OPTOUT_DB` or `./optout-db`
  */
-export async function openStore(dir: string = defaultDb(), options: { purpose?: string } = {}): Promise<OptoutStore> {
-  const store = await LevelStore.open(dir, { purpose: options.purpose ?? 'optout library' });
+export async function openStore(dir: string = defaultDb(), options: { purpose?: string; create?: boolean } = {}): Promise<OptoutStore> {
+  const store = await LevelStore.open(dir, { purpose: options.purpose ?? 'optout library', create: options.create ?? true });
   let checker: Checker;
   try {
     checker = new Checker(store, await store.filter());

@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI, SAMPLE, errorCodes, parseJson, removeTempDirs, runCli, tempDir, type CliResult } from '../helpers.js';
+import { CLI, SAMPLE, errorCodes, parseJson, removeTempDirs, runCli, startCli, tempDir, type CliResult } from '../helpers.js';
 import type { StoreStats } from '../../src/cli/commands/stats.js';
 import type { Decision } from '../../src/check/rules.js';
 import { LevelStore } from '../../src/store/level/level-store.js';
@@ -216,13 +216,31 @@ describe('stats', () => {
   it('a folder without a store: read-only commands exit 2 and create nothing', async () => {
     const dir = await tempDir();
     const db = join(dir, 'mistyped');
-    for (const args of [['stats'], ['check', 'jane.doe@example.com'], ['show', 'jane.doe@example.com'], ['export'], ['jobs'], ['audit'], ['keys', 'list']]) {
+    for (const args of [['stats'], ['check', 'jane.doe@example.com'], ['show', 'jane.doe@example.com'], ['export'], ['jobs'], ['audit'], ['keys', 'list'],
+      ['serve', '--host', '127.0.0.1', '--port', '0']]) {
       const res = await runCli(['--db', db, ...args]);
       expect(res.code, args.join(' ')).toBe(2);
       expect(res.stderr, args.join(' ')).toContain('OPTOUT_ERR_INVALID_OPTION');
       expect(res.stdout).not.toContain('eligible:');
     }
     expect(existsSync(db)).toBe(false);
+  });
+
+  it('serve --create makes the store in an empty folder and serves it', async () => {
+    const db = join(await tempDir(), 'new');
+    const server = startCli(['serve', '--create', '--host', '127.0.0.1', '--port', '0', '--log-level', 'silent', '--db', db]);
+    server.child.stdin.end();
+    try {
+      const deadline = Date.now() + 20_000;
+      while (!/listening on http:\/\/[^\s]+/.test(server.stderr()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      const url = /listening on (http:\/\/[^\s]+)/.exec(server.stderr())?.[1];
+      expect(url, server.stderr()).toBeDefined();
+      expect((await fetch(`${url as string}/readyz`)).status).toBe(200);
+      expect(existsSync(join(db, 'leveldb'))).toBe(true);
+    } finally {
+      server.child.kill('SIGTERM');
+      await server.done;
+    }
   });
 
   it('the human output lists the scopes and jobs', async () => {

@@ -27,14 +27,15 @@ export function registerServe(program: Command): void {
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .option('--port <port>', 'port to listen on (0: any free port, printed on stderr)', '8080')
     .option('--allow-private-urls', 'let imports from a URL (POST /v1/imports with a url) reach loopback and private addresses')
+    .option('--create', 'create the store when the --db folder holds none (without it, a folder without a store is an error)')
     .option('--log-level <level>', `one JSON line per request on stdout, from this level (${LOG_LEVELS.join(', ')}); silent: none`, 'info')
-    .action(async (flags: { host: string; port: string; allowPrivateUrls?: boolean; logLevel: string }, cmd: Command) => {
+    .action(async (flags: { host: string; port: string; allowPrivateUrls?: boolean; create?: boolean; logLevel: string }, cmd: Command) => {
       const port = parsePort(flags.port);
       const level = parseLogLevel(flags.logLevel);
       // Opened before listening: openStore resolves once the key filter is loaded, so the
       // server is ready as soon as it accepts connections.
       const opening = performance.now();
-      const store = await openStore(dbOption(cmd), { purpose: 'optout serve' });
+      const store = await openStore(dbOption(cmd), { purpose: 'optout serve', create: flags.create === true });
       process.stderr.write(`key filter from ${store.store.filterSource ?? '?'}: ${store.store.totalEntries()} entries, ` +
         `store ready in ${Math.round(performance.now() - opening)} ms\n`);
       const app = createServer({ store, allowPrivateUrls: flags.allowPrivateUrls === true, logger: { level } });
