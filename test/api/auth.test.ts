@@ -1,6 +1,6 @@
 /**
  * API keys over HTTP: the auth matrix, rate limits, and no membership oracle for callers
- * without a valid key. Real server on 127.0.0.1, real store seeded by the built CLI.
+ * without a valid key. Real server on 127.0.0.1, real store seeded by an import.
  */
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -9,7 +9,8 @@ import { request } from 'undici';
 import { createServer, type OptoutServer } from '../../src/api/server.js';
 import { createKey, listKeys, revokeKey, verifyKey } from '../../src/auth/api-keys.js';
 import { openStore, type OptoutStore } from '../../src/check/open-store.js';
-import { removeTempDirs, runCli, tempDir, listenOnLoopback, codeOf } from '../helpers.js';
+import { removeTempDirs, tempDir, listenOnLoopback, codeOf } from '../helpers.js';
+import { runImport } from '../inline.js';
 
 let store: OptoutStore;
 let app: OptoutServer;
@@ -20,8 +21,7 @@ beforeAll(async () => {
   const dir = await tempDir();
   const csv = join(dir, 'list.csv');
   await writeFile(csv, 'Email\nlisted@example.com\n');
-  const r = await runCli(['import', csv, '--yes', '--db', join(dir, 'db')]);
-  expect(r.code, r.stderr).toBe(0);
+  expect((await runImport({ source: { kind: 'file', path: csv }, db: join(dir, 'db'), confirm: { mode: 'yes' } })).added).toBe(1);
   store = await openStore(join(dir, 'db'));
   keys.check = (await createKey(store.store, { scope: 'check' })).key;
   keys.admin = (await createKey(store.store, { scope: 'admin' })).key;

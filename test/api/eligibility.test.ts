@@ -1,6 +1,6 @@
 /**
  * The eligibility rules over HTTP, against a real server on 127.0.0.1 and a real store seeded
- * by the built CLI: account-wide, unit, type, legal basis, invalid; batch order and limits;
+ * by imports: account-wide, unit, type, legal basis, invalid; batch order and limits;
  * 400s with stable codes.
  */
 import { writeFile } from 'node:fs/promises';
@@ -11,7 +11,8 @@ import { createServer, type OptoutServer } from '../../src/api/server.js';
 import { createKey } from '../../src/auth/api-keys.js';
 import type { CheckRequest } from '../../src/check/checker.js';
 import { openStore, type OptoutStore } from '../../src/check/open-store.js';
-import { removeTempDirs, runCli, tempDir, listenOnLoopback } from '../helpers.js';
+import { removeTempDirs, tempDir, listenOnLoopback } from '../helpers.js';
+import { runImport } from '../inline.js';
 
 let store: OptoutStore;
 let app: OptoutServer;
@@ -21,8 +22,8 @@ let auth: Record<string, string>;
 async function seed(dir: string, file: string, rows: string[], unit?: string): Promise<void> {
   const csv = join(dir, file);
   await writeFile(csv, ['Email', ...rows].join('\n') + '\n');
-  const r = await runCli(['import', csv, '--yes', '--db', join(dir, 'db'), ...(unit ? ['--unit', unit] : [])]);
-  expect(r.code, r.stderr).toBe(0);
+  const r = await runImport({ source: { kind: 'file', path: csv }, db: join(dir, 'db'), confirm: { mode: 'yes' }, ...(unit ? { unit } : {}) });
+  expect(r.added).toBe(rows.length);
 }
 
 beforeAll(async () => {

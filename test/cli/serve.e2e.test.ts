@@ -1,0 +1,71 @@
+/**
+ * `optout serve` and `optout keys` end to end: the built CLI makes a key, serves on a free port
+ * of 127.0.0.1, answers with that key, and on SIGTERM closes the store and exits 0.
+ */
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { request } from 'undici';
+import { errorCodes, listeningPort, parseJson, removeTempDirs, runCli, startCli, stopStarted, tempDir, type StartedCli } from '../helpers.js';
+
+const started: StartedCli[] = [];
+
+afterEach(async () => {
+  await stopStarted(started);
+  await removeTempDirs();
+});
+
+describe('optout serve', () => {
+  it('serves checks with a key made by optout keys create, and exits 0 on SIGTERM', async () => {
+    const dir = await tempDir();
+    const db = join(dir, 'db');
+    const csv = join(dir, 'list.csv');
+    await writeFile(csv, 'Email\nlisted@example.com\n');
+    expect((await runCli(['import', csv, '--yes', '--db', db])).code).toBe(0);
+    const created = await runCli(['keys', 'create', '--unit', 'emea', '--rate-limit', '100/s', '--json', '--db', db]);
+    expect(created.code, created.stderr).toBe(0);
+    const { id, key, unit, scope, rateLimit } = parseJson<{ id: string; key: string; unit: string; scope: string; rateLimit: number }>(created);
+    expect({ unit, scope, rateLimit }).toEqual({ unit: 'emea', scope: 'check', rateLimit: 100 });
+    expect(key.startsWith('oo_')).toBe(true);
+
+    const server = startCli(['serve', '--host', '127.0.0.1', '--port', '0', '--db', db]);
+    started.push(server);
+    const base = `http://127.0.0.1:${await listeningPort(server)}`;
+    expect((await request(`${base}/readyz`).then(async (r) => { await r.body.dump(); return r.statusCode; }))).toBe(200);
+    const res = await request(`${base}/v1/eligibility?email=Listed@Example.com&unit=emea`, { headers: { authorization: `Bearer ${key}` } });
+    expect(res.statusCode).toBe(200);
+    expect(await res.body.json()).toMatchObject({ eligible: false, reason: 'suppressed' });
+    const other = await request(`${base}/v1/eligibility?email=listed@example.com&unit=apac`, { headers: { authorization: `Bearer ${key}` } });
+    expect(other.statusCode).toBe(403);
+    await other.body.dump();
+
+    // While the server holds the store, a CLI import points at the HTTP import instead.
+    const blocked = await runCli(['import', csv, '--yes', '--db', db]);
+    expect(blocked.code).toBe(2);
+    expect(errorCodes(blocked.stderr)).toEqual(['OPTOUT_ERR_STORE_SERVED']);
+    expect(blocked.stderr).toContain(`POST ${base}/v1/imports`);
+
+    server.child.kill('SIGTERM');
+    const done = await server.done;
+    expect(done.code, done.stderr).toBe(0);
+
+    // The store was released: keys can be listed and revoked again.
+    const list = await runCli(['keys', 'list', '--json', '--db', db]);
+    expect(list.code, list.stderr).toBe(0);
+    expect(parseJson<Array<{ id: string }>>(list).map((k) => k.id)).toEqual([id]);
+    expect(list.stdout).not.toContain(key);
+    expect((await runCli(['keys', 'revoke', id, '--db', db])).code).toBe(0);
+    const after = parseJson<Array<{ revokedAt: string | null }>>(await runCli(['keys', 'list', '--json', '--db', db]));
+    expect(after[0]?.revokedAt).toEqual(expect.any(String));
+  });
+
+  it('rejects bad options with exit 2 and a code', async () => {
+    const dir = await tempDir();
+    const db = join(dir, 'db');
+    for (const args of [['serve', '--port', '70000'], ['keys', 'create', '--scope', 'root'], ['keys', 'create', '--rate-limit', 'fast'], ['keys', 'revoke', 'nope']]) {
+      const r = await runCli([...args, '--db', db]);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(errorCodes(r.stderr)).toEqual(['OPTOUT_ERR_INVALID_OPTION']);
+    }
+  });
+});
