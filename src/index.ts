@@ -10,6 +10,8 @@ export { runScrub } from './scrub/run-scrub.js';
 export type { ScrubOptions, ScrubProgress } from './scrub/options.js';
 export type { ScrubReport } from './scrub/report.js';
 export type { ScrubCounts, RemovedReason } from './scrub/rows.js';
+export { createInlinePool, type InlinePoolOptions } from './workers/inline-pool.js';
+export type { ChunkPool } from './workers/pool.js';
 
 export { openStore, type OptoutStore } from './check/open-store.js';
 export { Checker, type CheckRequest } from './check/checker.js';

@@ -6,6 +6,7 @@ import { normalizeEncoding, type InputEncoding } from './source/decode.js';
 import type { SourceSpec } from './source/open-source.js';
 import type { ImportProgress } from './store/counts.js';
 import type { ImportReport } from './report/summary.js';
+import type { ChunkPool } from './workers/pool.js';
 
 /** How an import is confirmed before anything is written. */
 export type Confirmation =
@@ -64,6 +65,13 @@ export interface ImportOptions {
   confirm: Confirmation;
   /** Parsing threads. @default os.availableParallelism() */
   threads?: number;
+  /**
+   * The pool that parses chunks and dedups spool buckets, instead of a worker pool made for the
+   * import (`threads` is then unused). The caller owns it: the run leaves it running.
+   * `createInlinePool()` runs the same tasks on the calling thread.
+   * @default a worker pool of `threads` threads, destroyed when the import ends
+   */
+  pool?: ChunkPool | undefined;
   /** Bytes per parsing task. @default 1048576 */
   chunkBytes?: number;
   signal?: AbortSignal;
@@ -88,6 +96,7 @@ export interface NormalizedImportOptions {
   rejects: string | undefined;
   confirm: Confirmation;
   threads: number | undefined;
+  pool: ChunkPool | undefined;
   chunkBytes: number;
   signal: AbortSignal | undefined;
   onProgress: (p: ImportProgress) => void;
@@ -106,6 +115,21 @@ export function positiveInteger(name: string, value: unknown, min = 1): number {
     throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `Expected \`${name}\` to be an integer from ${min} and up, got ${describeValue(value)}`);
   }
   return value;
+}
+
+const POOL_METHODS = ['run', 'dedupBucket', 'scrub', 'destroy'] as const;
+
+/** A caller's {@link ChunkPool}: an object with a thread count and the pool's methods. */
+export function normalizePool(value: unknown): ChunkPool | undefined {
+  if (value === undefined) return undefined;
+  const pool = value as Partial<Record<string, unknown>> | null;
+  const usable = typeof pool === 'object' && pool !== null && POOL_METHODS.every((m) => typeof pool[m] === 'function') &&
+    Number.isInteger(pool['threads']) && (pool['threads'] as number) >= 1;
+  if (!usable) {
+    throw new OptoutError('OPTOUT_ERR_INVALID_OPTION',
+      `Expected \`pool\` to be a chunk pool (threads from 1 and up; ${POOL_METHODS.join(', ')}), got ${describeValue(value)}`);
+  }
+  return value as ChunkPool;
 }
 
 export function normalizeUnit(unit: unknown): string {
@@ -152,6 +176,7 @@ export function normalizeImportOptions(o: ImportOptions): NormalizedImportOption
     rejects: o.rejects,
     confirm: o.confirm,
     threads: o.threads === undefined ? undefined : positiveInteger('threads', o.threads),
+    pool: normalizePool(o.pool),
     chunkBytes: o.chunkBytes === undefined ? 1024 * 1024 : positiveInteger('chunkBytes', o.chunkBytes, 1024),
     signal: o.signal,
     onProgress: o.onProgress ?? (() => undefined),

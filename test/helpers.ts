@@ -1,10 +1,10 @@
 /**
- * Helpers for the end-to-end tests: run the built CLI (`dist/src/cli/main.js`, built by
+ * Helpers for the end-to-end tests (`*.e2e.test.ts`, `*.crash.test.ts`): run the built CLI (`dist/src/cli/main.js`, built by
  * `npm run build` / `npm test`) as a child process, make and remove temporary folders, and read
  * a store's LevelDB directly to prove it unchanged or equal.
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -58,6 +58,9 @@ export interface StartedCli {
 
 /** Spawns the CLI with stdin piped and left open: the caller writes to and ends `child.stdin`. */
 export function startCli(args: readonly string[], opts: Omit<RunOptions, 'input'> = {}): StartedCli {
+  if (process.env['OPTOUT_TEST_TIER'] === 'unit') {
+    throw new Error('The unit tier runs no child process: name a file that runs the CLI *.e2e.test.ts (or *.crash.test.ts)');
+  }
   if (!existsSync(CLI)) throw new Error(`${CLI} does not exist: run \`npm run build\` first`);
   const child = spawn(process.execPath, [CLI, ...args], {
     cwd: opts.cwd ?? ROOT,
@@ -88,6 +91,25 @@ export function startCli(args: readonly string[], opts: Omit<RunOptions, 'input'
     });
   });
   return { child, done, stdout: () => stdout, stderr: () => stderr };
+}
+
+/** The port a started `optout serve` listens on, read from its log line. */
+export async function listeningPort(s: StartedCli, timeoutMs = 20_000): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const m = /listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(s.stderr());
+    if (m?.[1] !== undefined) return Number(m[1]);
+    if (s.child.exitCode !== null || Date.now() > deadline) throw new Error(`serve did not start:\n${s.stderr()}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** For afterEach: kills (SIGKILL) every started CLI still running, empties the list, and waits for each to exit. */
+export async function stopStarted(started: StartedCli[]): Promise<void> {
+  for (const s of started.splice(0)) {
+    if (s.child.exitCode === null && s.child.signalCode === null) s.child.kill('SIGKILL');
+    await s.done;
+  }
 }
 
 /** Runs the CLI to completion; stdin gets `input` (or nothing) and is closed. */
@@ -144,6 +166,17 @@ export async function dumpStore(dbDir: string): Promise<Array<[string, string]>>
     await db.close();
   }
 }
+
+/** Writes a list with an `email` header and one address a line; returns its path. */
+export function writeEmails(dir: string, name: string, emails: readonly string[]): string {
+  const path = join(dir, name);
+  writeFileSync(path, ['email', ...emails].join('\n') + '\n');
+  return path;
+}
+
+/** `<prefix><n>@x.org` for n from `from` up to (not including) `to`. */
+export const emailRange = (from: number, to: number, prefix = 'u'): string[] =>
+  Array.from({ length: to - from }, (_, i) => `${prefix}${from + i}@x.org`);
 
 /** Absolute path of a file in `test/fixtures/csv`. */
 export function fixture(name: string): string {

@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { OptoutError, describeValue } from '../errors.js';
-import { normalizeImportOptions, type ImportOptions } from '../options.js';
+import { normalizeImportOptions, normalizePool, type ImportOptions } from '../options.js';
 import { removeOrphanSpools, runImport } from '../pipeline/run-import.js';
 import { emptyCounts, type ImportCounts } from '../store/counts.js';
 import type { ImportReport } from '../report/summary.js';
@@ -27,6 +27,7 @@ import { canMove, moveJob } from '../store/job-states.js';
 import type { JobError, JobOrigin, JobRecord, JobState } from '../store/jobs.js';
 import type { LevelStore } from '../store/level/level-store.js';
 import { fetchSource, type FetchSourceOptions } from '../fetch/fetch-source.js';
+import type { ChunkPool } from '../workers/pool.js';
 import { redactUrl, validateSyncUrl } from '../fetch/url-policy.js';
 
 export interface ImportRequest {
@@ -65,6 +66,12 @@ export interface ImportJobView {
 export interface ImportJobsOptions {
   /** Parsing threads per import. @default 1 (the other core answers checks) */
   threads?: number | undefined;
+  /**
+   * One pool that every import parses in, instead of a worker pool per import (`threads` is
+   * then unused); the caller owns it and destroys it after the server closes.
+   * @default a worker pool per import
+   */
+  pool?: ChunkPool | undefined;
   /** The largest upload accepted, in bytes. @default 8 GiB */
   maxUploadBytes?: number | undefined;
 }
@@ -98,6 +105,7 @@ export class ImportJobs {
   readonly #store: LevelStore;
   readonly #dir: string;
   readonly #threads: number;
+  readonly #pool: ChunkPool | undefined;
   readonly #maxUpload: number;
   readonly #running = new Map<string, Running>();
   readonly #fetching = new Set<Promise<void>>();
@@ -108,6 +116,7 @@ export class ImportJobs {
     this.#store = store;
     this.#dir = join(store.dir, 'uploads');
     this.#threads = options.threads ?? 1;
+    this.#pool = normalizePool(options.pool);
     this.#maxUpload = options.maxUploadBytes ?? DEFAULT_MAX_UPLOAD;
     mkdirSync(this.#dir, { recursive: true });
   }
@@ -301,6 +310,7 @@ export class ImportJobs {
       unit: request.unit, reason: request.reason, sourceLabel: request.source,
       rejects: this.rejectsPath(id),
       threads: this.#threads,
+      pool: this.#pool,
       // A batch of ~30k keys is ~90 ms of main-thread work: given back in slices of ~6 ms.
       yieldEvery: 2048,
       signal: abort.signal,

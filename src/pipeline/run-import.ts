@@ -172,14 +172,14 @@ async function startRun(input: ImportOptions): Promise<ImportRun> {
   try {
     // A store opened by the caller (the server) may have other imports running; it cleans up at start.
     if (o.store === undefined) await removeOrphanSpools(store);
-    pool = createChunkPool(o.threads);
+    pool = o.pool ?? createChunkPool(o.threads);
     return {
       o, started: performance.now(), spec: o.source, info, label: o.sourceLabel ?? info.name, store, pool,
       filter: await store.filter(), spoolRoot: join(store.dir, 'spool'), bits: bucketBitsFor(estimateKeys(info.size)),
       codec: store.chunkKeyCodec(o.scope), scans: [], stdinDir: undefined, rejects: undefined, analysisSpool: undefined,
     };
   } catch (err) {
-    await pool?.destroy();
+    if (o.pool === undefined) await pool?.destroy();
     if (o.store === undefined) await store.close();
     throw err;
   }
@@ -189,7 +189,8 @@ async function closeRun(run: ImportRun): Promise<void> {
   for (const scan of run.scans) scan.source.close();
   run.analysisSpool?.remove();
   await run.rejects?.close();
-  await run.pool.destroy();
+  // A pool the caller passed is the caller's to destroy.
+  if (run.o.pool === undefined) await run.pool.destroy();
   if (run.o.store === undefined) await run.store.close();
   if (run.stdinDir) await rm(run.stdinDir, { recursive: true, force: true });
 }

@@ -2,7 +2,8 @@ import { resolve } from 'node:path';
 import { normalizeCheckOptions, type CheckOptions } from '../check/checker.js';
 import type { SendType } from '../check/rules.js';
 import { OptoutError, describeValue } from '../errors.js';
-import { DEFAULT_MAX_RECORD_BYTES, defaultDb, positiveInteger, type ImportOptions } from '../options.js';
+import { DEFAULT_MAX_RECORD_BYTES, defaultDb, normalizePool, positiveInteger, type ImportOptions } from '../options.js';
+import type { ChunkPool } from '../workers/pool.js';
 import { normalizeEncoding, type InputEncoding } from '../source/decode.js';
 import type { SourceSpec } from '../source/open-source.js';
 
@@ -19,7 +20,7 @@ export interface ScrubProgress {
 
 /** The options that read the send list are the import's: the same sources, dialects and limits. */
 export interface ScrubOptions extends Pick<ImportOptions,
-  'source' | 'db' | 'column' | 'delimiter' | 'encoding' | 'maxRecordBytes' | 'threads' | 'chunkBytes' | 'signal'> {
+  'source' | 'db' | 'column' | 'delimiter' | 'encoding' | 'maxRecordBytes' | 'threads' | 'pool' | 'chunkBytes' | 'signal'> {
   /**
    * Where the eligible rows go: the header and every row that may be sent, as written. The file
    * is written under a temporary name beside it and renamed only once the whole list is done.
@@ -49,6 +50,8 @@ export interface NormalizedScrubOptions {
   check: CheckOptions;
   maxRecordBytes: number;
   threads: number | undefined;
+  /** The caller's pool, left running; `undefined`: a worker pool made for the scrub. */
+  pool: ChunkPool | undefined;
   chunkBytes: number;
   signal: AbortSignal | undefined;
   onProgress: (p: ScrubProgress) => void;
@@ -86,6 +89,7 @@ export function normalizeScrubOptions(o: ScrubOptions): NormalizedScrubOptions {
     check: normalizeCheckOptions({ unit: o.unit, type: o.type, legalBasis: o.legalBasis, caller: o.caller }),
     maxRecordBytes: o.maxRecordBytes === undefined ? DEFAULT_MAX_RECORD_BYTES : positiveInteger('maxRecordBytes', o.maxRecordBytes, 64),
     threads: o.threads === undefined ? undefined : positiveInteger('threads', o.threads),
+    pool: normalizePool(o.pool),
     chunkBytes: o.chunkBytes === undefined ? 1024 * 1024 : positiveInteger('chunkBytes', o.chunkBytes, 1024),
     signal: o.signal,
     onProgress: o.onProgress ?? (() => undefined),

@@ -63,8 +63,9 @@ export async function runScrub(input: ScrubOptions): Promise<ScrubReport> {
     await out.write(headers.eligible);
     await removed?.write(headers.removed);
 
-    const workers = createChunkPool(o.threads);
-    pool = workers;
+    // A pool the caller passed stays the caller's: only one made here is destroyed.
+    const workers = o.pool ?? createChunkPool(o.threads);
+    if (o.pool === undefined) pool = workers;
     const task = {
       delimiter: header.dialect.delimiter.charCodeAt(0), column: columnIndex, maxRecordBytes: o.maxRecordBytes,
     };

@@ -1,27 +1,25 @@
 /**
  * API keys over HTTP: the auth matrix, rate limits, and no membership oracle for callers
- * without a valid key. Real server on 127.0.0.1, real store seeded by the built CLI.
+ * without a valid key. Requests through `app.inject()`, a real store seeded by an import.
  */
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { request } from 'undici';
 import { createServer, type OptoutServer } from '../../src/api/server.js';
 import { createKey, listKeys, revokeKey, verifyKey } from '../../src/auth/api-keys.js';
 import { openStore, type OptoutStore } from '../../src/check/open-store.js';
-import { removeTempDirs, runCli, tempDir, listenOnLoopback, codeOf } from '../helpers.js';
+import { removeTempDirs, tempDir, codeOf } from '../helpers.js';
+import { runImport } from '../inline.js';
 
 let store: OptoutStore;
 let app: OptoutServer;
-let base: string;
 const keys: Record<'check' | 'admin' | 'emea' | 'revoked' | 'limited', string> = { check: '', admin: '', emea: '', revoked: '', limited: '' };
 
 beforeAll(async () => {
   const dir = await tempDir();
   const csv = join(dir, 'list.csv');
   await writeFile(csv, 'Email\nlisted@example.com\n');
-  const r = await runCli(['import', csv, '--yes', '--db', join(dir, 'db')]);
-  expect(r.code, r.stderr).toBe(0);
+  expect((await runImport({ source: { kind: 'file', path: csv }, db: join(dir, 'db'), confirm: { mode: 'yes' } })).added).toBe(1);
   store = await openStore(join(dir, 'db'));
   keys.check = (await createKey(store.store, { scope: 'check' })).key;
   keys.admin = (await createKey(store.store, { scope: 'admin' })).key;
@@ -31,7 +29,7 @@ beforeAll(async () => {
   await revokeKey(store.store, revoked.id);
   keys.revoked = revoked.key;
   app = createServer({ store });
-  base = await listenOnLoopback(app);
+  await app.ready();
 });
 
 afterAll(async () => {
@@ -44,8 +42,8 @@ interface Answer { status: number; headers: Record<string, unknown>; text: strin
 
 async function get(path: string, key?: string, rawAuth?: string): Promise<Answer> {
   const authorization = rawAuth ?? (key === undefined ? undefined : `Bearer ${key}`);
-  const res = await request(`${base}${path}`, { headers: authorization === undefined ? {} : { authorization } });
-  const text = await res.body.text();
+  const res = await app.inject({ url: path, headers: authorization === undefined ? {} : { authorization } });
+  const text = res.body;
   const code = codeOf(text);
   return { status: res.statusCode, headers: res.headers as Record<string, unknown>, text, code };
 }
@@ -103,12 +101,12 @@ describe('the auth matrix', () => {
     const none = await get(check('listed@example.com'), keys.emea);
     expect(none.status).toBe(403);
     expect(none.code).toBe('OPTOUT_ERR_FORBIDDEN');
-    const res = await request(`${base}/v1/eligibility`, {
-      method: 'POST', headers: { authorization: `Bearer ${keys.emea}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ emails: ['listed@example.com'], unit: 'apac' }),
+    const res = await app.inject({
+      method: 'POST', url: '/v1/eligibility', headers: { authorization: `Bearer ${keys.emea}`, 'content-type': 'application/json' },
+      payload: JSON.stringify({ emails: ['listed@example.com'], unit: 'apac' }),
     });
     expect(res.statusCode).toBe(403);
-    expect(((await res.body.json()) as Record<string, unknown>)['code']).toBe('OPTOUT_ERR_FORBIDDEN');
+    expect(res.json<Record<string, unknown>>()['code']).toBe('OPTOUT_ERR_FORBIDDEN');
   });
 
   it('keeps /metrics for admin keys', async () => {
@@ -120,9 +118,9 @@ describe('the auth matrix', () => {
   });
 
   it('authenticates before reading the body', async () => {
-    const res = await request(`${base}/v1/eligibility`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{not json' });
+    const res = await app.inject({ method: 'POST', url: '/v1/eligibility', headers: { 'content-type': 'application/json' }, payload: '{not json' });
     expect(res.statusCode).toBe(401);
-    expect(((await res.body.json()) as Record<string, unknown>)['code']).toBe('OPTOUT_ERR_UNAUTHORIZED');
+    expect(res.json<Record<string, unknown>>()['code']).toBe('OPTOUT_ERR_UNAUTHORIZED');
   });
 });
 

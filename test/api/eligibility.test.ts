@@ -1,28 +1,27 @@
 /**
- * The eligibility rules over HTTP, against a real server on 127.0.0.1 and a real store seeded
- * by the built CLI: account-wide, unit, type, legal basis, invalid; batch order and limits;
+ * The eligibility rules over HTTP, through `app.inject()`, against a real store seeded
+ * by imports: account-wide, unit, type, legal basis, invalid; batch order and limits;
  * 400s with stable codes.
  */
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { request } from 'undici';
 import { createServer, type OptoutServer } from '../../src/api/server.js';
 import { createKey } from '../../src/auth/api-keys.js';
 import type { CheckRequest } from '../../src/check/checker.js';
 import { openStore, type OptoutStore } from '../../src/check/open-store.js';
-import { removeTempDirs, runCli, tempDir, listenOnLoopback } from '../helpers.js';
+import { removeTempDirs, tempDir } from '../helpers.js';
+import { runImport } from '../inline.js';
 
 let store: OptoutStore;
 let app: OptoutServer;
-let base: string;
 let auth: Record<string, string>;
 
 async function seed(dir: string, file: string, rows: string[], unit?: string): Promise<void> {
   const csv = join(dir, file);
   await writeFile(csv, ['Email', ...rows].join('\n') + '\n');
-  const r = await runCli(['import', csv, '--yes', '--db', join(dir, 'db'), ...(unit ? ['--unit', unit] : [])]);
-  expect(r.code, r.stderr).toBe(0);
+  const r = await runImport({ source: { kind: 'file', path: csv }, db: join(dir, 'db'), confirm: { mode: 'yes' }, ...(unit ? { unit } : {}) });
+  expect(r.added).toBe(rows.length);
 }
 
 beforeAll(async () => {
@@ -33,7 +32,7 @@ beforeAll(async () => {
   const { key } = await createKey(store.store, { scope: 'check' });
   auth = { authorization: `Bearer ${key}` };
   app = createServer({ store });
-  base = await listenOnLoopback(app);
+  await app.ready();
 });
 
 afterAll(async () => {
@@ -43,13 +42,13 @@ afterAll(async () => {
 });
 
 async function get(params: Record<string, string>): Promise<{ status: number; body: Record<string, unknown> }> {
-  const res = await request(`${base}/v1/eligibility?${new URLSearchParams(params).toString()}`, { headers: auth });
-  return { status: res.statusCode, body: (await res.body.json()) as Record<string, unknown> };
+  const res = await app.inject({ url: `/v1/eligibility?${new URLSearchParams(params).toString()}`, headers: auth });
+  return { status: res.statusCode, body: res.json<Record<string, unknown>>() };
 }
 
 async function post(body: string, headers: Record<string, string> = { 'content-type': 'application/json' }): Promise<{ status: number; body: Record<string, unknown> }> {
-  const res = await request(`${base}/v1/eligibility`, { method: 'POST', headers: { ...auth, ...headers }, body });
-  return { status: res.statusCode, body: (await res.body.json()) as Record<string, unknown> };
+  const res = await app.inject({ method: 'POST', url: '/v1/eligibility', headers: { ...auth, ...headers }, payload: body });
+  return { status: res.statusCode, body: res.json<Record<string, unknown>>() };
 }
 
 describe('GET /v1/eligibility: the rules', () => {
@@ -164,9 +163,9 @@ describe('POST /v1/eligibility', () => {
   });
 
   it('answers 400 to a repeated query parameter', async () => {
-    const res = await request(`${base}/v1/eligibility?email=a@example.com&email=b@example.com`, { headers: auth });
+    const res = await app.inject({ url: '/v1/eligibility?email=a@example.com&email=b@example.com', headers: auth });
     expect(res.statusCode).toBe(400);
-    expect(((await res.body.json()) as Record<string, unknown>)['code']).toBe('OPTOUT_ERR_INVALID_OPTION');
+    expect(res.json<Record<string, unknown>>()['code']).toBe('OPTOUT_ERR_INVALID_OPTION');
   });
 
   it('answers 415 to a body that is not JSON by content type', async () => {
@@ -176,8 +175,8 @@ describe('POST /v1/eligibility', () => {
   });
 
   it('answers 404 with a code on unknown routes', async () => {
-    const res = await request(`${base}/v1/nothing`, { headers: auth });
+    const res = await app.inject({ url: '/v1/nothing', headers: auth });
     expect(res.statusCode).toBe(404);
-    expect(((await res.body.json()) as Record<string, unknown>)['code']).toBe('OPTOUT_ERR_NOT_FOUND');
+    expect(res.json<Record<string, unknown>>()['code']).toBe('OPTOUT_ERR_NOT_FOUND');
   });
 });

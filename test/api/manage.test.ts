@@ -1,20 +1,20 @@
 /**
  * Managing the list over HTTP: single suppressions, export, audit, jobs, and imports with their
- * confirmation, rejects and rollback. Real server on 127.0.0.1, real store.
+ * confirmation, rejects and rollback. Requests through `app.inject()`, a real store, imports in
+ * the inline pool.
  */
 import { gzipSync } from 'node:zlib';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ROOT, apiCaller, listenOnLoopback, removeTempDirs, tempDir } from '../helpers.js';
+import { createServer, type OptoutServer } from '../../src/api/server.js';
+import { createKey, openStore, type OptoutStore } from '../../src/index.js';
+import { createInlinePool } from '../../src/workers/inline-pool.js';
+import { removeTempDirs, tempDir } from '../helpers.js';
+import { injectCaller } from '../inline.js';
 
-// Imports run worker threads from the build, so the built server is under test.
-const lib = await import(join(ROOT, 'dist/src/index.js')) as typeof import('../../src/index.js');
-const { openStore, createKey } = lib;
-const { createServer } = await import(join(ROOT, 'dist/src/server.js')) as typeof import('../../src/server.js');
-
-let store: Awaited<ReturnType<typeof openStore>>;
-let app: ReturnType<typeof createServer>;
-let base: string;
+const pool = createInlinePool();
+let store: OptoutStore;
+let app: OptoutServer;
 const keys = { admin: '', check: '', emea: '' };
 
 beforeAll(async () => {
@@ -23,17 +23,18 @@ beforeAll(async () => {
   keys.admin = (await createKey(store.store, { scope: 'admin' })).key;
   keys.check = (await createKey(store.store, { scope: 'check' })).key;
   keys.emea = (await createKey(store.store, { scope: 'check', unit: 'emea' })).key;
-  app = createServer({ store });
-  base = await listenOnLoopback(app);
+  app = createServer({ store, imports: { pool } });
+  await app.ready();
 });
 
 afterAll(async () => {
   await app?.close();
   await store?.close();
+  await pool.destroy();
   await removeTempDirs();
 });
 
-const call = apiCaller(() => base);
+const call = injectCaller(() => app);
 
 const eligible = async (email: string, unit?: string): Promise<boolean> => {
   const q = new URLSearchParams({ email, ...(unit ? { unit } : {}) });

@@ -10,7 +10,8 @@ import { createServer, type OptoutServer } from '../../src/api/server.js';
 import { createKey } from '../../src/auth/api-keys.js';
 import { openStore, type OptoutStore } from '../../src/check/open-store.js';
 import type { Decision } from '../../src/check/rules.js';
-import { removeTempDirs, runCli, tempDir, listenOnLoopback, codeOf } from '../helpers.js';
+import { removeTempDirs, tempDir, listenOnLoopback, codeOf } from '../helpers.js';
+import { runImport } from '../inline.js';
 
 let dbDir: string;
 let adminKey: string;
@@ -23,8 +24,7 @@ beforeAll(async () => {
   dbDir = join(dir, 'db');
   const csv = join(dir, 'list.csv');
   await writeFile(csv, 'Email\nlisted@example.com\nother@example.com\nthird@example.org\n');
-  const r = await runCli(['import', csv, '--yes', '--db', dbDir]);
-  expect(r.code, r.stderr).toBe(0);
+  expect((await runImport({ source: { kind: 'file', path: csv }, db: dbDir, confirm: { mode: 'yes' } })).added).toBe(3);
   const store = await openStore(dbDir);
   adminKey = (await createKey(store.store, { scope: 'admin' })).key;
   checkKey = (await createKey(store.store, { scope: 'check' })).key;

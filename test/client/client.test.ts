@@ -1,5 +1,5 @@
 /**
- * The client against a real server on 127.0.0.1 and a real store seeded by the built CLI.
+ * The client against a real server on 127.0.0.1 and a real store seeded by an import.
  */
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -8,7 +8,8 @@ import { MAX_BATCH, createServer, type OptoutServer } from '../../src/api/server
 import { createKey } from '../../src/auth/api-keys.js';
 import { openStore, type OptoutStore } from '../../src/check/open-store.js';
 import { CLIENT_MAX_BATCH, OptoutClient, OptoutClientError } from '../../src/client/client.js';
-import { listenOnLoopback, removeTempDirs, runCli, tempDir } from '../helpers.js';
+import { listenOnLoopback, removeTempDirs, tempDir } from '../helpers.js';
+import { runImport } from '../inline.js';
 
 let store: OptoutStore;
 let app: OptoutServer;
@@ -21,8 +22,7 @@ beforeAll(async () => {
   const dir = await tempDir();
   const csv = join(dir, 'list.csv');
   await writeFile(csv, ['Email', 'acct@example.com', 'listed5000@example.com'].join('\n') + '\n');
-  const r = await runCli(['import', csv, '--yes', '--db', join(dir, 'db')]);
-  expect(r.code, r.stderr).toBe(0);
+  expect((await runImport({ source: { kind: 'file', path: csv }, db: join(dir, 'db'), confirm: { mode: 'yes' } })).added).toBe(2);
   store = await openStore(join(dir, 'db'));
   key = (await createKey(store.store, { scope: 'check' })).key;
   app = createServer({ store });

@@ -2,6 +2,7 @@
  * A node:http server on 127.0.0.1 (port 0) for the sync fetch tests, counting the TCP
  * connections it accepts: a refusal "before any connection" is proven by a count that stays 0.
  */
+import { createHash } from 'node:crypto';
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 
 export interface TestServer {
@@ -38,4 +39,18 @@ export async function startServer(handler: Handler): Promise<TestServer> {
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
+}
+
+/** Serves `file.body` (read at each request) at any path with a strong ETag, answering 304 to a matching If-None-Match. */
+export async function startFileServer(file: { body: string }): Promise<TestServer> {
+  return startServer((req, res) => {
+    const etag = `"${createHash('sha256').update(file.body).digest('hex').slice(0, 16)}"`;
+    if (req.headers['if-none-match'] === etag) {
+      res.writeHead(304, { etag });
+      res.end();
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'text/csv', etag });
+    res.end(file.body);
+  });
 }

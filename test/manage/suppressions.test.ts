@@ -1,11 +1,9 @@
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ROOT, removeTempDirs, tempDir } from '../helpers.js';
-
-// Imports run worker threads from the build, so the built entry point is under test.
-const lib = await import(join(ROOT, 'dist/src/index.js')) as typeof import('../../src/index.js');
-const { LevelStore, openStore, runImport, addSuppression, removeSuppression, lookupSuppressions, readAudit, isOptoutError } = lib;
+import { LevelStore, openStore, addSuppression, removeSuppression, lookupSuppressions, readAudit, isOptoutError } from '../../src/index.js';
+import { removeTempDirs, tempDir } from '../helpers.js';
+import { runImport } from '../inline.js';
 
 afterAll(removeTempDirs);
 
@@ -17,7 +15,7 @@ async function storeWith(rows: string[]): Promise<string> {
   return join(dir, 'db');
 }
 
-async function audit(store: import('../../src/index.js').LevelStore, email?: string): Promise<Array<Record<string, unknown>>> {
+async function audit(store: LevelStore, email?: string): Promise<Array<Record<string, unknown>>> {
   const out: Array<Record<string, unknown>> = [];
   for await (const r of readAudit(store, { email })) out.push(r as unknown as Record<string, unknown>);
   return out;

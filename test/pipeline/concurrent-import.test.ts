@@ -6,10 +6,9 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ROOT, removeTempDirs, tempDir } from '../helpers.js';
-
-// The import's workers run from the build, so the built entry point is under test.
-const { runImport, rollbackJob, openStore, exportRows } = await import(join(ROOT, 'dist/src/index.js')) as typeof import('../../src/index.js');
+import { rollbackJob, openStore, exportRows } from '../../src/index.js';
+import { removeTempDirs, tempDir } from '../helpers.js';
+import { runImport } from '../inline.js';
 
 afterAll(removeTempDirs);
 

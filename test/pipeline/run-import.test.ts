@@ -2,10 +2,9 @@ import { openSync, readdirSync, readlinkSync, writeSync, closeSync } from 'node:
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { writeList } from '../../bench/generate.js';
-import { ROOT, removeTempDirs, tempDir } from '../helpers.js';
-
-// The pipeline runs worker threads from the build, so the built entry point is under test.
-const { runImport, isOptoutError, LevelStore, openStore } = await import(join(ROOT, 'dist/src/index.js')) as typeof import('../../src/index.js');
+import { isOptoutError, LevelStore, openStore } from '../../src/index.js';
+import { removeTempDirs, tempDir } from '../helpers.js';
+import { runImport } from '../inline.js';
 
 afterAll(removeTempDirs);
 

@@ -9,10 +9,8 @@ import { parse } from 'csv-parse/sync';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { csvCell } from '../../src/report/csv-cell.js';
-import { ROOT, removeTempDirs, tempDir } from '../helpers.js';
-
-// The import's workers run from the build, so the built entry point is under test.
-const { runImport } = await import(join(ROOT, 'dist/src/index.js')) as typeof import('../../src/index.js');
+import { removeTempDirs, tempDir } from '../helpers.js';
+import { runImport } from '../inline.js';
 
 afterAll(removeTempDirs);
 

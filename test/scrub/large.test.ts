@@ -9,9 +9,8 @@ import { parse } from 'csv-parse/sync';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeList } from '../../bench/generate.js';
 import { normalizeEmail } from '../../src/policy/email.js';
-import { ROOT, removeTempDirs, tempDir } from '../helpers.js';
-
-const { runImport, runScrub } = await import(join(ROOT, 'dist/src/index.js')) as typeof import('../../src/index.js');
+import { removeTempDirs, tempDir } from '../helpers.js';
+import { runImport, runScrub } from '../inline.js';
 
 let dir: string;
 let db: string;

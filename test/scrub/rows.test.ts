@@ -14,9 +14,8 @@ import type { ScrubResult } from '../../src/workers/scrub-task.js';
 import { scrubChunk } from '../../src/workers/scrub-worker.js';
 import type { HeaderRecord } from '../../src/source/chunks.js';
 import { LevelStore } from '../../src/store/level/level-store.js';
-import { ROOT, removeTempDirs, tempDir } from '../helpers.js';
-
-const { runImport } = await import(join(ROOT, 'dist/src/index.js')) as typeof import('../../src/index.js');
+import { removeTempDirs, tempDir } from '../helpers.js';
+import { runImport } from '../inline.js';
 
 const task = { delimiter: 0x2c, eol: 'lf' as const, column: 1, maxRecordBytes: 1 << 20, final: true };
 

@@ -10,11 +10,9 @@ import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import { parse } from 'csv-parse/sync';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ROOT, removeTempDirs, tempDir } from '../helpers.js';
-import type { ScrubOptions, ScrubReport } from '../../src/index.js';
-
-// Workers run from the build, so the built entry point is under test.
-const { runImport, runScrub, openStore, readAudit, isOptoutError } = await import(join(ROOT, 'dist/src/index.js')) as typeof import('../../src/index.js');
+import { removeTempDirs, tempDir } from '../helpers.js';
+import { runImport, runScrub } from '../inline.js';
+import { openStore, readAudit, isOptoutError, type ScrubOptions, type ScrubReport } from '../../src/index.js';
 
 /** What a row is to the store: not listed, suppressed account-wide, suppressed in unit emea only, or not an address. */
 type Kind = 'plain' | 'all' | 'emea' | 'invalid' | 'gap';

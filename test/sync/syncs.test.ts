@@ -1,38 +1,32 @@
 /**
- * Syncs end to end: a local file server with ETags, a real store, the import pipeline, the
- * server's scheduler and the JSON URL import. Only 127.0.0.1, with allowPrivate.
+ * Syncs: a local file server with ETags, a real store, the import pipeline (in the inline
+ * pool), the server's scheduler and the JSON URL import. Only 127.0.0.1, with allowPrivate.
+ * The CLI's sync commands are in syncs.e2e.test.ts.
  */
-import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
-import { ROOT, listenOnLoopback, removeTempDirs, runCli, tempDir } from '../helpers.js';
-import { startServer, type TestServer } from '../fetch/http-server.js';
+import { createServer } from '../../src/api/server.js';
+import { LevelStore, openStore, createKey, lookupSuppressions } from '../../src/index.js';
+import { ImportJobs } from '../../src/manage/import-jobs.js';
+import { addSync, runSync, listSyncs, getSync } from '../../src/sync/syncs.js';
+import { createInlinePool } from '../../src/workers/inline-pool.js';
+import { listenOnLoopback, removeTempDirs, tempDir } from '../helpers.js';
+import { startFileServer, type TestServer } from '../fetch/http-server.js';
 
-const lib = await import(join(ROOT, 'dist/src/index.js')) as typeof import('../../src/index.js');
-const { LevelStore, openStore, createKey, lookupSuppressions } = lib;
-const { createServer } = await import(join(ROOT, 'dist/src/server.js')) as typeof import('../../src/server.js');
-const { ImportJobs } = await import(join(ROOT, 'dist/src/manage/import-jobs.js')) as typeof import('../../src/manage/import-jobs.js');
-const { addSync, runSync, listSyncs, getSync } = await import(join(ROOT, 'dist/src/sync/syncs.js')) as typeof import('../../src/sync/syncs.js');
-
+const pool = createInlinePool();
 const servers: TestServer[] = [];
 afterEach(async () => {
   for (const s of servers.splice(0)) await s.close();
 });
-afterAll(removeTempDirs);
+afterAll(async () => {
+  await pool.destroy();
+  await removeTempDirs();
+});
 
-/** Serves `file.body` at /list.csv with a strong ETag, answering 304 to a matching If-None-Match. */
+/** Serves `file.body` at /list.csv of a server kept in `servers`; see {@link startFileServer}. */
 async function fileServer(file: { body: string }): Promise<TestServer> {
-  const server = await startServer((req, res) => {
-    const etag = `"${createHash('sha256').update(file.body).digest('hex').slice(0, 16)}"`;
-    if (req.headers['if-none-match'] === etag) {
-      res.writeHead(304, { etag });
-      res.end();
-      return;
-    }
-    res.writeHead(200, { 'content-type': 'text/csv', etag });
-    res.end(file.body);
-  });
+  const server = await startFileServer(file);
   servers.push(server);
   return server;
 }
@@ -46,7 +40,7 @@ describe('sync from a URL', () => {
     const file = { body: 'id,email\n1,a@sync.test\n2,b@sync.test\n3,bad\n' };
     const server = await fileServer(file);
     const store = await LevelStore.open(join(await tempDir('optout-sync-'), 'db'));
-    const jobs = new ImportJobs(store);
+    const jobs = new ImportJobs(store, { pool });
     try {
       const rec = await addSync(store, { url: `${server.origin}/list.csv?token=secret`, unit: 'emea', reason: 'bounced', allowPrivate: true, actor: 'cli' });
       expect(rec.label).not.toContain('secret');
@@ -79,7 +73,7 @@ describe('sync from a URL', () => {
   it('refuses a private URL when the sync is added, unless allowed; a failed fetch keeps no validators', async () => {
     const server = await fileServer({ body: 'email\nx@sync.test\n' });
     const store = await LevelStore.open(join(await tempDir('optout-sync-'), 'db'));
-    const jobs = new ImportJobs(store);
+    const jobs = new ImportJobs(store, { pool });
     try {
       await expect(addSync(store, { url: `${server.origin}/list.csv` })).rejects.toMatchObject({ code: 'OPTOUT_ERR_URL_REFUSED' });
       await expect(addSync(store, { url: 'http://169.254.169.254/latest/meta-data/' })).rejects.toMatchObject({ code: 'OPTOUT_ERR_URL_REFUSED' });
@@ -105,7 +99,7 @@ describe('sync from a URL', () => {
     const store = await openStore(join(dir, 'db'));
     const admin = (await createKey(store.store, { scope: 'admin' })).key;
     await addSync(store.store, { url: `${files.origin}/list.csv`, every: '1h', allowPrivate: true });
-    const app = createServer({ store, syncs: { tickMs: 50 }, allowPrivateUrls: true });
+    const app = createServer({ store, imports: { pool }, syncs: { tickMs: 50 }, allowPrivateUrls: true });
     try {
       const base = await listenOnLoopback(app);
       let rec = (await listSyncs(store.store))[0];
@@ -138,22 +132,5 @@ describe('sync from a URL', () => {
       await app.close();
       await store.close();
     }
-  });
-
-  it('optout sync add / run / list from the CLI', async () => {
-    const server = await fileServer({ body: 'email\ncli@sync.test\n' });
-    const db = join(await tempDir('optout-sync-'), 'db');
-    const add = await runCli(['--db', db, 'sync', 'add', `${server.origin}/list.csv`, '--allow-private', '--every', '1d', '--json']);
-    expect(add.code, add.stderr).toBe(0);
-    const run = await runCli(['--db', db, 'sync', 'run', '--json']);
-    expect(run.code, run.stderr).toBe(0);
-    expect(JSON.parse(run.stdout)).toMatchObject({ status: 'fetched', job: { state: 'completed', counts: { added: 1 } } });
-    const again = await runCli(['--db', db, 'sync', 'run', '1']);
-    expect(again.stdout).toContain('not modified');
-    const list = await runCli(['--db', db, 'sync', 'list', '--json']);
-    expect(JSON.parse(list.stdout)).toMatchObject({ syncs: [{ id: '1', lastStatus: 'not-modified', everyMs: 86_400_000 }] });
-    expect((await runCli(['--db', db, 'check', 'cli@sync.test'])).code).toBe(1);
-    const refused = await runCli(['--db', db, 'sync', 'add', `${server.origin}/list.csv`]);
-    expect(refused.code).toBe(2);
   });
 });

@@ -39,3 +39,15 @@ describe('optout add / show / remove / audit', () => {
     expect((await runCli(['--db', db, 'audit', '--since', 'yesterday'])).code).toBe(2);
   });
 });
+
+describe('optout keys create: an admin key bound to a unit', () => {
+  it('is refused by the CLI: exit 2, OPTOUT_ERR_INVALID_OPTION; a check key with --unit is still made', async () => {
+    const db = join(await tempDir('optout-cli-keys-'), 'cli-db');
+    const refused = await runCli(['keys', 'create', '--scope', 'admin', '--unit', 'emea', '--json', '--db', db]);
+    expect({ exit: refused.code, codes: errorCodes(refused.stderr), stdout: refused.stdout }).toEqual({ exit: 2, codes: ['OPTOUT_ERR_INVALID_OPTION'], stdout: '' });
+    const made = await runCli(['keys', 'create', '--scope', 'check', '--unit', 'emea', '--json', '--db', db]);
+    expect(made.code, made.stderr).toBe(0);
+    const list = await runCli(['keys', 'list', '--json', '--db', db]);
+    expect((JSON.parse(list.stdout) as Array<{ scope: string; unit: string }>).map((k) => [k.scope, k.unit])).toEqual([['check', 'emea']]);
+  });
+});
