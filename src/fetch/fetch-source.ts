@@ -13,7 +13,6 @@
  * the URL without its query, never the body.
  */
 import { randomUUID } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Transform, type TransformCallback } from 'node:stream';
@@ -21,6 +20,7 @@ import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import type { Dispatcher } from 'undici';
 import { OptoutError } from '../errors.js';
+import { writeFileStream } from '../files/file-stream.js';
 import { normalizeFetchOptions, type FetchSourceOptions, type NormalizedFetchOptions } from './fetch-options.js';
 import { checkSyncUrl, redactUrl } from './url-policy.js';
 
@@ -121,16 +121,17 @@ async function saveBody(res: Dispatcher.ResponseData, url: URL, o: NormalizedFet
   const counted = { bytes: 0 };
   const limit = byteLimit(o.maxBytes, url, counted);
   // Lists are personal data: readable by this user only. `flush`: on disk before it is renamed.
-  const out = createWriteStream(part, { flags: 'wx', mode: 0o600, flush: true });
-  try {
+  await writeFileStream(part, { flags: 'wx', mode: 0o600, flush: true }, async (out) => {
     if (gzip) await pipeline(res.body, createGunzip(), gunzipIfGzip, limit, out, { signal });
     else await pipeline(res.body, gunzipIfGzip, limit, out, { signal });
+  });
+  try {
     await rename(part, path);
-    return { path, bytes: counted.bytes };
   } catch (err) {
     await rm(part, { force: true });
     throw err;
   }
+  return { path, bytes: counted.bytes };
 }
 
 /** Bytes of a discarded body read to keep the connection; a longer one closes it. */

@@ -13,12 +13,13 @@
  * writing resumes from its checkpoint, one that was analysing or waiting is analysed again and
  * waits for its confirmation again.
  */
-import { createWriteStream, existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { OptoutError, describeValue } from '../errors.js';
+import { writeFileStream } from '../files/file-stream.js';
 import { normalizeImportOptions, normalizePool, type ImportOptions } from '../options.js';
 import { removeOrphanSpools, runImport } from '../pipeline/run-import.js';
 import { emptyCounts, type ImportCounts } from '../store/counts.js';
@@ -163,12 +164,7 @@ export class ImportJobs {
     this.#assertOpen();
     this.#options(request);
     const tmp = join(this.#dir, `incoming-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}`);
-    try {
-      await pipeline(limited(body as AsyncIterable<Buffer>, this.#maxUpload), createWriteStream(tmp));
-    } catch (err) {
-      await rm(tmp, { force: true });
-      throw err;
-    }
+    await writeFileStream(tmp, {}, (out) => pipeline(limited(body as AsyncIterable<Buffer>, this.#maxUpload), out));
     return this.createFromFile(tmp, request, origin);
   }
 

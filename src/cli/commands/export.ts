@@ -1,9 +1,9 @@
-import { createWriteStream } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Command } from 'commander';
 import { exportText, type ExportFormat } from '../../manage/export.js';
+import { writeFileStream } from '../../files/file-stream.js';
 import { withStore, writeOut } from '../args.js';
 
 export function registerExport(program: Command): void {
@@ -24,8 +24,8 @@ export function registerExport(program: Command): void {
         // Written beside the target and renamed at the end: a failed export never leaves a
         // partial list under the final name.
         const tmp = `${flags.out}.${process.pid}.tmp`;
+        await writeFileStream(tmp, {}, (out) => pipeline(Readable.from(text), out));
         try {
-          await pipeline(Readable.from(text), createWriteStream(tmp));
           await rename(tmp, flags.out);
         } catch (err) {
           await rm(tmp, { force: true });
