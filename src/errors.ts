@@ -27,6 +27,7 @@ export const ERROR_TABLE = {
   OPTOUT_ERR_STORE_NOT_OPEN: { exit: 1, http: 503, description: 'the store is not open (closed, or not opened yet)' },
   OPTOUT_ERR_STORE_CORRUPT: { exit: 1, http: 503, description: 'the store holds data of another format or address policy' },
   OPTOUT_ERR_STORE: { exit: 1, http: 503, description: 'the store failed to read or write' },
+  OPTOUT_ERR_STALE: { exit: 1, http: 503, description: 'an API replica has not proven, within its bound, that its view holds every committed change: it answers no check' },
   OPTOUT_ERR_SCHEMA: { exit: 2, http: 503, description: 'the PostgreSQL database has no optout schema, or one of another version: run `optout migrate --db <url>`' },
   OPTOUT_ERR_WORKER: { exit: 1, http: 500, description: 'a parsing thread failed' },
   OPTOUT_ERR_ABORTED: { exit: 1, http: 503, description: 'the operation was interrupted (Ctrl-C, a server shutting down)' },

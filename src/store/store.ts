@@ -55,6 +55,9 @@ export interface Change {
   apiKeys: StoredApiKey[];
 }
 
+/** One part of a {@link Ledger.feedSnapshot}: a change with nothing to delete, at the snapshot's position. */
+export type FeedSnapshotPart = Omit<Change, 'del'>;
+
 /** A scope's suppression of a key, as stored. */
 export interface StoredEntry {
   /** The job (import or single add) that stored it. */
@@ -310,6 +313,17 @@ export interface Ledger {
   head(): Promise<number>;
   /** The changes after position `after`, in commit order, at most `limit` of them. Only where `supports.feed`. */
   changesSince(after: number, limit: number): Promise<Change[]>;
+  /**
+   * What a new follower starts from: the ledger's entries, the metadata of the jobs they point
+   * to and the API keys, all as of one feed position (`seq` of every part), in parts. Applying the
+   * parts, then the changes after `seq`, gives exactly the ledger. Only where `supports.feed`.
+   */
+  feedSnapshot(): AsyncIterable<FeedSnapshotPart>;
+  /**
+   * Names this ledger for its followers, the same for every process that opens it: a view built
+   * from one ledger's feed must never follow another's. Only where `supports.feed`.
+   */
+  feedId(): Promise<string>;
 
   /** Releases the store; every later read or write of stored data fails with OPTOUT_ERR_STORE_NOT_OPEN. */
   close(): Promise<void>;

@@ -9,6 +9,7 @@
  * h<scope>\0<h><key>\0<jobId> a job also holds a key that an earlier job had already stored
  * j<jobId padded>          job record (JSON), including its checkpoint
  * k<id>                    API key record (JSON): its public fields and the SHA-256 of the key
+ * g<jobId>                a followed job's metadata (JSON), in an API replica's view (see follow.ts)
  * m<name>                  metadata (format version, policy, counters, generation, id sequences)
  * s<id padded>             URL sync record (JSON)
  * a..., x...               the audit trail and its index by key (see audit.ts)
@@ -76,6 +77,11 @@ export function jobKey(jobId: string): string {
 }
 
 export const JOB_RANGE = { gt: 'j', lt: 'k' } as const;
+
+/** A job's metadata as an API replica's view keeps it: the view has no job records. */
+export function followedJobKey(jobId: string): string {
+  return 'g' + jobId;
+}
 
 const GENERATION_DIGITS = 15;
 

@@ -4,6 +4,7 @@
  * (`test/store/contract.ts`) runs on both. Records (jobs, API keys, syncs, audit) are kept as
  * JSON, so a caller gets a copy as it would from a database, never an alias of what is stored.
  */
+import { randomUUID } from 'node:crypto';
 import { KeyFilter } from '../../filter/bloom.js';
 import { OptoutError } from '../../errors.js';
 import { auditId, type AuditRecord } from '../audit.js';
@@ -12,7 +13,7 @@ import { jobMetaOf, type AddRecord, type AnyJob, type JobRecord } from '../jobs.
 import {
   ACCOUNT_WIDE, type AddOutcome, type AuditFields, type AuditScan, type ChunkKeyCodec, type ChunkWriter, type HashedKey, type JobMeta,
   type Change, type NewSuppression, type RemovedEntry, type RollbackCounts, type ScopedEntry, type Store, type StoredApiKey, type StoredEntry,
-  type SyncRecord,
+  type FeedSnapshotPart, type SyncRecord,
 } from '../store.js';
 
 /** Scopes and keys cannot contain it (see keys.ts), so a chunk key splits back at its first one. */
@@ -28,6 +29,7 @@ export class MemoryStore implements Store {
   readonly supports = { syncLookups: true, feed: true } as const;
   /** The change feed: change `seq` is at index `seq - 1`. */
   readonly #changes: Change[] = [];
+  readonly #feedId = randomUUID();
   /** scope -> key -> entry. */
   readonly #entries = new Map<string, Map<string, StoredEntry>>();
   /** scope -> key -> the jobs that hold it besides its owner. */
@@ -351,6 +353,25 @@ export class MemoryStore implements Store {
   async changesSince(after: number, limit: number): Promise<Change[]> {
     this.#assertOpen();
     return structuredClone(this.#changes.slice(Math.max(0, after), Math.max(0, after) + limit));
+  }
+
+  async *feedSnapshot(): AsyncGenerator<FeedSnapshotPart> {
+    this.#assertOpen();
+    // Read whole before the first yield: a write made while the caller applies the parts is not
+    // in them, and comes after `seq` in the feed.
+    const seq = this.#changes.length;
+    const apiKeys = this.#readAll<StoredApiKey>(this.#apiKeys, byString);
+    const put: ScopedEntry[] = [];
+    for (const [scope, entries] of [...this.#entries].sort(([a], [b]) => byString(a, b))) {
+      for (const [key, entry] of entries) put.push({ scope, key, ...entry });
+    }
+    const jobs = [...new Set(put.map((e) => e.jobId))].map((id) => ({ id, meta: this.jobMetaSync(id) }));
+    yield { seq, put, jobs, apiKeys };
+  }
+
+  async feedId(): Promise<string> {
+    this.#assertOpen();
+    return this.#feedId;
   }
 
   /** Appends a change to the feed, numbered next. */

@@ -20,7 +20,7 @@ import { moveJob } from '../job-states.js';
 import { jobMetaOf, type AddRecord, type AnyJob, type JobMeta, type JobRecord } from '../jobs.js';
 import {
   ACCOUNT_WIDE, shiftAdded, type AddOutcome, type AuditFields, type AuditScan, type Change, type ChunkKeyCodec, type ChunkResult,
-  type ChunkWriter, type HashedKey, type Ledger, type NewSuppression, type RemovedEntry, type RollbackCounts, type ScopedEntry,
+  type ChunkWriter, type FeedSnapshotPart, type HashedKey, type Ledger, type NewSuppression, type RemovedEntry, type RollbackCounts, type ScopedEntry,
   type StoredApiKey, type StoredEntry, type SyncRecord,
 } from '../store.js';
 import { createPool, redact, storeError, type PgPoolOptions } from './connect.js';
@@ -30,6 +30,8 @@ import { FEED_LOCK, LOCK_CLASS } from './schema.js';
 /** Scopes and keys cannot contain it (see the address policy), and PostgreSQL text cannot either. */
 const SEP = '\u0000';
 const PAGE = 1000;
+/** Entries per part of a feed snapshot: a new replica reads them all, in as few round trips as memory allows. */
+const SNAPSHOT_PAGE = 10_000;
 
 type Db = pg.Pool | pg.PoolClient;
 
@@ -359,25 +361,79 @@ export class PgLedger implements Ledger {
 
   /** One snapshot for the whole walk (REPEATABLE READ): writes made meanwhile are not seen. */
   async *scanEntries(scope?: string): AsyncGenerator<ScopedEntry[]> {
-    this.#assertOpen();
+    const c = await this.#snapshot();
+    try {
+      yield* this.#entryPages(c, PAGE, scope);
+    } finally {
+      await this.#endSnapshot(c);
+    }
+  }
+
+  async *feedSnapshot(): AsyncGenerator<FeedSnapshotPart> {
+    const c = await this.#snapshot();
+    try {
+      // Read in the snapshot: the feed position and the tables agree (appendChange takes the
+      // feed lock as a transaction's last step, so no change below `seq` commits later).
+      const { rows: [head] } = await c.query<{ seq: string }>('SELECT coalesce(max(seq), 0) AS seq FROM changes')
+        .catch((cause: unknown) => { throw this.#error(cause, 'read the feed head'); });
+      const seq = Number((head as { seq: string }).seq);
+      const { rows: keys } = await c.query<{ record: StoredApiKey }>('SELECT record FROM api_keys ORDER BY id')
+        .catch((cause: unknown) => { throw this.#error(cause, 'list API keys'); });
+      yield { seq, put: [], jobs: [], apiKeys: keys.map((r) => r.record) };
+      const seen = new Set<string>();
+      for await (const put of this.#entryPages(c, SNAPSHOT_PAGE)) {
+        const fresh = [...new Set(put.map((e) => e.jobId))].filter((id) => !seen.has(id));
+        for (const id of fresh) seen.add(id);
+        const { rows } = await c.query<{ id: string; record: AnyJob }>('SELECT id::text AS id, record FROM jobs WHERE id = ANY($1::bigint[])', [fresh])
+          .catch((cause: unknown) => { throw this.#error(cause, 'read job records'); });
+        const records = new Map(rows.map((r) => [r.id, r.record]));
+        yield { seq, put, jobs: fresh.map((id) => ({ id, meta: jobMetaOf(records.get(id)) })), apiKeys: [] };
+      }
+    } finally {
+      await this.#endSnapshot(c);
+    }
+  }
+
+  async feedId(): Promise<string> {
+    const { rows } = await this.#query<{ value: string }>('read the ledger id', `SELECT value FROM optout_meta WHERE name = 'ledger_id'`);
+    const id = rows[0]?.value;
+    if (id === undefined) throw new OptoutError('OPTOUT_ERR_SCHEMA', `The database ${this.url} has no ledger id: run \`optout migrate --db <url>\``);
+    return id;
+  }
+
+  /** A connection in a read-only REPEATABLE READ transaction: one snapshot for every read on it. */
+  async #snapshot(): Promise<pg.PoolClient> {
     const c = await this.#connect();
     try {
       await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-      let after: [string, string] = ['', ''];
-      for (;;) {
-        const params: unknown[] = [after[0], after[1], PAGE];
-        if (scope !== undefined) params.push(scope);
-        const { rows } = await c.query<{ scope: string; key: string; job: string; address: string | null }>(
-          `SELECT scope, key, job, address FROM entries WHERE (scope, key) > ($1, $2) ${scope === undefined ? '' : 'AND scope = $4'}
-           ORDER BY scope, key LIMIT $3`, params).catch((cause: unknown) => { throw this.#error(cause, 'scan entries'); });
-        if (rows.length > 0) yield rows.map((r) => ({ scope: r.scope, key: r.key, jobId: r.job, address: r.address ?? undefined }));
-        const last = rows.at(-1);
-        if (last === undefined || rows.length < PAGE) break;
-        after = [last.scope, last.key];
-      }
-    } finally {
-      await c.query('ROLLBACK').catch(() => undefined);
-      c.release();
+    } catch (cause) {
+      c.release(true);
+      throw this.#error(cause, 'begin a snapshot');
+    }
+    return c;
+  }
+
+  async #endSnapshot(c: pg.PoolClient): Promise<void> {
+    let broken = false;
+    await c.query('ROLLBACK').catch(() => {
+      broken = true;
+    });
+    c.release(broken);
+  }
+
+  /** Every entry (of one scope, or all), in key order, in pages of `size`, read on `c`. */
+  async *#entryPages(c: pg.PoolClient, size: number, scope?: string): AsyncGenerator<ScopedEntry[]> {
+    let after: [string, string] = ['', ''];
+    for (;;) {
+      const params: unknown[] = [after[0], after[1], size];
+      if (scope !== undefined) params.push(scope);
+      const { rows } = await c.query<{ scope: string; key: string; job: string; address: string | null }>(
+        `SELECT scope, key, job, address FROM entries WHERE (scope, key) > ($1, $2) ${scope === undefined ? '' : 'AND scope = $4'}
+         ORDER BY scope, key LIMIT $3`, params).catch((cause: unknown) => { throw this.#error(cause, 'scan entries'); });
+      if (rows.length > 0) yield rows.map((r) => ({ scope: r.scope, key: r.key, jobId: r.job, address: r.address ?? undefined }));
+      const last = rows.at(-1);
+      if (last === undefined || rows.length < size) break;
+      after = [last.scope, last.key];
     }
   }
 

@@ -7,7 +7,7 @@
  */
 
 /** The schema version this code reads and writes; `migrate` brings a database to it. */
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 
 /**
  * Statements that take a database from version `index` to `index + 1`. Each runs in the
@@ -85,6 +85,11 @@ export const MIGRATIONS: readonly (readonly string[])[] = [
        body jsonb NOT NULL,
        committed_at timestamptz NOT NULL DEFAULT now()
      )`,
+  ],
+  [
+    // The ledger's name for its followers: a replica's view records it, and refuses to follow
+    // another database's feed (a restored backup, a mistyped URL) onto what it holds.
+    `INSERT INTO optout_meta (name, value) VALUES ('ledger_id', gen_random_uuid()::text)`,
   ],
 ];
 
