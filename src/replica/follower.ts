@@ -9,7 +9,7 @@ import type { LevelStore } from '../store/level/level-store.js';
 import type { Ledger } from '../store/store.js';
 
 export interface FollowerOptions {
-  /** Between two reads of the feed once caught up. @default 100 */
+  /** Between two reads of the feed once caught up, when no notification wakes the follower sooner. @default 100 */
   pollMs?: number;
   /** Changes read and applied at once. @default 1000 */
   pageSize?: number;
@@ -43,6 +43,7 @@ export class FeedFollower {
   #stopped = false;
   #loop: Promise<void> | undefined;
   #wake: (() => void) | undefined;
+  #unsubscribe: (() => void) | undefined;
   readonly #waiters = new Set<{ seq: number; resolve: (reached: boolean) => void }>();
 
   constructor(ledger: Ledger, view: LevelStore, options: FollowerOptions = {}) {
@@ -84,6 +85,8 @@ export class FeedFollower {
     if (this.#loop !== undefined) throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', 'The follower is already started');
     if (this.#view.following?.complete !== true) await this.#loadSnapshot();
     await this.#catchUp();
+    // Woken when a change commits; the poll stays, as the proof of freshness and for lost hints.
+    this.#unsubscribe = this.#ledger.onChange(() => this.poke());
     this.#loop = this.#follow();
   }
 
@@ -118,6 +121,7 @@ export class FeedFollower {
   /** Stops following; the view stays open (its owner closes it). */
   async stop(): Promise<void> {
     this.#stopped = true;
+    this.#unsubscribe?.();
     this.#wake?.();
     await this.#loop;
     for (const w of [...this.#waiters]) w.resolve(false);

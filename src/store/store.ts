@@ -324,6 +324,12 @@ export interface Ledger {
    * from one ledger's feed must never follow another's. Only where `supports.feed`.
    */
   feedId(): Promise<string>;
+  /**
+   * Calls `wake` soon after changes commit, until the returned function is called: a hint that
+   * spares a follower its next poll, never a guarantee (a hint may be lost, or come twice), so
+   * followers poll anyway. Only where `supports.feed`.
+   */
+  onChange(wake: () => void): () => void;
 
   /** Releases the store; every later read or write of stored data fails with OPTOUT_ERR_STORE_NOT_OPEN. */
   close(): Promise<void>;

@@ -93,6 +93,16 @@ await withPgDatabase('FeedFollower', (url) => {
     expect(checker.decide({ email: 'late@x.org' })).toMatchObject({ eligible: false, reason: 'suppressed' });
   });
 
+  it('is woken by the database when a change commits, long before its next poll', async () => {
+    const { follower } = await follow(await tempDir('optout-replica-'), ledger, { pollMs: 600_000 });
+    // A separate process's write: another pool, as another replica or importer would have.
+    const writer = await openLedger();
+    await addKey(writer, ACCOUNT_WIDE, 'woken@x.org');
+    const head = await writer.head();
+    for (let i = 0; i < 1000 && follower.seq < head; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(follower.seq).toBe(head);
+  });
+
   it('reopens where it stopped, without loading a snapshot again', async () => {
     const dir = await tempDir('optout-replica-');
     await importKeys(ledger, ACCOUNT_WIDE, ['a@x.org', 'b@x.org']);

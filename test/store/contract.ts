@@ -142,6 +142,26 @@ export function storeContract(name: string, factory: StoreFactory, supports: Sto
         await follower.expectSameAs(store);
       });
 
+      it.runIf(supports.feed)('wakes its subscribers after a change commits, until they unsubscribe', async () => {
+        let wakes = 0;
+        const unsubscribe = store.onChange(() => {
+          wakes++;
+        });
+        // A subscription may wake once as it starts (PostgreSQL: once it listens).
+        await addKey(store, ACCOUNT_WIDE, 'a@x.org');
+        for (let i = 0; i < 500 && wakes === 0; i++) await new Promise((r) => setTimeout(r, 10));
+        expect(wakes).toBeGreaterThan(0);
+        const before = wakes;
+        await addKey(store, ACCOUNT_WIDE, 'b@x.org');
+        for (let i = 0; i < 500 && wakes === before; i++) await new Promise((r) => setTimeout(r, 10));
+        expect(wakes).toBeGreaterThan(before);
+        unsubscribe();
+        const after = wakes;
+        await addKey(store, ACCOUNT_WIDE, 'c@x.org');
+        await new Promise((r) => setTimeout(r, 100));
+        expect(wakes).toBe(after);
+      });
+
       it.runIf(supports.feed)('names the ledger the same way every time', async () => {
         const id = await store.feedId();
         expect(id).toMatch(/\S/);
@@ -153,6 +173,7 @@ export function storeContract(name: string, factory: StoreFactory, supports: Sto
         expect(await failureCode(() => store.head())).toBe('OPTOUT_ERR_INVALID_OPTION');
         expect(await failureCode(() => store.changesSince(0, 1))).toBe('OPTOUT_ERR_INVALID_OPTION');
         expect(await failureCode(() => store.feedId())).toBe('OPTOUT_ERR_INVALID_OPTION');
+        expect(await failureCode(() => store.onChange(() => undefined))).toBe('OPTOUT_ERR_INVALID_OPTION');
         expect(await failureCode(async () => {
           for await (const part of store.feedSnapshot()) expect(part).toBeUndefined();
         })).toBe('OPTOUT_ERR_INVALID_OPTION');

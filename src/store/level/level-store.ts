@@ -733,6 +733,10 @@ export class LevelStore implements Store {
     throw noFeed();
   }
 
+  onChange(): () => void {
+    throw noFeed();
+  }
+
   /** Writes records that are not entries (no generation, no filter log), atomically. */
   async #put(ops: ReadonlyArray<{ key: string; value: string }>): Promise<void> {
     this.#assertOpen();

@@ -30,6 +30,7 @@ export class MemoryStore implements Store {
   /** The change feed: change `seq` is at index `seq - 1`. */
   readonly #changes: Change[] = [];
   readonly #feedId = randomUUID();
+  readonly #wakes = new Set<() => void>();
   /** scope -> key -> entry. */
   readonly #entries = new Map<string, Map<string, StoredEntry>>();
   /** scope -> key -> the jobs that hold it besides its owner. */
@@ -374,9 +375,20 @@ export class MemoryStore implements Store {
     return this.#feedId;
   }
 
+  onChange(wake: () => void): () => void {
+    this.#assertOpen();
+    const listener = (): void => wake();
+    this.#wakes.add(listener);
+    return () => {
+      this.#wakes.delete(listener);
+    };
+  }
+
   /** Appends a change to the feed, numbered next. */
   #record(change: Partial<Omit<Change, 'seq'>>): void {
     this.#changes.push({ seq: this.#changes.length + 1, put: [], del: [], jobs: [], apiKeys: [], ...change });
+    // After the caller's write, as a database's notification comes after the commit.
+    for (const wake of this.#wakes) queueMicrotask(wake);
   }
 
   #nextJobId(): string {

@@ -24,6 +24,7 @@ import {
   type StoredApiKey, type StoredEntry, type SyncRecord,
 } from '../store.js';
 import { createPool, redact, storeError, type PgPoolOptions } from './connect.js';
+import { CHANGES_CHANNEL, ChangeListener } from './listen.js';
 import { checkSchema } from './migrate.js';
 import { FEED_LOCK, LOCK_CLASS } from './schema.js';
 
@@ -49,8 +50,10 @@ type ChangeBody = Omit<Change, 'seq'>;
 export async function appendChange(client: pg.ClientBase, body: Partial<ChangeBody>): Promise<number> {
   const full: ChangeBody = { put: [], del: [], jobs: [], apiKeys: [], ...body };
   await client.query('SELECT pg_advisory_xact_lock($1, $2)', [LOCK_CLASS, FEED_LOCK]);
+  // The notification goes out at COMMIT (none for a rolled-back transaction).
   const { rows } = await client.query<{ seq: string }>(
-    'INSERT INTO changes (seq, body) SELECT coalesce(max(seq), 0) + 1, $1 FROM changes RETURNING seq', [JSON.stringify(full)]);
+    `WITH appended AS (INSERT INTO changes (seq, body) SELECT coalesce(max(seq), 0) + 1, $1 FROM changes RETURNING seq)
+     SELECT seq, pg_notify('${CHANGES_CHANNEL}', seq::text) FROM appended`, [JSON.stringify(full)]);
   return Number((rows[0] as { seq: string }).seq);
 }
 
@@ -78,10 +81,12 @@ export class PgLedger implements Ledger {
   readonly #writers = new TurnQueue();
   readonly #importers = new TurnQueue();
   readonly #inFlight = new Set<Promise<unknown>>();
+  readonly #listener: ChangeListener;
 
   private constructor(pool: pg.Pool, url: string) {
     this.#pool = pool;
     this.#url = url;
+    this.#listener = new ChangeListener(url);
   }
 
   /**
@@ -394,6 +399,11 @@ export class PgLedger implements Ledger {
     }
   }
 
+  onChange(wake: () => void): () => void {
+    this.#assertOpen();
+    return this.#listener.subscribe(wake);
+  }
+
   async feedId(): Promise<string> {
     const { rows } = await this.#query<{ value: string }>('read the ledger id', `SELECT value FROM optout_meta WHERE name = 'ledger_id'`);
     const id = rows[0]?.value;
@@ -505,6 +515,7 @@ export class PgLedger implements Ledger {
   async close(): Promise<void> {
     if (!this.#open) return;
     this.#open = false;
+    await this.#listener.close();
     await Promise.allSettled([...this.#inFlight]);
     await this.#pool.end();
   }
