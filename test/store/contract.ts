@@ -463,6 +463,27 @@ export function storeContract(name: string, factory: StoreFactory, supports: Sto
       expect(three.id).toBe('3');
     });
 
+    it('stores records by kind: round-trip, update, list in id order, delete, each audited', async () => {
+      const before = (await audits(store)).length;
+      await store.putRecord('link-key', 'k2', { secret: 'two', createdAt: 2 }, auditOf(store, 'key.create', null, null));
+      await store.putRecord('link-key', 'k1', { secret: 'one' }, auditOf(store, 'key.create', null, null));
+      await store.putRecord('inbound', 'k1', { provider: 'mailgun' }, undefined);
+      expect(await store.getRecord('link-key', 'k1')).toEqual({ secret: 'one' });
+      expect(await store.getRecord('link-key', 'k3')).toBeUndefined();
+      await store.putRecord('link-key', 'k1', { secret: 'one', retiredAt: 5 }, undefined);
+      expect(await store.listRecords('link-key')).toEqual([
+        { id: 'k1', value: { secret: 'one', retiredAt: 5 } }, { id: 'k2', value: { secret: 'two', createdAt: 2 } },
+      ]);
+      expect(await store.listRecords('inbound')).toEqual([{ id: 'k1', value: { provider: 'mailgun' } }]);
+      await store.deleteRecord('link-key', 'k2', auditOf(store, 'key.revoke', null, null));
+      await store.deleteRecord('link-key', 'absent', undefined);
+      expect(await store.listRecords('link-key')).toEqual([{ id: 'k1', value: { secret: 'one', retiredAt: 5 } }]);
+      expect((await audits(store)).length - before).toBe(3);
+      // Kinds and ids are checked: a backend's keys never see a separator or an unknown kind.
+      expect(await failureCode(() => store.putRecord('nope' as 'inbound', 'a', {}, undefined))).toBe('OPTOUT_ERR_INVALID_OPTION');
+      expect(await failureCode(() => store.getRecord('inbound', 'a\u0000b'))).toBe('OPTOUT_ERR_INVALID_OPTION');
+    });
+
     it('fails every call with OPTOUT_ERR_STORE_NOT_OPEN once closed', async () => {
       const add = await addKey(store, ACCOUNT_WIDE, 'a@x.org');
       await store.putApiKey(apiKeyRecord('a1'), auditOf(store, 'key.create', null, null));
@@ -497,6 +518,10 @@ export function storeContract(name: string, factory: StoreFactory, supports: Sto
         rollbackJob: () => store.rollbackJob(addJob, () => record),
         createSync: () => store.createSync((id) => syncRecord(id), () => record),
         listSyncs: () => store.listSyncs(),
+        putRecord: () => store.putRecord('inbound', 'a', {}, undefined),
+        getRecord: () => store.getRecord('inbound', 'a'),
+        listRecords: () => store.listRecords('inbound'),
+        deleteRecord: () => store.deleteRecord('inbound', 'a', undefined),
       };
       if (store.supports.feed) Object.assign(calls, { head: () => store.head(), changesSince: () => store.changesSince(0, 10) });
       if (view) {

@@ -11,6 +11,7 @@
  * k<id>                    API key record (JSON): its public fields and the SHA-256 of the key
  * g<jobId>                a followed job's metadata (JSON), in an API replica's view (see follow.ts)
  * m<name>                  metadata (format version, policy, counters, generation, id sequences)
+ * r<kind>\0<id>            a feature's record (JSON): a link key, an inbound endpoint
  * s<id padded>             URL sync record (JSON)
  * a..., x...               the audit trail and its index by key (see audit.ts)
  * ```
@@ -125,6 +126,14 @@ export function apiKeyKey(id: string): string {
 }
 
 export const API_KEY_RANGE = { gt: 'k', lt: 'l' } as const;
+
+export function recordKey(kind: string, id: string): string {
+  return 'r' + kind + SEP + id;
+}
+
+export function recordRange(kind: string): { gt: string; lt: string } {
+  return { gt: 'r' + kind + SEP, lt: 'r' + kind + '\u0001' };
+}
 
 export function syncKey(id: string): string {
   return 's' + id.padStart(12, '0');

@@ -7,7 +7,7 @@ import { KeyFilter } from '../../filter/bloom.js';
 import { hashKeyTuple } from '../../filter/hash.js';
 import {
   ACCOUNT_WIDE, API_KEY_RANGE, AUDIT_RANGE, COUNT_RANGE, auditIdOfIndex, auditIndexRange, auditOps, JOB_RANGE, SYNC_RANGE, apiKeyKey, countKey, decodeEntryValue, encodeEntryValue,
-  entryKey, entryKeyOfHash, entryKeyPrefix, entryRange, filterLogKey, followedJobKey, holdKeyOfEntry, holdRangeOfEntry, jobKey, metaKey, parseEntryKey, syncKey,
+  entryKey, entryKeyOfHash, entryKeyPrefix, entryRange, filterLogKey, followedJobKey, holdKeyOfEntry, recordKey, recordRange, holdRangeOfEntry, jobKey, metaKey, parseEntryKey, syncKey,
 } from './keys.js';
 import type { AddRecord, AnyJob, JobRecord } from '../jobs.js';
 import { auditId, type AuditRecord } from '../audit.js';
@@ -15,8 +15,9 @@ import { JobMetaCache } from './job-meta.js';
 import { rollbackInLevel, type ChangeOp } from './rollback.js';
 import type {
   AddOutcome, AuditFields, AuditScan, Change, ChunkKeyCodec, FeedSnapshotPart, ChunkWriter, HashedKey, JobMeta, NewSuppression, RemovedEntry, RollbackCounts, ScopedEntry, Store,
-  StoredApiKey, StoredEntry, SyncRecord,
+  RecordKind, StoredApiKey, StoredEntry, SyncRecord,
 } from '../store.js';
+import { assertRecordRef } from '../store.js';
 import { removeStaleSnapshotFiles, saveFilterSnapshot } from './filter-snapshot.js';
 import { FilterLogRecord } from './filter-log.js';
 import { generationToken, loadKeyFilter, type FilterSource } from './filter-rebuild.js';
@@ -603,6 +604,39 @@ export class LevelStore implements Store {
       ], new Map(), audit(sync));
       return sync;
     });
+  }
+
+  async putRecord(kind: RecordKind, id: string, value: unknown, audit: AuditRecord | undefined): Promise<void> {
+    assertRecordRef(kind, id);
+    await this.#put([{ key: recordKey(kind, id), value: JSON.stringify(value) }, ...(audit === undefined ? [] : auditOps(audit))]);
+  }
+
+  async getRecord<T>(kind: RecordKind, id: string): Promise<T | undefined> {
+    assertRecordRef(kind, id);
+    this.#assertOpen();
+    const raw = await this.db.get(recordKey(kind, id));
+    return raw === undefined ? undefined : (JSON.parse(raw) as T);
+  }
+
+  async listRecords<T>(kind: RecordKind): Promise<Array<{ id: string; value: T }>> {
+    assertRecordRef(kind, 'x');
+    this.#assertOpen();
+    const out: Array<{ id: string; value: T }> = [];
+    const prefix = recordKey(kind, '');
+    for await (const [key, value] of this.db.iterator(recordRange(kind))) out.push({ id: key.slice(prefix.length), value: JSON.parse(value) as T });
+    return out;
+  }
+
+  async deleteRecord(kind: RecordKind, id: string, audit: AuditRecord | undefined): Promise<void> {
+    assertRecordRef(kind, id);
+    this.#assertOpen();
+    const b = this.db.batch().del(recordKey(kind, id));
+    if (audit !== undefined) for (const op of auditOps(audit)) b.put(op.key, op.value);
+    try {
+      await b.write();
+    } catch (cause) {
+      throw new OptoutError('OPTOUT_ERR_STORE', `Store write failed: ${(cause as Error).message}`, { cause });
+    }
   }
 
   async putSync(sync: SyncRecord): Promise<void> {

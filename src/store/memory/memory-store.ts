@@ -13,7 +13,7 @@ import { jobMetaOf, type AddRecord, type AnyJob, type JobRecord } from '../jobs.
 import {
   ACCOUNT_WIDE, type AddOutcome, type AuditFields, type AuditScan, type ChunkKeyCodec, type ChunkWriter, type HashedKey, type JobMeta,
   type Change, type NewSuppression, type RemovedEntry, type RollbackCounts, type ScopedEntry, type Store, type StoredApiKey, type StoredEntry,
-  type FeedSnapshotPart, type SyncRecord,
+  type FeedSnapshotPart, type RecordKind, type SyncRecord, assertRecordRef,
 } from '../store.js';
 
 /** Scopes and keys cannot contain it (see keys.ts), so a chunk key splits back at its first one. */
@@ -40,6 +40,8 @@ export class MemoryStore implements Store {
   readonly #jobs = new Map<string, string>();
   readonly #apiKeys = new Map<string, string>();
   readonly #syncs = new Map<string, string>();
+  /** `<kind>\0<id>` -> JSON. */
+  readonly #records = new Map<string, string>();
   readonly #audit = new Map<string, string>();
   /** key -> ids of the audit records about it. */
   readonly #auditByKey = new Map<string, string[]>();
@@ -321,6 +323,33 @@ export class MemoryStore implements Store {
       this.#appendAudit(record);
       return sync;
     });
+  }
+
+  async putRecord(kind: RecordKind, id: string, value: unknown, audit: AuditRecord | undefined): Promise<void> {
+    assertRecordRef(kind, id);
+    this.#assertOpen();
+    this.#records.set(`${kind}\u0000${id}`, JSON.stringify(value));
+    if (audit !== undefined) this.#appendAudit(audit);
+  }
+
+  async getRecord<T>(kind: RecordKind, id: string): Promise<T | undefined> {
+    assertRecordRef(kind, id);
+    return this.#read<T>(this.#records, `${kind}\u0000${id}`);
+  }
+
+  async listRecords<T>(kind: RecordKind): Promise<Array<{ id: string; value: T }>> {
+    assertRecordRef(kind, 'x');
+    this.#assertOpen();
+    const prefix = `${kind}\u0000`;
+    return [...this.#records.keys()].filter((k) => k.startsWith(prefix)).sort(byString)
+      .map((k) => ({ id: k.slice(prefix.length), value: this.#read<T>(this.#records, k) as T }));
+  }
+
+  async deleteRecord(kind: RecordKind, id: string, audit: AuditRecord | undefined): Promise<void> {
+    assertRecordRef(kind, id);
+    this.#assertOpen();
+    this.#records.delete(`${kind}\u0000${id}`);
+    if (audit !== undefined) this.#appendAudit(audit);
   }
 
   async putSync(sync: SyncRecord): Promise<void> {

@@ -20,7 +20,7 @@ import { moveJob } from '../job-states.js';
 import { jobMetaOf, type AddRecord, type AnyJob, type JobMeta, type JobRecord } from '../jobs.js';
 import {
   ACCOUNT_WIDE, shiftAdded, type AddOutcome, type AuditFields, type AuditScan, type Change, type ChunkKeyCodec, type ChunkResult,
-  type ChunkWriter, type FeedSnapshotPart, type HashedKey, type Ledger, type NewSuppression, type RemovedEntry, type RollbackCounts, type ScopedEntry,
+  type ChunkWriter, type FeedSnapshotPart, type HashedKey, type Ledger, type RecordKind, assertRecordRef, type NewSuppression, type RemovedEntry, type RollbackCounts, type ScopedEntry,
   type StoredApiKey, type StoredEntry, type SyncRecord,
 } from '../store.js';
 import { createPool, redact, storeError, type PgPoolOptions } from './connect.js';
@@ -472,6 +472,35 @@ export class PgLedger implements Ledger {
       await c.query('INSERT INTO syncs (id, record) VALUES ($1, $2)', [sync.id, JSON.stringify(sync)]);
       await insertAudit(c, [record]);
       return sync;
+    });
+  }
+
+  async putRecord(kind: RecordKind, id: string, value: unknown, audit: AuditRecord | undefined): Promise<void> {
+    assertRecordRef(kind, id);
+    await this.#tx('write a record', async (c) => {
+      await c.query('INSERT INTO records (kind, id, value) VALUES ($1, $2, $3) ON CONFLICT (kind, id) DO UPDATE SET value = EXCLUDED.value',
+        [kind, id, JSON.stringify(value)]);
+      if (audit !== undefined) await insertAudit(c, [audit]);
+    });
+  }
+
+  async getRecord<T>(kind: RecordKind, id: string): Promise<T | undefined> {
+    assertRecordRef(kind, id);
+    const { rows } = await this.#query<{ value: T }>('read a record', 'SELECT value FROM records WHERE kind = $1 AND id = $2', [kind, id]);
+    return rows[0]?.value;
+  }
+
+  async listRecords<T>(kind: RecordKind): Promise<Array<{ id: string; value: T }>> {
+    assertRecordRef(kind, 'x');
+    const { rows } = await this.#query<{ id: string; value: T }>('list records', 'SELECT id, value FROM records WHERE kind = $1 ORDER BY id', [kind]);
+    return rows;
+  }
+
+  async deleteRecord(kind: RecordKind, id: string, audit: AuditRecord | undefined): Promise<void> {
+    assertRecordRef(kind, id);
+    await this.#tx('delete a record', async (c) => {
+      await c.query('DELETE FROM records WHERE kind = $1 AND id = $2', [kind, id]);
+      if (audit !== undefined) await insertAudit(c, [audit]);
     });
   }
 
