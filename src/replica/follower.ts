@@ -15,6 +15,8 @@ export interface FollowerOptions {
   pageSize?: number;
   /** Told of a failed read or write; the follower retries after `pollMs`. */
   onError?: (err: unknown) => void;
+  /** Told of each position the view reaches, once it is written (for lag measurements and logs). */
+  onApplied?: (seq: number) => void;
 }
 
 /** What the follower can prove about its view, for `/readyz` and the stale errors. */
@@ -39,6 +41,7 @@ export class FeedFollower {
   readonly #pollMs: number;
   readonly #pageSize: number;
   readonly #onError: (err: unknown) => void;
+  readonly #onApplied: (seq: number) => void;
   #provenAt: number | null = null;
   #stopped = false;
   #loop: Promise<void> | undefined;
@@ -53,6 +56,7 @@ export class FeedFollower {
     this.#pollMs = options.pollMs ?? 100;
     this.#pageSize = options.pageSize ?? 1000;
     this.#onError = options.onError ?? (() => undefined);
+    this.#onApplied = options.onApplied ?? (() => undefined);
   }
 
   /** The feed position the view holds. */
@@ -143,7 +147,10 @@ export class FeedFollower {
       const started = Date.now();
       const page = await this.#ledger.changesSince(this.seq, this.#pageSize);
       const last = page.at(-1);
-      if (last !== undefined) await this.#view.applyFollowed(page, { seq: last.seq, complete: true });
+      if (last !== undefined) {
+        await this.#view.applyFollowed(page, { seq: last.seq, complete: true });
+        this.#onApplied(last.seq);
+      }
       for (const w of [...this.#waiters]) if (this.seq >= w.seq) w.resolve(true);
       if (page.length < this.#pageSize) {
         this.#provenAt = started;

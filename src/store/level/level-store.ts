@@ -707,7 +707,9 @@ export class LevelStore implements Store {
     if (to.seq < from.seq || (from.complete && !to.complete)) {
       throw new OptoutError('OPTOUT_ERR_STORE', `A replica's view moves forward only: at ${from.seq}${from.complete ? '' : ' (loading)'}, asked for ${to.seq}`);
     }
-    const present = await this.#presence(changes);
+    // While a snapshot loads, the view started empty (see openReplicaView) and the snapshot's
+    // parts hold each entry once: nothing to look up.
+    const present = from.complete ? await this.#presence(changes) : new Map<string, boolean>();
     const b = this.db.batch();
     const log = new FilterLogRecord();
     const delta = new Map<string, number>();
