@@ -209,13 +209,21 @@ export class ImportJobs {
   /** Takes up the jobs a previous process left unfinished. */
   async resumeAll(): Promise<string[]> {
     await removeOrphanSpools(this.#store);
-    // Uploads and fetches cut off before their job existed belong to no job.
-    for (const name of await readdir(this.#dir)) {
+    // Listed before the jobs: a job's file appears only once its record exists, so every file
+    // listed here has a job in the list below.
+    const names = await readdir(this.#dir);
+    const jobs = await this.#store.listImports();
+    const live = new Set(jobs.filter((j) => RESUMABLE.has(j.state)).map((j) => j.id));
+    for (const name of names) {
       if (this.#arriving.has(name)) continue;
-      if (name.startsWith('incoming-') || name.startsWith('optout-sync-')) await rm(join(this.#dir, name), { force: true });
+      const id = /^(\d+)\.csv$/.exec(name)?.[1];
+      // Uploads and fetches cut off before their job existed belong to no job; the file of a
+      // job that has ended (a crash before its removal) is of no use to anyone.
+      if (id !== undefined && !live.has(id)) await this.#removeUpload(id);
+      else if (name.startsWith('incoming-') || name.startsWith('optout-sync-')) await rm(join(this.#dir, name), { force: true });
     }
     const resumed: string[] = [];
-    for (const job of await this.#store.listImports()) {
+    for (const job of jobs) {
       if (job.origin?.via === 'cli' || job.origin === undefined || !RESUMABLE.has(job.state)) continue;
       // Analysing it again would only lead to its expiry.
       if (waitsForConfirmation(job) && Date.parse(job.createdAt) + this.#ttl <= Date.now()) {

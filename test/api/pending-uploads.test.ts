@@ -5,7 +5,7 @@
  * it is stored). Requests through `app.inject()` (a loopback socket for a chunked body), a real
  * store, imports in the inline pool.
  */
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createServer, type OptoutServer } from '../../src/api/server.js';
@@ -230,6 +230,29 @@ describe('the cleanup at start', () => {
     expect(existsSync(uploadPath(db, job.id))).toBe(true);
     for (let i = 0; i < 400 && (await jobs.get(job.id))?.state === 'analyzing'; i++) await new Promise((r) => setTimeout(r, 25));
     expect(await jobs.get(job.id)).toMatchObject({ state: 'awaiting_confirmation', counts: { unique: 1 } });
+    await jobs.close();
+  });
+
+  it('removes the upload of a job that ended before its file was removed, and stops counting it', async () => {
+    const s = await serve({});
+    const call = injectCaller(() => s.app);
+    const posted = await call('POST', '/v1/imports?yes=true', s.admin, csv('ended', 5), { 'content-type': 'text/csv' });
+    const id = posted.json['id'] as string;
+    expect(await waitWhile(s, id, ['importing'])).toMatchObject({ state: 'completed' });
+    await s.app.close();
+    await s.store.close();
+    // What a process killed between the job's end and the file's removal leaves.
+    writeFileSync(uploadPath(s.db, id), csv('ended', 5));
+
+    const store = await openStore(s.db);
+    const pool = countingPool();
+    open.push({ store, pool });
+    const jobs = new ImportJobs(store.store, { pool });
+    expect(jobs.pendingBytes).toBeGreaterThan(0);
+    expect(await jobs.resumeAll()).toEqual([]);
+    expect(existsSync(uploadPath(s.db, id))).toBe(false);
+    expect(existsSync(join(s.db, 'uploads', `${id}.rejects.csv`))).toBe(true);
+    expect(jobs.pendingBytes).toBe(0);
     await jobs.close();
   });
 });
