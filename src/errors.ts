@@ -41,6 +41,7 @@ export const ERROR_TABLE = {
   OPTOUT_ERR_RATE_LIMITED: { exit: 1, http: 429, description: 'HTTP: the API key\'s rate limit is exceeded (with `Retry-After`)' },
   OPTOUT_ERR_REQUEST_TIMEOUT: { exit: 1, http: 408, description: 'HTTP: a request body did not arrive in time, or an upload stalled' },
   OPTOUT_ERR_PAYLOAD_TOO_LARGE: { exit: 1, http: 413, description: 'HTTP: the body or the batch is too large' },
+  OPTOUT_ERR_PENDING_QUOTA: { exit: 1, http: 507, description: 'HTTP: an upload would take the uploads kept for unfinished import jobs past `--max-pending-bytes`' },
   OPTOUT_ERR_NOT_READY: { exit: 1, http: 503, description: 'HTTP: the store or its key filter is not ready yet' },
   OPTOUT_ERR_INVALID_JSON: { exit: 1, http: 400, description: 'HTTP: the body is not valid JSON' },
   OPTOUT_ERR_UNSUPPORTED_MEDIA_TYPE: { exit: 1, http: 415, description: 'HTTP: the body is not of a type the route accepts' },
