@@ -5,7 +5,7 @@
  */
 import { execFile } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
-import { chown, chmod, mkdtemp, rm } from 'node:fs/promises';
+import { chown, chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
@@ -28,7 +28,16 @@ export function serverBinaries(): string | undefined {
 }
 
 /** Starts a loopback-only cluster in a folder under /tmp; as root, as the OS user postgres (it refuses root). */
-export async function startCluster(bin: string): Promise<{ url: string; stop(): Promise<void> }> {
+/** A cluster started here. */
+export interface StartedCluster {
+  url: string;
+  /** Stops the server (immediate mode) and removes its folder. */
+  stop(): Promise<void>;
+  /** Sends `signal` to the server and every process it started (SIGSTOP pauses the whole server, SIGCONT resumes it). */
+  signal(signal: NodeJS.Signals): Promise<void>;
+}
+
+export async function startCluster(bin: string): Promise<StartedCluster> {
   const root = process.getuid?.() === 0;
   const dir = await mkdtemp('/tmp/optout-test-pg.');
   if (root) await chown(dir, ...(await postgresIds()));
@@ -44,7 +53,15 @@ export async function startCluster(bin: string): Promise<{ url: string; stop(): 
     await as(join(bin, 'initdb'), ['-D', data, '-A', 'trust', '-U', 'postgres', '-E', 'UTF8', '--locale=C.UTF-8', '--no-sync']);
     await as(join(bin, 'pg_ctl'), ['-D', data, '-l', join(dir, 'server.log'), '-w', '-t', '60',
       '-o', `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off`, 'start']);
-    return { url: `postgres://postgres@127.0.0.1:${port}/postgres`, stop };
+    const signal = async (sig: NodeJS.Signals): Promise<void> => {
+      const postmaster = Number((await readFile(join(data, 'postmaster.pid'), 'utf8')).split('\n')[0]);
+      const { stdout } = await run('pgrep', ['-P', String(postmaster)]).catch(() => ({ stdout: '' }));
+      // The postmaster first on SIGSTOP (it forks no new backend meanwhile), last on SIGCONT.
+      const children = stdout.split('\n').filter((l) => /^\d+$/.test(l)).map(Number);
+      const order = sig === 'SIGCONT' ? [...children, postmaster] : [postmaster, ...children];
+      for (const pid of order) process.kill(pid, sig);
+    };
+    return { url: `postgres://postgres@127.0.0.1:${port}/postgres`, stop, signal };
   } catch (err) {
     await stop();
     throw err;
