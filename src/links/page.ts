@@ -91,7 +91,7 @@ export function donePage(t: PageTarget, ticket: string | undefined, windowMinute
 <button type="submit" class="secondary" aria-describedby="undo-note">Undo</button>
 </form>
 <p class="note" id="undo-note">Clicked by mistake? You can undo this for ${windowMinutes} minutes.</p>`;
-  return layout('Unsubscribed', `<h1 role="status">You are unsubscribed</h1>
+  return layout('Unsubscribed', `<h1>You are unsubscribed</h1>
 <p><span class="address" data-testid="address">${escapeHtml(masked)}</span> will no longer get ${escapeHtml(scopeText(t.scope))}.</p>
 ${undo}`);
 }
@@ -99,7 +99,7 @@ ${undo}`);
 /** After an undo: subscribed again, with the button to unsubscribe after all. */
 export function undonePage(t: PageTarget): string {
   const masked = maskAddress(t.address);
-  return layout('Unsubscribe undone', `<h1 role="status">Unsubscribe undone</h1>
+  return layout('Unsubscribe undone', `<h1>Unsubscribe undone</h1>
 <p id="what"><span class="address" data-testid="address">${escapeHtml(masked)}</span> stays subscribed to ${escapeHtml(scopeText(t.scope))}.</p>
 ${UNSUBSCRIBE_FORM}`);
 }
