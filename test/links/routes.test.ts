@@ -172,6 +172,25 @@ describe('POST /u/<token> (RFC 8058)', () => {
   });
 });
 
+describe('failures', () => {
+  it('answers a page, not JSON, while the store is not ready and for a body over the limit', async () => {
+    const waiting = createServer({ store: new Promise<OptoutStore>(() => undefined), syncs: false });
+    try {
+      const res = await waiting.inject({ method: 'POST', url: `/u/${await tokenFor('wait@example.org')}`, headers: FORM, payload: ONE_CLICK });
+      expect(res.statusCode).toBe(503);
+      expect(res.headers['content-type']).toMatch(/^text\/html/);
+      expectPageHeaders(res);
+      expect(res.body).toContain('Nothing was changed');
+    } finally {
+      await waiting.close();
+    }
+    const big = await post(await tokenFor('big@example.org'), `${ONE_CLICK}&pad=${'x'.repeat(20_000)}`);
+    expect(big.statusCode).toBe(413);
+    expect(big.headers['content-type']).toMatch(/^text\/html/);
+    expect(await eligible('big@example.org')).toBe(true);
+  });
+});
+
 describe('rate limit per client address', () => {
   it('answers 429 with Retry-After past the rate, per address', async () => {
     const limited = createServer({ store, syncs: false, links: { rateLimit: 2 } });
