@@ -49,6 +49,9 @@ export const ERROR_TABLE = {
   OPTOUT_ERR_METHOD_NOT_ALLOWED: { exit: 1, http: 405, description: 'HTTP: the route exists but not with this method; `Allow` lists its methods' },
   OPTOUT_ERR_HEADERS_TOO_LARGE: { exit: 1, http: 431, description: 'HTTP: the request\'s headers are larger than the server accepts (16 KiB)' },
   OPTOUT_ERR_BAD_REQUEST: { exit: 1, http: 400, description: 'HTTP: a malformed request' },
+  OPTOUT_ERR_LINK_INVALID: { exit: 2, http: 404, description: 'an unsubscribe link\'s token is unknown, changed, or made with a retired key: the same answer for each' },
+  OPTOUT_ERR_LINK_UNDO: { exit: 2, http: 409, description: 'an unsubscribe can no longer be undone: its window has passed, or the suppression changed since' },
+  OPTOUT_ERR_LINKS_NOT_CONFIGURED: { exit: 2, http: 503, description: 'unsubscribe links have no base URL yet: `optout links config --base-url <url>`, or pass one' },
 } as const satisfies Record<string, ErrorSpec>;
 
 /** A code's row in {@link ERROR_TABLE}. */

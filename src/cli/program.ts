@@ -15,6 +15,7 @@ import { registerAudit } from './commands/audit.js';
 import { registerJobs } from './commands/jobs.js';
 import { registerSync } from './commands/sync.js';
 import { registerScrub } from './commands/scrub.js';
+import { registerLinks } from './commands/links.js';
 
 /** Builds the command tree; exported so tests and embedders can run commands in-process. */
 export function buildProgram(): Command {
@@ -35,6 +36,7 @@ export function buildProgram(): Command {
   registerJobs(program);
   registerSync(program);
   registerScrub(program);
+  registerLinks(program);
   return program;
 }
 
