@@ -55,6 +55,7 @@ async function openScan(spec: SourceSpec, o: NormalizedImportOptions, pool: Chun
     column: columnIndex,
     maxRecordBytes: o.maxRecordBytes,
     bucketBits,
+    substitutes: source.substitutes(),
   }, start);
   return { source, header, columnIndex, scan: abortable(scan, o.signal) };
 }
