@@ -79,6 +79,8 @@ export interface ImportJobsOptions {
 
 const DEFAULT_MAX_UPLOAD = 8 * 1024 ** 3;
 const RESUMABLE: ReadonlySet<JobState> = new Set(['analyzing', 'awaiting_confirmation', 'importing', 'interrupted']);
+/** States a job's run has no way out of: what is left of it is cleaning up. */
+const ENDED: ReadonlySet<JobState> = new Set(['completed', 'failed']);
 
 interface Running {
   abort: AbortController;
@@ -264,9 +266,18 @@ export class ImportJobs {
     return (await this.get(id)) as ImportJobView;
   }
 
-  /** Whether a job is being run by this process (a rollback must wait for it). */
-  isRunning(id: string): boolean {
-    return this.#running.has(id);
+  /**
+   * Whether a job is being run by this process (a rollback must wait for it). A job whose record
+   * already shows it ended has only its upload left to delete: that is waited for, so that a
+   * client that saw the job end can roll it back at once.
+   */
+  async isRunning(id: string): Promise<boolean> {
+    const running = this.#running.get(id);
+    if (running === undefined) return false;
+    const job = await this.#store.getJob(id);
+    if (job?.kind !== 'import' || !ENDED.has(job.state)) return true;
+    await running.done;
+    return false;
   }
 
   /** Stops every running job at a safe point; each is taken up again by the next `resumeAll`. */
