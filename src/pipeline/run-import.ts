@@ -87,12 +87,24 @@ async function findResumable(store: LevelStore, fp: JobFingerprint, o: Normalize
   let match: JobRecord | undefined;
   for (const job of await store.listImports()) {
     if (job.state !== 'importing' && job.state !== 'interrupted') continue;
-    const same = fp.path !== null && JSON.stringify(job.fingerprint) === JSON.stringify(fp) &&
-      job.scope === o.scope && job.reason === o.reason && job.source === label;
-    if (same && match === undefined) match = job;
+    if (sameImport(job, fp, o, label) && match === undefined) match = job;
     else if (job.state === 'importing') await store.putJob(moveJob(job, 'interrupted'));
   }
   return match;
+}
+
+/** Whether a job imported the same file, unchanged, with the same options. */
+function sameImport(job: JobRecord, fp: JobFingerprint, o: NormalizedImportOptions, label: string): boolean {
+  return fp.path !== null && JSON.stringify(job.fingerprint) === JSON.stringify(fp) &&
+    job.scope === o.scope && job.reason === o.reason && job.source === label;
+}
+
+/**
+ * The last completed job that imported the same file: a run killed after its completion was
+ * stored is not resumed but done, and running it again is a new import that adds nothing.
+ */
+async function completedBefore(store: LevelStore, fp: JobFingerprint, o: NormalizedImportOptions, label: string): Promise<JobRecord | undefined> {
+  return (await store.listImports()).filter((j) => j.state === 'completed' && sameImport(j, fp, o, label)).at(-1);
 }
 
 /** A job reserved by the caller (`jobId`) resumes when it was cut off while importing. */
@@ -306,6 +318,8 @@ async function adoptOrCreateJob(run: ImportRun, analysed: Analysis | undefined):
     run.analysisSpool = undefined;
   }
   if (job === undefined) {
+    const before = o.jobId === undefined ? await completedBefore(store, fingerprint, o, run.label) : undefined;
+    if (before) o.onEvent({ type: 'repeated', jobId: before.id, finishedAt: before.finishedAt });
     const now = new Date().toISOString();
     const st = analysed?.state;
     job = await store.createJob({

@@ -95,6 +95,10 @@ export function registerImport(program: Command): void {
             if (e.type === 'resumed') {
               bar?.stop();
               process.stderr.write(`Resuming interrupted job ${e.jobId} at line ${e.line} (row ${e.row}).\n`);
+            } else if (e.type === 'repeated') {
+              bar?.stop();
+              process.stderr.write(`This file was already imported by job ${e.jobId}${e.finishedAt === null ? '' : ` (completed ${e.finishedAt})`} ` +
+                'with the same options: its addresses are suppressed already, and this new job holds them too.\n');
             } else if (e.type === 'spooling' && !flags.json) {
               process.stderr.write('Reading stdin into a temporary file so it can be analysed before importing...\n');
             }
