@@ -73,7 +73,9 @@ export function registerImport(program: Command): void {
         controller.abort();
         process.stderr.write('\nStopping after the current batch; run the same command again to resume.\n');
       };
+      // SIGTERM (a service manager, `kill`) stops the same way: the job keeps its checkpoint and the temporary files go.
       process.on('SIGINT', onSigint);
+      process.on('SIGTERM', onSigint);
       let report: ImportReport;
       try {
         report = await runImport({
@@ -107,6 +109,7 @@ export function registerImport(program: Command): void {
       } finally {
         bar?.stop();
         process.off('SIGINT', onSigint);
+        process.off('SIGTERM', onSigint);
       }
       if (flags.json) process.stdout.write(JSON.stringify(report) + '\n');
       else process.stdout.write(formatSummary(report) + '\n');
