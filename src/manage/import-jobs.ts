@@ -347,11 +347,22 @@ export class ImportJobs {
 
   async get(id: string): Promise<ImportJobView | undefined> {
     const job = /^\d{1,12}$/.test(id) ? await this.#store.getJob(id) : undefined;
-    return job?.kind === 'import' ? this.#view(job) : undefined;
+    return job?.kind === 'import' ? this.#view(await this.#letGo(job)) : undefined;
   }
 
   async list(): Promise<ImportJobView[]> {
-    return (await this.#store.listImports()).map((j) => this.#view(j));
+    return Promise.all((await this.#store.listImports()).map(async (j) => this.#view(await this.#letGo(j))));
+  }
+
+  /**
+   * A job's record says it ended a moment before this process has let go of it (its upload
+   * deleted, its pending bytes released): a job is shown ended only after that, so that a
+   * client that sees the end can act on it at once (roll it back, upload the next list).
+   */
+  async #letGo(job: JobRecord): Promise<JobRecord> {
+    const running = this.#running.get(job.id);
+    if (running !== undefined && ENDED.has(job.state)) await running.done;
+    return job;
   }
 
   /** Confirms a job waiting with the count it must name; a wrong count leaves it waiting. */
