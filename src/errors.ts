@@ -15,7 +15,7 @@ export const ERROR_TABLE = {
   OPTOUT_ERR_NO_EMAIL_COLUMN: { exit: 2, http: 400, description: 'no header looks like an email column; lists the headers' },
   OPTOUT_ERR_AMBIGUOUS_EMAIL_COLUMN: { exit: 2, http: 400, description: 'several headers look like an email column; lists them' },
   OPTOUT_ERR_COLUMN_NOT_FOUND: { exit: 2, http: 400, description: '`--column` names no header' },
-  OPTOUT_ERR_OUTPUT: { exit: 2, http: 500, description: 'a scrub\'s `--out` or `--removed` file cannot be written (no such folder, no space)' },
+  OPTOUT_ERR_OUTPUT: { exit: 2, http: 500, description: 'a scrub\'s `--out` or `--removed` file, or a folder for temporary files, cannot be written (no such folder, no space)' },
   OPTOUT_ERR_NOT_CONFIRMED: { exit: 3, http: 409, description: 'the confirmation count did not match, or none was given' },
   OPTOUT_ERR_STORE_LOCKED: { exit: 2, http: 503, description: 'another process holds the store' },
   OPTOUT_ERR_STORE_SERVED: { exit: 2, http: 503, description: 'a running `optout serve` holds the store: use its HTTP API (the message gives its URL)' },

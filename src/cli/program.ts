@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { exitCodeFor, isOptoutError } from '../errors.js';
 import { printable } from '../report/printable.js';
 import { assertArgumentsDecoded } from './args.js';
+import { removeStaleOsScratch } from '../files/scratch.js';
 import { registerImport } from './commands/import.js';
 import { registerCheck } from './commands/check.js';
 import { registerNormalize } from './commands/normalize.js';
@@ -42,6 +43,8 @@ export function buildProgram(): Command {
 
 export async function main(argv: string[]): Promise<number> {
   const program = buildProgram();
+  // Temporary folders of optout processes that were killed (see files/scratch.ts).
+  removeStaleOsScratch();
   try {
     assertArgumentsDecoded(argv.slice(2));
     await program.parseAsync(argv);

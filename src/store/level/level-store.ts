@@ -19,6 +19,7 @@ import type {
 } from '../store.js';
 import { assertRecordRef } from '../store.js';
 import { removeStaleSnapshotFiles, saveFilterSnapshot } from './filter-snapshot.js';
+import { clearStoreTemp } from '../../files/scratch.js';
 import { FilterLogRecord } from './filter-log.js';
 import { generationToken, loadKeyFilter, type FilterSource } from './filter-rebuild.js';
 
@@ -140,6 +141,11 @@ export class LevelStore implements Store {
     this.#jobMeta = new JobMetaCache(db);
   }
 
+  /** Whether the folder holds a store (a folder that does not exist holds none). */
+  static exists(dir: string): boolean {
+    return existsSync(join(resolve(dir), 'leveldb'));
+  }
+
   static async open(dirInput: string, options: OpenStoreOptions = {}): Promise<LevelStore> {
     const dir = resolve(dirInput);
     if (options.create === false && !existsSync(join(dir, 'leveldb'))) {
@@ -179,8 +185,10 @@ export class LevelStore implements Store {
 
   async #init(purpose: string): Promise<void> {
     // Holding LevelDB's lock, this process is the store's only user: a temporary file left in
-    // the folder is a killed process's, and may hold a copy of the list's keys' hashes.
+    // the folder is a killed process's, and may hold a copy of the list's keys' hashes, or of
+    // the list itself (scratch.ts).
     removeStaleSnapshotFiles(this.dir);
+    clearStoreTemp(this.dir);
     this.#owner = { pid: process.pid, purpose, since: new Date().toISOString() };
     writeFileSync(join(this.dir, 'owner.json'), JSON.stringify(this.#owner) + '\n');
     const [format, policy, generation] = await this.db.getMany([metaKey('format'), metaKey('policy'), metaKey('generation')]);
