@@ -210,7 +210,7 @@ export interface AddOutcome {
 }
 
 /** Event ids: what a provider names an event by, after the caller's own prefix. */
-export const MAX_EVENT_ID = 512;
+export const MAX_EVENT_ID = 1024;
 
 /**
  * An event delivered from outside (an ESP's bounce or complaint), remembered by its id so that
