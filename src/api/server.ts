@@ -344,7 +344,7 @@ export function createServer(options: ServerOptions): OptoutServer {
     });
 
     registerLinkRoutes(api, { ...options.links, store: () => current().store });
-    registerInboundRoutes(api, { current, registry });
+    registerInboundRoutes(api, { current, registry, guard });
 
     const status = { type: 'object', required: ['status'], properties: { status: { type: 'string' } } };
     api.get('/healthz', { schema: { summary: 'The process runs', response: answers({ 200: status }) } }, async () => ({ status: 'ok' }));

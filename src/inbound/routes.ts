@@ -3,14 +3,19 @@
  * provider authenticates its deliveries its own way (a signature, basic auth), checked over the
  * body's exact bytes, so the body is kept raw whatever its Content-Type (SNS sends text/plain).
  */
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Counter, type Registry } from 'prom-client';
+import type { KeyScope } from '../auth/api-keys.js';
 import type { OptoutStore } from '../check/open-store.js';
-import { answers } from '../api/schemas.js';
+import { answers, listOf } from '../api/schemas.js';
+import { addEndpoint, listEndpoints, removeEndpoint, type AddEndpointOptions } from './endpoints.js';
+import { PROVIDERS } from './provider.js';
 import { receiveInbound, type ReceiveOptions } from './receive.js';
 
 export interface InboundRouteContext {
   current(): OptoutStore;
+  /** The API key check of the management routes. */
+  guard(scope: KeyScope): (request: FastifyRequest, reply: FastifyReply) => Promise<void>;
   /** Where `optout_inbound_events_total` is registered. */
   registry: Registry;
   options?: ReceiveOptions;
@@ -33,6 +38,8 @@ export function registerInboundRoutes(app: FastifyInstance, ctx: InboundRouteCon
     labelNames: ['provider', 'type', 'outcome'] as const, registers: [ctx.registry],
   });
 
+  registerEndpointRoutes(app, ctx);
+
   void app.register(async (scoped) => {
     scoped.removeAllContentTypeParsers();
     scoped.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: INBOUND_BODY_LIMIT }, (_request, body, done) => {
@@ -53,4 +60,43 @@ export function registerInboundRoutes(app: FastifyInstance, ctx: InboundRouteCon
       return result;
     });
   });
+}
+
+const SUMMARY = { type: 'object', required: ['id', 'provider', 'path'], additionalProperties: true, properties: { id: { type: 'string' }, provider: { type: 'string' }, path: { type: 'string' } } } as const;
+
+/** The endpoints themselves, for an admin key: while the server runs it owns the store, so the CLI cannot. */
+function registerEndpointRoutes(app: FastifyInstance, ctx: InboundRouteContext): void {
+  const secret = { type: 'string', minLength: 1, maxLength: 16 * 1024 } as const;
+  app.post<{ Body: Omit<AddEndpointOptions, 'actor'> }>('/v1/inbound', {
+    onRequest: ctx.guard('admin'),
+    schema: {
+      summary: 'Add an inbound endpoint; Postmark credentials made up here are answered once',
+      body: {
+        type: 'object', required: ['provider'], additionalProperties: false,
+        properties: {
+          provider: { type: 'string', enum: [...PROVIDERS] }, unit: { type: 'string', maxLength: 64 },
+          publicKey: secret, signingKey: secret, basicAuth: secret, snsCert: secret,
+        },
+      },
+      response: answers({ 201: SUMMARY }),
+    },
+  }, async (request, reply) => {
+    const added = await addEndpoint(ctx.current().store, { ...request.body, actor: `key:${request.apiKey?.id ?? '?'}` });
+    void reply.code(201);
+    return { ...added.endpoint, ...(added.basicAuth === undefined ? {} : { basicAuth: added.basicAuth }) };
+  });
+
+  app.get('/v1/inbound', {
+    onRequest: ctx.guard('admin'),
+    schema: { summary: 'Inbound endpoints, secrets masked', response: answers({ 200: listOf('endpoints', SUMMARY) }) },
+  }, async () => ({ endpoints: await listEndpoints(ctx.current().store) }));
+
+  app.delete<{ Params: { id: string } }>('/v1/inbound/:id', {
+    onRequest: ctx.guard('admin'),
+    schema: {
+      summary: 'Remove an inbound endpoint: its next deliveries get a 404',
+      params: { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: '^[A-Za-z0-9_-]{1,64}$' } } },
+      response: answers({ 200: SUMMARY }),
+    },
+  }, async (request) => removeEndpoint(ctx.current().store, request.params.id, `key:${request.apiKey?.id ?? '?'}`));
 }

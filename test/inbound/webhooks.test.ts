@@ -280,6 +280,40 @@ describe('Postmark', () => {
   });
 });
 
+describe('endpoints over HTTP (admin key)', () => {
+  const as = (key: string | undefined, method: 'POST' | 'GET' | 'DELETE', url: string, payload?: unknown) =>
+    app.inject({ method, url, ...(payload === undefined ? {} : { payload: payload as Record<string, unknown> }), headers: key === undefined ? {} : { authorization: `Bearer ${key}` } });
+
+  it('adds one that receives at once, lists it masked, removes it: its deliveries then get a 404', async () => {
+    const signingKey = 'key-http-0123456789abcdef0123456789';
+    expect((await as(undefined, 'POST', '/v1/inbound', { provider: 'mailgun', signingKey })).statusCode).toBe(401);
+    const check = (await createKey(store.store, { scope: 'check' })).key;
+    expect((await as(check, 'POST', '/v1/inbound', { provider: 'mailgun', signingKey })).statusCode).toBe(403);
+    expect((await as(admin, 'POST', '/v1/inbound', { provider: 'mailgun' })).json()).toMatchObject({ code: 'OPTOUT_ERR_INVALID_OPTION' });
+    const created = await as(admin, 'POST', '/v1/inbound', { provider: 'mailgun', unit: 'apac', signingKey });
+    expect(created.statusCode).toBe(201);
+    const { id, path } = created.json() as { id: string; path: string };
+    expect(path).toBe(`/v1/inbound/${id}`);
+    const body = JSON.stringify(mailgunBody(signingKey, { id: randomUUID(), event: 'complained', recipient: 'mg-http@example.org' }));
+    expect((await post(id, body)).json).toMatchObject({ suppressed: 1 });
+    expect(await scopesOf('mg-http@example.org')).toEqual([{ scope: 'apac', reason: 'complaint', source: 'mailgun-webhook' }]);
+    const listed = await as(admin, 'GET', '/v1/inbound');
+    expect(listed.body).not.toContain(signingKey);
+    expect((listed.json() as { endpoints: Array<{ id: string }> }).endpoints.map((e) => e.id)).toContain(id);
+    expect((await as(admin, 'DELETE', `/v1/inbound/${id}`)).statusCode).toBe(200);
+    expect((await post(id, body)).status).toBe(404);
+    expect((await as(admin, 'DELETE', `/v1/inbound/${id}`)).statusCode).toBe(404);
+  });
+
+  it('answers Postmark credentials it made up once', async () => {
+    const created = (await as(admin, 'POST', '/v1/inbound', { provider: 'postmark' })).json() as { id: string; basicAuth: string };
+    const [user, password] = created.basicAuth.split(':') as [string, string];
+    const body = JSON.stringify({ RecordType: 'SpamComplaint', ID: 9, Email: 'pm-http@example.org', MessageID: randomUUID() });
+    expect((await post(created.id, body, { authorization: basicAuth(user, password) })).json).toMatchObject({ suppressed: 1 });
+    expect((await as(admin, 'GET', '/v1/inbound')).body).not.toContain(password);
+  });
+});
+
 it('answers 404 for an unknown endpoint', async () => {
   const res = await post('AAAAAAAAAAAAAAAAAAAAAA', '[]');
   expect(res.status).toBe(404);
