@@ -521,17 +521,13 @@ export class LevelStore implements Store {
   async #writeAdds(events: readonly AddGroup[], audit: AddGroupAudit): Promise<EventOutcome[]> {
     const filter = await this.filter();
     return this.withWriteLock(async () => {
-      const seen = new Set<string>();
+      // One read for everything the batch depends on: each read is a trip to libuv's threads.
       const ids = events.flatMap((e) => (e.id === undefined ? [] : [e.id]));
-      (await this.getMany(ids.map(seenEventKey))).forEach((v, i) => {
-        if (v !== undefined) seen.add(ids[i] as string);
-      });
       const entryKeys = events.flatMap((e) => e.adds.map((s) => entryKeyOfHash(s.scope, s.h1, s.key)));
-      const present = new Set<string>();
-      (await this.getMany(entryKeys)).forEach((v, i) => {
-        if (v !== undefined) present.add(entryKeys[i] as string);
-      });
-      let seq = Number((await this.db.get(metaKey('jobseq'))) ?? 0);
+      const [jobseq, ...values] = await this.getMany([metaKey('jobseq'), ...ids.map(seenEventKey), ...entryKeys]);
+      const seen = new Set(ids.filter((_, i) => values[i] !== undefined));
+      const present = new Set(entryKeys.filter((_, i) => values[ids.length + i] !== undefined));
+      let seq = Number(jobseq ?? 0);
       const ops: ChangeOp[] = [];
       const audits: AuditRecord[] = [];
       const delta = new Map<string, number>();
