@@ -1,10 +1,12 @@
 /**
  * Signs webhook deliveries the way each provider documents it, with throwaway keys made here:
  * an RSA key and a self-signed certificate for SNS (a few lines of DER: node:crypto makes keys,
- * not certificates), an ECDSA P-256 key pair for SendGrid, an HMAC key for Mailgun.
+ * not certificates); SendGrid (ECDSA P-256) and Mailgun (HMAC) come from the bench's module.
  */
-import { createHmac, createSign, generateKeyPairSync, randomUUID, type KeyObject } from 'node:crypto';
+import { createSign, generateKeyPairSync, randomUUID, type KeyObject } from 'node:crypto';
 import { snsStringToSign } from '../../src/inbound/sns.js';
+
+export { mailgunBody, sendgridHeaders, sendgridKeys } from '../../bench/lib/inbound-signing.js';
 
 function der(tag: number, ...content: Buffer[]): Buffer {
   const body = Buffer.concat(content);
@@ -88,30 +90,6 @@ export function sesComplaint(...emails: string[]): string {
     complaint: { complainedRecipients: emails.map((emailAddress) => ({ emailAddress })), complaintFeedbackType: 'abuse' },
     mail: { messageId: randomUUID() },
   });
-}
-
-export function sendgridKeys(): { privateKey: KeyObject; publicKey: string } {
-  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
-  return { privateKey, publicKey: publicKey.export({ type: 'spki', format: 'der' }).toString('base64') };
-}
-
-/** The two headers of a signed SendGrid delivery of `body`. */
-export function sendgridHeaders(privateKey: KeyObject, body: string | Buffer, at = new Date()): Record<string, string> {
-  const timestamp = String(Math.floor(at.getTime() / 1000));
-  const signature = createSign('sha256').update(Buffer.concat([Buffer.from(timestamp), Buffer.from(body)])).sign(privateKey, 'base64');
-  return {
-    'x-twilio-email-event-webhook-signature': signature,
-    'x-twilio-email-event-webhook-timestamp': timestamp,
-    'content-type': 'application/json',
-  };
-}
-
-/** A Mailgun webhook body, signed with `signingKey`. */
-export function mailgunBody(signingKey: string, eventData: Record<string, unknown>, at = new Date()): Record<string, unknown> {
-  const timestamp = String(Math.floor(at.getTime() / 1000));
-  const token = randomUUID().replace(/-/g, '');
-  const signature = createHmac('sha256', signingKey).update(timestamp + token).digest('hex');
-  return { signature: { timestamp, token, signature }, 'event-data': eventData };
 }
 
 export function basicAuth(user: string, password: string): string {
