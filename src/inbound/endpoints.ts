@@ -27,6 +27,8 @@ export interface InboundEndpoint {
   basicHash?: string;
   /** SNS: a pinned signing certificate (PEM); without it, the one at SigningCertURL. */
   snsCert?: string;
+  /** SNS: the only topic whose messages are taken; without it, any topic's. */
+  topicArn?: string;
 }
 
 /** An endpoint as listed: secrets masked. */
@@ -51,6 +53,8 @@ export interface AddEndpointOptions {
   basicAuth?: string | undefined;
   /** SNS: a PEM certificate to pin. */
   snsCert?: string | undefined;
+  /** SNS: the only topic to take messages from (anyone can make SNS sign messages of their own topic). */
+  topicArn?: string | undefined;
   actor?: string | undefined;
 }
 
@@ -72,7 +76,7 @@ function invalid(message: string): OptoutError {
 const CREDENTIALS: Record<ProviderName, keyof AddEndpointOptions> = {
   sns: 'snsCert', sendgrid: 'publicKey', mailgun: 'signingKey', postmark: 'basicAuth',
 };
-const FLAGS: Record<string, string> = { snsCert: '--sns-cert', publicKey: '--public-key', signingKey: '--signing-key', basicAuth: '--basic-auth' };
+const FLAGS: Record<string, string> = { snsCert: '--sns-cert', publicKey: '--public-key', signingKey: '--signing-key', basicAuth: '--basic-auth', topicArn: '--topic-arn' };
 
 /** The SendGrid key as SendGrid shows it (base64 DER), or a PEM; must be an EC P-256 public key. */
 function sendgridKey(value: string): string {
@@ -108,7 +112,8 @@ export async function addEndpoint(store: Pick<Ledger, 'audit' | 'putRecord'>, o:
   const scope = normalizeUnit(o.unit);
   const wanted = CREDENTIALS[provider];
   for (const [name, flag] of Object.entries(FLAGS)) {
-    if (name !== wanted && o[name as keyof AddEndpointOptions] !== undefined) throw invalid(`${flag} does not apply to ${provider}`);
+    const applies = name === wanted || (name === 'topicArn' && provider === 'sns');
+    if (!applies && o[name as keyof AddEndpointOptions] !== undefined) throw invalid(`${flag} does not apply to ${provider}`);
   }
   const actor = o.actor ?? 'cli';
   const endpoint: InboundEndpoint = {
@@ -138,6 +143,12 @@ export async function addEndpoint(store: Pick<Ledger, 'audit' | 'putRecord'>, o:
     }
     case 'sns':
       if (o.snsCert !== undefined) endpoint.snsCert = pinnedCertificate(o.snsCert);
+      if (o.topicArn !== undefined) {
+        if (!/^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_.-]{1,256}$/.test(o.topicArn)) {
+          throw invalid(`Expected \`--topic-arn\` to be an SNS topic ARN (arn:aws:sns:<region>:<account>:<topic>), got ${describeValue(o.topicArn)}`);
+        }
+        endpoint.topicArn = o.topicArn;
+      }
       break;
   }
   await store.putRecord('inbound', endpoint.id, endpoint, store.audit({
@@ -156,7 +167,9 @@ export function summarize(e: InboundEndpoint): EndpointSummary {
     case 'sendgrid': credential = `public key sha256:${createHash('sha256').update(e.publicKey ?? '').digest('hex').slice(0, 16)}`; break;
     case 'mailgun': credential = `signing key ${mask(e.signingKey ?? '')}`; break;
     case 'postmark': credential = `basic auth user ${e.basicUser ?? '?'}`; break;
-    case 'sns': credential = e.snsCert === undefined ? 'certificate from SigningCertURL (sns.<region>.amazonaws.com)' : 'pinned certificate'; break;
+    case 'sns':
+      credential = `${e.snsCert === undefined ? 'certificate from SigningCertURL (sns.<region>.amazonaws.com)' : 'pinned certificate'}, ${e.topicArn ?? 'any topic'}`;
+      break;
   }
   return { id: e.id, provider: e.provider, unit: e.unit, path: endpointPath(e.id), createdAt: e.createdAt, credential };
 }

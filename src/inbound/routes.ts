@@ -75,7 +75,7 @@ function registerEndpointRoutes(app: FastifyInstance, ctx: InboundRouteContext):
         type: 'object', required: ['provider'], additionalProperties: false,
         properties: {
           provider: { type: 'string', enum: [...PROVIDERS] }, unit: { type: 'string', maxLength: 64 },
-          publicKey: secret, signingKey: secret, basicAuth: secret, snsCert: secret,
+          publicKey: secret, signingKey: secret, basicAuth: secret, snsCert: secret, topicArn: { type: 'string', maxLength: 512 },
         },
       },
       response: answers({ 201: SUMMARY }),

@@ -107,6 +107,10 @@ async function verifySignature(endpoint: InboundEndpoint, message: Record<string
   if (Date.parse(cert.validTo) < now || Date.parse(cert.validFrom) > now) throw unauthenticated('The SNS signing certificate is not valid now');
   const ok = createVerify(algorithm).update(canonical, 'utf8').verify(cert.publicKey, Buffer.from(signature, 'base64'));
   if (!ok) throw unauthenticated('The SNS signature does not verify');
+  // SNS signs the messages of every AWS account's topics alike: only the topic says whose it is.
+  if (endpoint.topicArn !== undefined && message['TopicArn'] !== endpoint.topicArn) {
+    throw unauthenticated(`The SNS message comes from the topic ${describeValue(message['TopicArn'])}, not from the endpoint's ${endpoint.topicArn}`);
+  }
   assertFresh(Date.parse(text(message, 'Timestamp', 'the SNS message')), now, 'The SNS Timestamp');
 }
 

@@ -5,6 +5,7 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { addEndpoint } from '../../src/inbound/endpoints.js';
+import { lookupSuppressions } from '../../src/manage/suppressions.js';
 import { receiveInbound } from '../../src/inbound/receive.js';
 import { CertificateCache, snsStringToSign, snsUrl } from '../../src/inbound/sns.js';
 import { MemoryStore } from '../../src/store/memory/memory-store.js';
@@ -82,6 +83,20 @@ describe('the signing certificate', () => {
     const pinned = (await addEndpoint(store, { provider: 'sns', snsCert: old.pem })).endpoint.id;
     const msg = snsMessage(old.key, 'Notification', { Message: sesBounce('Permanent', 'x@example.org') });
     expect(await failureCode(() => receiveInbound(store, pinned, { headers: {}, body: Buffer.from(JSON.stringify(msg)) }))).toBe('OPTOUT_ERR_INBOUND_UNAUTHENTICATED');
+  });
+});
+
+describe('the topic', () => {
+  it('pinned on the endpoint, refuses messages of any other topic, signed by SNS all the same (401)', async () => {
+    const topicArn = 'arn:aws:sns:us-east-1:123456789012:ses-events';
+    const pinned = (await addEndpoint(store, { provider: 'sns', topicArn })).endpoint.id;
+    const deliverTo = (m: Record<string, string>) => receiveInbound(store, pinned, { headers: {}, body: Buffer.from(JSON.stringify(m)) }, { certificates: certs });
+    expect((await deliverTo(snsMessage(cert.key, 'Notification', { Message: sesBounce('Permanent', 'ours@example.org') }))).suppressed).toBe(1);
+    const theirs = snsMessage(cert.key, 'Notification', { Message: sesBounce('Permanent', 'victim@example.org'), TopicArn: 'arn:aws:sns:us-east-1:999999999999:attacker' });
+    expect(await failureCode(() => deliverTo(theirs))).toBe('OPTOUT_ERR_INBOUND_UNAUTHENTICATED');
+    expect(await lookupSuppressions(store, 'victim@example.org')).toEqual([]);
+    expect(await failureCode(() => addEndpoint(store, { provider: 'sns', topicArn: 'not-an-arn' }))).toBe('OPTOUT_ERR_INVALID_OPTION');
+    expect(await failureCode(() => addEndpoint(store, { provider: 'mailgun', signingKey: 'key-0123456789', topicArn }))).toBe('OPTOUT_ERR_INVALID_OPTION');
   });
 });
 

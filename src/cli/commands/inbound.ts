@@ -40,7 +40,7 @@ function describe(e: EndpointSummary): string {
 }
 
 interface AddFlags {
-  unit?: string; signingKey?: string; publicKey?: string; basicAuth?: string; snsCert?: string; baseUrl?: string; json?: boolean;
+  unit?: string; signingKey?: string; publicKey?: string; basicAuth?: string; snsCert?: string; topicArn?: string; baseUrl?: string; json?: boolean;
 }
 
 export function registerInbound(program: Command): void {
@@ -54,6 +54,7 @@ export function registerInbound(program: Command): void {
     .option('--public-key <key|@file>', 'sendgrid: the signed Event Webhook\'s verification key')
     .option('--basic-auth <user:password|@file>', 'postmark: the credentials put in the webhook URL (default: made up and printed once)')
     .option('--sns-cert <file>', 'sns: pin this PEM signing certificate instead of fetching the one the message names')
+    .option('--topic-arn <arn>', 'sns: take messages from this topic only (recommended: anyone can have SNS sign messages of a topic of their own)')
     .option('--base-url <url>', 'the server\'s public URL, to print the whole endpoint URL')
     .option('--json', 'print JSON')
     .action(async (provider: string, flags: AddFlags, cmd: Command) => {
@@ -63,6 +64,7 @@ export function registerInbound(program: Command): void {
         publicKey: valueOrFile('--public-key', flags.publicKey),
         basicAuth: valueOrFile('--basic-auth', flags.basicAuth),
         snsCert: flags.snsCert === undefined ? undefined : readText('--sns-cert', flags.snsCert),
+        topicArn: flags.topicArn,
       }), { create: true });
       const url = endpointUrl(added.endpoint, flags.baseUrl, added.basicAuth);
       if (flags.json) {
