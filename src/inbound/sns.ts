@@ -91,7 +91,8 @@ async function certificateOf(endpoint: InboundEndpoint, message: Record<string, 
   try {
     return await certs.get(url);
   } catch (cause) {
-    if (cause instanceof OptoutError && cause.code !== 'OPTOUT_ERR_INBOUND_PAYLOAD') throw cause;
+    // A failed fetch is answered as such (5xx: SNS retries); a body that is no certificate proves nothing (401).
+    if (cause instanceof OptoutError) throw cause;
     throw unauthenticated(`The signing certificate at ${url.href} could not be read`);
   }
 }

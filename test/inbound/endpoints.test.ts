@@ -32,7 +32,7 @@ describe('inbound endpoints', () => {
     expect(await getEndpoint(store, sg.endpoint.id)).toBeUndefined();
     expect(await failureCode(() => removeEndpoint(store, sg.endpoint.id))).toBe('OPTOUT_ERR_NOT_FOUND');
     expect((await audits(store)).map((r) => r.action)).toEqual(['inbound.add', 'inbound.add', 'inbound.add', 'inbound.add', 'inbound.remove']);
-    expect(sns.endpoint.credential).toBe('pinned certificate');
+    expect(sns.endpoint.credential).toBe('pinned certificate, any topic');
   });
 
   it.each([
