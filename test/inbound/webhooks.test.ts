@@ -269,6 +269,15 @@ describe('Postmark', () => {
     }
   });
 
+  it('takes a body whatever its Content-Type says, or without one: the signature is over the bytes', async () => {
+    for (const [i, type] of [['1', undefined], ['2', 'application/octet-stream'], ['3', 'text/plain; charset=utf-8']] as const) {
+      const body = JSON.stringify({ RecordType: 'SpamComplaint', ID: 100 + Number(i), Email: `pm-type${i}@example.org`, MessageID: randomUUID() });
+      const res = await app.inject({ method: 'POST', url: `/v1/inbound/${pm.id}`, payload: body, headers: { ...auth, ...(type === undefined ? {} : { 'content-type': type }) } });
+      expect(res.statusCode, type ?? 'none').toBe(200);
+      expect(await scopesOf(`pm-type${i}@example.org`)).toHaveLength(1);
+    }
+  });
+
   it('refuses missing or wrong basic auth (401), and a retried event adds nothing', async () => {
     const body = JSON.stringify({ RecordType: 'SpamComplaint', ID: 77, Email: 'pm-once@example.org', MessageID: randomUUID() });
     expect((await post(pm.id, body)).status).toBe(401);
