@@ -7,6 +7,7 @@
 import { X509Certificate, createHash, createPublicKey, randomBytes } from 'node:crypto';
 import { OptoutError, describeValue } from '../errors.js';
 import { normalizeUnit } from '../options.js';
+import { getLinkSettings, normalizeBaseUrl } from '../links/keys.js';
 import { ACCOUNT_WIDE, type Ledger } from '../store/store.js';
 import { PROVIDERS, type ProviderName } from './provider.js';
 
@@ -67,6 +68,23 @@ export interface AddedEndpoint {
 /** The API path an endpoint receives deliveries on. */
 export function endpointPath(id: string): string {
   return `/v1/inbound/${id}`;
+}
+
+/**
+ * What to paste into the provider: the server's public base URL (the one given, else the one
+ * `optout links config --base-url` stored) and the path, with Postmark's credentials in it when
+ * they were made up; `POST <path>` when no base URL is known.
+ */
+export async function endpointUrl(store: Pick<Ledger, 'getRecord'>, e: EndpointSummary, baseUrl: string | undefined, basicAuth: string | undefined): Promise<string> {
+  const base = baseUrl === undefined ? (await getLinkSettings(store))?.baseUrl : normalizeBaseUrl(baseUrl);
+  if (base === undefined) return `POST ${e.path}`;
+  const url = new URL(base + e.path);
+  if (basicAuth !== undefined) {
+    const colon = basicAuth.indexOf(':');
+    url.username = encodeURIComponent(basicAuth.slice(0, colon));
+    url.password = encodeURIComponent(basicAuth.slice(colon + 1));
+  }
+  return url.href;
 }
 
 function invalid(message: string): OptoutError {

@@ -8,7 +8,7 @@ import { Counter, type Registry } from 'prom-client';
 import type { KeyScope } from '../auth/api-keys.js';
 import type { OptoutStore } from '../check/open-store.js';
 import { answers, listOf } from '../api/schemas.js';
-import { addEndpoint, listEndpoints, removeEndpoint, type AddEndpointOptions } from './endpoints.js';
+import { addEndpoint, endpointUrl, listEndpoints, removeEndpoint, type AddEndpointOptions } from './endpoints.js';
 import { PROVIDERS } from './provider.js';
 import { receiveInbound, type ReceiveOptions } from './receive.js';
 
@@ -81,9 +81,11 @@ function registerEndpointRoutes(app: FastifyInstance, ctx: InboundRouteContext):
       response: answers({ 201: SUMMARY }),
     },
   }, async (request, reply) => {
-    const added = await addEndpoint(ctx.current().store, { ...request.body, actor: `key:${request.apiKey?.id ?? '?'}` });
+    const store = ctx.current().store;
+    const added = await addEndpoint(store, { ...request.body, actor: `key:${request.apiKey?.id ?? '?'}` });
+    const url = await endpointUrl(store, added.endpoint, undefined, added.basicAuth);
     void reply.code(201);
-    return { ...added.endpoint, ...(added.basicAuth === undefined ? {} : { basicAuth: added.basicAuth }) };
+    return { ...added.endpoint, url, ...(added.basicAuth === undefined ? {} : { basicAuth: added.basicAuth }) };
   });
 
   app.get('/v1/inbound', {

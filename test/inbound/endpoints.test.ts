@@ -1,6 +1,7 @@
 /** Inbound endpoints as records: what each provider needs, masked listings, audited changes. */
 import { describe, expect, it } from 'vitest';
-import { addEndpoint, endpointPath, getEndpoint, listEndpoints, removeEndpoint } from '../../src/inbound/endpoints.js';
+import { addEndpoint, endpointPath, endpointUrl, getEndpoint, listEndpoints, removeEndpoint } from '../../src/inbound/endpoints.js';
+import { setLinkBaseUrl } from '../../src/links/keys.js';
 import type { AuditRecord } from '../../src/store/audit.js';
 import { MemoryStore } from '../../src/store/memory/memory-store.js';
 import { failureCode } from '../helpers.js';
@@ -33,6 +34,18 @@ describe('inbound endpoints', () => {
     expect(await failureCode(() => removeEndpoint(store, sg.endpoint.id))).toBe('OPTOUT_ERR_NOT_FOUND');
     expect((await audits(store)).map((r) => r.action)).toEqual(['inbound.add', 'inbound.add', 'inbound.add', 'inbound.add', 'inbound.remove']);
     expect(sns.endpoint.credential).toBe('pinned certificate, any topic');
+  });
+
+  it('print the URL to paste: the base URL given, else the one links are configured with, else the path', async () => {
+    const store = new MemoryStore();
+    const { endpoint, basicAuth } = await addEndpoint(store, { provider: 'postmark', basicAuth: 'hooks:a-long-enough-password' });
+    expect(await endpointUrl(store, endpoint, undefined, undefined)).toBe(`POST /v1/inbound/${endpoint.id}`);
+    await setLinkBaseUrl(store, 'https://mail.example.com/optout/');
+    expect(await endpointUrl(store, endpoint, undefined, undefined)).toBe(`https://mail.example.com/optout/v1/inbound/${endpoint.id}`);
+    expect(await endpointUrl(store, endpoint, 'https://hooks.example.com', 'hooks:a-long-enough-password'))
+      .toBe(`https://hooks:a-long-enough-password@hooks.example.com/v1/inbound/${endpoint.id}`);
+    expect(basicAuth).toBeUndefined();
+    expect(await failureCode(() => endpointUrl(store, endpoint, 'ftp://x.example.com', undefined))).toBe('OPTOUT_ERR_INVALID_OPTION');
   });
 
   it.each([

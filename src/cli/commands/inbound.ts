@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { OptoutError, describeValue } from '../../errors.js';
-import { addEndpoint, listEndpoints, removeEndpoint, type EndpointSummary } from '../../inbound/endpoints.js';
+import { addEndpoint, endpointUrl, listEndpoints, removeEndpoint, type EndpointSummary } from '../../inbound/endpoints.js';
+import { normalizeBaseUrl } from '../../links/keys.js';
 import { withStore } from '../args.js';
 
 /** A secret given as `@file` is read from the file, so that it stays out of shell history and `ps`. */
@@ -16,23 +17,6 @@ function readText(flag: string, path: string): string {
   } catch (cause) {
     throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `Cannot read the file of \`${flag}\`, ${describeValue(path)}: ${(cause as Error).message}`, { cause });
   }
-}
-
-/** The URL to paste into the provider: the base URL, with Postmark's credentials when made up here. */
-function endpointUrl(e: EndpointSummary, baseUrl: string | undefined, basicAuth: string | undefined): string {
-  if (baseUrl === undefined) return `POST ${e.path}`;
-  let url: URL;
-  try {
-    url = new URL(e.path.slice(1), baseUrl.endsWith('/') ? baseUrl : `${baseUrl}/`);
-  } catch {
-    throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `Expected \`--base-url\` to be the server's public URL, such as https://optout.example.com, got ${describeValue(baseUrl)}`);
-  }
-  if (basicAuth !== undefined) {
-    const colon = basicAuth.indexOf(':');
-    url.username = encodeURIComponent(basicAuth.slice(0, colon));
-    url.password = encodeURIComponent(basicAuth.slice(colon + 1));
-  }
-  return url.href;
 }
 
 function describe(e: EndpointSummary): string {
@@ -55,18 +39,22 @@ export function registerInbound(program: Command): void {
     .option('--basic-auth <user:password|@file>', 'postmark: the credentials put in the webhook URL (default: made up and printed once)')
     .option('--sns-cert <file>', 'sns: pin this PEM signing certificate instead of fetching the one the message names')
     .option('--topic-arn <arn>', 'sns: take messages from this topic only (recommended: anyone can have SNS sign messages of a topic of their own)')
-    .option('--base-url <url>', 'the server\'s public URL, to print the whole endpoint URL')
+    .option('--base-url <url>', 'the server\'s public URL, to print the whole endpoint URL (default: the one of optout links config)')
     .option('--json', 'print JSON')
     .action(async (provider: string, flags: AddFlags, cmd: Command) => {
-      const added = await withStore(cmd, 'optout inbound add', (store) => addEndpoint(store, {
-        provider, unit: flags.unit, actor: 'cli',
-        signingKey: valueOrFile('--signing-key', flags.signingKey),
-        publicKey: valueOrFile('--public-key', flags.publicKey),
-        basicAuth: valueOrFile('--basic-auth', flags.basicAuth),
-        snsCert: flags.snsCert === undefined ? undefined : readText('--sns-cert', flags.snsCert),
-        topicArn: flags.topicArn,
-      }), { create: true });
-      const url = endpointUrl(added.endpoint, flags.baseUrl, added.basicAuth);
+      // Checked before anything is stored: a refused URL must not leave an endpoint behind.
+      if (flags.baseUrl !== undefined) normalizeBaseUrl(flags.baseUrl);
+      const { added, url } = await withStore(cmd, 'optout inbound add', async (store) => {
+        const made = await addEndpoint(store, {
+          provider, unit: flags.unit, actor: 'cli',
+          signingKey: valueOrFile('--signing-key', flags.signingKey),
+          publicKey: valueOrFile('--public-key', flags.publicKey),
+          basicAuth: valueOrFile('--basic-auth', flags.basicAuth),
+          snsCert: flags.snsCert === undefined ? undefined : readText('--sns-cert', flags.snsCert),
+          topicArn: flags.topicArn,
+        });
+        return { added: made, url: await endpointUrl(store, made.endpoint, flags.baseUrl, made.basicAuth) };
+      }, { create: true });
       if (flags.json) {
         process.stdout.write(JSON.stringify({ ...added.endpoint, url, ...(added.basicAuth === undefined ? {} : { basicAuth: added.basicAuth }) }) + '\n');
         return;
