@@ -4,9 +4,9 @@
  * are stand-ins that record what they were asked: nothing here reaches the network.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { addEndpoint } from '../../src/inbound/endpoints.js';
 import { lookupSuppressions } from '../../src/manage/suppressions.js';
-import { receiveInbound } from '../../src/inbound/receive.js';
+// Through the package's entry point, as an embedder takes webhooks in a server of its own.
+import { addEndpoint, receiveInbound } from '../../src/index.js';
 import { CertificateCache, snsStringToSign, snsUrl } from '../../src/inbound/sns.js';
 import { MemoryStore } from '../../src/store/memory/memory-store.js';
 import { failureCode } from '../helpers.js';
