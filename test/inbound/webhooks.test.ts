@@ -202,10 +202,16 @@ describe('SendGrid', () => {
     const body = JSON.stringify(events);
     const generation = store.store.generation;
     const entries = store.store.totalEntries();
+    const since = store.store.audit({ actor: 'test', action: 'add', key: null, job: null, unit: null, details: {} }).id;
     const res = await post(sg.id, body, sendgridHeaders(sg.keys.privateKey, body));
     expect(res.json).toMatchObject({ events: 1000, suppressed: 1000 });
     expect(store.store.generation).toBe(generation + 1);
     expect(store.store.totalEntries()).toBe(entries + 1000);
+    const written: AuditRecord[] = [];
+    for await (const r of store.store.auditRecords({ fromId: since })) written.push(r);
+    expect(written).toHaveLength(1000);
+    expect(new Set(written.map((r) => r.key)).size).toBe(1000);
+    expect(written.every((r) => r.action === 'add' && r.unit === 'emea' && r.actor === `inbound:${sg.id}`)).toBe(true);
     expect(await scopesOf('batch7@example.org')).toEqual([{ scope: 'emea', reason: 'complaint', source: 'sendgrid-webhook' }]);
     expect(await auditOf('batch998@example.org')).toHaveLength(1);
     const again = await post(sg.id, body, sendgridHeaders(sg.keys.privateKey, body));
