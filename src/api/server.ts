@@ -28,6 +28,7 @@ import { SyncScheduler, type SchedulerOptions } from '../sync/scheduler.js';
 import { ApiError, toApiError } from './errors.js';
 import { RateLimiter } from './rate-limiter.js';
 import { registerManageRoutes } from './manage-routes.js';
+import { registerInboundRoutes } from '../inbound/routes.js';
 import { limitBodyTime, normalizeBodyTimeouts, streamedBody, type BodyTimeouts } from './body-timeouts.js';
 import { enforceStrictDecoding, frameworkErrors, parseQuery } from './strict-decoding.js';
 import { clientErrorHandler, manageConnections } from './connection.js';
@@ -343,6 +344,7 @@ export function createServer(options: ServerOptions): OptoutServer {
     });
 
     registerLinkRoutes(api, { ...options.links, store: () => current().store });
+    registerInboundRoutes(api, { current, registry, guard });
 
     const status = { type: 'object', required: ['status'], properties: { status: { type: 'string' } } };
     api.get('/healthz', { schema: { summary: 'The process runs', response: answers({ 200: status }) } }, async () => ({ status: 'ok' }));

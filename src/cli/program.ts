@@ -17,6 +17,7 @@ import { registerJobs } from './commands/jobs.js';
 import { registerSync } from './commands/sync.js';
 import { registerScrub } from './commands/scrub.js';
 import { registerLinks } from './commands/links.js';
+import { registerInbound } from './commands/inbound.js';
 
 /** Builds the command tree; exported so tests and embedders can run commands in-process. */
 export function buildProgram(): Command {
@@ -38,6 +39,7 @@ export function buildProgram(): Command {
   registerSync(program);
   registerScrub(program);
   registerLinks(program);
+  registerInbound(program);
   return program;
 }
 
