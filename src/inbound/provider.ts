@@ -34,8 +34,15 @@ export type Delivery =
   /** An SNS subscription to confirm by fetching `url` (already checked to be Amazon's). */
   | { kind: 'confirm-subscription'; url: URL; type: string };
 
-/** How far a signed timestamp may be from now, either way. */
+/** How far ahead of this machine's clock a signed timestamp may be (clock skew). */
 export const MAX_SKEW_MS = 5 * 60_000;
+/**
+ * How old a signed timestamp may be. Providers retry a delivery for hours or days, SNS with the
+ * message's original timestamp: refusing a late retry of a bounce would leave its address
+ * eligible. A replay is no danger within the window: an event that suppressed is remembered by
+ * its id and adds nothing again, and one that did not suppress writes nothing.
+ */
+export const MAX_AGE_MS = 7 * 24 * 3600_000;
 
 export function unauthenticated(message: string): OptoutError {
   return new OptoutError('OPTOUT_ERR_INBOUND_UNAUTHENTICATED', message);
@@ -52,11 +59,14 @@ export function header(req: InboundRequest, name: string): string | undefined {
   return v;
 }
 
-/** A signed time, in ms since the epoch, within {@link MAX_SKEW_MS} of `now`. */
+/** A signed time, in ms since the epoch, at most {@link MAX_AGE_MS} old and {@link MAX_SKEW_MS} ahead of `now`. */
 export function assertFresh(timeMs: number, now: number, what: string): void {
   if (!Number.isFinite(timeMs)) throw unauthenticated(`${what} is not a time`);
-  if (Math.abs(now - timeMs) > MAX_SKEW_MS) {
-    throw unauthenticated(`${what} (${new Date(timeMs).toISOString()}) is more than ${MAX_SKEW_MS / 60_000} minutes from now: a stale or replayed delivery`);
+  if (timeMs - now > MAX_SKEW_MS) {
+    throw unauthenticated(`${what} (${new Date(timeMs).toISOString()}) is more than ${MAX_SKEW_MS / 60_000} minutes ahead of this machine's clock`);
+  }
+  if (now - timeMs > MAX_AGE_MS) {
+    throw unauthenticated(`${what} (${new Date(timeMs).toISOString()}) is more than ${MAX_AGE_MS / 86_400_000} days old: a stale or replayed delivery`);
   }
 }
 

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer, type OptoutServer } from '../../src/api/server.js';
 import { createKey, openStore, type OptoutStore } from '../../src/index.js';
 import { addEndpoint } from '../../src/inbound/endpoints.js';
+import { MAX_AGE_MS } from '../../src/inbound/provider.js';
 import type { AuditRecord } from '../../src/store/audit.js';
 import { removeTempDirs, tempDir } from '../helpers.js';
 import { basicAuth, mailgunBody, sendgridHeaders, sendgridKeys, sesBounce, sesComplaint, snsMessage, testCertificate } from './signing.js';
@@ -105,13 +106,20 @@ describe('Amazon SES through SNS', () => {
     const unsigned = JSON.parse(good) as Record<string, string>;
     delete unsigned['Signature'];
     expect((await post(sns.id, JSON.stringify(unsigned))).status).toBe(401);
-    const stale = notification(sesBounce('Permanent', 'tamper@example.org'), { timestamp: new Date(Date.now() - 6 * 60_000) });
+    const stale = notification(sesBounce('Permanent', 'tamper@example.org'), { timestamp: new Date(Date.now() - MAX_AGE_MS - 60_000) });
     expect((await post(sns.id, stale)).status).toBe(401);
     const future = notification(sesBounce('Permanent', 'tamper@example.org'), { timestamp: new Date(Date.now() + 6 * 60_000) });
     expect((await post(sns.id, future)).status).toBe(401);
     expect(await scopesOf('tamper@example.org')).toEqual([]);
     // The untouched message still passes: the refusals were about the changes.
     expect((await post(sns.id, good)).status).toBe(200);
+  });
+
+  it('takes a retry signed hours ago (SNS keeps the original timestamp), and a replay of it adds nothing', async () => {
+    const late = notification(sesBounce('Permanent', 'late-retry@example.org'), { timestamp: new Date(Date.now() - 6 * 3600_000) });
+    expect((await post(sns.id, late)).json).toMatchObject({ events: 1, suppressed: 1, duplicates: 0 });
+    expect(await scopesOf('late-retry@example.org')).toEqual([{ scope: '*', reason: 'bounced', source: 'sns-webhook' }]);
+    expect((await post(sns.id, late)).json).toMatchObject({ events: 1, suppressed: 0, duplicates: 1 });
   });
 
   it('answers 400 with { code, message } for a body that is not an SNS message', async () => {
@@ -186,7 +194,7 @@ describe('SendGrid', () => {
     // The timestamp is signed with the body: changing it alone breaks the signature ...
     expect((await post(sg.id, body, { ...headers, 'x-twilio-email-event-webhook-timestamp': String(Number(headers['x-twilio-email-event-webhook-timestamp']) - 1) })).status).toBe(401);
     // ... and a correctly signed old delivery is stale.
-    expect((await post(sg.id, body, sendgridHeaders(sg.keys.privateKey, body, new Date(Date.now() - 10 * 60_000)))).status).toBe(401);
+    expect((await post(sg.id, body, sendgridHeaders(sg.keys.privateKey, body, new Date(Date.now() - MAX_AGE_MS - 60_000)))).status).toBe(401);
     expect(await scopesOf('sg-refused@example.org')).toEqual([]);
   });
 
@@ -246,7 +254,7 @@ describe('Mailgun', () => {
     const sig = body['signature'] as Record<string, string>;
     expect((await post(mg.id, JSON.stringify({ ...body, signature: { ...sig, token: `${sig['token']}x` } }))).status).toBe(401);
     expect((await post(mg.id, JSON.stringify({ 'event-data': eventData }))).status).toBe(401);
-    expect((await post(mg.id, JSON.stringify(mailgunBody(mg.key, eventData, new Date(Date.now() - 10 * 60_000))))).status).toBe(401);
+    expect((await post(mg.id, JSON.stringify(mailgunBody(mg.key, eventData, new Date(Date.now() - MAX_AGE_MS - 60_000))))).status).toBe(401);
     expect(await scopesOf('mg-refused@example.org')).toEqual([]);
   });
 
