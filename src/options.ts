@@ -48,9 +48,14 @@ export interface ImportOptions {
   yieldEvery?: number | undefined;
   /** Email column: a header name or a 1-based index. @default auto-detected from the header */
   column?: string;
+  /**
+   * Whether the first record is a header: `false` imports it as data. @default detected: a first
+   * record whose cell in the email column is an address is data
+   */
+  header?: boolean | undefined;
   /** Field delimiter `,` `;` `|` or `tab`. @default detected from the header line */
   delimiter?: string;
-  /** @default 'utf8' (a UTF-16 byte-order mark is honoured) */
+  /** @default 'utf8' (a UTF-16 byte-order mark of either byte order is honoured) */
   encoding?: string;
   /** Business unit id; suppressions then apply in that unit only. @default account-wide */
   unit?: string;
@@ -87,6 +92,7 @@ export interface NormalizedImportOptions {
   jobId: string | undefined;
   yieldEvery: number | undefined;
   column: string | undefined;
+  header: boolean | undefined;
   delimiter: string | undefined;
   encoding: InputEncoding;
   scope: string;
@@ -159,6 +165,9 @@ export function normalizeImportOptions(o: ImportOptions): NormalizedImportOption
   if (o.column !== undefined && (typeof o.column !== 'string' || o.column.length === 0)) {
     throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `Expected \`column\` to be a header name or a 1-based index, got ${describeValue(o.column)}`);
   }
+  if (o.header !== undefined && typeof o.header !== 'boolean') {
+    throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `Expected \`header\` to be a boolean, got ${describeValue(o.header)}`);
+  }
   return {
     source: o.source,
     db: o.db ?? defaultDb(),
@@ -167,6 +176,7 @@ export function normalizeImportOptions(o: ImportOptions): NormalizedImportOption
     jobId: o.jobId,
     yieldEvery: o.yieldEvery === undefined ? undefined : positiveInteger('yieldEvery', o.yieldEvery),
     column: o.column,
+    header: o.header,
     delimiter: o.delimiter,
     encoding: normalizeEncoding(o.encoding ?? 'utf8'),
     scope: normalizeUnit(o.unit),

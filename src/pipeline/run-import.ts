@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { OptoutError, throwIfAborted } from '../errors.js';
-import { pickEmailColumn } from '../csv/header.js';
+import { chooseEmailColumn, SAMPLE_CELLS } from '../csv/email-column.js';
 import { createChunkPool, type ChunkPool } from '../workers/pool.js';
 import { normalizeImportOptions, type ImportOptions, type NormalizedImportOptions } from '../options.js';
 import { RejectsFile } from '../report/rejects.js';
@@ -27,6 +27,8 @@ interface OpenedScan {
   source: OpenedSource;
   header: HeaderRecord;
   columnIndex: number;
+  /** The first record is a header (else it is data, read with the rest). */
+  hasHeader: boolean;
   scan: AsyncGenerator<ScannedChunk>;
 }
 
@@ -37,26 +39,31 @@ async function openScan(spec: SourceSpec, o: NormalizedImportOptions, pool: Chun
   let header: HeaderRecord;
   let chunks: AsyncGenerator<Chunk>;
   let columnIndex: number;
+  let hasHeader: boolean;
   try {
-    ({ header, chunks } = await splitSource(source.bytes, {
+    const split = await splitSource(source.bytes, {
       delimiter: o.delimiter,
       maxRecordBytes: o.maxRecordBytes,
       chunkBytes: o.chunkBytes,
       ...(resume ? { startOffset: resume.offset } : {}),
-    }));
-    columnIndex = pickEmailColumn(header.names, o.column);
+    });
+    header = split.header;
+    const choice = await chooseEmailColumn(header.names, () => split.sample(SAMPLE_CELLS), { column: o.column, header: o.header });
+    ({ index: columnIndex, header: hasHeader } = choice);
+    chunks = hasHeader ? split.chunks : split.chunksWithHeader;
   } catch (err) {
     source.close();
     throw err;
   }
-  const start = resume ? { line: resume.lines + 1, row: resume.rows } : { line: header.lines + 1, row: 0 };
+  const start = resume ? { line: resume.lines + 1, row: resume.rows }
+    : { line: (hasHeader ? header.lines : header.skippedLines) + 1, row: 0 };
   const scan = scanChunks(chunks, pool, {
     delimiter: header.dialect.delimiter.charCodeAt(0),
     column: columnIndex,
     maxRecordBytes: o.maxRecordBytes,
     bucketBits,
   }, start);
-  return { source, header, columnIndex, scan: abortable(scan, o.signal) };
+  return { source, header, columnIndex, hasHeader, scan: abortable(scan, o.signal) };
 }
 
 async function* abortable<T>(it: AsyncGenerator<T>, signal: AbortSignal | undefined): AsyncGenerator<T> {
@@ -75,6 +82,7 @@ function fingerprintOf(info: SourceInfo, o: NormalizedImportOptions): JobFingerp
     delimiter: o.delimiter ?? null,
     encoding: o.encoding,
     rejects: o.rejects ?? null,
+    ...(o.header === undefined ? {} : { header: o.header }),
   };
 }
 
@@ -216,7 +224,8 @@ function reportOf(run: ImportRun, counts: ImportCounts, scan: OpenedScan,
     source: run.label,
     scope: run.o.scope,
     reason: run.o.reason,
-    column: scan.header.names[scan.columnIndex] ?? String(scan.columnIndex + 1),
+    column: scan.hasHeader ? scan.header.names[scan.columnIndex] ?? String(scan.columnIndex + 1) : String(scan.columnIndex + 1),
+    header: scan.hasHeader ? 'row' : 'none',
     delimiter: scan.header.dialect.delimiter,
     rejectsFile: run.o.rejects ?? null,
     peakRssBytes: peakRss(),

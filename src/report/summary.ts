@@ -19,7 +19,10 @@ export interface ImportReport extends ImportCounts {
   /** `*` for account-wide, else the business unit. */
   scope: string;
   reason: string;
+  /** The email column's header name, or its 1-based number in a file without a header. */
   column: string;
+  /** `row`: the first record is a header; `none`: it is data, and was imported. */
+  header: 'row' | 'none';
   delimiter: string;
   /** Decoded bytes of CSV read. */
   bytes: number;
@@ -42,7 +45,8 @@ export function formatSummary(r: ImportReport): string {
   const lines = [
     `${r.dryRun ? 'Dry run of' : r.confirmed ? 'Imported' : 'Analysed (nothing written)'} ${printable(r.source, 80)} -> ${scope}, reason ${r.reason}` +
       (r.jobId ? `, job ${r.jobId}` : '') + (r.resumed ? ' (resumed)' : ''),
-    `  email column      ${printable(r.column, 64)} (delimiter ${r.delimiter === '\t' ? 'tab' : r.delimiter})`,
+    `  email column      ${r.header === 'none' ? `${r.column} (no header row, ` : `${printable(r.column, 64)} (`}delimiter ` +
+      `${r.delimiter === '\t' ? 'tab' : r.delimiter})`,
     `  rows              ${fmt(r.rows)}`,
     `  valid             ${fmt(r.valid)}`,
     `  invalid           ${fmt(r.invalid)}` + (r.rejectsFile ? ` (see ${r.rejectsFile})` : ''),

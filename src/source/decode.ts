@@ -3,20 +3,21 @@ import { pipeline } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { OptoutError, describeValue } from '../errors.js';
 
-export type InputEncoding = 'utf8' | 'latin1' | 'windows-1252' | 'utf16le';
+export type InputEncoding = 'utf8' | 'latin1' | 'windows-1252' | 'utf16le' | 'utf16be';
 
 const ENCODING_ALIASES: Record<string, InputEncoding> = {
   'utf8': 'utf8', 'utf-8': 'utf8',
   'latin1': 'latin1', 'iso-8859-1': 'latin1', 'iso8859-1': 'latin1', 'l1': 'latin1',
   'windows-1252': 'windows-1252', 'cp1252': 'windows-1252', 'win1252': 'windows-1252',
   'utf16le': 'utf16le', 'utf-16le': 'utf16le', 'ucs2': 'utf16le', 'ucs-2': 'utf16le',
+  'utf16be': 'utf16be', 'utf-16be': 'utf16be',
 };
 
 export function normalizeEncoding(value: unknown): InputEncoding {
   const found = typeof value === 'string' ? ENCODING_ALIASES[value.toLowerCase()] : undefined;
   if (found === undefined) {
     throw new OptoutError('OPTOUT_ERR_INVALID_OPTION',
-      `Expected \`encoding\` to be one of utf8, latin1, windows-1252, utf16le, got ${describeValue(value)}`);
+      `Expected \`encoding\` to be one of utf8, latin1, windows-1252, utf16le, utf16be, got ${describeValue(value)}`);
   }
   return found;
 }
@@ -26,6 +27,7 @@ const DECODER_LABEL: Record<Exclude<InputEncoding, 'utf8'>, string> = {
   'latin1': 'windows-1252',
   'windows-1252': 'windows-1252',
   'utf16le': 'utf-16le',
+  'utf16be': 'utf-16be',
 };
 
 async function* prepend(first: Buffer, rest: AsyncIterator<Buffer>): AsyncGenerator<Buffer> {
@@ -64,7 +66,7 @@ function gunzip(input: AsyncIterable<Buffer>, name: string): AsyncIterable<Buffe
 
 /**
  * Turns source bytes into UTF-8 without a byte-order mark: gunzips when the gzip magic is
- * present, honours a UTF-16 BOM when no other encoding was asked for, and transcodes
+ * present, honours a UTF-16 BOM (either byte order) when no other encoding was asked for, and transcodes
  * single-byte encodings. Everything downstream then only ever sees UTF-8.
  */
 export async function* decodeToUtf8(input: AsyncIterable<Buffer>, encoding: InputEncoding, name: string): AsyncGenerator<Buffer> {
@@ -79,6 +81,8 @@ export async function* decodeToUtf8(input: AsyncIterable<Buffer>, encoding: Inpu
     head = head.subarray(3);
   } else if (head[0] === 0xff && head[1] === 0xfe && encoding === 'utf8') {
     effective = 'utf16le';
+  } else if (head[0] === 0xfe && head[1] === 0xff && encoding === 'utf8') {
+    effective = 'utf16be';
   }
   if (effective === 'utf8') {
     yield* prepend(head, it);

@@ -56,6 +56,8 @@ export interface JobFingerprint {
   delimiter: string | null;
   encoding: string;
   rejects: string | null;
+  /** `--header` / `--no-header`; absent when detected. */
+  header?: boolean;
 }
 
 /** Where an import's data came from, when not from the command line. */

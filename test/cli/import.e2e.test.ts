@@ -337,6 +337,17 @@ describe.concurrent('import: the email column', () => {
 
   const twoColumns = 'id,primary,secondary\n1,p1@example.com,s1@example.com\n2,p2@example.com,s2@example.com\n';
 
+  it('with zero flags: a header no list names is found by its addresses, a headerless list keeps its first line', async () => {
+    const db = await freshDb();
+    const named = await importJson(db, await csvFile('Customer,Contact Point\nAnn,ann@example.com\nBob,bob@example.com\n'), '--yes');
+    expect(named.res.code, named.res.stderr).toBe(0);
+    expect(named.report).toMatchObject({ column: 'Contact Point', header: 'row', rows: 2, added: 2 });
+    const ses = await importJson(db, await csvFile('first@example.com,BOUNCE\nsecond@example.com,COMPLAINT\n'), '--yes');
+    expect(ses.res.code, ses.res.stderr).toBe(0);
+    expect(ses.report).toMatchObject({ column: '1', header: 'none', rows: 2, added: 2 });
+    expect(await check(db, 'first@example.com')).toBe(1);
+  });
+
   it('--column by header name', async () => {
     const db = await freshDb();
     const list = await csvFile(twoColumns);
@@ -368,10 +379,10 @@ describe.concurrent('import: the email column', () => {
     expect(await dumpStore(db)).toEqual(before);
   });
 
-  it('no email-like header: exit 2 listing the headers', async () => {
+  it('no email-like header and no column of addresses: exit 2 listing the headers', async () => {
     const db = await seededCopy();
     const before = await dumpStore(db);
-    const list = await csvFile('Customer,Contact Point,Signed Up\nAnn,ann@example.com,2026\n');
+    const list = await csvFile('Customer,Contact Point,Signed Up\nAnn,+47 900 00 001,2026\n');
     const res = await cli(db, 'import', list, '--yes');
     expectError(res, 2, 'OPTOUT_ERR_NO_EMAIL_COLUMN');
     for (const h of ['Customer', 'Contact Point', 'Signed Up']) expect(res.stderr).toContain(h);

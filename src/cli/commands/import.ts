@@ -10,6 +10,7 @@ import { dbOption, parseCount, parseInteger } from '../args.js';
 
 interface ImportFlags {
   column?: string;
+  header?: boolean;
   delimiter?: string;
   encoding?: string;
   unit?: string;
@@ -42,8 +43,10 @@ export function registerImport(program: Command): void {
   program.command('import <source>')
     .description('import a CSV opt-out list (a file, a .gz file, or - for stdin)')
     .option('--column <name|index>', 'email column: header name or 1-based index (default: detected)')
+    .option('--header', 'the first line is a header, even when it holds an address')
+    .option('--no-header', 'the first line is data: import it too (default: detected)')
     .option('--delimiter <char>', 'field delimiter: , ; | or tab (default: detected)')
-    .option('--encoding <name>', 'utf8, latin1, windows-1252 or utf16le', 'utf8')
+    .option('--encoding <name>', 'utf8, latin1, windows-1252, utf16le or utf16be', 'utf8')
     .option('--unit <id>', 'business unit (default: account-wide)')
     .option('--reason <reason>', 'unsubscribed, bounced, complaint or manual', 'unsubscribed')
     .option('--source <label>', 'source label stored with the entries (default: file name)')
@@ -80,6 +83,7 @@ export function registerImport(program: Command): void {
           source: sourceArg === '-' ? { kind: 'stdin', stream: process.stdin } : { kind: 'file', path: sourceArg },
           db: dbOption(cmd),
           ...(flags.column === undefined ? {} : { column: flags.column }),
+          ...(flags.header === undefined ? {} : { header: flags.header }),
           ...(flags.delimiter === undefined ? {} : { delimiter: flags.delimiter }),
           ...(flags.encoding === undefined ? {} : { encoding: flags.encoding }),
           ...(flags.unit === undefined ? {} : { unit: flags.unit }),
