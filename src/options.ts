@@ -53,6 +53,14 @@ export interface ImportOptions {
    * record whose cell in the email column is an address is data
    */
   header?: boolean | undefined;
+  /**
+   * `<column>=<value>[,<value>]`: only rows whose column holds one of the values (trimmed, case
+   * ignored) are imported; the others are skipped. Replaces a recognised export's own flag.
+   * @default every row, or the rows a recognised export marks as opted out
+   */
+  where?: string | undefined;
+  /** Imports every row, also those a recognised export marks as still subscribed. @default false */
+  allRows?: boolean | undefined;
   /** Field delimiter `,` `;` `|` or `tab`. @default detected from the header line */
   delimiter?: string;
   /** @default 'utf8' (a UTF-16 byte-order mark of either byte order is honoured) */
@@ -93,6 +101,8 @@ export interface NormalizedImportOptions {
   yieldEvery: number | undefined;
   column: string | undefined;
   header: boolean | undefined;
+  where: string | undefined;
+  allRows: boolean;
   delimiter: string | undefined;
   encoding: InputEncoding;
   scope: string;
@@ -168,6 +178,15 @@ export function normalizeImportOptions(o: ImportOptions): NormalizedImportOption
   if (o.header !== undefined && typeof o.header !== 'boolean') {
     throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `Expected \`header\` to be a boolean, got ${describeValue(o.header)}`);
   }
+  if (o.where !== undefined && (typeof o.where !== 'string' || !/^[^=]+=/.test(o.where))) {
+    throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `Expected \`where\` to be <column>=<value>[,<value>], got ${describeValue(o.where)}`);
+  }
+  if (o.allRows !== undefined && typeof o.allRows !== 'boolean') {
+    throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `Expected \`allRows\` to be a boolean, got ${describeValue(o.allRows)}`);
+  }
+  if (o.where !== undefined && o.allRows === true) {
+    throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', 'Use only one of `where` and `allRows`');
+  }
   return {
     source: o.source,
     db: o.db ?? defaultDb(),
@@ -177,6 +196,8 @@ export function normalizeImportOptions(o: ImportOptions): NormalizedImportOption
     yieldEvery: o.yieldEvery === undefined ? undefined : positiveInteger('yieldEvery', o.yieldEvery),
     column: o.column,
     header: o.header,
+    where: o.where,
+    allRows: o.allRows ?? false,
     delimiter: o.delimiter,
     encoding: normalizeEncoding(o.encoding ?? 'utf8'),
     scope: normalizeUnit(o.unit),

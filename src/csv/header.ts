@@ -136,7 +136,7 @@ export const EMAIL_HEADER_NAMES: readonly string[] = EMAIL_HEADER_TIERS.flat();
  * Accents are kept, and the accented forms are listed beside the plain ones: folding accents
  * would make the match depend on a transliteration table and could pick a column nobody meant.
  */
-function headerKey(name: string): string {
+export function headerKey(name: string): string {
   return name.trim().normalize('NFC').toLowerCase().replace(/[\s_-]+/gu, '');
 }
 

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { OptoutError, throwIfAborted } from '../errors.js';
 import { chooseEmailColumn, SAMPLE_CELLS } from '../csv/email-column.js';
+import { detectCsvProvider, parseWhere, providerFilter, type RowFilter } from '../csv/providers.js';
 import { createChunkPool, type ChunkPool } from '../workers/pool.js';
 import { normalizeImportOptions, type ImportOptions, type NormalizedImportOptions } from '../options.js';
 import { RejectsFile } from '../report/rejects.js';
@@ -29,6 +30,10 @@ interface OpenedScan {
   columnIndex: number;
   /** The first record is a header (else it is data, read with the rest). */
   hasHeader: boolean;
+  /** `csv`, or the export recognised by its header. */
+  format: string;
+  /** The rows that are skipped, if any: a recognised export's flag, or `--where`. */
+  filter: RowFilter | undefined;
   scan: AsyncGenerator<ScannedChunk>;
 }
 
@@ -40,6 +45,8 @@ async function openScan(spec: SourceSpec, o: NormalizedImportOptions, pool: Chun
   let chunks: AsyncGenerator<Chunk>;
   let columnIndex: number;
   let hasHeader: boolean;
+  let format = 'csv';
+  let filter: RowFilter | undefined;
   try {
     const split = await splitSource(source.bytes, {
       delimiter: o.delimiter,
@@ -51,6 +58,10 @@ async function openScan(spec: SourceSpec, o: NormalizedImportOptions, pool: Chun
     const choice = await chooseEmailColumn(header.names, () => split.sample(SAMPLE_CELLS), { column: o.column, header: o.header });
     ({ index: columnIndex, header: hasHeader } = choice);
     chunks = hasHeader ? split.chunks : split.chunksWithHeader;
+    const provider = hasHeader ? detectCsvProvider(header.names) : undefined;
+    if (provider !== undefined) format = provider.format;
+    filter = o.where !== undefined ? parseWhere(o.where, header.names, hasHeader)
+      : provider !== undefined && !o.allRows ? providerFilter(provider, header.names) : undefined;
   } catch (err) {
     source.close();
     throw err;
@@ -62,8 +73,9 @@ async function openScan(spec: SourceSpec, o: NormalizedImportOptions, pool: Chun
     column: columnIndex,
     maxRecordBytes: o.maxRecordBytes,
     bucketBits,
+    filter: filter && { column: filter.column, values: filter.values, keep: filter.mode === 'keep' },
   }, start);
-  return { source, header, columnIndex, hasHeader, scan: abortable(scan, o.signal) };
+  return { source, header, columnIndex, hasHeader, format, filter, scan: abortable(scan, o.signal) };
 }
 
 async function* abortable<T>(it: AsyncGenerator<T>, signal: AbortSignal | undefined): AsyncGenerator<T> {
@@ -83,6 +95,8 @@ function fingerprintOf(info: SourceInfo, o: NormalizedImportOptions): JobFingerp
     encoding: o.encoding,
     rejects: o.rejects ?? null,
     ...(o.header === undefined ? {} : { header: o.header }),
+    ...(o.where === undefined ? {} : { where: o.where }),
+    ...(o.allRows ? { allRows: true } : {}),
   };
 }
 
@@ -226,6 +240,8 @@ function reportOf(run: ImportRun, counts: ImportCounts, scan: OpenedScan,
     reason: run.o.reason,
     column: scan.hasHeader ? scan.header.names[scan.columnIndex] ?? String(scan.columnIndex + 1) : String(scan.columnIndex + 1),
     header: scan.hasHeader ? 'row' : 'none',
+    format: scan.format,
+    skipRule: scan.filter === undefined ? null : describeFilter(scan.filter),
     delimiter: scan.header.dialect.delimiter,
     rejectsFile: run.o.rejects ?? null,
     peakRssBytes: peakRss(),
@@ -248,7 +264,7 @@ function mergeOptions(run: ImportRun, spool: BucketSpool, counts: ImportCounts, 
 }
 
 function readCounts(st: SpoolState): ImportCounts {
-  return { ...emptyCounts(), rows: st.rows, valid: st.valid, invalid: st.invalid };
+  return { ...emptyCounts(), rows: st.rows, valid: st.valid, invalid: st.invalid, skipped: st.skipped };
 }
 
 /**
@@ -268,7 +284,7 @@ async function analyse(run: ImportRun): Promise<{ done: ImportReport } | { confi
   const scan = await openRunScan(run, run.bits);
   run.analysisSpool = new BucketSpool(join(run.spoolRoot, `analysis-${process.pid}-${Date.now()}-${randomBytes(4).toString('hex')}`), run.bits);
   run.rejects = o.rejects === undefined ? undefined : await RejectsFile.open(o.rejects);
-  const zero: SpoolState = { offset: 0, lines: 0, rows: 0, valid: 0, invalid: 0, invalidUtf8: 0, rejectsBytes: 0 };
+  const zero: SpoolState = { offset: 0, lines: 0, rows: 0, valid: 0, invalid: 0, skipped: 0, invalidUtf8: 0, rejectsBytes: 0 };
   const { state, error } = await spoolPass(scan.scan, run.analysisSpool, run.rejects, zero,
     (st) => progress(run, 'reading', scan.source.bytesRead(), scan.source.info.size, st.rows));
   run.analysisSpool.flush();
@@ -366,7 +382,7 @@ async function readPhase(run: ImportRun, job: JobRecord, scan: OpenedScan, spool
   run.rejects = o.rejects === undefined ? undefined : await RejectsFile.open(o.rejects, start.offset > 0 ? start.rejectsBytes : undefined);
   const from: SpoolState = {
     offset: start.offset, lines: start.lines, rows: start.counts.rows, valid: start.counts.valid,
-    invalid: start.counts.invalid, invalidUtf8: start.invalidUtf8, rejectsBytes: start.rejectsBytes,
+    invalid: start.counts.invalid, skipped: start.counts.skipped ?? 0, invalidUtf8: start.invalidUtf8, rejectsBytes: start.rejectsBytes,
   };
   const toCheckpoint = (st: SpoolState, lengths: number[]): JobRecord => ({
     ...current,
@@ -473,6 +489,11 @@ export async function runImport(input: ImportOptions): Promise<ImportReport> {
   } finally {
     await closeRun(run);
   }
+}
+
+function describeFilter(f: RowFilter): string {
+  const values = f.values.map((v) => (v === '' ? '(empty)' : v)).join(' or ');
+  return f.mode === 'skip' ? `${f.name} is ${values}` : `${f.name} is not ${values}`;
 }
 
 /** The checkpoint field that records a broken record which ended the reading, if one did. */

@@ -21,6 +21,10 @@ export interface ImportReport extends ImportCounts {
   reason: string;
   /** The email column's header name, or its 1-based number in a file without a header. */
   column: string;
+  /** `csv`, or the export recognised by its header (`hubspot-contacts`, `mailchimp-cleaned`...). */
+  format: string;
+  /** Which rows were skipped as not opted out, e.g. `Unsubscribed from all email is false or no`; null: none are. */
+  skipRule: string | null;
   /** `row`: the first record is a header; `none`: it is data, and was imported. */
   header: 'row' | 'none';
   delimiter: string;
@@ -43,13 +47,15 @@ const fmt = (n: number): string => n.toLocaleString('en-US');
 export function formatSummary(r: ImportReport): string {
   const scope = r.scope === '*' ? 'account-wide' : `unit ${r.scope}`;
   const lines = [
-    `${r.dryRun ? 'Dry run of' : r.confirmed ? 'Imported' : 'Analysed (nothing written)'} ${printable(r.source, 80)} -> ${scope}, reason ${r.reason}` +
+    `${r.dryRun ? 'Dry run of' : r.confirmed ? 'Imported' : 'Analysed (nothing written)'} ${printable(r.source, 80)}` +
+      `${r.format === 'csv' ? '' : ` (${r.format})`} -> ${scope}, reason ${r.reason}` +
       (r.jobId ? `, job ${r.jobId}` : '') + (r.resumed ? ' (resumed)' : ''),
     `  email column      ${r.header === 'none' ? `${r.column} (no header row, ` : `${printable(r.column, 64)} (`}delimiter ` +
       `${r.delimiter === '\t' ? 'tab' : r.delimiter})`,
     `  rows              ${fmt(r.rows)}`,
     `  valid             ${fmt(r.valid)}`,
     `  invalid           ${fmt(r.invalid)}` + (r.rejectsFile ? ` (see ${r.rejectsFile})` : ''),
+    ...(r.skipRule === null ? [] : [`  skipped           ${fmt(r.skipped)} not opted out (${printable(r.skipRule, 120)})`]),
     `  duplicates        ${fmt(r.duplicates)}`,
     `  unique            ${fmt(r.unique)}`,
     `  already suppressed ${fmt(r.alreadySuppressed)}`,

@@ -58,6 +58,9 @@ export interface JobFingerprint {
   rejects: string | null;
   /** `--header` / `--no-header`; absent when detected. */
   header?: boolean;
+  /** `--where`, `--all-rows`; absent when not given. */
+  where?: string;
+  allRows?: boolean;
 }
 
 /** Where an import's data came from, when not from the command line. */
