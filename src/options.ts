@@ -4,6 +4,7 @@ import { SUPPRESSION_REASONS, type JobOrigin, type SuppressionReason } from './s
 import type { LevelStore } from './store/level/level-store.js';
 import { normalizeEncoding, type InputEncoding } from './source/decode.js';
 import type { SourceSpec } from './source/open-source.js';
+import { normalizeFormat, type SourceFormat } from './source/records.js';
 import type { ImportProgress } from './store/counts.js';
 import type { ImportReport } from './report/summary.js';
 import type { ChunkPool } from './workers/pool.js';
@@ -61,6 +62,8 @@ export interface ImportOptions {
   where?: string | undefined;
   /** Imports every row, also those a recognised export marks as still subscribed. @default false */
   allRows?: boolean | undefined;
+  /** How the source is written: `csv`, `json` or `ndjson`. @default detected from the content */
+  format?: string | undefined;
   /** Field delimiter `,` `;` `|` or `tab`. @default detected from the header line */
   delimiter?: string;
   /** @default 'utf8' (a UTF-16 byte-order mark of either byte order is honoured) */
@@ -103,6 +106,7 @@ export interface NormalizedImportOptions {
   header: boolean | undefined;
   where: string | undefined;
   allRows: boolean;
+  format: SourceFormat | undefined;
   delimiter: string | undefined;
   encoding: InputEncoding;
   scope: string;
@@ -198,6 +202,7 @@ export function normalizeImportOptions(o: ImportOptions): NormalizedImportOption
     header: o.header,
     where: o.where,
     allRows: o.allRows ?? false,
+    format: normalizeFormat(o.format),
     delimiter: o.delimiter,
     encoding: normalizeEncoding(o.encoding ?? 'utf8'),
     scope: normalizeUnit(o.unit),

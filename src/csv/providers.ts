@@ -22,7 +22,7 @@ export interface RowFilter {
 
 export { SKIP_REASON } from '../workers/chunk-task.js';
 
-/** A CSV export recognised by its header. */
+/** An export recognised by its header (a JSON source's by its first record's keys). */
 export interface CsvProvider {
   /** The report's `format`. */
   format: string;
@@ -44,6 +44,21 @@ export interface CsvProvider {
  * export itself says it is not an opt-out.
  */
 export const CSV_PROVIDERS: readonly CsvProvider[] = [
+  {
+    format: 'ses-json', signature: ['EmailAddress', 'Reason', 'LastUpdateTime'],
+    meaning: 'the account-level suppression list (`aws sesv2 list-suppressed-destinations`): BOUNCE or COMPLAINT',
+    source: 'https://docs.aws.amazon.com/ses/latest/APIReference-V2/API_ListSuppressedDestinations.html',
+  },
+  {
+    format: 'ses-bulk', signature: ['EmailAddress', 'Reason'], exact: true,
+    meaning: 'a suppression list bulk import (emailAddress, reason: BOUNCE or COMPLAINT)',
+    source: 'https://docs.aws.amazon.com/ses/latest/dg/sending-email-suppression-list.html',
+  },
+  {
+    format: 'postmark-json', signature: ['EmailAddress', 'SuppressionReason', 'Origin', 'CreatedAt'],
+    meaning: 'a message stream\'s suppressions: HardBounce, SpamComplaint or ManualSuppression',
+    source: 'https://postmarkapp.com/developer/api/suppressions-api',
+  },
   {
     format: 'hubspot-contacts', signature: ['Record ID', 'Email', 'Unsubscribed from all email'],
     optOut: { column: 'Unsubscribed from all email', subscribed: ['false', 'no'] },

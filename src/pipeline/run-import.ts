@@ -12,6 +12,7 @@ import { normalizeImportOptions, type ImportOptions, type NormalizedImportOption
 import { RejectsFile } from '../report/rejects.js';
 import type { ImportReport } from '../report/summary.js';
 import { splitSource, type Chunk, type HeaderRecord } from '../source/chunks.js';
+import { asCsv } from '../source/records.js';
 import { describeSource, openSource, type OpenedSource, type SourceInfo, type SourceSpec } from '../source/open-source.js';
 import { errorOfJob, jobErrorOf, type JobError, type JobFingerprint, type JobRecord } from '../store/jobs.js';
 import { moveJob } from '../store/job-states.js';
@@ -45,10 +46,12 @@ async function openScan(spec: SourceSpec, o: NormalizedImportOptions, pool: Chun
   let chunks: AsyncGenerator<Chunk>;
   let columnIndex: number;
   let hasHeader: boolean;
-  let format = 'csv';
+  let format: string;
   let filter: RowFilter | undefined;
   try {
-    const split = await splitSource(source.bytes, {
+    const records = await asCsv(source.bytes, o.format);
+    format = records.format;
+    const split = await splitSource(records.bytes, {
       delimiter: o.delimiter,
       maxRecordBytes: o.maxRecordBytes,
       chunkBytes: o.chunkBytes,
@@ -97,6 +100,7 @@ function fingerprintOf(info: SourceInfo, o: NormalizedImportOptions): JobFingerp
     ...(o.header === undefined ? {} : { header: o.header }),
     ...(o.where === undefined ? {} : { where: o.where }),
     ...(o.allRows ? { allRows: true } : {}),
+    ...(o.format === undefined ? {} : { format: o.format }),
   };
 }
 

@@ -30,7 +30,7 @@ const DECODER_LABEL: Record<Exclude<InputEncoding, 'utf8'>, string> = {
   'utf16be': 'utf-16be',
 };
 
-async function* prepend(first: Buffer, rest: AsyncIterator<Buffer>): AsyncGenerator<Buffer> {
+export async function* prepend(first: Buffer, rest: AsyncIterator<Buffer>): AsyncGenerator<Buffer> {
   if (first.length > 0) yield first;
   for (;;) {
     const next = await rest.next();
@@ -40,7 +40,7 @@ async function* prepend(first: Buffer, rest: AsyncIterator<Buffer>): AsyncGenera
 }
 
 /** Reads until at least `n` bytes are buffered (or the input ends) so magic bytes can be seen whole. */
-async function peek(it: AsyncIterator<Buffer>, n: number): Promise<Buffer> {
+export async function peek(it: AsyncIterator<Buffer>, n: number): Promise<Buffer> {
   const parts: Buffer[] = [];
   let len = 0;
   while (len < n) {

@@ -61,6 +61,8 @@ export interface JobFingerprint {
   /** `--where`, `--all-rows`; absent when not given. */
   where?: string;
   allRows?: boolean;
+  /** `--format`; absent when detected. */
+  format?: string;
 }
 
 /** Where an import's data came from, when not from the command line. */
