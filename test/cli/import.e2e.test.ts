@@ -348,6 +348,22 @@ describe.concurrent('import: the email column', () => {
     expect(await check(db, 'first@example.com')).toBe(1);
   });
 
+  it('provider exports with zero flags: --json gives format, header and skipped', async () => {
+    const db = await freshDb();
+    const hubspot = await csvFile('Record ID,Email,Unsubscribed from all email\n1,in@example.com,true\n2,out@example.com,false\n');
+    const h = await importJson(db, hubspot, '--yes');
+    expect(h.res.code, h.res.stderr).toBe(0);
+    expect(h.report).toMatchObject({ format: 'hubspot-contacts', header: 'row', rows: 2, valid: 1, skipped: 1, added: 1 });
+    const ses = await csvFile(JSON.stringify({ SuppressedDestinationSummaries: [
+      { EmailAddress: 'ses@example.com', Reason: 'BOUNCE', LastUpdateTime: '2026-01-05T10:00:00Z' }] }, null, 2));
+    const j = await importJson(db, ses, '--yes');
+    expect(j.res.code, j.res.stderr).toBe(0);
+    expect(j.report).toMatchObject({ format: 'ses-json', header: 'row', rows: 1, skipped: 0, added: 1 });
+    expect(await check(db, 'in@example.com')).toBe(1);
+    expect(await check(db, 'out@example.com')).toBe(0);
+    expect(await check(db, 'ses@example.com')).toBe(1);
+  });
+
   it('--column by header name', async () => {
     const db = await freshDb();
     const list = await csvFile(twoColumns);
