@@ -88,7 +88,8 @@ async function* ndjsonRows(bytes: AsyncIterable<Buffer>): AsyncGenerator<Row> {
 /**
  * JSON: the records of the first array of objects, the top-level value itself or one held in an
  * object at any depth (the SES `SuppressedDestinationSummaries`, Postmark's `Suppressions`).
- * Streamed: only one record is ever assembled at a time, whatever the file's size. The
+ * Anything else in that array, or a second array of records, stops the import: what is not read
+ * could be an opt-out. Streamed: only one record is assembled at a time, whatever the file's size. The
  * tokenizer is called directly, a chunk at a time: through its Node stream adapter, one token
  * at a time, it read a third as many records per second.
  */
@@ -100,6 +101,8 @@ async function* jsonRows(bytes: AsyncIterable<Buffer>): AsyncGenerator<Row> {
   const stack: boolean[] = [];
   let target = -1;
   let asm: Assembler | undefined;
+  let records = 0;
+  const notOneList = (why: string): OptoutError => new OptoutError('OPTOUT_ERR_JSON_PARSE', `The JSON is not one list of records: ${why}`);
   const rowsOf = (text: string | typeof none): Row[] => {
     let out: unknown;
     try {
@@ -118,10 +121,15 @@ async function* jsonRows(bytes: AsyncIterable<Buffer>): AsyncGenerator<Row> {
         }
         continue;
       }
+      const inTarget = target === stack.length;
       switch (token.name) {
         case 'startObject':
-          if (stack.at(-1) === true && (target === -1 || target === stack.length)) {
+          if (stack.at(-1) === true) {
+            // A second array of records: which one is the list is anybody's guess, and reading
+            // one would silently drop the other's opt-outs.
+            if (target === -2) throw notOneList('it holds several arrays of records');
             target = stack.length;
+            records++;
             asm = new Assembler();
             asm.consume(token);
             continue;
@@ -129,13 +137,20 @@ async function* jsonRows(bytes: AsyncIterable<Buffer>): AsyncGenerator<Row> {
           stack.push(false);
           break;
         case 'startArray':
+          if (inTarget) throw notOneList(`record ${records + 1} of its array is an array, not an object`);
           stack.push(true);
           break;
         case 'endObject':
         case 'endArray':
-          // Past the chosen array: later arrays are not read.
-          if (stack.length === target) target = -2;
+          if (inTarget) target = -2;
           stack.pop();
+          break;
+        case 'stringValue':
+        case 'numberValue':
+        case 'nullValue':
+        case 'trueValue':
+        case 'falseValue':
+          if (inTarget) throw notOneList(`record ${records + 1} of its array is ${describeValue(token.value)}, not an object`);
           break;
         default:
           break;

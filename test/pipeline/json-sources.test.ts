@@ -72,6 +72,13 @@ describe('JSON and NDJSON sources, by content', () => {
     expect(await failureCode(() => importFile('x.json', '{"count": 3, "items": [1, 2]}'))).toBe('OPTOUT_ERR_NO_EMAIL_COLUMN');
     expect(await failureCode(() => importFile('x.json', '{\n"count": 3, "items": [1, 2]}'))).toBe('OPTOUT_ERR_JSON_PARSE');
     expect(await failureCode(() => importFile('x.json', '[1, 2]'))).toBe('OPTOUT_ERR_JSON_PARSE');
+    // What is not a record of the list, or a second list, could be an opt-out that would go unread.
+    for (const text of ['[{"email":"a@example.com"}, "b@example.com"]', '[{"email":"a@example.com"}, null]',
+      '[{"email":"a@example.com"}, ["b@example.com"]]', '{"a":[{"email":"a@example.com"}],"b":[{"email":"b@example.com"}]}']) {
+      expect(await failureCode(() => importFile('x.json', text)), text).toBe('OPTOUT_ERR_JSON_PARSE');
+    }
+    expect((await importFile('x.json', '{"meta":{"tags":["x"]},"items":[{"email":"a@example.com","tags":["y",{"k":1}]}]}')).report)
+      .toMatchObject({ format: 'json', rows: 1, valid: 1 });
     expect(await failureCode(() => importFile('x.csv', 'email\na@example.com\n', { format: 'xml' }))).toBe('OPTOUT_ERR_INVALID_OPTION');
     // A CSV whose first cell starts with a brace, read as CSV when told so.
     const { report } = await importFile('odd.csv', '{id},email\n1,a@example.com\n', { format: 'csv' });

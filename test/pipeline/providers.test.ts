@@ -99,6 +99,35 @@ describe('CSV exports recognised by their header', () => {
     expect(plain.report).toMatchObject({ format: 'csv', skipped: 0, skipRule: null });
   });
 
+  it('an interrupted import of an export with skipped rows, or of a list without a header, resumes to the counts of a clean run', async () => {
+    const dir = await tempDir('optout-providers-');
+    const contacts = ['Record ID,Email,Unsubscribed from all email',
+      ...Array.from({ length: 360_000 }, (_, i) => `${i},c${i}@example.com,${i % 4 === 0 ? 'true' : 'false'}`)].join('\n');
+    const bare = Array.from({ length: 360_000 }, (_, i) => `b${i}@example.com,BOUNCE`).join('\n');
+    for (const [name, text] of [['contacts.csv', contacts], ['bare.csv', bare]] as const) {
+      const path = join(dir, name);
+      writeFileSync(path, text);
+      const run = (db: string, signal?: AbortSignal, onProgress?: ImportOptions['onProgress']) => runImport({
+        source: { kind: 'file', path }, db, confirm: { mode: 'yes' }, chunkBytes: 4096, threads: 1,
+        ...(signal ? { signal } : {}), ...(onProgress ? { onProgress } : {}),
+      });
+      const clean = await run(join(dir, `${name}-clean`));
+      const controller = new AbortController();
+      let reads = 0;
+      const stopped = await run(join(dir, `${name}-cut`), controller.signal, (p) => {
+        if (p.phase === 'reading') reads++;
+        if (reads === 10) controller.abort();
+      }).catch((e: unknown) => e);
+      expect([(stopped as { code?: string }).code, reads], name).toEqual(['OPTOUT_ERR_ABORTED', 10]);
+      const resumed = await run(join(dir, `${name}-cut`));
+      const counts = (r: typeof clean) => [r.rows, r.valid, r.invalid, r.skipped, r.unique, r.added, r.header, r.format];
+      expect(resumed.resumed, name).toBe(true);
+      expect(counts(resumed), name).toEqual(counts(clean));
+    }
+    const cleanReport = await runImport({ source: { kind: 'file', path: join(dir, 'contacts.csv') }, db: join(dir, 'again'), confirm: { mode: 'yes' } });
+    expect(cleanReport).toMatchObject({ rows: 360_000, valid: 90_000, skipped: 270_000 });
+  });
+
   it('each signature is told apart from the others', () => {
     for (const p of CSV_PROVIDERS) expect(detectCsvProvider(p.signature)?.format, p.format).toBe(p.format);
     expect(detectCsvProvider(['address', 'created_at', 'extra'])).toBeUndefined();
