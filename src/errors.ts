@@ -12,6 +12,7 @@ export const ERROR_TABLE = {
   OPTOUT_ERR_SOURCE: { exit: 2, http: 400, description: 'the source cannot be opened or read (or is not valid gzip)' },
   OPTOUT_ERR_CSV_PARSE: { exit: 2, http: 400, description: 'broken CSV: an unclosed quote, text after a closing quote; names the line' },
   OPTOUT_ERR_JSON_PARSE: { exit: 2, http: 400, description: 'broken JSON or NDJSON, or JSON that holds no array of records; names the line for NDJSON' },
+  OPTOUT_ERR_ZIP_MEMBER: { exit: 2, http: 400, description: 'a ZIP archive holds no list or several (listed), or `--member` names no member' },
   OPTOUT_ERR_RECORD_TOO_LARGE: { exit: 2, http: 400, description: 'a record is larger than `--max-record-bytes`; names the line' },
   OPTOUT_ERR_NO_EMAIL_COLUMN: { exit: 2, http: 400, description: 'no header looks like an email column and no column holds addresses; lists the headers' },
   OPTOUT_ERR_AMBIGUOUS_EMAIL_COLUMN: { exit: 2, http: 400, description: 'several headers look like an email column, or several columns hold addresses; lists them' },

@@ -64,6 +64,8 @@ export interface ImportOptions {
   allRows?: boolean | undefined;
   /** How the source is written: `csv`, `json` or `ndjson`. @default detected from the content */
   format?: string | undefined;
+  /** The member of a ZIP archive to read (its path in the archive, or its file name). @default the one list member */
+  member?: string | undefined;
   /** Field delimiter `,` `;` `|` or `tab`. @default detected from the header line */
   delimiter?: string;
   /** @default 'utf8' (a UTF-16 byte-order mark of either byte order is honoured) */
@@ -107,6 +109,7 @@ export interface NormalizedImportOptions {
   where: string | undefined;
   allRows: boolean;
   format: SourceFormat | undefined;
+  member: string | undefined;
   delimiter: string | undefined;
   encoding: InputEncoding;
   scope: string;
@@ -185,6 +188,9 @@ export function normalizeImportOptions(o: ImportOptions): NormalizedImportOption
   if (o.where !== undefined && (typeof o.where !== 'string' || !/^[^=]+=/.test(o.where))) {
     throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `Expected \`where\` to be <column>=<value>[,<value>], got ${describeValue(o.where)}`);
   }
+  if (o.member !== undefined && (typeof o.member !== 'string' || o.member.length === 0)) {
+    throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `Expected \`member\` to be a ZIP member's name, got ${describeValue(o.member)}`);
+  }
   if (o.allRows !== undefined && typeof o.allRows !== 'boolean') {
     throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `Expected \`allRows\` to be a boolean, got ${describeValue(o.allRows)}`);
   }
@@ -203,6 +209,7 @@ export function normalizeImportOptions(o: ImportOptions): NormalizedImportOption
     where: o.where,
     allRows: o.allRows ?? false,
     format: normalizeFormat(o.format),
+    member: o.member,
     delimiter: o.delimiter,
     encoding: normalizeEncoding(o.encoding ?? 'utf8'),
     scope: normalizeUnit(o.unit),

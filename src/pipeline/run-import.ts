@@ -41,7 +41,7 @@ interface OpenedScan {
 /** Opens the source, reads the header, picks the email column and starts the chunk scan. */
 async function openScan(spec: SourceSpec, o: NormalizedImportOptions, pool: ChunkPool, bucketBits: number,
   resume?: { offset: number; lines: number; rows: number }): Promise<OpenedScan> {
-  const source = openSource(spec, o.encoding);
+  const source = openSource(spec, o.encoding, o.member);
   let header: HeaderRecord;
   let chunks: AsyncGenerator<Chunk>;
   let columnIndex: number;
@@ -101,6 +101,7 @@ function fingerprintOf(info: SourceInfo, o: NormalizedImportOptions): JobFingerp
     ...(o.where === undefined ? {} : { where: o.where }),
     ...(o.allRows ? { allRows: true } : {}),
     ...(o.format === undefined ? {} : { format: o.format }),
+    ...(o.member === undefined ? {} : { member: o.member }),
   };
 }
 
@@ -245,6 +246,7 @@ function reportOf(run: ImportRun, counts: ImportCounts, scan: OpenedScan,
     column: scan.hasHeader ? scan.header.names[scan.columnIndex] ?? String(scan.columnIndex + 1) : String(scan.columnIndex + 1),
     header: scan.hasHeader ? 'row' : 'none',
     format: scan.format,
+    member: scan.source.member()?.name ?? null,
     skipRule: scan.filter === undefined ? null : describeFilter(scan.filter),
     delimiter: scan.header.dialect.delimiter,
     rejectsFile: run.o.rejects ?? null,

@@ -23,6 +23,8 @@ export interface ImportReport extends ImportCounts {
   column: string;
   /** `csv`, or the export recognised by its header (`hubspot-contacts`, `mailchimp-cleaned`...). */
   format: string;
+  /** The ZIP archive's member that was read; null for a source that is not a ZIP archive. */
+  member: string | null;
   /** Which rows were skipped as not opted out, e.g. `Unsubscribed from all email is false or no`; null: none are. */
   skipRule: string | null;
   /** `row`: the first record is a header; `none`: it is data, and was imported. */
@@ -48,7 +50,7 @@ export function formatSummary(r: ImportReport): string {
   const scope = r.scope === '*' ? 'account-wide' : `unit ${r.scope}`;
   const lines = [
     `${r.dryRun ? 'Dry run of' : r.confirmed ? 'Imported' : 'Analysed (nothing written)'} ${printable(r.source, 80)}` +
-      `${r.format === 'csv' ? '' : ` (${r.format})`} -> ${scope}, reason ${r.reason}` +
+      `${r.member === null ? '' : `: ${printable(r.member, 80)}`}${r.format === 'csv' ? '' : ` (${r.format})`} -> ${scope}, reason ${r.reason}` +
       (r.jobId ? `, job ${r.jobId}` : '') + (r.resumed ? ' (resumed)' : ''),
     `  email column      ${r.header === 'none' ? `${r.column} (no header row, ` : `${printable(r.column, 64)} (`}delimiter ` +
       `${r.delimiter === '\t' ? 'tab' : r.delimiter})`,

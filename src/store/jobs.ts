@@ -61,8 +61,9 @@ export interface JobFingerprint {
   /** `--where`, `--all-rows`; absent when not given. */
   where?: string;
   allRows?: boolean;
-  /** `--format`; absent when detected. */
+  /** `--format`, `--member`; absent when not given. */
   format?: string;
+  member?: string;
 }
 
 /** Where an import's data came from, when not from the command line. */

@@ -14,6 +14,7 @@ interface ImportFlags {
   where?: string;
   allRows?: boolean;
   format?: string;
+  member?: string;
   delimiter?: string;
   encoding?: string;
   unit?: string;
@@ -48,13 +49,14 @@ async function askCount(analysis: ImportReport): Promise<number | undefined> {
 
 export function registerImport(program: Command): void {
   program.command('import <source>')
-    .description('import an opt-out list: CSV, JSON or NDJSON (a file, a .gz file, or - for stdin)')
+    .description('import an opt-out list: CSV, JSON or NDJSON (a file, a .gz or .zip file, or - for stdin)')
     .option('--column <name|index>', 'email column: header name or 1-based index (default: detected)')
     .option('--header', 'the first line is a header, even when it holds an address')
     .option('--no-header', 'the first line is data: import it too (default: detected)')
     .option('--where <column=values>', 'import only rows whose column holds one of these comma-separated values')
     .option('--all-rows', 'import every row, also those a recognised export marks as still subscribed')
     .option('--format <format>', 'csv, json or ndjson (default: detected from the content)')
+    .option('--member <name>', 'the member of a ZIP archive to import (default: its one list)')
     .option('--delimiter <char>', 'field delimiter: , ; | or tab (default: detected)')
     .option('--encoding <name>', 'utf8, latin1, windows-1252, utf16le or utf16be', 'utf8')
     .option('--unit <id>', 'business unit (default: account-wide)')
@@ -97,6 +99,7 @@ export function registerImport(program: Command): void {
           ...(flags.where === undefined ? {} : { where: flags.where }),
           ...(flags.allRows === undefined ? {} : { allRows: flags.allRows }),
           ...(flags.format === undefined ? {} : { format: flags.format }),
+          ...(flags.member === undefined ? {} : { member: flags.member }),
           ...(flags.delimiter === undefined ? {} : { delimiter: flags.delimiter }),
           ...(flags.encoding === undefined ? {} : { encoding: flags.encoding }),
           ...(flags.unit === undefined ? {} : { unit: flags.unit }),
