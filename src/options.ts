@@ -72,7 +72,7 @@ export interface ImportOptions {
   encoding?: string;
   /** Business unit id; suppressions then apply in that unit only. @default account-wide */
   unit?: string;
-  /** @default 'unsubscribed' */
+  /** @default the reason of a recognised export whose rows all have one (mailchimp-cleaned: bounced), else 'unsubscribed' */
   reason?: string;
   /** Label stored with the entries. @default the file name, or `stdin` */
   sourceLabel?: string;
@@ -114,6 +114,8 @@ export interface NormalizedImportOptions {
   encoding: InputEncoding;
   scope: string;
   reason: SuppressionReason;
+  /** `reason` was given; else a recognised export's own reason may replace the default. */
+  reasonGiven: boolean;
   sourceLabel: string | undefined;
   maxRecordBytes: number;
   rejects: string | undefined;
@@ -214,6 +216,7 @@ export function normalizeImportOptions(o: ImportOptions): NormalizedImportOption
     encoding: normalizeEncoding(o.encoding ?? 'utf8'),
     scope: normalizeUnit(o.unit),
     reason: normalizeReason(o.reason),
+    reasonGiven: o.reason !== undefined,
     sourceLabel: o.sourceLabel,
     maxRecordBytes: o.maxRecordBytes === undefined ? DEFAULT_MAX_RECORD_BYTES : positiveInteger('maxRecordBytes', o.maxRecordBytes, 64),
     rejects: o.rejects,

@@ -1,5 +1,6 @@
 import { OptoutError, describeValue } from '../errors.js';
 import { printable } from '../report/printable.js';
+import type { SuppressionReason } from '../store/jobs.js';
 import { headerKey } from './header.js';
 
 /**
@@ -32,8 +33,10 @@ export interface CsvProvider {
   exact?: boolean;
   /** The column whose values say the row is not an opt-out, and those values. */
   optOut?: { column: string; subscribed: string[] };
-  /** The reason the rows stand for, documented for the user (the job's reason stays `--reason`). */
+  /** What the rows stand for, for the user. */
   meaning: string;
+  /** The import's reason when `--reason` is not given, for an export whose rows all have one. */
+  reason?: SuppressionReason;
   /** Where the layout is documented. */
   source: string;
 }
@@ -72,7 +75,7 @@ export const CSV_PROVIDERS: readonly CsvProvider[] = [
     source: 'https://help.brevo.com/hc/en-us/articles/209499265',
   },
   {
-    format: 'mailchimp-cleaned', signature: ['Email Address', 'CLEAN_TIME'],
+    format: 'mailchimp-cleaned', reason: 'bounced', signature: ['Email Address', 'CLEAN_TIME'],
     meaning: 'cleaned members (hard bounces)',
     source: 'https://mailchimp.com/help/view-export-contacts/',
   },
@@ -82,7 +85,7 @@ export const CSV_PROVIDERS: readonly CsvProvider[] = [
     source: 'https://mailchimp.com/help/view-export-contacts/',
   },
   {
-    format: 'mailgun-bounces', signature: ['address', 'code', 'error', 'created_at'],
+    format: 'mailgun-bounces', reason: 'bounced', signature: ['address', 'code', 'error', 'created_at'],
     meaning: 'bounces', source: 'https://documentation.mailgun.com/docs/mailgun/user-manual/tracking-messages/#suppressions',
   },
   {
@@ -90,15 +93,15 @@ export const CSV_PROVIDERS: readonly CsvProvider[] = [
     meaning: 'unsubscribes', source: 'https://documentation.mailgun.com/docs/mailgun/user-manual/tracking-messages/#suppressions',
   },
   {
-    format: 'mailgun-complaints', signature: ['address', 'created_at'], exact: true,
+    format: 'mailgun-complaints', reason: 'complaint', signature: ['address', 'created_at'], exact: true,
     meaning: 'complaints', source: 'https://documentation.mailgun.com/docs/mailgun/user-manual/tracking-messages/#suppressions',
   },
   {
-    format: 'sendgrid-spam-reports', signature: ['email', 'ip', 'created'],
+    format: 'sendgrid-spam-reports', reason: 'complaint', signature: ['email', 'ip', 'created'],
     meaning: 'spam reports', source: 'https://www.twilio.com/docs/sendgrid/ui/sending-email/index-suppressions',
   },
   {
-    format: 'sendgrid-bounces', signature: ['email', 'reason', 'status', 'created'],
+    format: 'sendgrid-bounces', reason: 'bounced', signature: ['email', 'reason', 'status', 'created'],
     meaning: 'bounces', source: 'https://www.twilio.com/docs/sendgrid/ui/sending-email/index-suppressions',
   },
 ];

@@ -16,6 +16,7 @@ import { asCsv } from '../source/records.js';
 import { describeSource, openSource, type OpenedSource, type SourceInfo, type SourceSpec } from '../source/open-source.js';
 import { errorOfJob, jobErrorOf, type JobError, type JobFingerprint, type JobRecord } from '../store/jobs.js';
 import { moveJob } from '../store/job-states.js';
+import type { SuppressionReason } from '../store/jobs.js';
 import { LevelStore } from '../store/level/level-store.js';
 import { ACCOUNT_WIDE, type ChunkKeyCodec } from '../store/store.js';
 import type { KeyFilter } from '../filter/bloom.js';
@@ -35,6 +36,8 @@ interface OpenedScan {
   format: string;
   /** The rows that are skipped, if any: a recognised export's flag, or `--where`. */
   filter: RowFilter | undefined;
+  /** The reason every row of a recognised export stands for, if it has one. */
+  reason: SuppressionReason | undefined;
   scan: AsyncGenerator<ScannedChunk>;
 }
 
@@ -48,6 +51,7 @@ async function openScan(spec: SourceSpec, o: NormalizedImportOptions, pool: Chun
   let hasHeader: boolean;
   let format: string;
   let filter: RowFilter | undefined;
+  let reason: SuppressionReason | undefined;
   try {
     const records = await asCsv(source.bytes, o.format);
     format = records.format;
@@ -62,7 +66,7 @@ async function openScan(spec: SourceSpec, o: NormalizedImportOptions, pool: Chun
     ({ index: columnIndex, header: hasHeader } = choice);
     chunks = hasHeader ? split.chunks : split.chunksWithHeader;
     const provider = hasHeader ? detectCsvProvider(header.names) : undefined;
-    if (provider !== undefined) format = provider.format;
+    if (provider !== undefined) ({ format, reason } = provider);
     filter = o.where !== undefined ? parseWhere(o.where, header.names, hasHeader)
       : provider !== undefined && !o.allRows ? providerFilter(provider, header.names) : undefined;
   } catch (err) {
@@ -78,7 +82,7 @@ async function openScan(spec: SourceSpec, o: NormalizedImportOptions, pool: Chun
     bucketBits,
     filter: filter && { column: filter.column, values: filter.values, keep: filter.mode === 'keep' },
   }, start);
-  return { source, header, columnIndex, hasHeader, format, filter, scan: abortable(scan, o.signal) };
+  return { source, header, columnIndex, hasHeader, format, filter, reason, scan: abortable(scan, o.signal) };
 }
 
 async function* abortable<T>(it: AsyncGenerator<T>, signal: AbortSignal | undefined): AsyncGenerator<T> {
@@ -288,6 +292,7 @@ async function analyse(run: ImportRun): Promise<{ done: ImportReport } | { confi
   }
   o.onEvent({ type: 'phase', phase: 'analyzing' });
   const scan = await openRunScan(run, run.bits);
+  takeExportReason(run, scan);
   run.analysisSpool = new BucketSpool(join(run.spoolRoot, `analysis-${process.pid}-${Date.now()}-${randomBytes(4).toString('hex')}`), run.bits);
   run.rejects = o.rejects === undefined ? undefined : await RejectsFile.open(o.rejects);
   const zero: SpoolState = { offset: 0, lines: 0, rows: 0, valid: 0, invalid: 0, skipped: 0, invalidUtf8: 0, rejectsBytes: 0 };
@@ -317,6 +322,13 @@ async function analyse(run: ImportRun): Promise<{ done: ImportReport } | { confi
 async function adoptOrCreateJob(run: ImportRun, analysed: Analysis | undefined): Promise<{
   job: JobRecord; resumed: boolean; reading: boolean; scan: OpenedScan;
 }> {
+  // The job to resume is found by its reason: an export's own must be known first. Stdin can be
+  // read once only: it keeps the default.
+  if (analysed === undefined && !run.o.reasonGiven && run.spec.kind === 'file') {
+    const probe = await openRunScan(run, run.bits);
+    probe.source.close();
+    takeExportReason(run, probe);
+  }
   const { o, store } = run;
   const fingerprint = fingerprintOf(run.info, o);
   let job = o.jobId !== undefined ? await reservedJobToResume(store, o.jobId) : await findResumable(store, fingerprint, o, run.label);
@@ -495,6 +507,11 @@ export async function runImport(input: ImportOptions): Promise<ImportReport> {
   } finally {
     await closeRun(run);
   }
+}
+
+/** A recognised export's reason replaces the default one (never one the user gave). */
+function takeExportReason(run: ImportRun, scan: OpenedScan): void {
+  if (!run.o.reasonGiven && scan.reason !== undefined) run.o = { ...run.o, reason: scan.reason };
 }
 
 function describeFilter(f: RowFilter): string {

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CSV_PROVIDERS, detectCsvProvider } from '../../src/csv/providers.js';
 import type { ImportOptions } from '../../src/options.js';
+import { LevelStore } from '../../src/index.js';
 import { failureCode, removeTempDirs, tempDir } from '../helpers.js';
 import { runImport, suppressed } from '../inline.js';
 
@@ -126,6 +127,30 @@ describe('CSV exports recognised by their header', () => {
     }
     const cleanReport = await runImport({ source: { kind: 'file', path: join(dir, 'contacts.csv') }, db: join(dir, 'again'), confirm: { mode: 'yes' } });
     expect(cleanReport).toMatchObject({ rows: 360_000, valid: 90_000, skipped: 270_000 });
+  });
+
+  it('an export whose rows all have one reason imports with it, unless --reason says otherwise', async () => {
+    const cleaned = 'Email Address,First Name,MEMBER_RATING,OPTIN_TIME,CLEAN_TIME,CLEAN_CAMPAIGN_TITLE\ngone@example.com,Gone,1,2025-01-01,2026-01-01,Spring\n';
+    const cases: Array<[string, Partial<ImportOptions>, string]> = [
+      [cleaned, {}, 'bounced'],
+      [cleaned, { confirm: { mode: 'count', count: 1 } }, 'bounced'],
+      [cleaned, { reason: 'manual' }, 'manual'],
+      [cleaned, { reason: 'unsubscribed' }, 'unsubscribed'],
+      ['email,ip,created\ns@example.com,192.0.2.1,1767607200\n', {}, 'complaint'],
+      ['address,created_at\nc@example.com,Mon 05 Jan 2026\n', {}, 'complaint'],
+      ['address,code,error,created_at\nb@example.com,550,No such user,Mon 05 Jan 2026\n', {}, 'bounced'],
+      ['Email Address,UNSUB_TIME\nu@example.com,2026-01-01\n', {}, 'unsubscribed'],
+    ];
+    for (const [text, options, reason] of cases) {
+      const { report, db } = await importFile('export.csv', text, options);
+      expect([report.confirmed, report.reason], text).toEqual([true, reason]);
+      const store = await LevelStore.open(db);
+      try {
+        expect((await store.getJob(report.jobId as string))?.reason, text).toBe(reason);
+      } finally {
+        await store.close();
+      }
+    }
   });
 
   it('each signature is told apart from the others', () => {
