@@ -67,9 +67,11 @@ function gunzip(input: AsyncIterable<Buffer>, name: string): AsyncIterable<Buffe
 /**
  * Turns source bytes into UTF-8 without a byte-order mark: gunzips when the gzip magic is
  * present, honours a UTF-16 BOM (either byte order) when no other encoding was asked for, and transcodes
- * single-byte encodings. Everything downstream then only ever sees UTF-8.
+ * single-byte encodings. Everything downstream then only ever sees UTF-8. `onDecided` hears the
+ * encoding actually read (a UTF-16 BOM overrides `utf8`) once the first bytes are in.
  */
-export async function* decodeToUtf8(input: AsyncIterable<Buffer>, encoding: InputEncoding, name: string): AsyncGenerator<Buffer> {
+export async function* decodeToUtf8(input: AsyncIterable<Buffer>, encoding: InputEncoding, name: string,
+  onDecided: (effective: InputEncoding) => void = () => undefined): AsyncGenerator<Buffer> {
   let it = input[Symbol.asyncIterator]();
   let head = await peek(it, 4);
   if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) {
@@ -84,6 +86,7 @@ export async function* decodeToUtf8(input: AsyncIterable<Buffer>, encoding: Inpu
   } else if (head[0] === 0xfe && head[1] === 0xff && encoding === 'utf8') {
     effective = 'utf16be';
   }
+  onDecided(effective);
   if (effective === 'utf8') {
     yield* prepend(head, it);
     return;

@@ -22,6 +22,11 @@ export interface OpenedSource {
   info: SourceInfo;
   /** The content as UTF-8 bytes: decompressed, transcoded, without a byte-order mark. */
   bytes: AsyncIterable<Buffer>;
+  /**
+   * Whether the bytes were transcoded by a decoder that replaces what it cannot decode with
+   * U+FFFD (see ChunkTask's `substitutes`); known once the first bytes have been read.
+   */
+  substitutes(): boolean;
   /** Source bytes read so far (before decompression), for progress against `info.size`. */
   bytesRead(): number;
   /** Releases the file, read to the end or not (stdin is left to its owner). */
@@ -54,6 +59,7 @@ export function openSource(spec: SourceSpec, encoding: InputEncoding, member?: s
   const info = describeSource(spec);
   const raw: Readable = spec.kind === 'stdin' ? spec.stream : createReadStream(info.path as string, { highWaterMark: READ_CHUNK });
   let read = 0;
+  let decoded: InputEncoding = encoding;
   async function* counted(): AsyncGenerator<Buffer> {
     try {
       for await (const chunk of raw as AsyncIterable<Buffer>) {
@@ -81,8 +87,12 @@ export function openSource(spec: SourceSpec, encoding: InputEncoding, member?: s
   }
   return {
     info,
-    bytes: decodeToUtf8(unzipped(), encoding, info.name),
+    bytes: decodeToUtf8(unzipped(), encoding, info.name, (effective) => {
+      decoded = effective;
+    }),
     member: () => zipped,
+    // windows-1252 maps every byte: only the UTF-16 decoders ever substitute.
+    substitutes: () => decoded === 'utf16le' || decoded === 'utf16be',
     bytesRead: () => read,
     close: () => {
       if (spec.kind === 'file') raw.destroy();

@@ -21,6 +21,12 @@ export interface ChunkTask {
   /** The last chunk of the source: an unfinished record here is an error, not a carry-over. */
   final: boolean;
   /**
+   * The bytes were transcoded to UTF-8 by a decoder that puts U+FFFD in place of input it cannot
+   * decode (a UTF-16 source): a U+FFFD in them may stand for such input. False for UTF-8 read
+   * as it is, whose bytes themselves tell a bad sequence from a U+FFFD written as one.
+   */
+  substitutes: boolean;
+  /**
    * Rows that are not opt-outs, by another column's value (trimmed, lower-cased): skipped when
    * it is one of `values` (`keep` false), or unless it is (`keep` true).
    */

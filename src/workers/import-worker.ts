@@ -35,13 +35,13 @@ export default function processChunk(task: ChunkTask): ChunkResult {
     column: task.column,
     maxRecordBytes: task.maxRecordBytes,
     final: task.final,
-  }, (value, line) => {
+  }, (value, line, _start, _end, _next, _fields, undecodable) => {
     if (skip?.[record] === 1) {
       skippedRejects.push({ line, record, value: capped(value ?? ''), reason: SKIP_REASON });
       record++;
       return;
     }
-    const n = readCell(value);
+    const n = readCell(value, undecodable, task.substitutes);
     if (n.valid) {
       hashKey(n.key, h, 0);
       const b = bucketOf(h[0] as number, task.bucketBits);
