@@ -4,6 +4,7 @@ import { SUPPRESSION_REASONS, type JobOrigin, type SuppressionReason } from './s
 import type { LevelStore } from './store/level/level-store.js';
 import { normalizeEncoding, type InputEncoding } from './source/decode.js';
 import type { SourceSpec } from './source/open-source.js';
+import { normalizeFormat, type SourceFormat } from './source/records.js';
 import type { ImportProgress } from './store/counts.js';
 import type { ImportReport } from './report/summary.js';
 import type { ChunkPool } from './workers/pool.js';
@@ -50,13 +51,30 @@ export interface ImportOptions {
   yieldEvery?: number | undefined;
   /** Email column: a header name or a 1-based index. @default auto-detected from the header */
   column?: string;
+  /**
+   * Whether the first record is a header: `false` imports it as data. @default detected: a first
+   * record whose cell in the email column is an address is data
+   */
+  header?: boolean | undefined;
+  /**
+   * `<column>=<value>[,<value>]`: only rows whose column holds one of the values (trimmed, case
+   * ignored) are imported; the others are skipped. Replaces a recognised export's own flag.
+   * @default every row, or the rows a recognised export marks as opted out
+   */
+  where?: string | undefined;
+  /** Imports every row, also those a recognised export marks as still subscribed. @default false */
+  allRows?: boolean | undefined;
+  /** How the source is written: `csv`, `json` or `ndjson`. @default detected from the content */
+  format?: string | undefined;
+  /** The member of a ZIP archive to read (its path in the archive, or its file name). @default the one list member */
+  member?: string | undefined;
   /** Field delimiter `,` `;` `|` or `tab`. @default detected from the header line */
   delimiter?: string;
-  /** @default 'utf8' (a UTF-16 byte-order mark is honoured) */
+  /** @default 'utf8' (a UTF-16 byte-order mark of either byte order is honoured) */
   encoding?: string;
   /** Business unit id; suppressions then apply in that unit only. @default account-wide */
   unit?: string;
-  /** @default 'unsubscribed' */
+  /** @default the reason of a recognised export whose rows all have one (mailchimp-cleaned: bounced), else 'unsubscribed' */
   reason?: string;
   /** Label stored with the entries. @default the file name, or `stdin` */
   sourceLabel?: string;
@@ -89,10 +107,17 @@ export interface NormalizedImportOptions {
   jobId: string | undefined;
   yieldEvery: number | undefined;
   column: string | undefined;
+  header: boolean | undefined;
+  where: string | undefined;
+  allRows: boolean;
+  format: SourceFormat | undefined;
+  member: string | undefined;
   delimiter: string | undefined;
   encoding: InputEncoding;
   scope: string;
   reason: SuppressionReason;
+  /** `reason` was given; else a recognised export's own reason may replace the default. */
+  reasonGiven: boolean;
   sourceLabel: string | undefined;
   maxRecordBytes: number;
   rejects: string | undefined;
@@ -161,6 +186,21 @@ export function normalizeImportOptions(o: ImportOptions): NormalizedImportOption
   if (o.column !== undefined && (typeof o.column !== 'string' || o.column.length === 0)) {
     throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `Expected \`column\` to be a header name or a 1-based index, got ${describeValue(o.column)}`);
   }
+  if (o.header !== undefined && typeof o.header !== 'boolean') {
+    throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `Expected \`header\` to be a boolean, got ${describeValue(o.header)}`);
+  }
+  if (o.where !== undefined && (typeof o.where !== 'string' || !/^[^=]+=/.test(o.where))) {
+    throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `Expected \`where\` to be <column>=<value>[,<value>], got ${describeValue(o.where)}`);
+  }
+  if (o.member !== undefined && (typeof o.member !== 'string' || o.member.length === 0)) {
+    throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `Expected \`member\` to be a ZIP member's name, got ${describeValue(o.member)}`);
+  }
+  if (o.allRows !== undefined && typeof o.allRows !== 'boolean') {
+    throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `Expected \`allRows\` to be a boolean, got ${describeValue(o.allRows)}`);
+  }
+  if (o.where !== undefined && o.allRows === true) {
+    throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', 'Use only one of `where` and `allRows`');
+  }
   return {
     source: o.source,
     db: o.db ?? defaultDb(),
@@ -169,10 +209,16 @@ export function normalizeImportOptions(o: ImportOptions): NormalizedImportOption
     jobId: o.jobId,
     yieldEvery: o.yieldEvery === undefined ? undefined : positiveInteger('yieldEvery', o.yieldEvery),
     column: o.column,
+    header: o.header,
+    where: o.where,
+    allRows: o.allRows ?? false,
+    format: normalizeFormat(o.format),
+    member: o.member,
     delimiter: o.delimiter,
     encoding: normalizeEncoding(o.encoding ?? 'utf8'),
     scope: normalizeUnit(o.unit),
     reason: normalizeReason(o.reason),
+    reasonGiven: o.reason !== undefined,
     sourceLabel: o.sourceLabel,
     maxRecordBytes: o.maxRecordBytes === undefined ? DEFAULT_MAX_RECORD_BYTES : positiveInteger('maxRecordBytes', o.maxRecordBytes, 64),
     rejects: o.rejects,

@@ -3,6 +3,7 @@
  * with an inline pool (the task functions on the calling thread, no worker threads and no
  * build), and requests to a server through `app.inject()` rather than a socket.
  */
+import { openStore } from '../src/check/open-store.js';
 import type { ImportOptions } from '../src/options.js';
 import { runImport as importWith } from '../src/pipeline/run-import.js';
 import type { ImportReport } from '../src/report/summary.js';
@@ -37,6 +38,17 @@ export function runImport(o: ImportOptions): Promise<ImportReport> {
 /** `runScrub` of `src/`, with an inline pool unless the options name one. */
 export function runScrub(o: ScrubOptions): Promise<ScrubReport> {
   return withPool(o, (pool) => scrubWith({ ...o, pool }));
+}
+
+/** Which of these addresses the store suppresses (checked through the library's checker). */
+export async function suppressed(db: string, emails: readonly string[]): Promise<string[]> {
+  const s = await openStore(db);
+  try {
+    const decisions = await s.checkMany(emails.map((email) => ({ email })));
+    return emails.filter((_, i) => decisions[i]?.eligible === false);
+  } finally {
+    await s.close();
+  }
 }
 
 /** What `app.inject()` takes and gives back, as far as these helpers use it. */

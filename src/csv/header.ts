@@ -50,6 +50,19 @@ export function readHeader(buf: Uint8Array, dialect: Dialect, maxRecordBytes: nu
   return { names: splitFields(buf, start, end, delimiter), byteLength: first.consumed, lines: first.lines + (terminated ? 0 : 1) };
 }
 
+/**
+ * The records of `buf` as arrays of fields, up to `max`, for sampling (column detection): stops
+ * quietly at an incomplete or broken record, which the import itself reports where it is.
+ */
+export function readRecords(buf: Uint8Array, dialect: Dialect, maxRecordBytes: number, final: boolean, max: number): string[][] {
+  const delimiter = dialect.delimiter.charCodeAt(0);
+  const records: string[][] = [];
+  extractColumn(buf, 0, buf.length, { delimiter, column: 0, maxRecordBytes, final }, (_value, _line, start, end) => {
+    records.push(splitFields(buf, start, end, delimiter));
+  }, max);
+  return records;
+}
+
 /** Splits one record that extractColumn has already accepted: no error can remain in it. */
 function splitFields(buf: Uint8Array, start: number, end: number, delimiter: number): string[] {
   const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
@@ -83,26 +96,86 @@ function splitFields(buf: Uint8Array, start: number, end: number, delimiter: num
   }
 }
 
-/** Header names that auto-detection takes for the email column, compared after {@link headerKey}. */
-export const EMAIL_HEADER_NAMES = ['email', 'mail', 'emailaddress', 'epost', 'epostadresse', 'courriel', 'correo',
-  'correoelectronico'];
+/**
+ * Header names that auto-detection takes for the email column, compared after {@link headerKey},
+ * in tiers: the first tier with a match decides (one match: that column; several: ambiguous), so
+ * that `Email` beside `Work Email` is the email column, and `Primary Email` beside `Work Email`.
+ *
+ * Tier 1 is "email address" in the languages exports come in (English, German, French, Spanish,
+ * Portuguese, Italian, Dutch, the Nordic languages, Polish, Czech, Hungarian, Romanian, Turkish),
+ * accented and typed without accents; tier 2 the primary address of a contacts export; tier 3 the
+ * other qualified addresses.
+ */
+export const EMAIL_HEADER_TIERS: readonly (readonly string[])[] = [
+  ['email', 'mail', 'emailaddress', 'mailaddress', 'emailaddr', 'emailadresse', 'mailadresse', 'epost', 'epostadresse',
+    'epostadress', 'eposta', 'epostaadresi', 'courriel', 'adresseemail', 'adressemail', 'adressecourriel',
+    'adresseélectronique', 'adresseelectronique', 'correo', 'correoelectronico', 'correoelectrónico', 'direcciondecorreo',
+    'direccióndecorreo', 'direcciondecorreoelectronico', 'direccióndecorreoelectrónico', 'direcciondeemail',
+    'direccióndeemail', 'enderecodeemail', 'endereçodeemail', 'correioeletronico', 'correioeletrônico', 'indirizzoemail',
+    'indirizzomail', 'postaelettronica', 'indirizzodipostaelettronica', 'emailadres', 'mailadres', 'mejladress',
+    'sähköposti', 'sahkoposti', 'sähköpostiosoite', 'sahkopostiosoite', 'adresemail', 'emailováadresa',
+    'emailovaadresa', 'emailcím', 'emailcim', 'adresadeemail', 'adresădeemail'],
+  ['primaryemail', 'primaryemailaddress', 'emailprimary'],
+  ['workemail', 'businessemail', 'personalemail', 'homeemail', 'contactemail', 'subscriberemail', 'recipientemail',
+    'workemailaddress', 'businessemailaddress', 'personalemailaddress', 'contactemailaddress', 'subscriberemailaddress',
+    'recipientemailaddress', 'useremail', 'customeremail'],
+];
+
+/**
+ * Names that are an email column in some providers' exports and something else in others
+ * (Mailgun's `address` and `recipient`; a postal address elsewhere): taken only when no tier
+ * matches and the column's cells are addresses (see email-column.ts).
+ */
+export const WEAK_EMAIL_HEADER_NAMES: readonly string[] = ['address', 'recipient', 'to'];
+
+/** Every name of {@link EMAIL_HEADER_TIERS}, in tier order. */
+export const EMAIL_HEADER_NAMES: readonly string[] = EMAIL_HEADER_TIERS.flat();
 
 /**
  * The comparison form of a header name: trimmed, lower-cased, without white space, `-` or `_`.
- * Accents are kept: "Correo electrónico" gives "correoelectrónico", which is not
- * "correoelectronico", so it is not auto-detected (pass --column). Folding accents would make
- * the match depend on a transliteration table and could pick a column nobody meant.
+ * Accents are kept, and the accented forms are listed beside the plain ones: folding accents
+ * would make the match depend on a transliteration table and could pick a column nobody meant.
  */
-function headerKey(name: string): string {
+export function headerKey(name: string): string {
   return name.trim().normalize('NFC').toLowerCase().replace(/[\s_-]+/gu, '');
+}
+
+/**
+ * The email column by header name: the one match of the first tier that has any, `weak` when
+ * only a {@link WEAK_EMAIL_HEADER_NAMES} name matched, `undefined` when none did.
+ *
+ * @throws OptoutError OPTOUT_ERR_AMBIGUOUS_EMAIL_COLUMN for several matches in one tier.
+ */
+export function matchEmailHeader(names: string[]): { index: number; weak: boolean } | undefined {
+  for (const [tier, weak] of [...EMAIL_HEADER_TIERS.map((t) => [t, false] as const), [WEAK_EMAIL_HEADER_NAMES, true] as const]) {
+    const hits = indexesWhere(names, (name) => tier.includes(headerKey(name)));
+    if (hits.length === 1) return { index: hits[0] as number, weak };
+    if (hits.length > 1) throw ambiguousColumns(names, hits, 'Several headers look like an email column');
+  }
+  return undefined;
+}
+
+/** OPTOUT_ERR_AMBIGUOUS_EMAIL_COLUMN naming the candidates. */
+export function ambiguousColumns(names: string[], hits: number[], what: string): OptoutError {
+  return new OptoutError('OPTOUT_ERR_AMBIGUOUS_EMAIL_COLUMN',
+    `${what}: ${listHeaders(names, hits)}. Pass --column with the name or the number of the one to import.`,
+    { location: { line: 1 } });
+}
+
+/** OPTOUT_ERR_NO_EMAIL_COLUMN listing the headers; `more` says what else was tried. */
+export function noEmailColumn(names: string[], more = ''): OptoutError {
+  return new OptoutError('OPTOUT_ERR_NO_EMAIL_COLUMN',
+    `No header looks like an email column (${EMAIL_HEADER_TIERS[0]?.slice(0, 8).join(', ')}, ... in ${EMAIL_HEADER_NAMES.length} ` +
+    `spellings)${more}. The header has: ${listHeaders(names)}. Pass --column with the name or the number of the email ` +
+    `column.${utf16Hint(names)}`, { location: { line: 1 } });
 }
 
 /**
  * The 0-based index of the email column.
  *
  * `column` (the user's `--column`): all digits means a 1-based index; anything else is a header
- * name, matched exactly first, then trimmed and case-insensitively. Without it, the one header
- * whose {@link headerKey} is in {@link EMAIL_HEADER_NAMES}.
+ * name, matched exactly first, then trimmed and case-insensitively. Without it, the header
+ * {@link matchEmailHeader} finds, a weak name included.
  *
  * @throws OptoutError OPTOUT_ERR_NO_EMAIL_COLUMN, OPTOUT_ERR_AMBIGUOUS_EMAIL_COLUMN (several
  *   candidates, also for a name given twice in the header), OPTOUT_ERR_COLUMN_NOT_FOUND.
@@ -132,17 +205,9 @@ export function pickEmailColumn(names: string[], column?: string): number {
       `Several headers match \`${printable(column, 64)}\`: ${listHeaders(names, hits)}. Pass --column with the column number.`,
       { location: { line: 1 } });
   }
-  const hits = indexesWhere(names, (name) => EMAIL_HEADER_NAMES.includes(headerKey(name)));
-  if (hits.length === 1) return hits[0] as number;
-  if (hits.length === 0) {
-    throw new OptoutError('OPTOUT_ERR_NO_EMAIL_COLUMN',
-      `No header looks like an email column (${EMAIL_HEADER_NAMES.join(', ')}). The header has: ` +
-      `${listHeaders(names)}. Pass --column with the name or the number of the email column.${utf16Hint(names)}`,
-      { location: { line: 1 } });
-  }
-  throw new OptoutError('OPTOUT_ERR_AMBIGUOUS_EMAIL_COLUMN',
-    `Several headers look like an email column: ${listHeaders(names, hits)}. ` +
-    'Pass --column with the name or the number of the one to import.', { location: { line: 1 } });
+  const found = matchEmailHeader(names);
+  if (found === undefined) throw noEmailColumn(names);
+  return found.index;
 }
 
 function indexesWhere(names: string[], test: (name: string) => boolean): number[] {
@@ -172,6 +237,6 @@ function utf16Hint(names: string[]): string {
   let nuls = 0;
   for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) === 0) nuls++;
   return text.length >= 4 && nuls * 3 >= text.length
-    ? ' The header looks like UTF-16 without a byte-order mark: try --encoding utf16le.'
+    ? ` The header looks like UTF-16 without a byte-order mark: try --encoding ${text.charCodeAt(0) === 0 ? 'utf16be' : 'utf16le'}.`
     : '';
 }

@@ -574,7 +574,7 @@ export class ImportJobs {
 
 function countsOf(r: ImportReport): ImportCounts {
   return {
-    rows: r.rows, valid: r.valid, invalid: r.invalid, unique: r.unique, duplicates: r.duplicates,
+    rows: r.rows, valid: r.valid, invalid: r.invalid, skipped: r.skipped, unique: r.unique, duplicates: r.duplicates,
     added: r.added, alreadySuppressed: r.alreadySuppressed,
   };
 }

@@ -2,15 +2,18 @@ import { createWriteStream, existsSync, mkdirSync, readdirSync, renameSync, rmSy
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { OptoutError, throwIfAborted } from '../errors.js';
-import { pickEmailColumn } from '../csv/header.js';
+import { chooseEmailColumn, SAMPLE_CELLS } from '../csv/email-column.js';
+import { detectCsvProvider, parseWhere, providerFilter, type RowFilter } from '../csv/providers.js';
 import { createChunkPool, type ChunkPool } from '../workers/pool.js';
 import { normalizeImportOptions, type ImportOptions, type NormalizedImportOptions } from '../options.js';
 import { RejectsFile } from '../report/rejects.js';
 import type { ImportReport } from '../report/summary.js';
 import { splitSource, type Chunk, type HeaderRecord } from '../source/chunks.js';
+import { asCsv } from '../source/records.js';
 import { describeSource, openSource, type OpenedSource, type SourceInfo, type SourceSpec } from '../source/open-source.js';
 import { errorOfJob, jobErrorOf, type JobError, type JobFingerprint, type JobRecord } from '../store/jobs.js';
 import { moveJob } from '../store/job-states.js';
+import type { SuppressionReason } from '../store/jobs.js';
 import { LevelStore } from '../store/level/level-store.js';
 import { MemoryStore } from '../store/memory/memory-store.js';
 import { ScratchDir } from '../files/scratch.js';
@@ -26,37 +29,60 @@ interface OpenedScan {
   source: OpenedSource;
   header: HeaderRecord;
   columnIndex: number;
+  /** The first record is a header (else it is data, read with the rest). */
+  hasHeader: boolean;
+  /** `csv`, or the export recognised by its header. */
+  format: string;
+  /** The rows that are skipped, if any: a recognised export's flag, or `--where`. */
+  filter: RowFilter | undefined;
+  /** The reason every row of a recognised export stands for, if it has one. */
+  reason: SuppressionReason | undefined;
   scan: AsyncGenerator<ScannedChunk>;
 }
 
 /** Opens the source, reads the header, picks the email column and starts the chunk scan. */
 async function openScan(spec: SourceSpec, o: NormalizedImportOptions, pool: ChunkPool, bucketBits: number,
   resume?: { offset: number; lines: number; rows: number }): Promise<OpenedScan> {
-  const source = openSource(spec, o.encoding);
+  const source = openSource(spec, o.encoding, o.member);
   let header: HeaderRecord;
   let chunks: AsyncGenerator<Chunk>;
   let columnIndex: number;
+  let hasHeader: boolean;
+  let format: string;
+  let filter: RowFilter | undefined;
+  let reason: SuppressionReason | undefined;
   try {
-    ({ header, chunks } = await splitSource(source.bytes, {
+    const records = await asCsv(source.bytes, o.format);
+    format = records.format;
+    const split = await splitSource(records.bytes, {
       delimiter: o.delimiter,
       maxRecordBytes: o.maxRecordBytes,
       chunkBytes: o.chunkBytes,
       ...(resume ? { startOffset: resume.offset } : {}),
-    }));
-    columnIndex = pickEmailColumn(header.names, o.column);
+    });
+    header = split.header;
+    const choice = await chooseEmailColumn(header.names, () => split.sample(SAMPLE_CELLS), { column: o.column, header: o.header });
+    ({ index: columnIndex, header: hasHeader } = choice);
+    chunks = hasHeader ? split.chunks : split.chunksWithHeader;
+    const provider = hasHeader ? detectCsvProvider(header.names) : undefined;
+    if (provider !== undefined) ({ format, reason } = provider);
+    filter = o.where !== undefined ? parseWhere(o.where, header.names, hasHeader)
+      : provider !== undefined && !o.allRows ? providerFilter(provider, header.names) : undefined;
   } catch (err) {
     source.close();
     throw err;
   }
-  const start = resume ? { line: resume.lines + 1, row: resume.rows } : { line: header.lines + 1, row: 0 };
+  const start = resume ? { line: resume.lines + 1, row: resume.rows }
+    : { line: (hasHeader ? header.lines : header.skippedLines) + 1, row: 0 };
   const scan = scanChunks(chunks, pool, {
     delimiter: header.dialect.delimiter.charCodeAt(0),
     column: columnIndex,
     maxRecordBytes: o.maxRecordBytes,
     bucketBits,
     substitutes: source.substitutes(),
+    filter: filter && { column: filter.column, values: filter.values, keep: filter.mode === 'keep' },
   }, start);
-  return { source, header, columnIndex, scan: abortable(scan, o.signal) };
+  return { source, header, columnIndex, hasHeader, format, filter, reason, scan: abortable(scan, o.signal) };
 }
 
 async function* abortable<T>(it: AsyncGenerator<T>, signal: AbortSignal | undefined): AsyncGenerator<T> {
@@ -75,6 +101,11 @@ function fingerprintOf(info: SourceInfo, o: NormalizedImportOptions): JobFingerp
     delimiter: o.delimiter ?? null,
     encoding: o.encoding,
     rejects: o.rejects ?? null,
+    ...(o.header === undefined ? {} : { header: o.header }),
+    ...(o.where === undefined ? {} : { where: o.where }),
+    ...(o.allRows ? { allRows: true } : {}),
+    ...(o.format === undefined ? {} : { format: o.format }),
+    ...(o.member === undefined ? {} : { member: o.member }),
   };
 }
 
@@ -261,7 +292,11 @@ function reportOf(run: ImportRun, counts: ImportCounts, scan: OpenedScan,
     source: run.label,
     scope: run.o.scope,
     reason: run.o.reason,
-    column: scan.header.names[scan.columnIndex] ?? String(scan.columnIndex + 1),
+    column: scan.hasHeader ? scan.header.names[scan.columnIndex] ?? String(scan.columnIndex + 1) : String(scan.columnIndex + 1),
+    header: scan.hasHeader ? 'row' : 'none',
+    format: scan.format,
+    member: scan.source.member()?.name ?? null,
+    skipRule: scan.filter === undefined ? null : describeFilter(scan.filter),
     delimiter: scan.header.dialect.delimiter,
     rejectsFile: run.o.rejects ?? null,
     peakRssBytes: peakRss(),
@@ -284,7 +319,7 @@ function mergeOptions(run: ImportRun, spool: BucketSpool, counts: ImportCounts, 
 }
 
 function readCounts(st: SpoolState): ImportCounts {
-  return { ...emptyCounts(), rows: st.rows, valid: st.valid, invalid: st.invalid };
+  return { ...emptyCounts(), rows: st.rows, valid: st.valid, invalid: st.invalid, skipped: st.skipped };
 }
 
 /**
@@ -302,9 +337,10 @@ async function analyse(run: ImportRun): Promise<{ done: ImportReport } | { confi
   }
   o.onEvent({ type: 'phase', phase: 'analyzing' });
   const scan = await openRunScan(run, run.bits);
+  takeExportReason(run, scan);
   run.analysisSpool = new BucketSpool(join(scratchOf(run).path, 'analysis'), run.bits);
   run.rejects = o.rejects === undefined ? undefined : await RejectsFile.open(o.rejects);
-  const zero: SpoolState = { offset: 0, lines: 0, rows: 0, valid: 0, invalid: 0, invalidUtf8: 0, rejectsBytes: 0 };
+  const zero: SpoolState = { offset: 0, lines: 0, rows: 0, valid: 0, invalid: 0, skipped: 0, invalidUtf8: 0, rejectsBytes: 0 };
   const { state, error } = await spoolPass(scan.scan, run.analysisSpool, run.rejects, zero,
     (st) => progress(run, 'reading', scan.source.bytesRead(), scan.source.info.size, st.rows));
   run.analysisSpool.flush();
@@ -331,6 +367,13 @@ async function analyse(run: ImportRun): Promise<{ done: ImportReport } | { confi
 async function adoptOrCreateJob(run: StoreRun, analysed: Analysis | undefined): Promise<{
   job: JobRecord; resumed: boolean; reading: boolean; scan: OpenedScan;
 }> {
+  // The job to resume is found by its reason: an export's own must be known first. Stdin can be
+  // read once only: it keeps the default.
+  if (analysed === undefined && !run.o.reasonGiven && run.spec.kind === 'file') {
+    const probe = await openRunScan(run, run.bits);
+    probe.source.close();
+    takeExportReason(run, probe);
+  }
   const { o, store } = run;
   const fingerprint = fingerprintOf(run.info, o);
   let job = o.jobId !== undefined ? await reservedJobToResume(store, o.jobId) : await findResumable(store, fingerprint, o, run.label);
@@ -404,7 +447,7 @@ async function readPhase(run: StoreRun, job: JobRecord, scan: OpenedScan, spool:
   run.rejects = o.rejects === undefined ? undefined : await RejectsFile.open(o.rejects, start.offset > 0 ? start.rejectsBytes : undefined);
   const from: SpoolState = {
     offset: start.offset, lines: start.lines, rows: start.counts.rows, valid: start.counts.valid,
-    invalid: start.counts.invalid, invalidUtf8: start.invalidUtf8, rejectsBytes: start.rejectsBytes,
+    invalid: start.counts.invalid, skipped: start.counts.skipped ?? 0, invalidUtf8: start.invalidUtf8, rejectsBytes: start.rejectsBytes,
   };
   const toCheckpoint = (st: SpoolState, lengths: number[]): JobRecord => ({
     ...current,
@@ -512,6 +555,16 @@ export async function runImport(input: ImportOptions): Promise<ImportReport> {
   } finally {
     await closeRun(run);
   }
+}
+
+/** A recognised export's reason replaces the default one (never one the user gave). */
+function takeExportReason(run: ImportRun, scan: OpenedScan): void {
+  if (!run.o.reasonGiven && scan.reason !== undefined) run.o = { ...run.o, reason: scan.reason };
+}
+
+function describeFilter(f: RowFilter): string {
+  const values = f.values.map((v) => (v === '' ? '(empty)' : v)).join(' or ');
+  return f.mode === 'skip' ? `${f.name} is ${values}` : `${f.name} is not ${values}`;
 }
 
 /** The checkpoint field that records a broken record which ended the reading, if one did. */

@@ -1,6 +1,6 @@
 import { OptoutError } from '../errors.js';
 import type { ChunkPool } from '../workers/pool.js';
-import type { ChunkProgress, ChunkResult } from '../workers/chunk-task.js';
+import type { ChunkProgress, ChunkResult, ChunkTask } from '../workers/chunk-task.js';
 import { concatShared, type Chunk } from '../source/chunks.js';
 
 export interface ScanParams {
@@ -9,6 +9,7 @@ export interface ScanParams {
   maxRecordBytes: number;
   bucketBits: number;
   substitutes: boolean;
+  filter?: ChunkTask['filter'];
 }
 
 export type { ChunkProgress };

@@ -11,6 +11,7 @@ export interface SpoolState {
   rows: number;
   valid: number;
   invalid: number;
+  skipped: number;
   invalidUtf8: number;
   rejectsBytes: number;
 }
@@ -50,7 +51,8 @@ export async function spoolPass(scan: AsyncIterable<ScannedChunk>, spool: Bucket
       state.lines = s.baseLine - 1 + r.lines;
       state.rows += r.records;
       state.valid += r.valid;
-      state.invalid += r.rejects.length;
+      state.invalid += r.rejects.length - r.skipped;
+      state.skipped += r.skipped;
       state.invalidUtf8 += r.invalidUtf8;
       state.rejectsBytes = rejects?.bytes ?? 0;
       onChunk(state);

@@ -19,7 +19,16 @@ export interface ImportReport extends ImportCounts {
   /** `*` for account-wide, else the business unit. */
   scope: string;
   reason: string;
+  /** The email column's header name, or its 1-based number in a file without a header. */
   column: string;
+  /** `csv`, or the export recognised by its header (`hubspot-contacts`, `mailchimp-cleaned`...). */
+  format: string;
+  /** The ZIP archive's member that was read; null for a source that is not a ZIP archive. */
+  member: string | null;
+  /** Which rows were skipped as not opted out, e.g. `Unsubscribed from all email is false or no`; null: none are. */
+  skipRule: string | null;
+  /** `row`: the first record is a header; `none`: it is data, and was imported. */
+  header: 'row' | 'none';
   delimiter: string;
   /** Decoded bytes of CSV read. */
   bytes: number;
@@ -40,12 +49,15 @@ const fmt = (n: number): string => n.toLocaleString('en-US');
 export function formatSummary(r: ImportReport): string {
   const scope = r.scope === '*' ? 'account-wide' : `unit ${r.scope}`;
   const lines = [
-    `${r.dryRun ? 'Dry run of' : r.confirmed ? 'Imported' : 'Analysed (nothing written)'} ${printable(r.source, 80)} -> ${scope}, reason ${r.reason}` +
+    `${r.dryRun ? 'Dry run of' : r.confirmed ? 'Imported' : 'Analysed (nothing written)'} ${printable(r.source, 80)}` +
+      `${r.member === null ? '' : `: ${printable(r.member, 80)}`}${r.format === 'csv' ? '' : ` (${r.format})`} -> ${scope}, reason ${r.reason}` +
       (r.jobId ? `, job ${r.jobId}` : '') + (r.resumed ? ' (resumed)' : ''),
-    `  email column      ${printable(r.column, 64)} (delimiter ${r.delimiter === '\t' ? 'tab' : r.delimiter})`,
+    `  email column      ${r.header === 'none' ? `${r.column} (no header row, ` : `${printable(r.column, 64)} (`}delimiter ` +
+      `${r.delimiter === '\t' ? 'tab' : r.delimiter})`,
     `  rows              ${fmt(r.rows)}`,
     `  valid             ${fmt(r.valid)}`,
     `  invalid           ${fmt(r.invalid)}` + (r.rejectsFile ? ` (see ${r.rejectsFile})` : ''),
+    ...(r.skipRule === null ? [] : [`  skipped           ${fmt(r.skipped)} not opted out (${printable(r.skipRule, 120)})`]),
     `  duplicates        ${fmt(r.duplicates)}`,
     `  unique            ${fmt(r.unique)}`,
     `  already suppressed ${fmt(r.alreadySuppressed)}`,

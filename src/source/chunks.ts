@@ -1,5 +1,6 @@
 import { detectDialect, type Dialect } from '../csv/dialect.js';
-import { readHeader } from '../csv/header.js';
+import { readHeader, readRecords } from '../csv/header.js';
+import { OptoutError } from '../errors.js';
 
 export interface HeaderRecord {
   names: string[];
@@ -10,6 +11,10 @@ export interface HeaderRecord {
   bytes: Buffer;
   /** Physical lines up to the data (empty lines before the header included). */
   lines: number;
+  /** Bytes before the header record: empty lines and an Excel `sep=` line. */
+  skippedBytes: number;
+  /** Physical lines before the header record. */
+  skippedLines: number;
 }
 
 export interface Chunk {
@@ -22,8 +27,23 @@ export interface Chunk {
 
 export interface SplitSource {
   header: HeaderRecord;
+  /** The data after the header record. Read this or {@link chunksWithHeader}, not both. */
   chunks: AsyncGenerator<Chunk>;
+  /** The data from the header record on, for a file whose first record is data (no header). */
+  chunksWithHeader: AsyncGenerator<Chunk>;
+  /**
+   * Up to `max` records after the header, as fields, for column detection: read ahead (at most
+   * {@link SAMPLE_BYTES}) before any chunk is read, and kept for the chunks.
+   */
+  sample(max: number): Promise<string[][]>;
 }
+
+/** The most bytes {@link SplitSource.sample} reads ahead. */
+export const SAMPLE_BYTES = 4 * 1024 * 1024;
+
+/** Excel's first line naming the delimiter: `sep=;`. */
+const SEP_LINE = /^sep=(.)(?:\r\n|\n|\r)/i;
+const SEP_DELIMITERS = [',', ';', '\t', '|'];
 
 export interface SplitOptions {
   delimiter?: string | undefined;
@@ -89,23 +109,72 @@ export async function splitSource(bytes: AsyncIterable<Buffer>, options: SplitOp
   }
 
   // The dialect is read off the whole header line, so wait for its first line break.
-  if (!ended && !hasLineBreak(buf) && buf.length < options.maxRecordBytes) {
-    await readMore((length, part) => hasLineBreak(part) || length >= options.maxRecordBytes);
+  const wholeFirstLine = async (): Promise<void> => {
+    if (!ended && !hasLineBreak(buf) && buf.length < options.maxRecordBytes) {
+      await readMore((length, part) => hasLineBreak(part) || length >= options.maxRecordBytes);
+    }
+  };
+  await wholeFirstLine();
+  let delimiter = options.delimiter;
+  const sep = SEP_LINE.exec(buf.subarray(0, 8).toString('latin1'));
+  if (sep !== null) {
+    const named = sep[1] as string;
+    if (!SEP_DELIMITERS.includes(named)) {
+      throw new OptoutError('OPTOUT_ERR_CSV_PARSE', `Line ${blankLines + 1} is \`sep=${named}\`: only , ; | and tab are ` +
+        'supported as delimiters', { location: { line: blankLines + 1 } });
+    }
+    delimiter ??= named;
+    blankBytes += sep[0].length;
+    blankLines++;
+    buf = buf.subarray(sep[0].length);
+    dropEmptyLines();
+    while (!ended && (buf.length === 0 || buf[0] === CR)) {
+      await readMore(() => true);
+      dropEmptyLines();
+    }
+    await wholeFirstLine();
   }
-  const dialect = detectDialect(buf, options.delimiter);
+  const dialect = detectDialect(buf, delimiter);
   let parsed = readHeader(buf, dialect, options.maxRecordBytes, ended);
   while (parsed === undefined) {
     const want = Math.max(2 * buf.length, 64 * 1024);
     await readMore((length) => length >= want);
     parsed = readHeader(buf, dialect, options.maxRecordBytes, ended);
   }
+  const headerBytes = parsed.byteLength;
   const header: HeaderRecord = {
-    names: parsed.names, dialect, byteLength: blankBytes + parsed.byteLength,
-    bytes: Buffer.from(buf.subarray(0, parsed.byteLength)), lines: blankLines + parsed.lines,
+    names: parsed.names, dialect, byteLength: blankBytes + headerBytes,
+    bytes: Buffer.from(buf.subarray(0, headerBytes)), lines: blankLines + parsed.lines,
+    skippedBytes: blankBytes, skippedLines: blankLines,
   };
-  const rest = buf.subarray(parsed.byteLength);
-  const chunks = cutChunks(rest, header.byteLength, it, ended, options);
-  return { header, chunks };
+  let sampled: string[][] | undefined;
+  const sample = async (max: number): Promise<string[][]> => {
+    if (sampled === undefined) {
+      let breaks = countLineBreaks(buf, headerBytes);
+      const enough = (length: number): boolean => breaks > max || length >= headerBytes + SAMPLE_BYTES;
+      if (!enough(buf.length)) {
+        await readMore((length, part) => {
+          breaks += countLineBreaks(part, 0);
+          return enough(length);
+        });
+      }
+      sampled = readRecords(buf.subarray(headerBytes), dialect, options.maxRecordBytes, ended, max);
+    }
+    return sampled;
+  };
+  // Lazily, so that they cut what the sample read ahead too.
+  const from = async function* (at: number, offset: number): AsyncGenerator<Chunk> {
+    yield* cutChunks(buf.subarray(at), offset, it, ended, options);
+  };
+  return { header, chunks: from(headerBytes, header.byteLength), chunksWithHeader: from(0, blankBytes), sample };
+}
+
+function countLineBreaks(b: Buffer, from: number): number {
+  let n = 0;
+  for (let p = b.indexOf(LF, from); p >= 0; p = b.indexOf(LF, p + 1)) n++;
+  // Old Mac files end lines with a lone CR.
+  if (n === 0) for (let p = b.indexOf(CR, from); p >= 0; p = b.indexOf(CR, p + 1)) n++;
+  return n;
 }
 
 function hasLineBreak(b: Buffer): boolean {

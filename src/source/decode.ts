@@ -3,20 +3,21 @@ import { pipeline } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { OptoutError, describeValue } from '../errors.js';
 
-export type InputEncoding = 'utf8' | 'latin1' | 'windows-1252' | 'utf16le';
+export type InputEncoding = 'utf8' | 'latin1' | 'windows-1252' | 'utf16le' | 'utf16be';
 
 const ENCODING_ALIASES: Record<string, InputEncoding> = {
   'utf8': 'utf8', 'utf-8': 'utf8',
   'latin1': 'latin1', 'iso-8859-1': 'latin1', 'iso8859-1': 'latin1', 'l1': 'latin1',
   'windows-1252': 'windows-1252', 'cp1252': 'windows-1252', 'win1252': 'windows-1252',
   'utf16le': 'utf16le', 'utf-16le': 'utf16le', 'ucs2': 'utf16le', 'ucs-2': 'utf16le',
+  'utf16be': 'utf16be', 'utf-16be': 'utf16be',
 };
 
 export function normalizeEncoding(value: unknown): InputEncoding {
   const found = typeof value === 'string' ? ENCODING_ALIASES[value.toLowerCase()] : undefined;
   if (found === undefined) {
     throw new OptoutError('OPTOUT_ERR_INVALID_OPTION',
-      `Expected \`encoding\` to be one of utf8, latin1, windows-1252, utf16le, got ${describeValue(value)}`);
+      `Expected \`encoding\` to be one of utf8, latin1, windows-1252, utf16le, utf16be, got ${describeValue(value)}`);
   }
   return found;
 }
@@ -26,9 +27,10 @@ const DECODER_LABEL: Record<Exclude<InputEncoding, 'utf8'>, string> = {
   'latin1': 'windows-1252',
   'windows-1252': 'windows-1252',
   'utf16le': 'utf-16le',
+  'utf16be': 'utf-16be',
 };
 
-async function* prepend(first: Buffer, rest: AsyncIterator<Buffer>): AsyncGenerator<Buffer> {
+export async function* prepend(first: Buffer, rest: AsyncIterator<Buffer>): AsyncGenerator<Buffer> {
   if (first.length > 0) yield first;
   for (;;) {
     const next = await rest.next();
@@ -38,7 +40,7 @@ async function* prepend(first: Buffer, rest: AsyncIterator<Buffer>): AsyncGenera
 }
 
 /** Reads until at least `n` bytes are buffered (or the input ends) so magic bytes can be seen whole. */
-async function peek(it: AsyncIterator<Buffer>, n: number): Promise<Buffer> {
+export async function peek(it: AsyncIterator<Buffer>, n: number): Promise<Buffer> {
   const parts: Buffer[] = [];
   let len = 0;
   while (len < n) {
@@ -64,7 +66,7 @@ function gunzip(input: AsyncIterable<Buffer>, name: string): AsyncIterable<Buffe
 
 /**
  * Turns source bytes into UTF-8 without a byte-order mark: gunzips when the gzip magic is
- * present, honours a UTF-16 BOM when no other encoding was asked for, and transcodes
+ * present, honours a UTF-16 BOM (either byte order) when no other encoding was asked for, and transcodes
  * single-byte encodings. Everything downstream then only ever sees UTF-8. `onDecided` hears the
  * encoding actually read (a UTF-16 BOM overrides `utf8`) once the first bytes are in.
  */
@@ -81,6 +83,8 @@ export async function* decodeToUtf8(input: AsyncIterable<Buffer>, encoding: Inpu
     head = head.subarray(3);
   } else if (head[0] === 0xff && head[1] === 0xfe && encoding === 'utf8') {
     effective = 'utf16le';
+  } else if (head[0] === 0xfe && head[1] === 0xff && encoding === 'utf8') {
+    effective = 'utf16be';
   }
   onDecided(effective);
   if (effective === 'utf8') {

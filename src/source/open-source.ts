@@ -2,7 +2,8 @@ import { createReadStream, statSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { OptoutError } from '../errors.js';
-import { decodeToUtf8, type InputEncoding } from './decode.js';
+import { decodeToUtf8, peek, prepend, type InputEncoding } from './decode.js';
+import { isZip, openZipMember, type ZipMember } from './zip.js';
 
 /** Where an import's bytes come from. URLs and HTTP uploads plug in here as further kinds. */
 export type SourceSpec = { kind: 'file'; path: string } | { kind: 'stdin'; stream: Readable };
@@ -30,6 +31,8 @@ export interface OpenedSource {
   bytesRead(): number;
   /** Releases the file, read to the end or not (stdin is left to its owner). */
   close(): void;
+  /** The ZIP member read, once reading has started; null for a source that is not a ZIP archive. */
+  member(): ZipMember | null;
 }
 
 const READ_CHUNK = 1024 * 1024;
@@ -48,8 +51,11 @@ export function describeSource(spec: SourceSpec): SourceInfo {
   return { name: basename(path), path, size: st.size, mtimeMs: st.mtimeMs };
 }
 
-/** Opens a source for one pass. Gzip is recognised by its magic bytes, whatever the name. */
-export function openSource(spec: SourceSpec, encoding: InputEncoding): OpenedSource {
+/**
+ * Opens a source for one pass. Gzip and ZIP are recognised by their magic bytes, whatever the
+ * name; a ZIP archive's list member is read (see zip.ts), `member` when given.
+ */
+export function openSource(spec: SourceSpec, encoding: InputEncoding, member?: string): OpenedSource {
   const info = describeSource(spec);
   const raw: Readable = spec.kind === 'stdin' ? spec.stream : createReadStream(info.path as string, { highWaterMark: READ_CHUNK });
   let read = 0;
@@ -64,16 +70,33 @@ export function openSource(spec: SourceSpec, encoding: InputEncoding): OpenedSou
       throw new OptoutError('OPTOUT_ERR_SOURCE', `Reading ${info.name} failed: ${(cause as Error).message}`, { cause });
     }
   }
+  let zipped: ZipMember | null = null;
+  async function* unzipped(): AsyncGenerator<Buffer> {
+    const it = counted()[Symbol.asyncIterator]();
+    const head = await peek(it, 4);
+    if (!isZip(head)) {
+      yield* prepend(head, it);
+      return;
+    }
+    // The archive is read by its central directory, at its end: the stream is not needed.
+    raw.destroy();
+    if (spec.kind !== 'file') throw new OptoutError('OPTOUT_ERR_SOURCE', 'A ZIP archive cannot be read from stdin: pass its file name');
+    zipped = await openZipMember(info.path as string, info.name, member);
+    read = info.size ?? 0;
+    yield* zipped.bytes;
+  }
   return {
     info,
-    bytes: decodeToUtf8(counted(), encoding, info.name, (effective) => {
+    bytes: decodeToUtf8(unzipped(), encoding, info.name, (effective) => {
       decoded = effective;
     }),
-    // windows-1252 maps every byte: only the UTF-16 decoder ever substitutes.
-    substitutes: () => decoded === 'utf16le',
+    member: () => zipped,
+    // windows-1252 maps every byte: only the UTF-16 decoders ever substitute.
+    substitutes: () => decoded === 'utf16le' || decoded === 'utf16be',
     bytesRead: () => read,
     close: () => {
       if (spec.kind === 'file') raw.destroy();
+      (zipped as ZipMember | null)?.close();
     },
   };
 }

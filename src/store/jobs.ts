@@ -56,6 +56,14 @@ export interface JobFingerprint {
   delimiter: string | null;
   encoding: string;
   rejects: string | null;
+  /** `--header` / `--no-header`; absent when detected. */
+  header?: boolean;
+  /** `--where`, `--all-rows`; absent when not given. */
+  where?: string;
+  allRows?: boolean;
+  /** `--format`, `--member`; absent when not given. */
+  format?: string;
+  member?: string;
 }
 
 /** Where an import's data came from, when not from the command line. */

@@ -26,6 +26,11 @@ export interface ChunkTask {
    * as it is, whose bytes themselves tell a bad sequence from a U+FFFD written as one.
    */
   substitutes: boolean;
+  /**
+   * Rows that are not opt-outs, by another column's value (trimmed, lower-cased): skipped when
+   * it is one of `values` (`keep` false), or unless it is (`keep` true).
+   */
+  filter?: { column: number; values: string[]; keep: boolean } | undefined;
 }
 
 /** A rejected row, positioned relative to the chunk; the main thread adds the chunk's base. */
@@ -50,7 +55,10 @@ export interface ChunkResult {
    * address differs from its key (keys and addresses never hold tabs or line breaks).
    */
   buckets: string[];
+  /** Rejected rows: the invalid ones, then (`skipped` of them, last) the skipped ones. */
   rejects: ChunkReject[];
+  /** Rows the filter skipped: not opt-outs. Counted apart from the invalid ones. */
+  skipped: number;
   invalidUtf8: number;
   error?: ExtractError;
 }
@@ -77,6 +85,9 @@ export interface BucketResult {
   /** Three 32-bit hashes per distinct key (see filter/hash.ts). */
   hashes: Uint32Array;
 }
+
+/** Why a row was skipped (the export says it is not an opt-out), in the rejects file. */
+export const SKIP_REASON = 'NOT_OPTED_OUT';
 
 /** Cells of rejects files are capped so a runaway cell cannot bloat them. */
 export const MAX_REJECT_VALUE_CHARS = 512;

@@ -3,7 +3,7 @@ import { extractColumn } from '../csv/extract.js';
 import { hashHex, hashKey } from '../filter/hash.js';
 import { readCell } from './cell.js';
 import {
-  MAX_REJECT_VALUE_CHARS, bucketOf, type BucketResult, type BucketTask, type ChunkReject, type ChunkResult, type ChunkTask,
+  MAX_REJECT_VALUE_CHARS, SKIP_REASON, bucketOf, type BucketResult, type BucketTask, type ChunkReject, type ChunkResult, type ChunkTask,
 } from './chunk-task.js';
 
 /**
@@ -22,18 +22,25 @@ export default function processChunk(task: ChunkTask): ChunkResult {
     rejects.push({
       line,
       record,
-      value: value.length > MAX_REJECT_VALUE_CHARS ? value.slice(0, MAX_REJECT_VALUE_CHARS) + '…' : value,
+      value: capped(value),
       reason,
     });
   };
 
   const bytes = task.bytes;
+  const skip = skippedRows(task);
+  const skippedRejects: ChunkReject[] = [];
   const result = extractColumn(bytes, 0, bytes.length, {
     delimiter: task.delimiter,
     column: task.column,
     maxRecordBytes: task.maxRecordBytes,
     final: task.final,
   }, (value, line, _start, _end, _next, _fields, undecodable) => {
+    if (skip?.[record] === 1) {
+      skippedRejects.push({ line, record, value: capped(value ?? ''), reason: SKIP_REASON });
+      record++;
+      return;
+    }
     const n = readCell(value, undecodable, task.substitutes);
     if (n.valid) {
       hashKey(n.key, h, 0);
@@ -53,11 +60,34 @@ export default function processChunk(task: ChunkTask): ChunkResult {
     lines: result.lines,
     valid,
     buckets,
-    rejects,
+    rejects: skippedRejects.length === 0 ? rejects : rejects.concat(skippedRejects).sort((a, b) => a.record - b.record),
+    skipped: skippedRejects.length,
     invalidUtf8,
   };
   if (result.error) out.error = result.error;
   return out;
+}
+
+function capped(value: string): string {
+  return value.length > MAX_REJECT_VALUE_CHARS ? value.slice(0, MAX_REJECT_VALUE_CHARS) + '…' : value;
+}
+
+/**
+ * Per record of the chunk, 1 when the filter skips it. A second pass of the extractor over the
+ * filter column: records end at the same places whatever the column, and the pass runs only for
+ * files that have a filter.
+ */
+function skippedRows(task: ChunkTask): Uint8Array | undefined {
+  const f = task.filter;
+  if (f === undefined) return undefined;
+  const marks: number[] = [];
+  extractColumn(task.bytes, 0, task.bytes.length, {
+    delimiter: task.delimiter, column: f.column, maxRecordBytes: task.maxRecordBytes, final: task.final,
+  }, (value) => {
+    const listed = value !== undefined && f.values.includes(value.trim().toLowerCase());
+    marks.push(listed !== f.keep ? 1 : 0);
+  });
+  return Uint8Array.from(marks);
 }
 
 const ROW_LIMIT = 2 ** 21;

@@ -335,6 +335,33 @@ describe.concurrent('import: the email column', () => {
 
   const twoColumns = 'id,primary,secondary\n1,p1@example.com,s1@example.com\n2,p2@example.com,s2@example.com\n';
 
+  it('with zero flags: a header no list names is found by its addresses, a headerless list keeps its first line', async () => {
+    const db = await freshDb();
+    const named = await importJson(db, await csvFile('Customer,Contact Point\nAnn,ann@example.com\nBob,bob@example.com\n'), '--yes');
+    expect(named.res.code, named.res.stderr).toBe(0);
+    expect(named.report).toMatchObject({ column: 'Contact Point', header: 'row', rows: 2, added: 2 });
+    const ses = await importJson(db, await csvFile('first@example.com,BOUNCE\nsecond@example.com,COMPLAINT\n'), '--yes');
+    expect(ses.res.code, ses.res.stderr).toBe(0);
+    expect(ses.report).toMatchObject({ column: '1', header: 'none', rows: 2, added: 2 });
+    expect(await check(db, 'first@example.com')).toBe(1);
+  });
+
+  it('provider exports with zero flags: --json gives format, header and skipped', async () => {
+    const db = await freshDb();
+    const hubspot = await csvFile('Record ID,Email,Unsubscribed from all email\n1,in@example.com,true\n2,out@example.com,false\n');
+    const h = await importJson(db, hubspot, '--yes');
+    expect(h.res.code, h.res.stderr).toBe(0);
+    expect(h.report).toMatchObject({ format: 'hubspot-contacts', header: 'row', rows: 2, valid: 1, skipped: 1, added: 1 });
+    const ses = await csvFile(JSON.stringify({ SuppressedDestinationSummaries: [
+      { EmailAddress: 'ses@example.com', Reason: 'BOUNCE', LastUpdateTime: '2026-01-05T10:00:00Z' }] }, null, 2));
+    const j = await importJson(db, ses, '--yes');
+    expect(j.res.code, j.res.stderr).toBe(0);
+    expect(j.report).toMatchObject({ format: 'ses-json', header: 'row', rows: 1, skipped: 0, added: 1 });
+    expect(await check(db, 'in@example.com')).toBe(1);
+    expect(await check(db, 'out@example.com')).toBe(0);
+    expect(await check(db, 'ses@example.com')).toBe(1);
+  });
+
   it('--column by header name', async () => {
     const db = await freshDb();
     const list = await csvFile(twoColumns);
@@ -366,10 +393,10 @@ describe.concurrent('import: the email column', () => {
     expect(await dumpStore(db)).toEqual(before);
   });
 
-  it('no email-like header: exit 2 listing the headers', async () => {
+  it('no email-like header and no column of addresses: exit 2 listing the headers', async () => {
     const db = await seededCopy();
     const before = await dumpStore(db);
-    const list = await csvFile('Customer,Contact Point,Signed Up\nAnn,ann@example.com,2026\n');
+    const list = await csvFile('Customer,Contact Point,Signed Up\nAnn,+47 900 00 001,2026\n');
     const res = await cli(db, 'import', list, '--yes');
     expectError(res, 2, 'OPTOUT_ERR_NO_EMAIL_COLUMN');
     for (const h of ['Customer', 'Contact Point', 'Signed Up']) expect(res.stderr).toContain(h);

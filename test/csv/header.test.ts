@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { detectDialect, type Dialect } from '../../src/csv/dialect.js';
 import { extractColumn } from '../../src/csv/extract.js';
-import { EMAIL_HEADER_NAMES, pickEmailColumn, readHeader } from '../../src/csv/header.js';
+import { EMAIL_HEADER_NAMES, matchEmailHeader, pickEmailColumn, readHeader } from '../../src/csv/header.js';
 import { OptoutError, type OptoutErrorCode } from '../../src/errors.js';
 
 const comma: Dialect = { delimiter: ',' };
@@ -154,14 +154,24 @@ describe('pickEmailColumn: auto-detection', () => {
     expect(pickEmailColumn(['\uFEFFemail', 'name'])).toBe(0);
   });
 
-  it('keeps accents: "Correo electrónico" is not auto-detected', () => {
-    const err = expectCode(() => pickEmailColumn(['nombre', 'Correo electrónico']), 'OPTOUT_ERR_NO_EMAIL_COLUMN');
-    expect(err.message).toContain('2 `Correo electrónico`');
-    expect(pickEmailColumn(['nombre', 'Correo electrónico'], 'correo electrónico')).toBe(1);
+  it('finds the names real exports use, in the major European languages', () => {
+    const names = ['address', 'recipient', 'E-Mail-Adresse', 'Adresse e-mail', 'E-postadress', 'E-mailadres', 'Indirizzo email',
+      'Primary Email', 'Work Email', 'Correo electrónico', 'Dirección de correo electrónico', 'Endereço de e-mail',
+      'Sähköpostiosoite', 'Adres e-mail', 'E-mailová adresa', 'E-mail cím', 'Adresă de email', 'E-posta adresi', 'Email_Address'];
+    for (const name of names) expect(pickEmailColumn(['id', name, 'name']), name).toBe(1);
+  });
+
+  it('takes the first tier that matches: a plain email name before a qualified one, a primary before the others', () => {
+    expect(pickEmailColumn(['Work Email', 'Email', 'Personal Email'])).toBe(1);
+    expect(pickEmailColumn(['Work Email', 'Primary Email'])).toBe(1);
+    expect(pickEmailColumn(['Address', 'Work Email'])).toBe(1);
+    expect(matchEmailHeader(['Address', 'Name'])).toEqual({ index: 0, weak: true });
+    expect(matchEmailHeader(['Email', 'Address'])).toEqual({ index: 0, weak: false });
+    expectCode(() => pickEmailColumn(['Work Email', 'Personal Email']), 'OPTOUT_ERR_AMBIGUOUS_EMAIL_COLUMN');
   });
 
   it('does not match names that only contain an email word', () => {
-    expectCode(() => pickEmailColumn(['work_email', 'email_opt_in', 'emails', 'mailing']), 'OPTOUT_ERR_NO_EMAIL_COLUMN');
+    expectCode(() => pickEmailColumn(['email_opt_in', 'emails', 'mailing', 'email status', 'addresses']), 'OPTOUT_ERR_NO_EMAIL_COLUMN');
   });
 
   it('lists the headers with 1-based numbers and asks for --column', () => {
@@ -177,9 +187,10 @@ describe('pickEmailColumn: auto-detection', () => {
     expectCode(() => pickEmailColumn(['email', 'email']), 'OPTOUT_ERR_AMBIGUOUS_EMAIL_COLUMN');
   });
 
-  it('exports the names it matches', () => {
-    expect(EMAIL_HEADER_NAMES).toEqual(['email', 'mail', 'emailaddress', 'epost', 'epostadresse', 'courriel', 'correo',
-      'correoelectronico']);
+  it('exports the names it matches, in tier order, each once', () => {
+    expect(EMAIL_HEADER_NAMES.slice(0, 3)).toEqual(['email', 'mail', 'emailaddress']);
+    expect(new Set(EMAIL_HEADER_NAMES).size).toBe(EMAIL_HEADER_NAMES.length);
+    for (const name of EMAIL_HEADER_NAMES) expect(name).toMatch(/^[^\s_A-Z-]+$/u);
   });
 });
 

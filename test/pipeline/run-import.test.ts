@@ -2,9 +2,9 @@ import { openSync, readdirSync, readlinkSync, writeSync, closeSync } from 'node:
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { writeList } from '../../bench/generate.js';
-import { isOptoutError, LevelStore, openStore } from '../../src/index.js';
+import { isOptoutError, LevelStore } from '../../src/index.js';
 import { removeTempDirs, tempDir } from '../helpers.js';
-import { runImport } from '../inline.js';
+import { runImport, suppressed } from '../inline.js';
 
 afterAll(removeTempDirs);
 
@@ -103,17 +103,6 @@ function brokenListFile(dir: string): { path: string; valid: string[]; after: st
   writeSync(fd, '"\nafter@broken.test,ok\n');
   closeSync(fd);
   return { path, valid, after: 'after@broken.test', line: valid.length + 2 };
-}
-
-/** Which of these addresses the store suppresses (checked through the library's checker). */
-async function suppressed(db: string, emails: readonly string[]): Promise<string[]> {
-  const s = await openStore(db);
-  try {
-    const decisions = await s.checkMany(emails.map((email) => ({ email })));
-    return emails.filter((_, i) => decisions[i]?.eligible === false);
-  } finally {
-    await s.close();
-  }
 }
 
 describe('runImport of a list with a broken record', () => {

@@ -26,7 +26,8 @@ function scanned(text: string): Scanned<ScrubResult> {
 }
 
 function headerOf(text: string): HeaderRecord {
-  return { names: text.trim().split(','), dialect: { delimiter: ',' }, byteLength: text.length, bytes: Buffer.from(text), lines: 1 };
+  return { names: text.trim().split(','), dialect: { delimiter: ',' }, byteLength: text.length, bytes: Buffer.from(text), lines: 1,
+    skippedBytes: 0, skippedLines: 0 };
 }
 
 describe('scrubChunk', () => {

@@ -41,6 +41,13 @@ describe('decodeToUtf8', () => {
     expect(await decode(Buffer.from(text, 'utf16le'), 'utf16le', 7)).toBe(text);
   });
 
+  it('honours a UTF-16BE byte-order mark when no encoding was asked for, and reads utf16be when asked', async () => {
+    const be = Buffer.from(text, 'utf16le').swap16();
+    for (const size of [1, 5, 64]) expect(await decode(Buffer.concat([Buffer.from([0xfe, 0xff]), be]), 'utf8', size)).toBe(text);
+    expect(await decode(be, 'utf16be', 7)).toBe(text);
+    expect(normalizeEncoding('UTF-16BE')).toBe('utf16be');
+  });
+
   it('transcodes latin1 and windows-1252 (the euro sign is 0x80 there)', async () => {
     const latin1 = Buffer.from('email,name\nJ\xfcrgen@b\xfccher.de,\x80\n', 'latin1');
     expect(await decode(latin1, 'latin1')).toBe('email,name\nJürgen@bücher.de,€\n');

@@ -10,6 +10,11 @@ import { dbOption, parseCount, parseInteger } from '../args.js';
 
 interface ImportFlags {
   column?: string;
+  header?: boolean;
+  where?: string;
+  allRows?: boolean;
+  format?: string;
+  member?: string;
   delimiter?: string;
   encoding?: string;
   unit?: string;
@@ -28,6 +33,10 @@ async function askCount(analysis: ImportReport): Promise<number | undefined> {
   process.stderr.write(`${formatSummary(analysis)}\n\n`);
   const rl = createInterface({ input: process.stdin, output: process.stderr });
   try {
+    if (analysis.skipped > 0) {
+      process.stderr.write(`${analysis.skipped.toLocaleString('en-US')} rows are skipped as not opted out ` +
+        `(${analysis.skipRule ?? ''}); they are not counted below.\n`);
+    }
     const answer = await rl.question(`${analysis.unique.toLocaleString('en-US')} addresses ` +
       `${analysis.error === null ? '' : 'from the rows before the broken record '}will never be emailed again. ` +
       'Type that number to import them (anything else cancels): ');
@@ -40,10 +49,16 @@ async function askCount(analysis: ImportReport): Promise<number | undefined> {
 
 export function registerImport(program: Command): void {
   program.command('import <source>')
-    .description('import a CSV opt-out list (a file, a .gz file, or - for stdin)')
+    .description('import an opt-out list: CSV, JSON or NDJSON (a file, a .gz or .zip file, or - for stdin)')
     .option('--column <name|index>', 'email column: header name or 1-based index (default: detected)')
+    .option('--header', 'the first line is a header, even when it holds an address')
+    .option('--no-header', 'the first line is data: import it too (default: detected)')
+    .option('--where <column=values>', 'import only rows whose column holds one of these comma-separated values')
+    .option('--all-rows', 'import every row, also those a recognised export marks as still subscribed')
+    .option('--format <format>', 'csv, json or ndjson (default: detected from the content)')
+    .option('--member <name>', 'the member of a ZIP archive to import (default: its one list)')
     .option('--delimiter <char>', 'field delimiter: , ; | or tab (default: detected)')
-    .option('--encoding <name>', 'utf8, latin1, windows-1252 or utf16le', 'utf8')
+    .option('--encoding <name>', 'utf8, latin1, windows-1252, utf16le or utf16be', 'utf8')
     .option('--unit <id>', 'business unit (default: account-wide)')
     .option('--reason <reason>', 'unsubscribed, bounced, complaint or manual', 'unsubscribed')
     .option('--source <label>', 'source label stored with the entries (default: file name)')
@@ -82,6 +97,11 @@ export function registerImport(program: Command): void {
           source: sourceArg === '-' ? { kind: 'stdin', stream: process.stdin } : { kind: 'file', path: sourceArg },
           db: dbOption(cmd),
           ...(flags.column === undefined ? {} : { column: flags.column }),
+          ...(flags.header === undefined ? {} : { header: flags.header }),
+          ...(flags.where === undefined ? {} : { where: flags.where }),
+          ...(flags.allRows === undefined ? {} : { allRows: flags.allRows }),
+          ...(flags.format === undefined ? {} : { format: flags.format }),
+          ...(flags.member === undefined ? {} : { member: flags.member }),
           ...(flags.delimiter === undefined ? {} : { delimiter: flags.delimiter }),
           ...(flags.encoding === undefined ? {} : { encoding: flags.encoding }),
           ...(flags.unit === undefined ? {} : { unit: flags.unit }),

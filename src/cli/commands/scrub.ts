@@ -26,7 +26,7 @@ export function registerScrub(program: Command): void {
     .option('--removed <file>', 'removed rows, with optout_reason and optout_detail columns added')
     .option('--column <name|index>', 'email column: header name or 1-based index (default: detected)')
     .option('--delimiter <char>', 'field delimiter: , ; | or tab (default: detected)')
-    .option('--encoding <name>', 'utf8, latin1, windows-1252 or utf16le', 'utf8')
+    .option('--encoding <name>', 'utf8, latin1, windows-1252, utf16le or utf16be', 'utf8')
     .option('--unit <id>', 'business unit the campaign is for (default: account-wide suppressions only)')
     .option('--type <type>', 'marketing, sequence or one-to-one', 'marketing')
     .option('--legal-basis <text>', 'for a one-to-one send: why suppressed addresses may be emailed (recorded per row)')
