@@ -57,8 +57,10 @@ describe.runIf(bin !== undefined)('a replica whose database is paused', () => {
     expect(await follower.waitFor(await writer.head(), 10_000)).toBe(true);
     expect(follower.fresh(BOUND_MS)).toBe(true);
 
-    const pausedAt = Date.now();
+    // Taken once every server process has stopped: a read that started before this may have
+    // been answered, none that starts after it can be.
     await cluster.signal('SIGSTOP');
+    const pausedAt = Date.now();
     try {
       // No read can reach the head after the pause: the proof stays at or before it, so no check
       // is answered later than the bound after the pause. Long enough for the client to give up
