@@ -88,7 +88,9 @@ export const MIGRATIONS: readonly (readonly string[])[] = [
   ],
 ];
 
-/** Advisory lock ids (the first key of the two-key form): one for migrations, one for the feed. */
+/** Advisory lock ids (the second key of the two-key form, under {@link LOCK_CLASS}): migrations, the feed, import jobs. */
 export const LOCK_CLASS = 0x6f70_746f; // 'opto'
 export const MIGRATE_LOCK = 1;
 export const FEED_LOCK = 2;
+/** Held by a session for a whole import job: one import job at a time in the database (see `withImportLease`). */
+export const IMPORT_LOCK = 3;
