@@ -26,7 +26,7 @@ import { emptyCounts, type ImportCounts } from '../store/counts.js';
 import type { ImportReport } from '../report/summary.js';
 import { canMove, moveJob } from '../store/job-states.js';
 import type { JobError, JobOrigin, JobRecord, JobState } from '../store/jobs.js';
-import type { LevelStore } from '../store/level/level-store.js';
+import type { Ledger } from '../store/store.js';
 import { fetchSource, type FetchSourceOptions } from '../fetch/fetch-source.js';
 import type { ChunkPool } from '../workers/pool.js';
 import { redactUrl, validateSyncUrl } from '../fetch/url-policy.js';
@@ -103,7 +103,7 @@ async function* limited(body: AsyncIterable<Buffer>, max: number): AsyncGenerato
 }
 
 export class ImportJobs {
-  readonly #store: LevelStore;
+  readonly #store: Ledger;
   readonly #dir: string;
   readonly #threads: number;
   readonly #pool: ChunkPool | undefined;
@@ -113,9 +113,9 @@ export class ImportJobs {
   readonly #closing = new AbortController();
   #closed = false;
 
-  constructor(store: LevelStore, options: ImportJobsOptions = {}) {
+  constructor(store: Ledger, options: ImportJobsOptions = {}) {
     this.#store = store;
-    this.#dir = join(store.dir, 'uploads');
+    this.#dir = join(store.workDir, 'uploads');
     this.#threads = options.threads ?? 1;
     this.#pool = normalizePool(options.pool);
     this.#maxUpload = options.maxUploadBytes ?? DEFAULT_MAX_UPLOAD;

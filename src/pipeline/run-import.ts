@@ -14,8 +14,8 @@ import { splitSource, type Chunk, type HeaderRecord } from '../source/chunks.js'
 import { describeSource, openSource, type OpenedSource, type SourceInfo, type SourceSpec } from '../source/open-source.js';
 import { errorOfJob, jobErrorOf, type JobError, type JobFingerprint, type JobRecord } from '../store/jobs.js';
 import { moveJob } from '../store/job-states.js';
-import { LevelStore } from '../store/level/level-store.js';
-import { ACCOUNT_WIDE, type ChunkKeyCodec } from '../store/store.js';
+import { openLedger } from '../store/open.js';
+import { ACCOUNT_WIDE, checkViewOf, type ChunkKeyCodec, type Ledger } from '../store/store.js';
 import type { KeyFilter } from '../filter/bloom.js';
 import { countPass, writeMergePass, type MergeOptions } from './merge-pass.js';
 import { scanChunks, type ScannedChunk } from './scan.js';
@@ -82,7 +82,7 @@ function fingerprintOf(info: SourceInfo, o: NormalizedImportOptions): JobFingerp
  * A job left in `importing` was cut off (one process owns the store, and it is us). The one
  * with the same file, content and options is resumed; the others are marked interrupted.
  */
-async function findResumable(store: LevelStore, fp: JobFingerprint, o: NormalizedImportOptions, label: string): Promise<JobRecord | undefined> {
+async function findResumable(store: Ledger, fp: JobFingerprint, o: NormalizedImportOptions, label: string): Promise<JobRecord | undefined> {
   let match: JobRecord | undefined;
   for (const job of await store.listImports()) {
     if (job.state !== 'importing' && job.state !== 'interrupted') continue;
@@ -95,7 +95,7 @@ async function findResumable(store: LevelStore, fp: JobFingerprint, o: Normalize
 }
 
 /** A job reserved by the caller (`jobId`) resumes when it was cut off while importing. */
-async function reservedJobToResume(store: LevelStore, jobId: string): Promise<JobRecord | undefined> {
+async function reservedJobToResume(store: Ledger, jobId: string): Promise<JobRecord | undefined> {
   const job = await store.getJob(jobId);
   if (job === undefined || job.kind !== 'import') throw new OptoutError('OPTOUT_ERR_JOB_NOT_FOUND', `No import job has the id ${jobId}`);
   // A reserved record has no spool until the pipeline first writes it.
@@ -123,8 +123,8 @@ function estimateKeys(size: number | null): number {
  * Spool folders left by runs that cannot be resumed (a crashed analysis, a finished job). Only
  * for a process that runs one import at a time: it would take the analysis of another.
  */
-export async function removeOrphanSpools(store: LevelStore): Promise<void> {
-  const root = join(store.dir, 'spool');
+export async function removeOrphanSpools(store: Ledger): Promise<void> {
+  const root = join(store.workDir, 'spool');
   if (!existsSync(root)) return;
   const live = new Set((await store.listImports())
     .filter((j) => j.state === 'importing' || j.state === 'interrupted')
@@ -142,9 +142,10 @@ interface ImportRun {
   spec: SourceSpec;
   info: SourceInfo;
   label: string;
-  store: LevelStore;
+  store: Ledger;
   pool: ChunkPool;
-  filter: KeyFilter;
+  /** The store's key filter; a ledger without one (PostgreSQL) is asked about every key. */
+  filter: KeyFilter | undefined;
   spoolRoot: string;
   bits: number;
   codec: ChunkKeyCodec;
@@ -167,15 +168,16 @@ interface Analysis {
 async function startRun(input: ImportOptions): Promise<ImportRun> {
   const o = normalizeImportOptions(input);
   const info = describeSource(o.source);
-  const store = o.store ?? await LevelStore.open(o.db, { purpose: `optout import ${info.name}` });
+  const store = o.store ?? await openLedger(o.db, { purpose: `optout import ${info.name}` });
   let pool: ChunkPool | undefined;
   try {
-    // A store opened by the caller (the server) may have other imports running; it cleans up at start.
-    if (o.store === undefined) await removeOrphanSpools(store);
+    // A store opened by the caller (the server) may have other imports running; it cleans up at
+    // start. So may a store that other processes write (the spools of their imports).
+    if (o.store === undefined && store.supports.exclusive) await removeOrphanSpools(store);
     pool = o.pool ?? createChunkPool(o.threads);
     return {
       o, started: performance.now(), spec: o.source, info, label: o.sourceLabel ?? info.name, store, pool,
-      filter: await store.filter(), spoolRoot: join(store.dir, 'spool'), bits: bucketBitsFor(estimateKeys(info.size)),
+      filter: await checkViewOf(store)?.filter(), spoolRoot: join(store.workDir, 'spool'), bits: bucketBitsFor(estimateKeys(info.size)),
       codec: store.chunkKeyCodec(o.scope), scans: [], stdinDir: undefined, rejects: undefined, analysisSpool: undefined,
     };
   } catch (err) {
@@ -384,7 +386,7 @@ async function readPhase(run: ImportRun, job: JobRecord, scan: OpenedScan, spool
 /** The writing phase of a job: its spool's buckets, one atomic chunk each, from its checkpoint on. */
 async function writePhase(run: ImportRun, job: JobRecord, spool: BucketSpool, onDurable: (job: JobRecord) => void): Promise<JobRecord> {
   const cp = job.checkpoint;
-  run.filter.ensureCapacity(run.filter.count + cp.counts.valid - cp.counts.unique);
+  run.filter?.ensureCapacity(run.filter.count + cp.counts.valid - cp.counts.unique);
   return writeMergePass(mergeOptions(run, spool, cp.counts, cp.bucket, 'writing'), job, onDurable);
 }
 
