@@ -631,6 +631,6 @@ async function addCount(c: Db, scope: string, delta: number): Promise<void> {
 
 async function insertAudit(c: Db, records: readonly AuditRecord[]): Promise<void> {
   if (records.length === 0) return;
-  await c.query('INSERT INTO audit (id, key, record) SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[])',
+  await c.query('INSERT INTO audit (id, key, record) SELECT * FROM unnest($1::text[], $2::text[], $3::json[])',
     [records.map((r) => r.id), records.map((r) => r.key), records.map((r) => JSON.stringify(r))]);
 }
