@@ -15,12 +15,13 @@ import { registerAudit } from './commands/audit.js';
 import { registerJobs } from './commands/jobs.js';
 import { registerSync } from './commands/sync.js';
 import { registerScrub } from './commands/scrub.js';
+import { registerMigrate } from './commands/migrate.js';
 
 /** Builds the command tree; exported so tests and embedders can run commands in-process. */
 export function buildProgram(): Command {
   const program = new Command('optout')
     .description('Email opt-out (suppression) lists: import, check, manage.')
-    .option('--db <dir>', 'store folder (default: $OPTOUT_DB or ./optout-db)')
+    .option('--db <dir|url>', 'store folder, or a postgres:// URL (default: $OPTOUT_DB or ./optout-db)')
     .showHelpAfterError()
     .exitOverride();
   registerImport(program);
@@ -35,6 +36,7 @@ export function buildProgram(): Command {
   registerJobs(program);
   registerSync(program);
   registerScrub(program);
+  registerMigrate(program);
   return program;
 }
 
