@@ -3,13 +3,11 @@
  * with the same command: it resumes the job (its session's lock went with the process) and ends
  * with the same entries and the same counts as an uninterrupted run into another database.
  */
-import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import pg from 'pg';
 import { writeList } from '../../bench/generate.js';
 import type { ImportReport } from '../../src/report/summary.js';
-import { openLedger } from '../../src/store/open.js';
 import { parseJson, removeTempDirs, runCli, startCli, tempDir } from '../helpers.js';
 import { pgTestDatabase, resetDatabase, withPgDatabase } from '../store/pg-cluster.js';
 
@@ -92,14 +90,6 @@ await withPgDatabase('import into PostgreSQL killed and resumed', (url) => {
         expect(again).toMatchObject({ added: 0, alreadySuppressed: reference.unique });
       }
     } finally {
-      // The spools' folders of both databases on this machine (each job removed its own spool).
-      for (const db of [url, clean.url]) {
-        const ledger = await openLedger(db).catch(() => undefined);
-        if (ledger !== undefined) {
-          await rm(ledger.workDir, { recursive: true, force: true });
-          await ledger.close();
-        }
-      }
       await clean.drop();
     }
   }, 900_000);

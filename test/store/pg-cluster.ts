@@ -13,6 +13,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
+import { defaultWorkDir } from '../../src/store/pg/pg-ledger.js';
 
 const run = promisify(execFile);
 
@@ -139,6 +140,8 @@ export async function pgTestDatabase(): Promise<PgTestDatabase> {
       drop: async () => {
         try {
           await admin(cluster, (c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
+          // What imports into the database left on this machine (their spools' folder).
+          await rm(defaultWorkDir(withDatabase(cluster, name)), { recursive: true, force: true });
         } finally {
           await stop();
         }

@@ -80,7 +80,7 @@ export interface PgLedgerOptions extends PgPoolOptions {
 }
 
 /** A folder per database (not per process), so that a resumed import finds its spool. */
-function defaultWorkDir(url: string): string {
+export function defaultWorkDir(url: string): string {
   const u = new URL(url);
   const id = createHash('sha256').update(`${u.username}@${u.hostname}:${u.port}${u.pathname}`).digest('hex').slice(0, 16);
   return join(tmpdir(), `optout-pg-${id}`);

@@ -3,7 +3,6 @@
  * shown with their password, and imports from two processes at once into one database.
  */
 import { join } from 'node:path';
-import { rm } from 'node:fs/promises';
 import { afterAll, describe, expect, it } from 'vitest';
 import { openStore } from '../../../src/check/open-store.js';
 import { migrateDatabase, openLedger } from '../../../src/store/open.js';
@@ -99,7 +98,6 @@ await withPgDatabase('openLedger on PostgreSQL', (url) => {
       const jobs = await ledger.listImports();
       expect(jobs.map((j) => j.state)).toEqual(['completed', 'completed']);
       expect(jobs.map((j) => j.checkpoint.counts.added).sort()).toEqual([ra.added, rb.added].sort());
-      await rm(ledger.workDir, { recursive: true, force: true });
     } finally {
       await ledger.close();
     }
