@@ -79,15 +79,17 @@ function fingerprintOf(info: SourceInfo, o: NormalizedImportOptions): JobFingerp
 }
 
 /**
- * A job left in `importing` was cut off (one process owns the store, and it is us). The one
- * with the same file, content and options is resumed; the others are marked interrupted.
+ * A job left in `importing` was cut off (we hold the import lease, so no other import job runs).
+ * The one with the same file, content and options is resumed; the others are marked interrupted.
+ * On a store that other machines share, a job whose spool is not on this one is not resumed here.
  */
 async function findResumable(store: Ledger, fp: JobFingerprint, o: NormalizedImportOptions, label: string): Promise<JobRecord | undefined> {
   let match: JobRecord | undefined;
   for (const job of await store.listImports()) {
     if (job.state !== 'importing' && job.state !== 'interrupted') continue;
     const same = fp.path !== null && JSON.stringify(job.fingerprint) === JSON.stringify(fp) &&
-      job.scope === o.scope && job.reason === o.reason && job.source === label;
+      job.scope === o.scope && job.reason === o.reason && job.source === label &&
+      (store.supports.exclusive || existsSync(job.checkpoint.spool.dir));
     if (same && match === undefined) match = job;
     else if (job.state === 'importing') await store.putJob(moveJob(job, 'interrupted'));
   }

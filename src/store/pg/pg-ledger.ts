@@ -157,6 +157,10 @@ export class PgLedger implements Ledger {
       };
       c.on('error', onError);
       try {
+        // The server must notice a lease holder that vanished (a machine that died): without
+        // probes of its own it would keep the lock, and every other import would wait, for hours.
+        await c.query('SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 3')
+          .catch((cause: unknown) => { throw this.#error(cause, 'set up the import lease'); });
         for (;;) {
           const { rows: [got] } = await c.query<{ ok: boolean; pid: number }>(
             'SELECT pg_try_advisory_lock($1, $2) AS ok, pg_backend_pid() AS pid', [LOCK_CLASS, IMPORT_LOCK])
