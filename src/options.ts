@@ -22,6 +22,8 @@ export type Confirmation =
 export type ImportEvent =
   | { type: 'resumed'; jobId: string; line: number; row: number }
   | { type: 'spooling' }
+  /** Another process's import into the same database holds the import lease: this one waits for it. */
+  | { type: 'waiting' }
   | { type: 'phase'; phase: 'analyzing' | 'importing' };
 
 export interface ImportOptions {

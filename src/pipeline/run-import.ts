@@ -464,7 +464,7 @@ export async function runImport(input: ImportOptions): Promise<ImportReport> {
         failure = err;
       }
       return finishJob(run, current, spool, scan, resumed, failure);
-    });
+    }, { onWait: () => run.o.onEvent({ type: 'waiting' }) });
   } finally {
     await closeRun(run);
   }

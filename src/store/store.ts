@@ -321,8 +321,10 @@ export interface Ledger {
    * Runs an import's job (adopting or creating it, reading, writing, finishing) as the only import
    * job of this store: two imports never classify the same keys at once, so neither counts a key
    * the other wrote, and every key is owned or held by exactly the jobs that imported it.
+   * `onWait` hears, once, that the lease is held elsewhere (another process's import into a
+   * shared ledger) and the job waits for it.
    */
-  withImportLease<T>(fn: () => Promise<T>): Promise<T>;
+  withImportLease<T>(fn: () => Promise<T>, options?: { onWait?: () => void }): Promise<T>;
 
   /** The position of the last committed change, 0 before the first. Only where `supports.feed`. */
   head(): Promise<number>;

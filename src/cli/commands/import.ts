@@ -97,6 +97,9 @@ export function registerImport(program: Command): void {
               process.stderr.write(`Resuming interrupted job ${e.jobId} at line ${e.line} (row ${e.row}).\n`);
             } else if (e.type === 'spooling' && !flags.json) {
               process.stderr.write('Reading stdin into a temporary file so it can be analysed before importing...\n');
+            } else if (e.type === 'waiting' && !flags.json) {
+              bar?.stop();
+              process.stderr.write('Another import into this database is running: waiting for it to finish...\n');
             }
           },
         });

@@ -146,7 +146,7 @@ export class PgLedger implements Ledger {
    * and may be resumed. Chunk commits check, in their transaction, that the lock is still held
    * (see {@link #commitChunk}): a process whose session was lost writes no more chunks.
    */
-  withImportLease<T>(fn: () => Promise<T>): Promise<T> {
+  withImportLease<T>(fn: () => Promise<T>, options: { onWait?: () => void } = {}): Promise<T> {
     this.#assertOpen();
     return this.#importers.run(async () => {
       const c = await this.#connect();
@@ -161,7 +161,7 @@ export class PgLedger implements Ledger {
         // probes of its own it would keep the lock, and every other import would wait, for hours.
         await c.query('SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 3')
           .catch((cause: unknown) => { throw this.#error(cause, 'set up the import lease'); });
-        for (;;) {
+        for (let waited = false; ; waited = true) {
           const { rows: [got] } = await c.query<{ ok: boolean; pid: number }>(
             'SELECT pg_try_advisory_lock($1, $2) AS ok, pg_backend_pid() AS pid', [LOCK_CLASS, IMPORT_LOCK])
             .catch((cause: unknown) => { throw this.#error(cause, 'take the import lease'); });
@@ -170,6 +170,7 @@ export class PgLedger implements Ledger {
             break;
           }
           // Another process imports into this database: wait for its job to end.
+          if (!waited) options.onWait?.();
           await sleep(LEASE_POLL_MS);
           this.#assertOpen();
         }

@@ -254,13 +254,15 @@ await withPgDatabase('PgLedger', (url) => {
       });
       await inside;
       expect(await leaseHolder()).toBeTypeOf('number');
+      let waits = 0;
       const second = two.withImportLease(async () => {
         order.push('two starts');
-      });
+      }, { onWait: () => waits++ });
       expect(await pendingAfter(second, 500), 'the second import waits for the lease').toBe(true);
       release();
       await Promise.all([first, second]);
       expect(order).toEqual(['one starts', 'one ends', 'two starts']);
+      expect(waits, 'told once that it waits').toBe(1);
       expect(await leaseHolder()).toBeUndefined();
     });
 
