@@ -207,6 +207,16 @@ export function codeOf(text: string): unknown {
   }
 }
 
+/** The error code a call fails with, sync or async; undefined when it succeeds. */
+export async function failureCode(run: () => unknown): Promise<unknown> {
+  try {
+    await run();
+  } catch (err) {
+    return (err as { code?: unknown }).code;
+  }
+  return undefined;
+}
+
 export type ApiMethod = 'GET' | 'PUT' | 'POST' | 'DELETE';
 export type ApiCall = (method: ApiMethod, path: string, key: string | undefined, body?: unknown, headers?: Record<string, string>) => Promise<ApiAnswer>;
 

@@ -183,6 +183,18 @@ function isUrlImport(body: unknown): body is UrlImport {
     entries.every(([k, v]) => k in URL_IMPORT_FIELDS && typeof v === URL_IMPORT_FIELDS[k as keyof UrlImport]);
 }
 
+/**
+ * The bytes an upload will store, when the client says so up front: its Content-Length, unless
+ * the body is chunked or compressed (stored decompressed, of a size known only once read).
+ */
+function storedLength(request: FastifyRequest): number | undefined {
+  const h = request.headers;
+  const encoding = h['content-encoding']?.trim().toLowerCase();
+  if (h['transfer-encoding'] !== undefined || (encoding !== undefined && encoding !== 'identity' && encoding !== '')) return undefined;
+  const length = h['content-length'];
+  return length !== undefined && /^\d{1,15}$/.test(length) ? Number(length) : undefined;
+}
+
 interface ImportQuery {
   column?: string; delimiter?: string; encoding?: string; unit?: string; reason?: string; source?: string; yes?: string;
 }
@@ -232,7 +244,7 @@ function registerImportRoutes(app: FastifyInstance, ctx: RouteContext): void {
       let job;
       if (body instanceof Readable) {
         try {
-          job = await ctx.imports().createFromUpload(ctx.uploadBody(request, body), req, origin);
+          job = await ctx.imports().createFromUpload(ctx.uploadBody(request, body), req, origin, storedLength(request));
         } catch (err) {
           // Refused before its end (too large, stalled): the rest will not be read, so the
           // connection cannot carry another request.

@@ -3,6 +3,7 @@
  * the answers; they do not shape them: the server serializes with `JSON.stringify` (see
  * server.ts), so that a field missing from a schema can never be dropped from a decision.
  */
+import { JOB_STATES } from '../store/job-states.js';
 
 /** Every non-2xx answer. */
 export const ERROR_SCHEMA = {
@@ -26,7 +27,10 @@ export const DECISION_SCHEMA = {
 
 export const JOB_SCHEMA = {
   type: 'object', required: ['id', 'state'], additionalProperties: true,
-  properties: { id: { type: 'string' }, state: { type: 'string' }, counts: OPEN_OBJECT, error: { type: ['object', 'null'], additionalProperties: true } },
+  properties: {
+    id: { type: 'string' }, state: { type: 'string', enum: JOB_STATES }, counts: OPEN_OBJECT,
+    error: { type: ['object', 'null'], additionalProperties: true },
+  },
 } as const;
 
 /** `{ <name>: [ ...items ] }`. */

@@ -23,7 +23,7 @@ import type { OptoutStore } from '../check/open-store.js';
 import type { Decision, SendType } from '../check/rules.js';
 import { KeyRing, type KeyRecord, type KeyScope } from '../auth/api-keys.js';
 import { isOptoutError } from '../errors.js';
-import { ImportJobs, type ImportJobsOptions } from '../manage/import-jobs.js';
+import { ImportJobs, normalizeImportJobsOptions, type ImportJobsOptions } from '../manage/import-jobs.js';
 import { SyncScheduler, type SchedulerOptions } from '../sync/scheduler.js';
 import { ApiError, toApiError } from './errors.js';
 import { RateLimiter } from './rate-limiter.js';
@@ -40,7 +40,10 @@ export const MAX_BATCH = 10_000;
 export interface ServerOptions {
   /** The store, or a promise of it: until it resolves, /readyz and the API answer 503. */
   store: OptoutStore | Promise<OptoutStore>;
-  /** Imports over HTTP. @default threads 1, uploads up to 8 GiB */
+  /**
+   * Imports over HTTP.
+   * @default threads 1, uploads up to 8 GiB, waiting jobs expire after 24 h, 10 GiB of uploads kept at most
+   */
   imports?: ImportJobsOptions;
   /** Runs due syncs; `false` leaves them to `optout sync run`. @default every 15 s */
   syncs?: SchedulerOptions | false;
@@ -85,6 +88,8 @@ const BATCH_BODY_LIMIT = 3 * 1024 * 1024;
 const DEFAULT_BODY_LIMIT = 64 * 1024;
 
 export function createServer(options: ServerOptions): OptoutServer {
+  // Checked now rather than once the store has opened, where a bad option would only be logged.
+  normalizeImportJobsOptions(options.imports);
   const app = fastify({
     logger: loggerOptions(options.logger),
     // Our own line per request, without the URL: a check's query holds the address.

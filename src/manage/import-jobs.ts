@@ -12,15 +12,19 @@
  * After a restart, every job that was cut off is taken up again from its record: a job that was
  * writing resumes from its checkpoint, one that was analysing or waiting is analysed again and
  * waits for its confirmation again.
+ *
+ * Waiting is bounded: a job not confirmed within its time to live (counted from its creation,
+ * which a restart does not reset) expires: its files are deleted and it is never analysed
+ * again. The files kept for unfinished jobs are bounded too (see UploadQuota).
  */
-import { existsSync, mkdirSync } from 'node:fs';
-import { readdir, rename, rm } from 'node:fs/promises';
+import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { OptoutError, describeValue } from '../errors.js';
 import { writeFileStream } from '../files/file-stream.js';
-import { normalizeImportOptions, normalizePool, type ImportOptions } from '../options.js';
+import { normalizeImportOptions, normalizePool, positiveInteger, type ImportOptions } from '../options.js';
 import { removeOrphanSpools, runImport } from '../pipeline/run-import.js';
 import { emptyCounts, type ImportCounts } from '../store/counts.js';
 import type { ImportReport } from '../report/summary.js';
@@ -30,6 +34,7 @@ import type { Ledger } from '../store/store.js';
 import { fetchSource, type FetchSourceOptions } from '../fetch/fetch-source.js';
 import type { ChunkPool } from '../workers/pool.js';
 import { redactUrl, validateSyncUrl } from '../fetch/url-policy.js';
+import { UploadQuota } from './upload-quota.js';
 
 export interface ImportRequest {
   column?: string | undefined;
@@ -75,16 +80,57 @@ export interface ImportJobsOptions {
   pool?: ChunkPool | undefined;
   /** The largest upload accepted, in bytes. @default 8 GiB */
   maxUploadBytes?: number | undefined;
+  /**
+   * How long, in ms from its creation, a job may wait for its confirmation: after that it
+   * becomes `expired` and its upload is deleted. A job still analysing expires as its analysis ends.
+   * @default 24 h
+   */
+  pendingTtlMs?: number | undefined;
+  /**
+   * The most bytes of files kept for unfinished jobs (uploads and fetched lists), uploads still
+   * arriving included: an upload that would pass it is refused (`OPTOUT_ERR_PENDING_QUOTA`)
+   * before it is stored.
+   * @default 10 GiB
+   */
+  maxPendingBytes?: number | undefined;
 }
 
+export type NormalizedImportJobsOptions = Readonly<Required<Omit<ImportJobsOptions, 'pool'>> & { pool: ChunkPool | undefined }>;
+
 const DEFAULT_MAX_UPLOAD = 8 * 1024 ** 3;
+const DEFAULT_PENDING_TTL = 24 * 3_600_000;
+const DEFAULT_MAX_PENDING = 10 * 1024 ** 3;
+/** setTimeout's longest delay; a later deadline is reached in several steps. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 const RESUMABLE: ReadonlySet<JobState> = new Set(['analyzing', 'awaiting_confirmation', 'importing', 'interrupted']);
+
+/** Checks every option of {@link ImportJobs} and fills in the defaults. */
+export function normalizeImportJobsOptions(o: ImportJobsOptions = {}): NormalizedImportJobsOptions {
+  return {
+    threads: o.threads === undefined ? 1 : positiveInteger('threads', o.threads),
+    pool: normalizePool(o.pool),
+    maxUploadBytes: o.maxUploadBytes === undefined ? DEFAULT_MAX_UPLOAD : positiveInteger('maxUploadBytes', o.maxUploadBytes),
+    pendingTtlMs: o.pendingTtlMs === undefined ? DEFAULT_PENDING_TTL : positiveInteger('pendingTtlMs', o.pendingTtlMs),
+    maxPendingBytes: o.maxPendingBytes === undefined ? DEFAULT_MAX_PENDING : positiveInteger('maxPendingBytes', o.maxPendingBytes),
+  };
+}
+
+interface Waiting {
+  unique: number;
+  resolve: (count: number) => void;
+  reject: (err: unknown) => void;
+  /** When the job expires (epoch ms), once its waiting state is stored. */
+  expiresAt?: number;
+}
 
 interface Running {
   abort: AbortController;
   progress: ImportJobView['progress'];
-  /** Set while the job waits: resolves its confirmation. */
-  confirm?: { unique: number; resolve: (count: number) => void };
+  /**
+   * Set while the job waits. Whoever takes it (a confirmation, the expiry) decides the job's
+   * fate: it is taken synchronously, so the other finds nothing to act on.
+   */
+  confirm?: Waiting;
   done: Promise<void>;
 }
 
@@ -92,14 +138,20 @@ interface Running {
  * Counts bytes through a stream and stops it past a limit. An empty upload fails here, before
  * a job exists: there is nothing to analyse, and a job that could only fail would hide that.
  */
-async function* limited(body: AsyncIterable<Buffer>, max: number): AsyncGenerator<Buffer> {
+async function* limited(body: AsyncIterable<Buffer>, max: number, counted: (bytes: number) => void): AsyncGenerator<Buffer> {
   let n = 0;
   for await (const chunk of body) {
     n += chunk.length;
     if (n > max) throw new OptoutError('OPTOUT_ERR_PAYLOAD_TOO_LARGE', `The upload is larger than ${max} bytes`);
+    counted(n);
     yield chunk;
   }
   if (n === 0) throw new OptoutError('OPTOUT_ERR_SOURCE', 'The upload is empty: send the CSV as the body');
+}
+
+/** A job that waits for a confirmation (or will, once analysed), rather than one told to write. */
+function waitsForConfirmation(job: JobRecord): boolean {
+  return job.confirmed !== 'yes' && (job.state === 'analyzing' || job.state === 'awaiting_confirmation');
 }
 
 export class ImportJobs {
@@ -108,18 +160,37 @@ export class ImportJobs {
   readonly #threads: number;
   readonly #pool: ChunkPool | undefined;
   readonly #maxUpload: number;
+  readonly #ttl: number;
+  readonly #quota: UploadQuota;
   readonly #running = new Map<string, Running>();
+  /** Names of the uploads this instance is receiving, which the cleanup at start must spare. */
+  readonly #arriving = new Set<string>();
   readonly #fetching = new Set<Promise<void>>();
   readonly #closing = new AbortController();
   #closed = false;
+  /** Fires at the earliest expiry of a waiting job; none while no job waits. */
+  #expiryTimer: NodeJS.Timeout | undefined;
 
   constructor(store: Ledger, options: ImportJobsOptions = {}) {
+    const o = normalizeImportJobsOptions(options);
     this.#store = store;
     this.#dir = join(store.workDir, 'uploads');
-    this.#threads = options.threads ?? 1;
-    this.#pool = normalizePool(options.pool);
-    this.#maxUpload = options.maxUploadBytes ?? DEFAULT_MAX_UPLOAD;
+    this.#threads = o.threads;
+    this.#pool = o.pool;
+    this.#maxUpload = o.maxUploadBytes;
+    this.#ttl = o.pendingTtlMs;
+    this.#quota = new UploadQuota(o.maxPendingBytes);
     mkdirSync(this.#dir, { recursive: true });
+    // Files of jobs a previous process left count from the start, before they are taken up.
+    for (const name of readdirSync(this.#dir)) {
+      const id = /^(\d+)\.csv$/.exec(name)?.[1];
+      if (id !== undefined) this.#quota.set(id, statSync(join(this.#dir, name)).size);
+    }
+  }
+
+  /** Bytes of the files kept for unfinished jobs, and of uploads arriving. */
+  get pendingBytes(): number {
+    return this.#quota.used;
   }
 
   /** Where uploads and fetched files are kept until their job ends. */
@@ -138,15 +209,30 @@ export class ImportJobs {
   /** Takes up the jobs a previous process left unfinished. */
   async resumeAll(): Promise<string[]> {
     await removeOrphanSpools(this.#store);
-    // Uploads and fetches cut off before their job existed belong to no job.
-    for (const name of await readdir(this.#dir)) {
-      if (name.startsWith('incoming-') || name.startsWith('optout-sync-')) await rm(join(this.#dir, name), { force: true });
+    // Listed before the jobs: a job's file appears only once its record exists, so every file
+    // listed here has a job in the list below.
+    const names = await readdir(this.#dir);
+    const jobs = await this.#store.listImports();
+    const live = new Set(jobs.filter((j) => RESUMABLE.has(j.state)).map((j) => j.id));
+    for (const name of names) {
+      if (this.#arriving.has(name)) continue;
+      const id = /^(\d+)\.csv$/.exec(name)?.[1];
+      // Uploads and fetches cut off before their job existed belong to no job; the file of a
+      // job that has ended (a crash before its removal) is of no use to anyone.
+      if (id !== undefined && !live.has(id)) await this.#removeUpload(id);
+      else if (name.startsWith('incoming-') || name.startsWith('optout-sync-')) await rm(join(this.#dir, name), { force: true });
     }
     const resumed: string[] = [];
-    for (const job of await this.#store.listImports()) {
+    for (const job of jobs) {
       if (job.origin?.via === 'cli' || job.origin === undefined || !RESUMABLE.has(job.state)) continue;
+      // Analysing it again would only lead to its expiry.
+      if (waitsForConfirmation(job) && Date.parse(job.createdAt) + this.#ttl <= Date.now()) {
+        await this.#expireRecord(job.id);
+        continue;
+      }
       if (!existsSync(this.uploadPath(job.id))) {
         await this.#fail(job.id, new OptoutError('OPTOUT_ERR_SOURCE', 'The uploaded file of this job is gone'));
+        this.#quota.release(job.id);
         continue;
       }
       if (job.state === 'awaiting_confirmation') await this.#setState(job.id, 'analyzing');
@@ -158,14 +244,25 @@ export class ImportJobs {
 
   /**
    * Stores an uploaded body, then reserves the job and starts it. Validates the options first,
-   * so that a bad request leaves no job and reads no body.
+   * so that a bad request leaves no job and reads no body. `length`, when the client declared
+   * it, lets an upload that cannot fit the pending quota be refused before its first byte;
+   * otherwise it is refused once its count crosses the quota, and its partial file removed.
    */
-  async createFromUpload(body: AsyncIterable<Buffer> | Readable, request: ImportRequest, origin: JobOrigin): Promise<ImportJobView> {
+  async createFromUpload(body: AsyncIterable<Buffer> | Readable, request: ImportRequest, origin: JobOrigin, length?: number): Promise<ImportJobView> {
     this.#assertOpen();
     this.#options(request);
-    const tmp = join(this.#dir, `incoming-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}`);
-    await writeFileStream(tmp, {}, (out) => pipeline(limited(body as AsyncIterable<Buffer>, this.#maxUpload), out));
-    return this.createFromFile(tmp, request, origin);
+    const name = `incoming-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}`;
+    const tmp = join(this.#dir, name);
+    this.#quota.grow(tmp, length ?? 0);
+    this.#arriving.add(name);
+    try {
+      await writeFileStream(tmp, {}, (out) => pipeline(limited(body as AsyncIterable<Buffer>, this.#maxUpload, (n) => this.#quota.grow(tmp, n)), out));
+      return await this.createFromFile(tmp, request, origin);
+    } finally {
+      // Counted under its job's id from now on.
+      this.#quota.release(tmp);
+      this.#arriving.delete(name);
+    }
   }
 
   /** Starts a job on a file, which it takes over (moves under the store, deletes when done). */
@@ -174,13 +271,25 @@ export class ImportJobs {
     let job: JobRecord;
     try {
       job = await this.#reserve(request, origin);
-      await rename(path, this.uploadPath(job.id));
+      await this.#takeFile(job.id, path);
     } catch (err) {
       await rm(path, { force: true });
       throw err;
     }
     this.#launch(job.id, request, origin, request.yes === true);
     return this.#view(job);
+  }
+
+  /** Moves a job's file under the store, where it counts against the pending quota until the job ends. */
+  async #takeFile(id: string, path: string): Promise<void> {
+    await rename(path, this.uploadPath(id));
+    this.#quota.set(id, (await stat(this.uploadPath(id))).size);
+  }
+
+  /** Deletes the file a job read; it no longer counts against the pending quota. */
+  async #removeUpload(id: string): Promise<void> {
+    await rm(this.uploadPath(id), { force: true });
+    this.#quota.release(id);
   }
 
   /**
@@ -197,7 +306,7 @@ export class ImportJobs {
       try {
         const r = await fetchSource(checked, { ...fetchOptions, dir: this.#dir, signal: this.#closing.signal });
         if (r.status !== 'fetched') throw new OptoutError('OPTOUT_ERR_FETCH', 'The server answered 304 to a request that was not conditional');
-        await rename(r.path, this.uploadPath(job.id));
+        await this.#takeFile(job.id, r.path);
         this.#launch(job.id, { ...request, source: label }, withUrl, request.yes === true);
       } catch (err) {
         // Stopped by a shutdown: the job fails rather than wait for a file that will not come.
@@ -247,9 +356,12 @@ export class ImportJobs {
   async confirm(id: string, count: unknown): Promise<ImportJobView> {
     const job = await this.get(id);
     if (job === undefined) throw new OptoutError('OPTOUT_ERR_JOB_NOT_FOUND', `No import job has the id ${id}`);
-    const waiting = this.#running.get(id)?.confirm;
-    if (job.state !== 'awaiting_confirmation' || waiting === undefined) {
-      throw new OptoutError('OPTOUT_ERR_JOB_STATE', `Job ${id} is ${job.state}, not awaiting_confirmation`);
+    const entry = this.#running.get(id);
+    const waiting = entry?.confirm;
+    if (job.state !== 'awaiting_confirmation' || entry === undefined || waiting === undefined) {
+      // Still shown waiting while its expiry is being stored: it is not waiting any more.
+      const state = job.state === 'awaiting_confirmation' ? 'no longer awaiting confirmation' : `${job.state}, not awaiting_confirmation`;
+      throw new OptoutError('OPTOUT_ERR_JOB_STATE', `Job ${id} is ${state}`);
     }
     if (typeof count !== 'number' || !Number.isInteger(count) || count < 0) {
       throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `Expected \`count\` to be an integer from 0 and up, got ${describeValue(count)}`);
@@ -257,9 +369,16 @@ export class ImportJobs {
     if (count !== waiting.unique) {
       throw new OptoutError('OPTOUT_ERR_NOT_CONFIRMED', `The count ${count} does not match: the job would suppress ${waiting.unique} addresses. It keeps waiting.`);
     }
+    delete entry.confirm;
     // Moved here rather than by the pipeline once it resumes, so that the answer (and any read
     // after it) shows the state the confirmation led to.
-    await this.#setState(id, 'importing');
+    try {
+      await this.#setState(id, 'importing');
+    } catch (err) {
+      entry.confirm = waiting;
+      this.#armExpiry();
+      throw err;
+    }
     waiting.resolve(count);
     return (await this.get(id)) as ImportJobView;
   }
@@ -272,6 +391,8 @@ export class ImportJobs {
   /** Stops every running job at a safe point; each is taken up again by the next `resumeAll`. */
   async close(): Promise<void> {
     this.#closed = true;
+    clearTimeout(this.#expiryTimer);
+    this.#expiryTimer = undefined;
     this.#closing.abort();
     const running = [...this.#running.values()];
     for (const r of running) r.abort.abort();
@@ -314,9 +435,15 @@ export class ImportJobs {
         mode: 'ask',
         ask: async (analysis: ImportReport) => {
           const count = await new Promise<number>((resolve, reject) => {
-            entry.confirm = { unique: analysis.unique, resolve };
+            const waiting: Waiting = { unique: analysis.unique, resolve, reject };
+            entry.confirm = waiting;
             abort.signal.addEventListener('abort', () => reject(new OptoutError('OPTOUT_ERR_ABORTED', 'The server is closing')), { once: true });
-            void this.#setState(id, 'awaiting_confirmation', countsOf(analysis), analysis.error ?? undefined);
+            // The clock is armed once the job is stored as waiting: an expiry never precedes that.
+            this.#setState(id, 'awaiting_confirmation', countsOf(analysis), analysis.error ?? undefined).then((job) => {
+              if (job === undefined) return;
+              waiting.expiresAt = Date.parse(job.createdAt) + this.#ttl;
+              this.#armExpiry();
+            }).catch(reject);
           });
           delete entry.confirm;
           return count;
@@ -329,16 +456,63 @@ export class ImportJobs {
     entry.done = (async () => {
       try {
         await runImport(options);
-        await rm(this.uploadPath(id), { force: true });
+        await this.#removeUpload(id);
       } catch (err) {
         if ((err as OptoutError).code !== 'OPTOUT_ERR_ABORTED') {
+          // An expired job keeps its state: the table has no way from there to failed.
           await this.#fail(id, err);
-          await rm(this.uploadPath(id), { force: true });
+          await this.#removeUpload(id);
         }
       } finally {
         this.#running.delete(id);
       }
     })();
+  }
+
+  /** Sets the timer to the earliest expiry of a waiting job, or clears it when none waits. */
+  #armExpiry(): void {
+    clearTimeout(this.#expiryTimer);
+    this.#expiryTimer = undefined;
+    let next = Infinity;
+    for (const r of this.#running.values()) next = Math.min(next, r.confirm?.expiresAt ?? Infinity);
+    if (this.#closed || next === Infinity) return;
+    this.#expiryTimer = setTimeout(() => void this.#expireDue(), Math.min(Math.max(0, next - Date.now()), MAX_TIMER_MS));
+    // A deadline is no reason to keep a process alive that is otherwise done.
+    this.#expiryTimer.unref();
+  }
+
+  async #expireDue(): Promise<void> {
+    const now = Date.now();
+    const due: Array<[string, Waiting]> = [];
+    for (const [id, r] of this.#running) {
+      if (r.confirm?.expiresAt !== undefined && r.confirm.expiresAt <= now) {
+        due.push([id, r.confirm]);
+        // Taken: a confirmation arriving from now on answers that the job no longer waits.
+        delete r.confirm;
+      }
+    }
+    this.#armExpiry();
+    await Promise.all(due.map(async ([id, waiting]) => {
+      try {
+        await this.#expireRecord(id);
+        waiting.reject(new OptoutError('OPTOUT_ERR_JOB_STATE', `Job ${id} was not confirmed within ${this.#ttl} ms of its creation: it expired`));
+      } catch (err) {
+        // The store failed: the job fails (if it can) rather than wait without a deadline.
+        waiting.reject(err);
+      }
+    }));
+  }
+
+  /**
+   * Deletes a job's files, then stores it as expired. In that order: a crash in between leaves
+   * a job past its time that the next start expires, never an expired job with its list on disk.
+   */
+  async #expireRecord(id: string): Promise<void> {
+    await this.#removeUpload(id);
+    await rm(this.rejectsPath(id), { force: true });
+    const job = await this.#store.getJob(id);
+    if (job?.kind !== 'import' || !canMove(job.state, 'expired')) return;
+    await this.#store.putJob(moveJob(job, 'expired', { finishedAt: new Date().toISOString() }));
   }
 
   /** Marks a job failed unless the pipeline already did (it records failures of its writing phase). */
@@ -349,12 +523,15 @@ export class ImportJobs {
     await this.#store.putJob(moveJob(job, 'failed', { error: { code: e.code ?? 'OPTOUT_ERR_INTERNAL', message: e.message } })).catch(() => undefined);
   }
 
-  async #setState(id: string, state: JobState, counts?: ImportCounts, inputError?: JobError): Promise<void> {
+  /** Moves a job to `state`; resolves the record stored, or undefined when the job could not move. */
+  async #setState(id: string, state: JobState, counts?: ImportCounts, inputError?: JobError): Promise<JobRecord | undefined> {
     const job = await this.#store.getJob(id);
     // A job that ended meanwhile (failed, stopped) keeps its state.
-    if (job?.kind !== 'import' || !canMove(job.state, state)) return;
-    await this.#store.putJob(moveJob(job, state,
-      counts ? { checkpoint: { ...job.checkpoint, counts, ...(inputError ? { inputError } : {}) } } : {}));
+    if (job?.kind !== 'import' || !canMove(job.state, state)) return undefined;
+    const moved = moveJob(job, state,
+      counts ? { checkpoint: { ...job.checkpoint, counts, ...(inputError ? { inputError } : {}) } } : {});
+    await this.#store.putJob(moved);
+    return moved;
   }
 
   #view(job: JobRecord): ImportJobView {

@@ -6,16 +6,19 @@
  * (new) -> analyzing -> awaiting_confirmation -> importing -> completed -> rolling_back -> rolled_back
  *                 \______________________________/    \-> failed ----/
  *                                                      \-> interrupted -> importing (resumed)
+ * analyzing, awaiting_confirmation -> expired
  * ```
  * `analyzing` is where a server takes up a job that waited for a confirmation when it stopped;
+ * a job never confirmed within its time to live ends `expired`, having written nothing;
  * a single add is `completed` from the start.
  */
 import { OptoutError } from '../errors.js';
 import type { AnyJob, JobState } from './jobs.js';
 
 const NEXT: Readonly<Record<JobState, readonly JobState[]>> = {
-  analyzing: ['analyzing', 'awaiting_confirmation', 'importing', 'failed', 'interrupted'],
-  awaiting_confirmation: ['analyzing', 'importing', 'failed', 'interrupted'],
+  analyzing: ['analyzing', 'awaiting_confirmation', 'importing', 'failed', 'interrupted', 'expired'],
+  awaiting_confirmation: ['analyzing', 'importing', 'failed', 'interrupted', 'expired'],
+  expired: [],
   importing: ['importing', 'completed', 'failed', 'interrupted'],
   interrupted: ['importing', 'failed', 'rolling_back'],
   completed: ['rolling_back'],
@@ -23,6 +26,9 @@ const NEXT: Readonly<Record<JobState, readonly JobState[]>> = {
   rolling_back: ['rolling_back', 'rolled_back'],
   rolled_back: [],
 };
+
+/** Every job state, in the table's order. */
+export const JOB_STATES: readonly JobState[] = Object.keys(NEXT) as JobState[];
 
 /** Whether a job in state `from` may move to `to`. */
 export function canMove(from: JobState, to: JobState): boolean {

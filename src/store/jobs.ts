@@ -2,10 +2,11 @@ import { OptoutError } from '../errors.js';
 import type { ImportCounts } from './counts.js';
 
 /**
- * `analyzing` and `awaiting_confirmation` are set by imports run over HTTP, which exist as jobs
- * before they are confirmed; `rolling_back` and `rolled_back` by a rollback.
+ * `analyzing`, `awaiting_confirmation` and `expired` (never confirmed, its upload deleted) are set
+ * by imports run over HTTP, which exist as jobs before they are confirmed; `rolling_back` and
+ * `rolled_back` by a rollback.
  */
-export type JobState = 'analyzing' | 'awaiting_confirmation' | 'importing' | 'completed' | 'failed' | 'interrupted' |
+export type JobState = 'analyzing' | 'awaiting_confirmation' | 'expired' | 'importing' | 'completed' | 'failed' | 'interrupted' |
   'rolling_back' | 'rolled_back';
 export type SuppressionReason = 'unsubscribed' | 'bounced' | 'complaint' | 'manual';
 export const SUPPRESSION_REASONS: readonly SuppressionReason[] = ['unsubscribed', 'bounced', 'complaint', 'manual'];

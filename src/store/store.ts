@@ -16,6 +16,7 @@
  * The embedded stores implement both ({@link Store}); the PostgreSQL ledger implements the
  * ledger alone (`supports.syncLookups` false), and each API replica keeps its own view.
  */
+import { OptoutError, describeValue } from '../errors.js';
 import type { KeyFilter } from '../filter/bloom.js';
 import type { AuditRecord } from './audit.js';
 import type { AnyJob, JobMeta, JobRecord, SuppressionReason } from './jobs.js';
@@ -61,6 +62,9 @@ export interface Change {
   apiKeys: StoredApiKey[];
 }
 
+/** One part of a {@link Ledger.feedSnapshot}: a change with nothing to delete, at the snapshot's position. */
+export type FeedSnapshotPart = Omit<Change, 'del'>;
+
 /** A scope's suppression of a key, as stored. */
 export interface StoredEntry {
   /** The job (import or single add) that stored it. */
@@ -88,6 +92,22 @@ export interface StoredApiKey {
   revokedAt: string | null;
   /** SHA-256 of the whole key, hex. */
   hash: string;
+}
+
+/** The kinds of {@link Ledger.putRecord} records. */
+export const RECORD_KINDS = ['link-key', 'inbound'] as const;
+export type RecordKind = (typeof RECORD_KINDS)[number];
+/** Record ids: short, printable, no separator a backend's keys use. */
+export const RECORD_ID_PATTERN = /^[A-Za-z0-9._-]{1,128}$/;
+
+/** @throws OptoutError OPTOUT_ERR_INVALID_OPTION for a kind or id a record cannot have. */
+export function assertRecordRef(kind: string, id: string): void {
+  if (!(RECORD_KINDS as readonly string[]).includes(kind)) {
+    throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `Expected a record kind among ${RECORD_KINDS.join(', ')}, got ${describeValue(kind)}`);
+  }
+  if (typeof id !== 'string' || !RECORD_ID_PATTERN.test(id)) {
+    throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `Expected a record id matching ${RECORD_ID_PATTERN.source}, got ${describeValue(id)}`);
+  }
 }
 
 /** A URL sync as stored (see sync/syncs.ts). */
@@ -303,6 +323,18 @@ export interface Ledger {
   /** In id order. */
   listApiKeys(): Promise<StoredApiKey[]>;
 
+  /**
+   * Small records of a kind the engine names (`RECORD_KINDS`): settings and secrets a feature
+   * keeps in the store, such as the keys of unsubscribe links or the endpoints of ESP webhooks.
+   * A record is JSON; writing one with an audit record is atomic.
+   */
+  putRecord(kind: RecordKind, id: string, value: unknown, audit: AuditRecord | undefined): Promise<void>;
+  getRecord<T>(kind: RecordKind, id: string): Promise<T | undefined>;
+  /** Every record of a kind, in id order. */
+  listRecords<T>(kind: RecordKind): Promise<Array<{ id: string; value: T }>>;
+  /** Removes a record (nothing when absent), with its audit record. */
+  deleteRecord(kind: RecordKind, id: string, audit: AuditRecord | undefined): Promise<void>;
+
   /** Stores a new sync under the next sync id, with its audit record. */
   createSync(build: (id: string) => SyncRecord, audit: (sync: SyncRecord) => AuditRecord): Promise<SyncRecord>;
   /** Rewrites a sync's record (its last run, its validators). */
@@ -330,6 +362,23 @@ export interface Ledger {
   head(): Promise<number>;
   /** The changes after position `after`, in commit order, at most `limit` of them. Only where `supports.feed`. */
   changesSince(after: number, limit: number): Promise<Change[]>;
+  /**
+   * What a new follower starts from: the ledger's entries, the metadata of the jobs they point
+   * to and the API keys, all as of one feed position (`seq` of every part), in parts. Applying the
+   * parts, then the changes after `seq`, gives exactly the ledger. Only where `supports.feed`.
+   */
+  feedSnapshot(): AsyncIterable<FeedSnapshotPart>;
+  /**
+   * Names this ledger for its followers, the same for every process that opens it: a view built
+   * from one ledger's feed must never follow another's. Only where `supports.feed`.
+   */
+  feedId(): Promise<string>;
+  /**
+   * Calls `wake` soon after changes commit, until the returned function is called: a hint that
+   * spares a follower its next poll, never a guarantee (a hint may be lost, or come twice), so
+   * followers poll anyway. Only where `supports.feed`.
+   */
+  onChange(wake: () => void): () => void;
 
   /** Releases the store; every later read or write of stored data fails with OPTOUT_ERR_STORE_NOT_OPEN. */
   close(): Promise<void>;

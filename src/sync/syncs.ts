@@ -13,6 +13,7 @@ import { normalizeImportOptions } from '../options.js';
 import { ACCOUNT_WIDE, type Ledger, type SyncRecord } from '../store/store.js';
 import { fetchSource, type FetchSourceOptions } from '../fetch/fetch-source.js';
 import { redactUrl, validateSyncUrl } from '../fetch/url-policy.js';
+import { parseDuration } from '../units.js';
 
 export type { SyncRecord };
 
@@ -35,16 +36,9 @@ export interface SyncRunResult {
   error: { code: string; message: string } | null;
 }
 
-const UNITS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-
 /** `90s`, `15m`, `1h`, `1d` in milliseconds; at least one second. */
 export function parseEvery(value: string): number {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$/.exec(value);
-  const ms = m === null ? NaN : Number(m[1]) * (UNITS[m[2] as string] as number);
-  if (!Number.isFinite(ms) || ms < 1000) {
-    throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `Expected \`every\` to be a duration such as 30s, 15m, 1h or 1d, of at least 1s, got ${describeValue(value)}`);
-  }
-  return Math.round(ms);
+  return parseDuration('every', value);
 }
 
 export async function listSyncs(store: Pick<Ledger, 'listSyncs'>): Promise<SyncRecord[]> {

@@ -6,6 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { SCHEMA_VERSION } from '../../src/store/pg/schema.js';
 import { redact } from '../../src/store/pg/url.js';
 import { ROOT, SAMPLE, emailRange, errorCodes, parseJson, removeTempDirs, runCli, startCli, tempDir, writeEmails, type CliResult } from '../helpers.js';
 import { resetDatabase, withPgDatabase } from '../store/pg-cluster.js';
@@ -99,10 +100,10 @@ await withPgDatabase('optout CLI on PostgreSQL', (url) => {
       }
       const first = await runCli(['--db', withPassword, 'migrate']);
       expect(first.code).toBe(0);
-      expect(first.stdout).toBe(`schema of ${redact(withPassword)} created at version 1\n`);
+      expect(first.stdout).toBe(`schema of ${redact(withPassword)} created at version ${SCHEMA_VERSION}\n`);
       expect(first.stdout).not.toContain('s3cret');
       const again = await runCli(['migrate', '--json'], { env: { OPTOUT_DB: url } });
-      expect(parseJson(again)).toEqual({ db: url, from: 1, version: 1 });
+      expect(parseJson(again)).toEqual({ db: url, from: SCHEMA_VERSION, version: SCHEMA_VERSION });
       const ok = await runCli(['--db', url, 'stats', '--json']);
       expect(parseJson(ok)).toMatchObject({ entries: 0, scopes: {}, jobs: [] });
     }, 120_000);

@@ -2,6 +2,7 @@
  * `optout serve` and `optout keys` end to end: the built CLI makes a key, serves on a free port
  * of 127.0.0.1, answers with that key, and on SIGTERM closes the store and exits 0.
  */
+import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -62,10 +63,46 @@ describe('optout serve', () => {
   it('rejects bad options with exit 2 and a code', async () => {
     const dir = await tempDir();
     const db = join(dir, 'db');
-    for (const args of [['serve', '--port', '70000'], ['keys', 'create', '--scope', 'root'], ['keys', 'create', '--rate-limit', 'fast'], ['keys', 'revoke', 'nope']]) {
+    for (const args of [
+      // --create: a folder without a store would be refused too, with the same code.
+      ['serve', '--port', '70000'], ['serve', '--create', '--pending-ttl', 'soon'], ['serve', '--create', '--pending-ttl', '24'],
+      ['serve', '--create', '--max-pending-bytes', '10 parsecs'], ['serve', '--create', '--max-pending-bytes', '0'], ['keys', 'create', '--scope', 'root'], ['keys', 'create', '--rate-limit', 'fast'], ['keys', 'revoke', 'nope'],
+    ]) {
       const r = await runCli([...args, '--db', db]);
       expect(r.code, args.join(' ')).toBe(2);
       expect(errorCodes(r.stderr)).toEqual(['OPTOUT_ERR_INVALID_OPTION']);
     }
+  });
+
+  it('expires an upload not confirmed within --pending-ttl and deletes it; refuses one past --max-pending-bytes with 507', async () => {
+    const dir = await tempDir();
+    const db = join(dir, 'db');
+    const created = await runCli(['keys', 'create', '--scope', 'admin', '--json', '--db', db]);
+    expect(created.code, created.stderr).toBe(0);
+    const auth = { authorization: `Bearer ${parseJson<{ key: string }>(created).key}` };
+    const server = startCli(['serve', '--port', '0', '--pending-ttl', '2s', '--max-pending-bytes', '1KiB', '--db', db]);
+    started.push(server);
+    const base = `http://127.0.0.1:${await listeningPort(server)}`;
+
+    const posted = await request(`${base}/v1/imports`, { method: 'POST', headers: { ...auth, 'content-type': 'text/csv' }, body: 'email\nwaits@example.com\n' });
+    expect(posted.statusCode).toBe(202);
+    const { id } = await posted.body.json() as { id: string };
+    const big = await request(`${base}/v1/imports`, { method: 'POST', headers: { ...auth, 'content-type': 'text/csv' }, body: `email\n${'x'.repeat(1024)}@example.com\n` });
+    expect(big.statusCode).toBe(507);
+    expect(await big.body.json()).toMatchObject({ code: 'OPTOUT_ERR_PENDING_QUOTA' });
+
+    let state = '';
+    for (let i = 0; i < 200 && state !== 'expired'; i++) {
+      if (i > 0) await new Promise((r) => setTimeout(r, 50));
+      const res = await request(`${base}/v1/imports/${id}`, { headers: auth });
+      state = (await res.body.json() as { state: string }).state;
+    }
+    expect(state).toBe('expired');
+    expect(existsSync(join(db, 'uploads', `${id}.csv`))).toBe(false);
+
+    server.child.kill('SIGTERM');
+    expect((await server.done).code).toBe(0);
+    const jobs = await runCli(['jobs', '--json', '--db', db]);
+    expect(parseJson<{ jobs: Array<{ id: string; state: string }> }>(jobs).jobs).toEqual([expect.objectContaining({ id, state: 'expired' })]);
   });
 });

@@ -7,26 +7,16 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { hashHex, hashKeyTuple } from '../../src/filter/hash.js';
 import { rollbackJob } from '../../src/manage/rollback.js';
-import { emptyCounts } from '../../src/store/counts.js';
-import type { AuditAction, AuditRecord } from '../../src/store/audit.js';
+import { failureCode } from '../helpers.js';
+import type { AuditRecord } from '../../src/store/audit.js';
 import { jobMetaOf, type AnyJob, type JobRecord } from '../../src/store/jobs.js';
 import {
-  ACCOUNT_WIDE, type Change, type CheckView, type ChunkKeyCodec, type StoreCapabilities, type HashedKey, type Ledger, type ScopedEntry,
-  type StoredApiKey, type SyncRecord,
+  addKey, auditOf, chunkKey, entries, hashed, importFields, importKeys, removeKey, viewOf, writeChunk, type ContractStore,
+} from './ledger-writes.js';
+import {
+  ACCOUNT_WIDE, type Change, type CheckView, type StoreCapabilities, type Ledger, type StoredApiKey, type SyncRecord,
 } from '../../src/store/store.js';
-
-/**
- * A ledger as the callers take it, with the write lock single changes and rollbacks queue on;
- * the check view's half is there exactly when `supports.syncLookups` says so.
- */
-export type ContractStore = Ledger & Partial<CheckView> & { withWriteLock<T>(fn: () => Promise<T>): Promise<T> };
-
-/** The check view of a store that has one (`supports.syncLookups`). */
-function viewOf(store: ContractStore): CheckView | undefined {
-  return store.supports.syncLookups ? (store as ContractStore & CheckView) : undefined;
-}
 
 async function countOf(store: Ledger, scope: string): Promise<number | undefined> {
   return (await store.scopeCounts()).get(scope);
@@ -43,91 +33,6 @@ export type StoreFactory = () => Promise<{ store: ContractStore; cleanup(): Prom
 
 const NOT_OPEN = 'OPTOUT_ERR_STORE_NOT_OPEN';
 
-function hashed(key: string): HashedKey {
-  const [h1, h2] = hashKeyTuple(key);
-  return { key, h1, h2 };
-}
-
-/** A chunk key as an import worker builds it (see `dedupBucket` in src/workers/import-worker.ts). */
-function chunkKey(codec: ChunkKeyCodec, key: string): string {
-  return codec.prefix + (codec.withHash ? hashHex(hashKeyTuple(key)[0]) : '') + key;
-}
-
-function unitOf(scope: string): string | null {
-  return scope === ACCOUNT_WIDE ? null : scope;
-}
-
-function auditOf(store: Ledger, action: AuditAction, key: string | null, job: string | null, scope: string | null = null) {
-  return store.audit({ actor: 'contract', action, key, job, unit: scope === null ? null : unitOf(scope), details: {} });
-}
-
-function importFields(scope: string): Omit<JobRecord, 'id'> {
-  const now = new Date().toISOString();
-  return {
-    kind: 'import', state: 'importing', scope, reason: 'unsubscribed', source: 'contract', confirmed: 'yes', confirmedCount: null,
-    fingerprint: { path: null, size: null, mtimeMs: null, column: null, delimiter: null, encoding: 'utf8', rejects: null },
-    createdAt: now, updatedAt: now, finishedAt: null, resumedCount: 0,
-    checkpoint: {
-      phase: 'spool', offset: 0, lines: 0, counts: emptyCounts(), rejectsBytes: 0, invalidUtf8: 0,
-      spool: { dir: '', bits: 0, lengths: [] }, bucket: 0,
-    },
-    error: null,
-  };
-}
-
-/**
- * Writes `keys` (distinct) as bucket `bucket` of `job`, as the import's merge pass does: under
- * the write lock, present keys held, new keys added to the filter first, then one commit.
- */
-async function writeChunk(store: ContractStore, job: JobRecord, bucket: number, keys: readonly string[],
-  addresses: ReadonlyMap<string, string> = new Map()): Promise<{ applied: boolean; added: number; job: JobRecord }> {
-  return store.withWriteLock(async () => {
-    const codec = store.chunkKeyCodec(job.scope);
-    const chunkKeys = keys.map((k) => chunkKey(codec, k));
-    const present = await store.presentKeys(chunkKeys);
-    const filter = await viewOf(store)?.filter();
-    const writer = store.beginChunk(job.scope, job.id);
-    let added = 0;
-    chunkKeys.forEach((ck, i) => {
-      if (present[i]) {
-        writer.putHold(ck, addresses.get(keys[i] as string));
-      } else {
-        const { h1, h2 } = hashed(keys[i] as string);
-        filter?.add(h1, h2);
-        writer.putEntry(ck, addresses.get(keys[i] as string));
-        added++;
-      }
-    });
-    const next: JobRecord = { ...job, checkpoint: { ...job.checkpoint, phase: 'merge', bucket: bucket + 1 } };
-    const result = await writer.commit(next, added);
-    expect(result.added, 'one writer: the commit stores what was classified').toBe(result.applied ? added : 0);
-    return { applied: result.applied, added: result.added, job: next };
-  });
-}
-
-/** A whole import of one chunk, ended `completed` (so that it may be rolled back). */
-async function importKeys(store: ContractStore, scope: string, keys: readonly string[]): Promise<string> {
-  const job = await store.createJob(importFields(scope));
-  const written = await writeChunk(store, job, 0, keys);
-  await store.putJob({ ...written.job, state: 'completed', finishedAt: new Date().toISOString() });
-  return job.id;
-}
-
-async function addKey(store: ContractStore, scope: string, key: string, address = key) {
-  return store.addSuppression({ ...hashed(key), scope, address, reason: 'manual', source: 'contract', actor: 'contract' },
-    (outcome) => auditOf(store, 'add', key, outcome.job, scope));
-}
-
-async function removeKey(store: ContractStore, scope: string, key: string) {
-  return store.removeSuppression(scope, hashed(key), (removed) => auditOf(store, 'remove', key, removed.entry.jobId, scope));
-}
-
-async function entries(store: Ledger, scope?: string): Promise<ScopedEntry[]> {
-  const out: ScopedEntry[] = [];
-  for await (const batch of store.scanEntries(scope)) out.push(...batch);
-  return out;
-}
-
 async function audits(store: Ledger, fromId = '0', key?: string): Promise<AuditRecord[]> {
   const out: AuditRecord[] = [];
   for await (const r of store.auditRecords({ fromId, key })) out.push(r);
@@ -137,16 +42,6 @@ async function audits(store: Ledger, fromId = '0', key?: string): Promise<AuditR
 /** `scope key -> owner` of every stored entry, for comparisons that ignore store order. */
 async function owners(store: Ledger): Promise<Record<string, string>> {
   return Object.fromEntries((await entries(store)).map((e) => [`${e.scope} ${e.key}`, e.jobId]));
-}
-
-/** The error code a call fails with, sync or async; undefined when it succeeds. */
-async function codeOf(run: () => unknown): Promise<unknown> {
-  try {
-    await run();
-  } catch (err) {
-    return (err as { code?: unknown }).code;
-  }
-  return undefined;
 }
 
 /**
@@ -214,35 +109,74 @@ export function storeContract(name: string, factory: StoreFactory, supports: Sto
         await store.putApiKey({ ...apiKeyRecord('k1'), revokedAt: new Date().toISOString() }, auditOf(store, 'key.revoke', null, null));
 
         // A follower: pages of three, applied in order.
-        const view = new Map<string, { jobId: string; address: string | undefined }>();
-        const metas = new Map<string, unknown>();
-        const keys = new Map<string, StoredApiKey>();
-        const seqs: number[] = [];
-        for (let after = 0; ;) {
-          const page: Change[] = await store.changesSince(after, 3);
-          if (page.length === 0) break;
-          for (const c of page) {
-            seqs.push(c.seq);
-            for (const d of c.del) view.delete(`${d.scope} ${d.key}`);
-            for (const p of c.put) view.set(`${p.scope} ${p.key}`, { jobId: p.jobId, address: p.address });
-            for (const j of c.jobs) metas.set(j.id, j.meta);
-            for (const k of c.apiKeys) keys.set(k.id, k);
-          }
-          after = page.at(-1)?.seq as number;
-        }
+        const follower = new Follower();
+        const seqs = await follower.follow(store, 0);
         expect(seqs).toEqual(Array.from({ length: seqs.length }, (_, i) => i + 1));
         expect(await store.head()).toBe(seqs.length);
-        const stored = await entries(store);
-        expect(Object.fromEntries(view)).toEqual(Object.fromEntries(stored.map((e) => [`${e.scope} ${e.key}`, { jobId: e.jobId, address: e.address }])));
-        for (const e of stored) expect(metas.get(e.jobId), e.jobId).toEqual(jobMetaOf(await store.getJob(e.jobId)));
-        expect([...keys.values()]).toEqual(await store.listApiKeys());
+        await follower.expectSameAs(store);
         expect(await store.changesSince(await store.head(), 10)).toEqual([]);
+      });
+
+      it.runIf(supports.feed)('a snapshot, then the changes after its position, give exactly the ledger', async () => {
+        const a = await importKeys(store, ACCOUNT_WIDE, ['a@x.org', 'b@x.org', 'c@x.org']);
+        await addKey(store, 'unitA', 'd@x.org', 'D+tag@x.org');
+        await store.putApiKey(apiKeyRecord('k1'), auditOf(store, 'key.create', null, null));
+        const head = await store.head();
+
+        const follower = new Follower();
+        const parts = store.feedSnapshot()[Symbol.asyncIterator]();
+        const first = await parts.next();
+        // Written while the snapshot is read: not in it, and in the feed after its position.
+        await addKey(store, ACCOUNT_WIDE, 'e@x.org');
+        await removeKey(store, ACCOUNT_WIDE, 'b@x.org');
+        await rollbackJob(store, a, 'contract');
+        const seqs = new Set<number>();
+        for (let part = first; part.done !== true; part = await parts.next()) {
+          seqs.add(part.value.seq);
+          follower.apply({ ...part.value, del: [] });
+        }
+        expect([...seqs]).toEqual([head]);
+        expect(follower.keys()).toEqual(['* a@x.org', '* b@x.org', '* c@x.org', 'unitA d@x.org']);
+
+        expect(await follower.follow(store, head)).toEqual([head + 1, head + 2, head + 3]);
+        await follower.expectSameAs(store);
+      });
+
+      it.runIf(supports.feed)('wakes its subscribers after a change commits, until they unsubscribe', async () => {
+        let wakes = 0;
+        const unsubscribe = store.onChange(() => {
+          wakes++;
+        });
+        // A subscription may wake once as it starts (PostgreSQL: once it listens).
+        await addKey(store, ACCOUNT_WIDE, 'a@x.org');
+        for (let i = 0; i < 500 && wakes === 0; i++) await new Promise((r) => setTimeout(r, 10));
+        expect(wakes).toBeGreaterThan(0);
+        const before = wakes;
+        await addKey(store, ACCOUNT_WIDE, 'b@x.org');
+        for (let i = 0; i < 500 && wakes === before; i++) await new Promise((r) => setTimeout(r, 10));
+        expect(wakes).toBeGreaterThan(before);
+        unsubscribe();
+        const after = wakes;
+        await addKey(store, ACCOUNT_WIDE, 'c@x.org');
+        await new Promise((r) => setTimeout(r, 100));
+        expect(wakes).toBe(after);
+      });
+
+      it.runIf(supports.feed)('names the ledger the same way every time', async () => {
+        const id = await store.feedId();
+        expect(id).toMatch(/\S/);
+        expect(await store.feedId()).toBe(id);
       });
 
       it.runIf(!supports.feed)('is refused with a code where the store keeps none', async () => {
         expect(store.supports.feed).toBe(false);
-        expect(await codeOf(() => store.head())).toBe('OPTOUT_ERR_INVALID_OPTION');
-        expect(await codeOf(() => store.changesSince(0, 1))).toBe('OPTOUT_ERR_INVALID_OPTION');
+        expect(await failureCode(() => store.head())).toBe('OPTOUT_ERR_INVALID_OPTION');
+        expect(await failureCode(() => store.changesSince(0, 1))).toBe('OPTOUT_ERR_INVALID_OPTION');
+        expect(await failureCode(() => store.feedId())).toBe('OPTOUT_ERR_INVALID_OPTION');
+        expect(await failureCode(() => store.onChange(() => undefined))).toBe('OPTOUT_ERR_INVALID_OPTION');
+        expect(await failureCode(async () => {
+          for await (const part of store.feedSnapshot()) expect(part).toBeUndefined();
+        })).toBe('OPTOUT_ERR_INVALID_OPTION');
       });
     });
 
@@ -301,7 +235,7 @@ export function storeContract(name: string, factory: StoreFactory, supports: Sto
       expect(await store.presentKeys([chunkKey(store.chunkKeyCodec(ACCOUNT_WIDE), 'a@x.org')])).toEqual([false]);
       expect((await store.entriesOf(h)).map((e) => e.scope)).toEqual(['unitA']);
       expect(await entries(store, 'unitB')).toEqual([]);
-      expect(await codeOf(() => removeKey(store, 'unitB', 'a@x.org'))).toBe('OPTOUT_ERR_NOT_SUPPRESSED');
+      expect(await failureCode(() => removeKey(store, 'unitB', 'a@x.org'))).toBe('OPTOUT_ERR_NOT_SUPPRESSED');
       expect((await addKey(store, ACCOUNT_WIDE, 'a@x.org')).added).toBe(true);
       await importKeys(store, 'unitB', ['a@x.org']);
       expect((await store.entriesOf(h)).map((e) => e.scope)).toEqual([ACCOUNT_WIDE, 'unitA', 'unitB']);
@@ -448,8 +382,8 @@ export function storeContract(name: string, factory: StoreFactory, supports: Sto
       it('writes nothing for a removal of an absent key', async () => {
         await addKey(store, ACCOUNT_WIDE, 'a@x.org');
         const before = { audit: await audits(store), owners: await owners(store), total: await totalOf(store) };
-        expect(await codeOf(() => removeKey(store, ACCOUNT_WIDE, 'b@x.org'))).toBe('OPTOUT_ERR_NOT_SUPPRESSED');
-        expect(await codeOf(() => removeKey(store, 'unitA', 'a@x.org'))).toBe('OPTOUT_ERR_NOT_SUPPRESSED');
+        expect(await failureCode(() => removeKey(store, ACCOUNT_WIDE, 'b@x.org'))).toBe('OPTOUT_ERR_NOT_SUPPRESSED');
+        expect(await failureCode(() => removeKey(store, 'unitA', 'a@x.org'))).toBe('OPTOUT_ERR_NOT_SUPPRESSED');
         expect({ audit: await audits(store), owners: await owners(store), total: await totalOf(store) }).toEqual(before);
       });
     });
@@ -474,7 +408,7 @@ export function storeContract(name: string, factory: StoreFactory, supports: Sto
             const outcome = await addKey(store, scopes[c.scope] as string, c.key);
             expect(outcome.added).toBe(model.store(scopes[c.scope] as string, c.key, outcome.job));
           } else if (c.op === 'remove') {
-            const code = await codeOf(() => removeKey(store, scopes[c.scope] as string, c.key));
+            const code = await failureCode(() => removeKey(store, scopes[c.scope] as string, c.key));
             expect(code).toBe(model.remove(scopes[c.scope] as string, c.key) ? undefined : 'OPTOUT_ERR_NOT_SUPPRESSED');
           } else if (c.op === 'import') {
             const id = await importKeys(store, scopes[c.scope] as string, c.keys);
@@ -555,6 +489,27 @@ export function storeContract(name: string, factory: StoreFactory, supports: Sto
       expect(three.id).toBe('3');
     });
 
+    it('stores records by kind: round-trip, update, list in id order, delete, each audited', async () => {
+      const before = (await audits(store)).length;
+      await store.putRecord('link-key', 'k2', { secret: 'two', createdAt: 2 }, auditOf(store, 'key.create', null, null));
+      await store.putRecord('link-key', 'k1', { secret: 'one' }, auditOf(store, 'key.create', null, null));
+      await store.putRecord('inbound', 'k1', { provider: 'mailgun' }, undefined);
+      expect(await store.getRecord('link-key', 'k1')).toEqual({ secret: 'one' });
+      expect(await store.getRecord('link-key', 'k3')).toBeUndefined();
+      await store.putRecord('link-key', 'k1', { secret: 'one', retiredAt: 5 }, undefined);
+      expect(await store.listRecords('link-key')).toEqual([
+        { id: 'k1', value: { secret: 'one', retiredAt: 5 } }, { id: 'k2', value: { secret: 'two', createdAt: 2 } },
+      ]);
+      expect(await store.listRecords('inbound')).toEqual([{ id: 'k1', value: { provider: 'mailgun' } }]);
+      await store.deleteRecord('link-key', 'k2', auditOf(store, 'key.revoke', null, null));
+      await store.deleteRecord('link-key', 'absent', undefined);
+      expect(await store.listRecords('link-key')).toEqual([{ id: 'k1', value: { secret: 'one', retiredAt: 5 } }]);
+      expect((await audits(store)).length - before).toBe(3);
+      // Kinds and ids are checked: a backend's keys never see a separator or an unknown kind.
+      expect(await failureCode(() => store.putRecord('nope' as 'inbound', 'a', {}, undefined))).toBe('OPTOUT_ERR_INVALID_OPTION');
+      expect(await failureCode(() => store.getRecord('inbound', 'a\u0000b'))).toBe('OPTOUT_ERR_INVALID_OPTION');
+    });
+
     it('fails every call with OPTOUT_ERR_STORE_NOT_OPEN once closed', async () => {
       const add = await addKey(store, ACCOUNT_WIDE, 'a@x.org');
       await store.putApiKey(apiKeyRecord('a1'), auditOf(store, 'key.create', null, null));
@@ -591,6 +546,10 @@ export function storeContract(name: string, factory: StoreFactory, supports: Sto
         rollbackJob: () => store.rollbackJob(addJob, () => record),
         createSync: () => store.createSync((id) => syncRecord(id), () => record),
         listSyncs: () => store.listSyncs(),
+        putRecord: () => store.putRecord('inbound', 'a', {}, undefined),
+        getRecord: () => store.getRecord('inbound', 'a'),
+        listRecords: () => store.listRecords('inbound'),
+        deleteRecord: () => store.deleteRecord('inbound', 'a', undefined),
       };
       if (store.supports.feed) Object.assign(calls, { head: () => store.head(), changesSince: () => store.changesSince(0, 10) });
       if (view) {
@@ -602,10 +561,49 @@ export function storeContract(name: string, factory: StoreFactory, supports: Sto
         });
       }
       const codes: Record<string, unknown> = {};
-      for (const [method, call] of Object.entries(calls)) codes[method] = await codeOf(call);
+      for (const [method, call] of Object.entries(calls)) codes[method] = await failureCode(call);
       expect(codes).toEqual(Object.fromEntries(Object.keys(calls).map((m) => [m, NOT_OPEN])));
     });
   });
+}
+
+/** What a follower of the feed holds: entries, the metadata of their jobs, API keys. */
+class Follower {
+  readonly #entries = new Map<string, { jobId: string; address: string | undefined }>();
+  readonly #metas = new Map<string, unknown>();
+  readonly #apiKeys = new Map<string, StoredApiKey>();
+
+  apply(c: Omit<Change, 'seq'>): void {
+    for (const d of c.del) this.#entries.delete(`${d.scope} ${d.key}`);
+    for (const p of c.put) this.#entries.set(`${p.scope} ${p.key}`, { jobId: p.jobId, address: p.address });
+    for (const j of c.jobs) this.#metas.set(j.id, j.meta);
+    for (const k of c.apiKeys) this.#apiKeys.set(k.id, k);
+  }
+
+  /** Applies the changes after `after`, read in pages of three; gives their positions. */
+  async follow(store: Ledger, after: number): Promise<number[]> {
+    const seqs: number[] = [];
+    for (;;) {
+      const page: Change[] = await store.changesSince(after, 3);
+      if (page.length === 0) return seqs;
+      for (const c of page) {
+        seqs.push(c.seq);
+        this.apply(c);
+      }
+      after = page.at(-1)?.seq as number;
+    }
+  }
+
+  keys(): string[] {
+    return [...this.#entries.keys()].sort();
+  }
+
+  async expectSameAs(store: Ledger): Promise<void> {
+    const stored = await entries(store);
+    expect(Object.fromEntries(this.#entries)).toEqual(Object.fromEntries(stored.map((e) => [`${e.scope} ${e.key}`, { jobId: e.jobId, address: e.address }])));
+    for (const e of stored) expect(this.#metas.get(e.jobId), e.jobId).toEqual(jobMetaOf(await store.getJob(e.jobId)));
+    expect([...this.#apiKeys.values()]).toEqual(await store.listApiKeys());
+  }
 }
 
 function apiKeyRecord(id: string): StoredApiKey {

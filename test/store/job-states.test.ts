@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { isOptoutError } from '../../src/errors.js';
-import { canMove, moveJob } from '../../src/store/job-states.js';
+import { JOB_STATES, canMove, moveJob } from '../../src/store/job-states.js';
 import type { AddRecord, JobState } from '../../src/store/jobs.js';
 
-const STATES: JobState[] = ['analyzing', 'awaiting_confirmation', 'importing', 'completed', 'failed', 'interrupted', 'rolling_back', 'rolled_back'];
+const STATES: JobState[] = ['analyzing', 'awaiting_confirmation', 'expired', 'importing', 'completed', 'failed', 'interrupted', 'rolling_back', 'rolled_back'];
 
 describe('job states', () => {
   it('end nowhere once rolled back, and reach rolled_back only through rolling_back', () => {
@@ -13,6 +13,15 @@ describe('job states', () => {
 
   it('roll back only what has stopped: completed, failed, interrupted (or a rollback cut off)', () => {
     expect(STATES.filter((s) => canMove(s, 'rolling_back'))).toEqual(['completed', 'failed', 'interrupted', 'rolling_back']);
+  });
+
+  it('lists every state', () => {
+    expect([...JOB_STATES].sort()).toEqual([...STATES].sort());
+  });
+
+  it('expire only a job that was never confirmed, and end there', () => {
+    expect(STATES.filter((s) => canMove(s, 'expired'))).toEqual(['analyzing', 'awaiting_confirmation']);
+    for (const to of STATES) expect(canMove('expired', to)).toBe(false);
   });
 
   it('complete only a job that is importing', () => {

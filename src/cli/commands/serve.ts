@@ -4,6 +4,7 @@ import { createServer } from '../../api/server.js';
 import { LOG_LEVELS, type LogLevel } from '../../api/request-log.js';
 import { openStore } from '../../check/open-store.js';
 import { OptoutError, describeValue } from '../../errors.js';
+import { parseByteSize, parseDuration } from '../../units.js';
 import { dbOption, parseInteger } from '../args.js';
 
 function parsePort(value: string): number {
@@ -29,16 +30,21 @@ export function registerServe(program: Command): void {
     .option('--allow-private-urls', 'let imports from a URL (POST /v1/imports with a url) reach loopback and private addresses')
     .option('--create', 'create the store when the --db folder holds none (without it, a folder without a store is an error)')
     .option('--log-level <level>', `one JSON line per request on stdout, from this level (${LOG_LEVELS.join(', ')}); silent: none`, 'info')
-    .action(async (flags: { host: string; port: string; allowPrivateUrls?: boolean; create?: boolean; logLevel: string }, cmd: Command) => {
+    .option('--pending-ttl <duration>', 'an uploaded import not confirmed this long after it was sent expires, and its upload is deleted (30m, 24h, 7d)', '24h')
+    .option('--max-pending-bytes <size>', 'uploads kept for unfinished imports take at most this much; a larger upload is refused with 507 (500MB, 10GiB, or bytes)', '10GiB')
+    .action(async (flags: {
+      host: string; port: string; allowPrivateUrls?: boolean; create?: boolean; logLevel: string; pendingTtl: string; maxPendingBytes: string;
+    }, cmd: Command) => {
       const port = parsePort(flags.port);
       const level = parseLogLevel(flags.logLevel);
+      const imports = { pendingTtlMs: parseDuration('--pending-ttl', flags.pendingTtl), maxPendingBytes: parseByteSize('--max-pending-bytes', flags.maxPendingBytes) };
       // Opened before listening: openStore resolves once the key filter is loaded, so the
       // server is ready as soon as it accepts connections.
       const opening = performance.now();
       const store = await openStore(dbOption(cmd), { purpose: 'optout serve', create: flags.create === true });
       process.stderr.write(`key filter from ${store.store.filterSource ?? '?'}: ${store.store.totalEntries()} entries, ` +
         `store ready in ${Math.round(performance.now() - opening)} ms\n`);
-      const app = createServer({ store, allowPrivateUrls: flags.allowPrivateUrls === true, logger: { level } });
+      const app = createServer({ store, imports, allowPrivateUrls: flags.allowPrivateUrls === true, logger: { level } });
       try {
         await app.listen({ host: flags.host, port });
       } catch (err) {

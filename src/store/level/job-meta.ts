@@ -1,5 +1,5 @@
 import type { ClassicLevel } from 'classic-level';
-import { jobKey } from './keys.js';
+import { followedJobKey, jobKey } from './keys.js';
 import { jobMetaOf, type AnyJob } from '../jobs.js';
 import type { JobMeta } from '../store.js';
 
@@ -20,8 +20,13 @@ export class JobMetaCache {
     let meta = this.#byId.get(jobId);
     if (meta === undefined) {
       const raw = this.#db.getSync(jobKey(jobId));
-      if (raw === undefined) return jobMetaOf(undefined);
-      meta = jobMetaOf(JSON.parse(raw) as AnyJob);
+      if (raw !== undefined) {
+        meta = jobMetaOf(JSON.parse(raw) as AnyJob);
+      } else {
+        const followed = this.#db.getSync(followedJobKey(jobId));
+        if (followed === undefined) return jobMetaOf(undefined);
+        meta = JSON.parse(followed) as JobMeta;
+      }
       this.#byId.set(jobId, meta);
     }
     return meta;

@@ -9,7 +9,9 @@
  * h<scope>\0<h><key>\0<jobId> a job also holds a key that an earlier job had already stored
  * j<jobId padded>          job record (JSON), including its checkpoint
  * k<id>                    API key record (JSON): its public fields and the SHA-256 of the key
+ * g<jobId>                a followed job's metadata (JSON), in an API replica's view (see follow.ts)
  * m<name>                  metadata (format version, policy, counters, generation, id sequences)
+ * r<kind>\0<id>            a feature's record (JSON): a link key, an inbound endpoint
  * s<id padded>             URL sync record (JSON)
  * a..., x...               the audit trail and its index by key (see audit.ts)
  * ```
@@ -77,6 +79,11 @@ export function jobKey(jobId: string): string {
 
 export const JOB_RANGE = { gt: 'j', lt: 'k' } as const;
 
+/** A job's metadata as an API replica's view keeps it: the view has no job records. */
+export function followedJobKey(jobId: string): string {
+  return 'g' + jobId;
+}
+
 const GENERATION_DIGITS = 15;
 
 /** The filter log record of a store generation; padded so that records sort by generation. */
@@ -119,6 +126,14 @@ export function apiKeyKey(id: string): string {
 }
 
 export const API_KEY_RANGE = { gt: 'k', lt: 'l' } as const;
+
+export function recordKey(kind: string, id: string): string {
+  return 'r' + kind + SEP + id;
+}
+
+export function recordRange(kind: string): { gt: string; lt: string } {
+  return { gt: 'r' + kind + SEP, lt: 'r' + kind + '\u0001' };
+}
 
 export function syncKey(id: string): string {
   return 's' + id.padStart(12, '0');

@@ -4,18 +4,20 @@ import { ClassicLevel } from 'classic-level';
 import { OptoutError, describeValue } from '../../errors.js';
 import { POLICY_VERSION } from '../../policy/email.js';
 import { KeyFilter } from '../../filter/bloom.js';
+import { hashKeyTuple } from '../../filter/hash.js';
 import {
   ACCOUNT_WIDE, API_KEY_RANGE, AUDIT_RANGE, COUNT_RANGE, auditIdOfIndex, auditIndexRange, auditOps, JOB_RANGE, SYNC_RANGE, apiKeyKey, countKey, decodeEntryValue, encodeEntryValue,
-  entryKeyOfHash, entryKeyPrefix, entryRange, filterLogKey, holdKeyOfEntry, holdRangeOfEntry, jobKey, metaKey, parseEntryKey, syncKey,
+  entryKey, entryKeyOfHash, entryKeyPrefix, entryRange, filterLogKey, followedJobKey, holdKeyOfEntry, recordKey, recordRange, holdRangeOfEntry, jobKey, metaKey, parseEntryKey, syncKey,
 } from './keys.js';
 import type { AddRecord, AnyJob, JobRecord } from '../jobs.js';
 import { auditId, type AuditRecord } from '../audit.js';
 import { JobMetaCache } from './job-meta.js';
 import { rollbackInLevel, type ChangeOp } from './rollback.js';
 import type {
-  AddOutcome, AuditFields, AuditScan, Change, ChunkKeyCodec, ChunkWriter, HashedKey, JobMeta, NewSuppression, RemovedEntry, RollbackCounts, ScopedEntry, Store,
-  StoredApiKey, StoredEntry, SyncRecord,
+  AddOutcome, AuditFields, AuditScan, Change, ChunkKeyCodec, FeedSnapshotPart, ChunkWriter, HashedKey, JobMeta, NewSuppression, RemovedEntry, RollbackCounts, ScopedEntry, Store,
+  RecordKind, StoredApiKey, StoredEntry, SyncRecord,
 } from '../store.js';
+import { assertRecordRef } from '../store.js';
 import { removeStaleSnapshotFiles, saveFilterSnapshot } from './filter-snapshot.js';
 import { FilterLogRecord } from './filter-log.js';
 import { generationToken, loadKeyFilter, type FilterSource } from './filter-rebuild.js';
@@ -79,6 +81,13 @@ export type { ChangeOp };
 
 interface Owner { pid: number; purpose: string; since: string; url?: string }
 
+/** A replica's view: the ledger it follows, the feed position it holds, and whether its first snapshot is whole. */
+export interface Following {
+  feedId: string;
+  seq: number;
+  complete: boolean;
+}
+
 /** Runs tasks one at a time, in the order they asked; a failed task does not stop the queue. */
 class TurnQueue {
   #tail: Promise<void> = Promise.resolve();
@@ -123,6 +132,7 @@ export class LevelStore implements Store {
   readonly #inFlight = new Set<Promise<unknown>>();
   #auditSeq = 0;
   #owner: Owner | undefined;
+  #following: Following | undefined;
 
   private constructor(dir: string, db: ClassicLevel<string, string>) {
     this.dir = dir;
@@ -185,6 +195,8 @@ export class LevelStore implements Store {
         `${policy}; this version reads format ${STORE_FORMAT} with policy ${POLICY_VERSION}.`);
     }
     this.#generation = Number(generation ?? 0);
+    const following = await this.db.get(metaKey('follow'));
+    this.#following = following === undefined ? undefined : (JSON.parse(following) as Following);
     for await (const [key, value] of this.db.iterator(COUNT_RANGE)) {
       this.#counts.set(key.slice(COUNT_RANGE.gt.length), Number(value));
     }
@@ -601,6 +613,39 @@ export class LevelStore implements Store {
     });
   }
 
+  async putRecord(kind: RecordKind, id: string, value: unknown, audit: AuditRecord | undefined): Promise<void> {
+    assertRecordRef(kind, id);
+    await this.#put([{ key: recordKey(kind, id), value: JSON.stringify(value) }, ...(audit === undefined ? [] : auditOps(audit))]);
+  }
+
+  async getRecord<T>(kind: RecordKind, id: string): Promise<T | undefined> {
+    assertRecordRef(kind, id);
+    this.#assertOpen();
+    const raw = await this.db.get(recordKey(kind, id));
+    return raw === undefined ? undefined : (JSON.parse(raw) as T);
+  }
+
+  async listRecords<T>(kind: RecordKind): Promise<Array<{ id: string; value: T }>> {
+    assertRecordRef(kind, 'x');
+    this.#assertOpen();
+    const out: Array<{ id: string; value: T }> = [];
+    const prefix = recordKey(kind, '');
+    for await (const [key, value] of this.db.iterator(recordRange(kind))) out.push({ id: key.slice(prefix.length), value: JSON.parse(value) as T });
+    return out;
+  }
+
+  async deleteRecord(kind: RecordKind, id: string, audit: AuditRecord | undefined): Promise<void> {
+    assertRecordRef(kind, id);
+    this.#assertOpen();
+    const b = this.db.batch().del(recordKey(kind, id));
+    if (audit !== undefined) for (const op of auditOps(audit)) b.put(op.key, op.value);
+    try {
+      await b.write();
+    } catch (cause) {
+      throw new OptoutError('OPTOUT_ERR_STORE', `Store write failed: ${(cause as Error).message}`, { cause });
+    }
+  }
+
   async putSync(sync: SyncRecord): Promise<void> {
     await this.#put([{ key: syncKey(sync.id), value: JSON.stringify(sync) }]);
   }
@@ -627,6 +672,111 @@ export class LevelStore implements Store {
   }
 
   async changesSince(): Promise<Change[]> {
+    throw noFeed();
+  }
+
+  /** Where this store stands as an API replica's view of a ledger's feed; undefined for an embedded store. */
+  get following(): Following | undefined {
+    return this.#following;
+  }
+
+  /**
+   * Makes this store a view that follows the feed of the ledger `feedId` (an API replica's), from
+   * position 0 and incomplete until a snapshot has been applied. Refused on a store that holds
+   * anything, and on a view of another ledger: their entries are not that ledger's.
+   */
+  async startFollowing(feedId: string): Promise<void> {
+    this.#assertOpen();
+    if (this.#following !== undefined) {
+      if (this.#following.feedId === feedId) return;
+      throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `The folder ${this.dir} is the view of another database (ledger ${this.#following.feedId}, ` +
+        `not ${feedId}): give each database its own replica folder, or remove this one`);
+    }
+    const [job] = await this.db.keys({ ...JOB_RANGE, limit: 1 }).all();
+    const [apiKey] = await this.db.keys({ ...API_KEY_RANGE, limit: 1 }).all();
+    if (this.totalEntries() > 0 || job !== undefined || apiKey !== undefined) {
+      throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `The folder ${this.dir} holds an embedded store, not a replica's view: ` +
+        'a replica needs an empty folder of its own');
+    }
+    await this.#setFollowing({ feedId, seq: 0, complete: false });
+  }
+
+  /**
+   * Applies followed changes (a snapshot's parts, or the feed's changes after the view's
+   * position) and moves the view to `to`, in one atomic batch: entries, counts, the filter log,
+   * job metadata, API keys and the position. The key filter learns the new keys before the
+   * write, so that no check can see an entry the filter would deny.
+   */
+  async applyFollowed(changes: ReadonlyArray<Omit<Change, 'seq'>>, to: { seq: number; complete: boolean }): Promise<void> {
+    this.#assertOpen();
+    const from = this.#following;
+    if (from === undefined) throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `The store ${this.dir} follows no feed`);
+    if (to.seq < from.seq || (from.complete && !to.complete)) {
+      throw new OptoutError('OPTOUT_ERR_STORE', `A replica's view moves forward only: at ${from.seq}${from.complete ? '' : ' (loading)'}, asked for ${to.seq}`);
+    }
+    // While a snapshot loads, the view started empty (see openReplicaView) and the snapshot's
+    // parts hold each entry once: nothing to look up.
+    const present = from.complete ? await this.#presence(changes) : new Map<string, boolean>();
+    const b = this.db.batch();
+    const log = new FilterLogRecord();
+    const delta = new Map<string, number>();
+    const move = (scope: string, n: number): void => {
+      delta.set(scope, (delta.get(scope) ?? 0) + n);
+    };
+    const filter = this.#filter;
+    for (const change of changes) {
+      for (const d of change.del) {
+        const k = entryKey(d.scope, d.key);
+        if (present.get(k) !== true) continue;
+        b.del(k);
+        present.set(k, false);
+        move(d.scope, -1);
+      }
+      for (const p of change.put) {
+        const [h1, h2] = hashKeyTuple(p.key);
+        const k = entryKeyOfHash(p.scope, h1, p.key);
+        filter?.add(h1, h2);
+        b.put(k, encodeEntryValue(p.jobId, p.address));
+        log.addEntryKey(k);
+        if (present.get(k) !== true) move(p.scope, 1);
+        present.set(k, true);
+      }
+      for (const j of change.jobs) b.put(followedJobKey(j.id), JSON.stringify(j.meta));
+      for (const key of change.apiKeys) b.put(apiKeyKey(key.id), JSON.stringify(key));
+    }
+    const following: Following = { feedId: from.feedId, seq: to.seq, complete: to.complete };
+    b.put(metaKey('follow'), JSON.stringify(following));
+    await this.#track(this.#commit(b, delta, log));
+    this.#following = following;
+  }
+
+  /** Whether each entry that `changes` put or delete is stored now. */
+  async #presence(changes: ReadonlyArray<Omit<Change, 'seq'>>): Promise<Map<string, boolean>> {
+    const keys = new Set<string>();
+    for (const c of changes) {
+      for (const d of c.del) keys.add(entryKey(d.scope, d.key));
+      for (const p of c.put) keys.add(entryKey(p.scope, p.key));
+    }
+    const list = [...keys];
+    const values = await this.getMany(list);
+    return new Map(list.map((k, i) => [k, values[i] !== undefined]));
+  }
+
+  async #setFollowing(following: Following): Promise<void> {
+    await this.#put([{ key: metaKey('follow'), value: JSON.stringify(following) }]);
+    this.#following = following;
+  }
+
+  // eslint-disable-next-line require-yield
+  async *feedSnapshot(): AsyncGenerator<FeedSnapshotPart> {
+    throw noFeed();
+  }
+
+  async feedId(): Promise<string> {
+    throw noFeed();
+  }
+
+  onChange(): () => void {
     throw noFeed();
   }
 

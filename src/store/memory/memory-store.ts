@@ -4,6 +4,7 @@
  * (`test/store/contract.ts`) runs on both. Records (jobs, API keys, syncs, audit) are kept as
  * JSON, so a caller gets a copy as it would from a database, never an alias of what is stored.
  */
+import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,7 +16,7 @@ import { jobMetaOf, type AddRecord, type AnyJob, type JobRecord } from '../jobs.
 import {
   ACCOUNT_WIDE, type AddOutcome, type AuditFields, type AuditScan, type ChunkKeyCodec, type ChunkWriter, type HashedKey, type JobMeta,
   type Change, type NewSuppression, type RemovedEntry, type RollbackCounts, type ScopedEntry, type Store, type StoredApiKey, type StoredEntry,
-  type SyncRecord,
+  type FeedSnapshotPart, type RecordKind, type SyncRecord, assertRecordRef,
 } from '../store.js';
 
 /** Scopes and keys cannot contain it (see keys.ts), so a chunk key splits back at its first one. */
@@ -31,6 +32,8 @@ export class MemoryStore implements Store {
   readonly supports = { syncLookups: true, feed: true, exclusive: true } as const;
   /** The change feed: change `seq` is at index `seq - 1`. */
   readonly #changes: Change[] = [];
+  readonly #feedId = randomUUID();
+  readonly #wakes = new Set<() => void>();
   /** scope -> key -> entry. */
   readonly #entries = new Map<string, Map<string, StoredEntry>>();
   /** scope -> key -> the jobs that hold it besides its owner. */
@@ -40,6 +43,8 @@ export class MemoryStore implements Store {
   readonly #jobs = new Map<string, string>();
   readonly #apiKeys = new Map<string, string>();
   readonly #syncs = new Map<string, string>();
+  /** `<kind>\0<id>` -> JSON. */
+  readonly #records = new Map<string, string>();
   readonly #audit = new Map<string, string>();
   /** key -> ids of the audit records about it. */
   readonly #auditByKey = new Map<string, string[]>();
@@ -330,6 +335,33 @@ export class MemoryStore implements Store {
     });
   }
 
+  async putRecord(kind: RecordKind, id: string, value: unknown, audit: AuditRecord | undefined): Promise<void> {
+    assertRecordRef(kind, id);
+    this.#assertOpen();
+    this.#records.set(`${kind}\u0000${id}`, JSON.stringify(value));
+    if (audit !== undefined) this.#appendAudit(audit);
+  }
+
+  async getRecord<T>(kind: RecordKind, id: string): Promise<T | undefined> {
+    assertRecordRef(kind, id);
+    return this.#read<T>(this.#records, `${kind}\u0000${id}`);
+  }
+
+  async listRecords<T>(kind: RecordKind): Promise<Array<{ id: string; value: T }>> {
+    assertRecordRef(kind, 'x');
+    this.#assertOpen();
+    const prefix = `${kind}\u0000`;
+    return [...this.#records.keys()].filter((k) => k.startsWith(prefix)).sort(byString)
+      .map((k) => ({ id: k.slice(prefix.length), value: this.#read<T>(this.#records, k) as T }));
+  }
+
+  async deleteRecord(kind: RecordKind, id: string, audit: AuditRecord | undefined): Promise<void> {
+    assertRecordRef(kind, id);
+    this.#assertOpen();
+    this.#records.delete(`${kind}\u0000${id}`);
+    if (audit !== undefined) this.#appendAudit(audit);
+  }
+
   async putSync(sync: SyncRecord): Promise<void> {
     this.#assertOpen();
     this.#syncs.set(sync.id, JSON.stringify(sync));
@@ -376,9 +408,39 @@ export class MemoryStore implements Store {
     return structuredClone(this.#changes.slice(Math.max(0, after), Math.max(0, after) + limit));
   }
 
+  async *feedSnapshot(): AsyncGenerator<FeedSnapshotPart> {
+    this.#assertOpen();
+    // Read whole before the first yield: a write made while the caller applies the parts is not
+    // in them, and comes after `seq` in the feed.
+    const seq = this.#changes.length;
+    const apiKeys = this.#readAll<StoredApiKey>(this.#apiKeys, byString);
+    const put: ScopedEntry[] = [];
+    for (const [scope, entries] of [...this.#entries].sort(([a], [b]) => byString(a, b))) {
+      for (const [key, entry] of entries) put.push({ scope, key, ...entry });
+    }
+    const jobs = [...new Set(put.map((e) => e.jobId))].map((id) => ({ id, meta: this.jobMetaSync(id) }));
+    yield { seq, put, jobs, apiKeys };
+  }
+
+  async feedId(): Promise<string> {
+    this.#assertOpen();
+    return this.#feedId;
+  }
+
+  onChange(wake: () => void): () => void {
+    this.#assertOpen();
+    const listener = (): void => wake();
+    this.#wakes.add(listener);
+    return () => {
+      this.#wakes.delete(listener);
+    };
+  }
+
   /** Appends a change to the feed, numbered next. */
   #record(change: Partial<Omit<Change, 'seq'>>): void {
     this.#changes.push({ seq: this.#changes.length + 1, put: [], del: [], jobs: [], apiKeys: [], ...change });
+    // After the caller's write, as a database's notification comes after the commit.
+    for (const wake of this.#wakes) queueMicrotask(wake);
   }
 
   #nextJobId(): string {

@@ -24,10 +24,11 @@ import { moveJob } from '../job-states.js';
 import { jobMetaOf, type AddRecord, type AnyJob, type JobMeta, type JobRecord } from '../jobs.js';
 import {
   ACCOUNT_WIDE, shiftAdded, type AddOutcome, type AuditFields, type AuditScan, type Change, type ChunkKeyCodec, type ChunkResult,
-  type ChunkWriter, type HashedKey, type Ledger, type NewSuppression, type RemovedEntry, type RollbackCounts, type ScopedEntry,
+  type ChunkWriter, type FeedSnapshotPart, type HashedKey, type Ledger, type RecordKind, assertRecordRef, type NewSuppression, type RemovedEntry, type RollbackCounts, type ScopedEntry,
   type StoredApiKey, type StoredEntry, type SyncRecord,
 } from '../store.js';
 import { createPool, redact, storeError, type PgPoolOptions } from './connect.js';
+import { CHANGES_CHANNEL, ChangeListener } from './listen.js';
 import { checkSchema } from './migrate.js';
 import { FEED_LOCK, IMPORT_LOCK, LOCK_CLASS } from './schema.js';
 
@@ -38,6 +39,8 @@ const PAGE = 1000;
 const LOOKUP_PAGE = 10_000;
 /** How often a process waiting for the import lease asks again. */
 const LEASE_POLL_MS = 200;
+/** Entries per part of a feed snapshot: a new replica reads them all, in as few round trips as memory allows. */
+const SNAPSHOT_PAGE = 10_000;
 
 type Db = pg.Pool | pg.PoolClient;
 
@@ -55,8 +58,10 @@ type ChangeBody = Omit<Change, 'seq'>;
 export async function appendChange(client: pg.ClientBase, body: Partial<ChangeBody>): Promise<number> {
   const full: ChangeBody = { put: [], del: [], jobs: [], apiKeys: [], ...body };
   await client.query('SELECT pg_advisory_xact_lock($1, $2)', [LOCK_CLASS, FEED_LOCK]);
+  // The notification goes out at COMMIT (none for a rolled-back transaction).
   const { rows } = await client.query<{ seq: string }>(
-    'INSERT INTO changes (seq, body) SELECT coalesce(max(seq), 0) + 1, $1 FROM changes RETURNING seq', [JSON.stringify(full)]);
+    `WITH appended AS (INSERT INTO changes (seq, body) SELECT coalesce(max(seq), 0) + 1, $1 FROM changes RETURNING seq)
+     SELECT seq, pg_notify('${CHANGES_CHANNEL}', seq::text) FROM appended`, [JSON.stringify(full)]);
   return Number((rows[0] as { seq: string }).seq);
 }
 
@@ -100,11 +105,13 @@ export class PgLedger implements Ledger {
   readonly #writers = new TurnQueue();
   readonly #importers = new TurnQueue();
   readonly #inFlight = new Set<Promise<unknown>>();
+  readonly #listener: ChangeListener;
 
   private constructor(pool: pg.Pool, url: string, workDir: string) {
     this.#pool = pool;
     this.#url = url;
     this.workDir = workDir;
+    this.#listener = new ChangeListener(url);
   }
 
   /**
@@ -441,25 +448,84 @@ export class PgLedger implements Ledger {
 
   /** One snapshot for the whole walk (REPEATABLE READ): writes made meanwhile are not seen. */
   async *scanEntries(scope?: string): AsyncGenerator<ScopedEntry[]> {
+    const c = await this.#snapshot();
+    try {
+      yield* this.#entryPages(c, PAGE, scope);
+    } finally {
+      await this.#endSnapshot(c);
+    }
+  }
+
+  async *feedSnapshot(): AsyncGenerator<FeedSnapshotPart> {
+    const c = await this.#snapshot();
+    try {
+      // Read in the snapshot: the feed position and the tables agree (appendChange takes the
+      // feed lock as a transaction's last step, so no change below `seq` commits later).
+      const { rows: [head] } = await c.query<{ seq: string }>('SELECT coalesce(max(seq), 0) AS seq FROM changes')
+        .catch((cause: unknown) => { throw this.#error(cause, 'read the feed head'); });
+      const seq = Number((head as { seq: string }).seq);
+      const { rows: keys } = await c.query<{ record: StoredApiKey }>('SELECT record FROM api_keys ORDER BY id')
+        .catch((cause: unknown) => { throw this.#error(cause, 'list API keys'); });
+      yield { seq, put: [], jobs: [], apiKeys: keys.map((r) => r.record) };
+      const seen = new Set<string>();
+      for await (const put of this.#entryPages(c, SNAPSHOT_PAGE)) {
+        const fresh = [...new Set(put.map((e) => e.jobId))].filter((id) => !seen.has(id));
+        for (const id of fresh) seen.add(id);
+        const { rows } = await c.query<{ id: string; record: AnyJob }>('SELECT id::text AS id, record FROM jobs WHERE id = ANY($1::bigint[])', [fresh])
+          .catch((cause: unknown) => { throw this.#error(cause, 'read job records'); });
+        const records = new Map(rows.map((r) => [r.id, r.record]));
+        yield { seq, put, jobs: fresh.map((id) => ({ id, meta: jobMetaOf(records.get(id)) })), apiKeys: [] };
+      }
+    } finally {
+      await this.#endSnapshot(c);
+    }
+  }
+
+  onChange(wake: () => void): () => void {
     this.#assertOpen();
+    return this.#listener.subscribe(wake);
+  }
+
+  async feedId(): Promise<string> {
+    const { rows } = await this.#query<{ value: string }>('read the ledger id', `SELECT value FROM optout_meta WHERE name = 'ledger_id'`);
+    const id = rows[0]?.value;
+    if (id === undefined) throw new OptoutError('OPTOUT_ERR_SCHEMA', `The database ${this.url} has no ledger id: run \`optout migrate --db <url>\``);
+    return id;
+  }
+
+  /** A connection in a read-only REPEATABLE READ transaction: one snapshot for every read on it. */
+  async #snapshot(): Promise<pg.PoolClient> {
     const c = await this.#connect();
     try {
       await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-      let after: [string, string] = ['', ''];
-      for (;;) {
-        const params: unknown[] = [after[0], after[1], PAGE];
-        if (scope !== undefined) params.push(scope);
-        const { rows } = await c.query<{ scope: string; key: string; job: string; address: string | null }>(
-          `SELECT scope, key, job, address FROM entries WHERE (scope, key) > ($1, $2) ${scope === undefined ? '' : 'AND scope = $4'}
-           ORDER BY scope, key LIMIT $3`, params).catch((cause: unknown) => { throw this.#error(cause, 'scan entries'); });
-        if (rows.length > 0) yield rows.map((r) => ({ scope: r.scope, key: r.key, jobId: r.job, address: r.address ?? undefined }));
-        const last = rows.at(-1);
-        if (last === undefined || rows.length < PAGE) break;
-        after = [last.scope, last.key];
-      }
-    } finally {
-      await c.query('ROLLBACK').catch(() => undefined);
-      c.release();
+    } catch (cause) {
+      c.release(true);
+      throw this.#error(cause, 'begin a snapshot');
+    }
+    return c;
+  }
+
+  async #endSnapshot(c: pg.PoolClient): Promise<void> {
+    let broken = false;
+    await c.query('ROLLBACK').catch(() => {
+      broken = true;
+    });
+    c.release(broken);
+  }
+
+  /** Every entry (of one scope, or all), in key order, in pages of `size`, read on `c`. */
+  async *#entryPages(c: pg.PoolClient, size: number, scope?: string): AsyncGenerator<ScopedEntry[]> {
+    let after: [string, string] = ['', ''];
+    for (;;) {
+      const params: unknown[] = [after[0], after[1], size];
+      if (scope !== undefined) params.push(scope);
+      const { rows } = await c.query<{ scope: string; key: string; job: string; address: string | null }>(
+        `SELECT scope, key, job, address FROM entries WHERE (scope, key) > ($1, $2) ${scope === undefined ? '' : 'AND scope = $4'}
+         ORDER BY scope, key LIMIT $3`, params).catch((cause: unknown) => { throw this.#error(cause, 'scan entries'); });
+      if (rows.length > 0) yield rows.map((r) => ({ scope: r.scope, key: r.key, jobId: r.job, address: r.address ?? undefined }));
+      const last = rows.at(-1);
+      if (last === undefined || rows.length < size) break;
+      after = [last.scope, last.key];
     }
   }
 
@@ -488,6 +554,35 @@ export class PgLedger implements Ledger {
       await c.query('INSERT INTO syncs (id, record) VALUES ($1, $2)', [sync.id, JSON.stringify(sync)]);
       await insertAudit(c, [record]);
       return sync;
+    });
+  }
+
+  async putRecord(kind: RecordKind, id: string, value: unknown, audit: AuditRecord | undefined): Promise<void> {
+    assertRecordRef(kind, id);
+    await this.#tx('write a record', async (c) => {
+      await c.query('INSERT INTO records (kind, id, value) VALUES ($1, $2, $3) ON CONFLICT (kind, id) DO UPDATE SET value = EXCLUDED.value',
+        [kind, id, JSON.stringify(value)]);
+      if (audit !== undefined) await insertAudit(c, [audit]);
+    });
+  }
+
+  async getRecord<T>(kind: RecordKind, id: string): Promise<T | undefined> {
+    assertRecordRef(kind, id);
+    const { rows } = await this.#query<{ value: T }>('read a record', 'SELECT value FROM records WHERE kind = $1 AND id = $2', [kind, id]);
+    return rows[0]?.value;
+  }
+
+  async listRecords<T>(kind: RecordKind): Promise<Array<{ id: string; value: T }>> {
+    assertRecordRef(kind, 'x');
+    const { rows } = await this.#query<{ id: string; value: T }>('list records', 'SELECT id, value FROM records WHERE kind = $1 ORDER BY id', [kind]);
+    return rows;
+  }
+
+  async deleteRecord(kind: RecordKind, id: string, audit: AuditRecord | undefined): Promise<void> {
+    assertRecordRef(kind, id);
+    await this.#tx('delete a record', async (c) => {
+      await c.query('DELETE FROM records WHERE kind = $1 AND id = $2', [kind, id]);
+      if (audit !== undefined) await insertAudit(c, [audit]);
     });
   }
 
@@ -539,6 +634,7 @@ export class PgLedger implements Ledger {
   async close(): Promise<void> {
     if (!this.#open) return;
     this.#open = false;
+    await this.#listener.close();
     await Promise.allSettled([...this.#inFlight]);
     await this.#pool.end();
   }

@@ -9,7 +9,7 @@
  */
 
 /** The schema version this code reads and writes; `migrate` brings a database to it. */
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 3;
 
 /**
  * Statements that take a database from version `index` to `index + 1`. Each runs in the
@@ -86,6 +86,21 @@ export const MIGRATIONS: readonly (readonly string[])[] = [
        seq bigint PRIMARY KEY,
        body json NOT NULL,
        committed_at timestamptz NOT NULL DEFAULT now()
+     )`,
+  ],
+  [
+    // The ledger's name for its followers: a replica's view records it, and refuses to follow
+    // another database's feed (a restored backup, a mistyped URL) onto what it holds.
+    `INSERT INTO optout_meta (name, value) VALUES ('ledger_id', gen_random_uuid()::text)`,
+  ],
+  [
+    // Small records of the features that keep settings or secrets in the store (link keys,
+    // inbound endpoints), by kind.
+    `CREATE TABLE records (
+       kind text COLLATE "C" NOT NULL,
+       id text COLLATE "C" NOT NULL,
+       value jsonb NOT NULL,
+       PRIMARY KEY (kind, id)
      )`,
   ],
 ];

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { openStore } from '../../../src/check/open-store.js';
 import { migrateDatabase, openLedger } from '../../../src/store/open.js';
+import { SCHEMA_VERSION } from '../../../src/store/pg/schema.js';
 import { redact } from '../../../src/store/pg/url.js';
 import { ACCOUNT_WIDE } from '../../../src/store/store.js';
 import { emailRange, removeTempDirs, tempDir, writeEmails } from '../../helpers.js';
@@ -61,8 +62,8 @@ await withPgDatabase('openLedger on PostgreSQL', (url) => {
     expect(err?.code).toBe('OPTOUT_ERR_SCHEMA');
     expect(err?.message).toContain('optout migrate');
     expect(err?.message).not.toContain('s3cret');
-    expect(await migrateDatabase(url)).toEqual({ from: 0, version: 1 });
-    expect(await migrateDatabase(url)).toEqual({ from: 1, version: 1 });
+    expect(await migrateDatabase(url)).toEqual({ from: 0, version: SCHEMA_VERSION });
+    expect(await migrateDatabase(url)).toEqual({ from: SCHEMA_VERSION, version: SCHEMA_VERSION });
     const ledger = await openLedger(url, { create: false });
     expect(ledger.supports).toEqual({ syncLookups: false, feed: true, exclusive: false });
     await ledger.close();

@@ -22,7 +22,7 @@ import type { Ledger } from '../../../src/store/store.js';
 import { addSync, listSyncs, publicSync, removeSync, runSync } from '../../../src/sync/syncs.js';
 import { createInlinePool } from '../../../src/workers/inline-pool.js';
 import { startFileServer, type TestServer } from '../../fetch/http-server.js';
-import { ROOT, SAMPLE, removeTempDirs, tempDir, writeEmails } from '../../helpers.js';
+import { ROOT, SAMPLE, failureCode, removeTempDirs, tempDir, writeEmails } from '../../helpers.js';
 import { runImport, runScrub } from '../../inline.js';
 import { resetDatabase, withPgDatabase } from '../pg-cluster.js';
 
@@ -38,10 +38,6 @@ function stable(value: unknown, dir: string): unknown {
   }));
 }
 
-/** The code a step fails with, undefined when it succeeds. */
-function codeOf(run: () => Promise<unknown>): Promise<unknown> {
-  return run().then(() => undefined, (err: { code?: unknown }) => err.code);
-}
 
 /** One command: the store opened for it and closed after, as the CLI does. */
 async function command<T>(db: string, fn: (store: Ledger) => Promise<T>): Promise<T> {
@@ -114,7 +110,7 @@ async function session(db: string, dir: string, server: TestServer): Promise<Rec
   t['addHeld'] = await command(db, (s) => addSuppression(s, { email: 'jane.doe@example.com', actor: 'cli' }));
   t['show'] = await command(db, (s) => lookupSuppressions(s, 'Jane.Doe@Example.com'));
   t['remove'] = await command(db, (s) => removeSuppression(s, { email: 'first.last@gmail.com', why: 'asked to resubscribe', actor: 'cli' }));
-  t['removeAgain'] = await codeOf(() => command(db, (s) => removeSuppression(s, { email: 'first.last@gmail.com', why: 'again', actor: 'cli' })));
+  t['removeAgain'] = await failureCode(() => command(db, (s) => removeSuppression(s, { email: 'first.last@gmail.com', why: 'again', actor: 'cli' })));
   t['checksAfter'] = await checkAll(db, CHECKS.slice(0, 2), false);
 
   const eligible = join(dir, 'eligible.csv');
@@ -128,7 +124,7 @@ async function session(db: string, dir: string, server: TestServer): Promise<Rec
   t['exportUnit'] = await command(db, (s) => exported(exportText(s, { unit: 'emea', format: 'ndjson' })));
   t['jobs'] = await command(db, async (s) => (await s.listJobs()).map(jobSummary));
   t['rollback'] = await command(db, (s) => rollbackJob(s, '1', 'cli'));
-  t['rollbackAgain'] = await codeOf(() => command(db, (s) => rollbackJob(s, '1', 'cli')));
+  t['rollbackAgain'] = await failureCode(() => command(db, (s) => rollbackJob(s, '1', 'cli')));
   t['exportAfterRollback'] = await command(db, (s) => exported(exportText(s, {})));
 
   const key = await command(db, (s) => createKey(s, { scope: 'check', unit: 'emea', rateLimit: 10 }));

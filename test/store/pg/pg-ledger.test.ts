@@ -12,16 +12,8 @@ import { migrate } from '../../../src/store/pg/migrate.js';
 import { appendChange, PgLedger } from '../../../src/store/pg/pg-ledger.js';
 import { IMPORT_LOCK, LOCK_CLASS, SCHEMA_VERSION } from '../../../src/store/pg/schema.js';
 import { ACCOUNT_WIDE } from '../../../src/store/store.js';
+import { failureCode } from '../../helpers.js';
 import { resetDatabase, withPgDatabase } from '../pg-cluster.js';
-
-async function codeOf(run: () => Promise<unknown>): Promise<unknown> {
-  try {
-    await run();
-  } catch (err) {
-    return (err as { code?: unknown }).code;
-  }
-  return undefined;
-}
 
 function importFields(scope: string): Omit<JobRecord, 'id'> {
   const now = new Date().toISOString();
@@ -68,12 +60,12 @@ await withPgDatabase('PgLedger', (url) => {
 
   describe('schema', () => {
     it('refuses to open a database without the schema, or with another version, with OPTOUT_ERR_SCHEMA', async () => {
-      expect(await codeOf(() => PgLedger.open(url))).toBe('OPTOUT_ERR_SCHEMA');
+      expect(await failureCode(() => PgLedger.open(url))).toBe('OPTOUT_ERR_SCHEMA');
       expect(await migrate(url)).toEqual({ from: 0, version: SCHEMA_VERSION });
       const c = await client();
       await c.query(`UPDATE optout_meta SET value = $1 WHERE name = 'schema_version'`, [String(SCHEMA_VERSION + 1)]);
-      expect(await codeOf(() => PgLedger.open(url))).toBe('OPTOUT_ERR_SCHEMA');
-      expect(await codeOf(() => migrate(url))).toBe('OPTOUT_ERR_SCHEMA');
+      expect(await failureCode(() => PgLedger.open(url))).toBe('OPTOUT_ERR_SCHEMA');
+      expect(await failureCode(() => migrate(url))).toBe('OPTOUT_ERR_SCHEMA');
     });
 
     it('migrates idempotently, from several processes at once', async () => {
@@ -86,8 +78,8 @@ await withPgDatabase('PgLedger', (url) => {
     });
 
     it('refuses URLs of another kind with OPTOUT_ERR_INVALID_OPTION', async () => {
-      expect(await codeOf(() => PgLedger.open('mysql://localhost/x'))).toBe('OPTOUT_ERR_INVALID_OPTION');
-      expect(await codeOf(() => PgLedger.open('./folder'))).toBe('OPTOUT_ERR_INVALID_OPTION');
+      expect(await failureCode(() => PgLedger.open('mysql://localhost/x'))).toBe('OPTOUT_ERR_INVALID_OPTION');
+      expect(await failureCode(() => PgLedger.open('./folder'))).toBe('OPTOUT_ERR_INVALID_OPTION');
     });
   });
 
@@ -275,7 +267,7 @@ await withPgDatabase('PgLedger', (url) => {
         const writer = one.beginChunk(ACCOUNT_WIDE, job.id);
         writer.putEntry(one.chunkKeyCodec(ACCOUNT_WIDE).prefix + 'a@x.org', undefined);
         const next: JobRecord = { ...job, checkpoint: { ...job.checkpoint, phase: 'merge', bucket: 1, counts: { ...emptyCounts(), added: 1 } } };
-        return codeOf(() => writer.commit(next, 1));
+        return failureCode(() => writer.commit(next, 1));
       });
       expect(refused).toBe('OPTOUT_ERR_STORE');
       expect((await one.scopeCounts()).get(ACCOUNT_WIDE)).toBeUndefined();
