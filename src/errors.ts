@@ -15,7 +15,7 @@ export const ERROR_TABLE = {
   OPTOUT_ERR_NO_EMAIL_COLUMN: { exit: 2, http: 400, description: 'no header looks like an email column; lists the headers' },
   OPTOUT_ERR_AMBIGUOUS_EMAIL_COLUMN: { exit: 2, http: 400, description: 'several headers look like an email column; lists them' },
   OPTOUT_ERR_COLUMN_NOT_FOUND: { exit: 2, http: 400, description: '`--column` names no header' },
-  OPTOUT_ERR_OUTPUT: { exit: 2, http: 500, description: 'a scrub\'s `--out` or `--removed` file cannot be written (no such folder, no space)' },
+  OPTOUT_ERR_OUTPUT: { exit: 2, http: 500, description: 'a scrub\'s `--out` or `--removed` file, or a folder for temporary files, cannot be written (no such folder, no space)' },
   OPTOUT_ERR_NOT_CONFIRMED: { exit: 3, http: 409, description: 'the confirmation count did not match, or none was given' },
   OPTOUT_ERR_STORE_LOCKED: { exit: 2, http: 503, description: 'another process holds the store' },
   OPTOUT_ERR_STORE_SERVED: { exit: 2, http: 503, description: 'a running `optout serve` holds the store: use its HTTP API (the message gives its URL)' },
@@ -45,10 +45,15 @@ export const ERROR_TABLE = {
   OPTOUT_ERR_NOT_READY: { exit: 1, http: 503, description: 'HTTP: the store or its key filter is not ready yet' },
   OPTOUT_ERR_INVALID_JSON: { exit: 1, http: 400, description: 'HTTP: the body is not valid JSON' },
   OPTOUT_ERR_UNSUPPORTED_MEDIA_TYPE: { exit: 1, http: 415, description: 'HTTP: the body is not of a type the route accepts' },
-  OPTOUT_ERR_NOT_FOUND: { exit: 1, http: 404, description: 'HTTP: no such route' },
+  OPTOUT_ERR_NOT_FOUND: { exit: 1, http: 404, description: 'HTTP: no such route; also no inbound endpoint with that id (HTTP or `optout inbound remove`)' },
   OPTOUT_ERR_METHOD_NOT_ALLOWED: { exit: 1, http: 405, description: 'HTTP: the route exists but not with this method; `Allow` lists its methods' },
   OPTOUT_ERR_HEADERS_TOO_LARGE: { exit: 1, http: 431, description: 'HTTP: the request\'s headers are larger than the server accepts (16 KiB)' },
+  OPTOUT_ERR_INBOUND_UNAUTHENTICATED: { exit: 1, http: 401, description: 'HTTP: an ESP webhook delivery is unsigned, its signature, basic auth or certificate does not verify, or its timestamp is stale' },
+  OPTOUT_ERR_INBOUND_PAYLOAD: { exit: 1, http: 400, description: 'HTTP: an ESP webhook body is not what the provider sends (not JSON, a missing event id or field); names the event' },
   OPTOUT_ERR_BAD_REQUEST: { exit: 1, http: 400, description: 'HTTP: a malformed request' },
+  OPTOUT_ERR_LINK_INVALID: { exit: 2, http: 404, description: 'an unsubscribe link\'s token is unknown, changed, or made with a retired key: the same answer for each' },
+  OPTOUT_ERR_LINK_UNDO: { exit: 2, http: 409, description: 'an unsubscribe can no longer be undone: its window has passed, or the suppression changed since' },
+  OPTOUT_ERR_LINKS_NOT_CONFIGURED: { exit: 2, http: 503, description: 'unsubscribe links have no base URL yet: `optout links config --base-url <url>`, or pass one' },
 } as const satisfies Record<string, ErrorSpec>;
 
 /** A code's row in {@link ERROR_TABLE}. */

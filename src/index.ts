@@ -29,6 +29,11 @@ export { exportRows, exportText, EXPORT_COLUMNS, type ExportFormat, type ExportO
 export { rollbackJob, type RollbackResult } from './manage/rollback.js';
 export { readAudit, type AuditQuery } from './manage/audit-log.js';
 export { createKey, listKeys, revokeKey, type KeyRecord, type KeyScope } from './auth/api-keys.js';
+export { unsubscribeUrl, unsubscribeLink, resolveLink, unsubscribeByLink, undoTicket, undoByLink, type UnsubscribeLink, type UnsubscribeLinkOptions, type LinkTarget } from './links/links.js';
+export { rotateLinkKey, listLinkKeys, setLinkBaseUrl, getLinkSettings, DEFAULT_RETIRE_AFTER_DAYS, type LinkKeyInfo, type RotateOptions } from './links/keys.js';
 export { addSync, listSyncs, getSync, removeSync, type SyncRecord, type AddSyncOptions } from './sync/syncs.js';
+export { addEndpoint, listEndpoints, removeEndpoint, endpointUrl, type AddEndpointOptions, type AddedEndpoint, type EndpointSummary } from './inbound/endpoints.js';
+export { receiveInbound, type InboundResult, type ReceiveOptions } from './inbound/receive.js';
+export type { InboundRequest, ProviderName } from './inbound/provider.js';
 
 export { OptoutError, isOptoutError, ERROR_CODES, ERROR_TABLE, type OptoutErrorCode, type ErrorLocation, type ErrorSpec } from './errors.js';

@@ -21,6 +21,8 @@ export type Confirmation =
 
 export type ImportEvent =
   | { type: 'resumed'; jobId: string; line: number; row: number }
+  /** A new job for a file that a completed job imported, unchanged and with the same options. */
+  | { type: 'repeated'; jobId: string; finishedAt: string | null }
   | { type: 'spooling' }
   /** Another process's import into the same database holds the import lease: this one waits for it. */
   | { type: 'waiting' }

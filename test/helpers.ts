@@ -167,6 +167,26 @@ export async function dumpStore(dbDir: string): Promise<Array<[string, string]>>
   }
 }
 
+/**
+ * What a store dump holds that must not depend on how its imports ran (killed and resumed, or
+ * not): everything but job records, audit records, the filter log (one record per batch, each
+ * with a random token) and the job and batch counters.
+ */
+export function durableEntries(dump: Array<[string, string]>): Array<[string, string]> {
+  return dump.filter(([k]) => !k.startsWith('j') && !k.startsWith('a') && !k.startsWith('f') && k !== 'mgeneration' && k !== 'mjobseq');
+}
+
+/** mulberry32: numbers in [0, 1) that are random but the same for a seed on every run (kill schedules). */
+export function seededRandom(seed: number): () => number {
+  let s = seed | 0;
+  return () => {
+    s = (s + 0x6d2b79f5) | 0;
+    let t = Math.imul(s ^ (s >>> 15), 1 | s);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
 /** Writes a list with an `email` header and one address a line; returns its path. */
 export function writeEmails(dir: string, name: string, emails: readonly string[]): string {
   const path = join(dir, name);

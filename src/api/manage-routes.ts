@@ -290,7 +290,7 @@ function registerImportRoutes(app: FastifyInstance, ctx: RouteContext): void {
   });
 
   app.post<{ Params: { id: string } }>('/v1/imports/:id/rollback', { onRequest: ctx.guard('admin'), schema: { params: ID_PARAM, response: answers({ 200: OPEN_OBJECT }) } }, async (request) => {
-    if (ctx.imports().isRunning(request.params.id)) {
+    if (await ctx.imports().isRunning(request.params.id)) {
       throw new ApiError('OPTOUT_ERR_JOB_STATE', `Job ${request.params.id} is running; roll it back once it has ended`);
     }
     return rollbackJob(ctx.current().store, request.params.id, actorOf(request));

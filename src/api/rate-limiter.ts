@@ -5,12 +5,22 @@
  */
 export class RateLimiter {
   readonly #buckets = new Map<string, { tokens: number; at: number }>();
+  readonly #maxIds: number;
+
+  /**
+   * @param maxIds buckets kept at most: ids such as client addresses come without end, and the
+   * oldest bucket is dropped for a new one (its id starts afresh). @default no limit
+   */
+  constructor(maxIds = Infinity) {
+    this.#maxIds = maxIds;
+  }
 
   /** Seconds to wait before retrying, or 0 when the request may go. */
   take(id: string, rate: number, now = performance.now()): number {
     const capacity = Math.max(1, rate);
     let b = this.#buckets.get(id);
     if (b === undefined) {
+      if (this.#buckets.size >= this.#maxIds) this.#buckets.delete(this.#buckets.keys().next().value as string);
       b = { tokens: capacity, at: now };
       this.#buckets.set(id, b);
     }

@@ -28,12 +28,14 @@ import { SyncScheduler, type SchedulerOptions } from '../sync/scheduler.js';
 import { ApiError, toApiError } from './errors.js';
 import { RateLimiter } from './rate-limiter.js';
 import { registerManageRoutes } from './manage-routes.js';
+import { registerInboundRoutes } from '../inbound/routes.js';
 import { limitBodyTime, normalizeBodyTimeouts, streamedBody, type BodyTimeouts } from './body-timeouts.js';
 import { enforceStrictDecoding, frameworkErrors, parseQuery } from './strict-decoding.js';
 import { clientErrorHandler, manageConnections } from './connection.js';
 import { RouteMethods } from './methods.js';
 import { logRequests, loggerOptions, type RequestLogOptions } from './request-log.js';
 import { DECISION_SCHEMA, answers, listOf, textOf } from './schemas.js';
+import { registerLinkRoutes, type LinkRouteOptions } from '../links/routes.js';
 
 export const MAX_BATCH = 10_000;
 
@@ -57,6 +59,8 @@ export interface ServerOptions {
    * @default false
    */
   logger?: boolean | RequestLogOptions;
+  /** Unsubscribe links (`/u/<token>`): the rate per client address, the undo window. @default 20/s, 5 minutes */
+  links?: LinkRouteOptions;
 }
 
 /** A server with its readiness exposed, for embedders and tests. */
@@ -107,7 +111,9 @@ export function createServer(options: ServerOptions): OptoutServer {
     // `units=emea` must be a 400, not a check of something else (a dropped unit would check
     // account-wide only and could answer eligible for an address suppressed in that unit).
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false } },
-    routerOptions: { querystringParser: parseQuery },
+    // Unsubscribe tokens run to a few hundred characters, and an address percent-encoded in a
+    // path to about 800: the default of 100 would answer them as unknown routes.
+    routerOptions: { querystringParser: parseQuery, maxParamLength: 3072 },
     frameworkErrors,
     clientErrorHandler,
   });
@@ -336,6 +342,9 @@ export function createServer(options: ServerOptions): OptoutServer {
         return imports;
       },
     });
+
+    registerLinkRoutes(api, { ...options.links, store: () => current().store });
+    registerInboundRoutes(api, { current, registry, guard });
 
     const status = { type: 'object', required: ['status'], properties: { status: { type: 'string' } } };
     api.get('/healthz', { schema: { summary: 'The process runs', response: answers({ 200: status }) } }, async () => ({ status: 'ok' }));

@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { exitCodeFor, isOptoutError } from '../errors.js';
 import { printable } from '../report/printable.js';
 import { assertArgumentsDecoded } from './args.js';
+import { removeStaleOsScratch } from '../files/scratch.js';
 import { registerImport } from './commands/import.js';
 import { registerCheck } from './commands/check.js';
 import { registerNormalize } from './commands/normalize.js';
@@ -15,7 +16,8 @@ import { registerAudit } from './commands/audit.js';
 import { registerJobs } from './commands/jobs.js';
 import { registerSync } from './commands/sync.js';
 import { registerScrub } from './commands/scrub.js';
-import { registerMigrate } from './commands/migrate.js';
+import { registerLinks } from './commands/links.js';
+import { registerInbound } from './commands/inbound.js';
 
 /** Builds the command tree; exported so tests and embedders can run commands in-process. */
 export function buildProgram(): Command {
@@ -36,12 +38,15 @@ export function buildProgram(): Command {
   registerJobs(program);
   registerSync(program);
   registerScrub(program);
-  registerMigrate(program);
+  registerLinks(program);
+  registerInbound(program);
   return program;
 }
 
 export async function main(argv: string[]): Promise<number> {
   const program = buildProgram();
+  // Temporary folders of optout processes that were killed (see files/scratch.ts).
+  removeStaleOsScratch();
   try {
     assertArgumentsDecoded(argv.slice(2));
     await program.parseAsync(argv);

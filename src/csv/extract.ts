@@ -50,6 +50,8 @@
  * Line numbers count physical line breaks (LF, CRLF and lone CR alike, inside quoted fields too),
  * so that they match what an editor shows.
  */
+import { isUtf8 } from 'node:buffer';
+
 export interface ExtractOptions {
   /** The delimiter as a byte (e.g. `0x2c` for `,`). */
   delimiter: number;
@@ -109,7 +111,8 @@ const UNCLOSED_QUOTE = 3;
  *
  * `onRecord(value, line, recordStart, recordEnd, recordNext, fields)`: `value` is the field
  * decoded as UTF-8 (invalid sequences become U+FFFD) with the quoting removed, or `undefined`
- * when the record has fewer fields; `line` is the 0-based physical line offset of the record's
+ * when the record has fewer fields; `undecodable` tells a U+FFFD put there for bytes that were
+ * not UTF-8 from one written as valid UTF-8, which is a character like any other; `line` is the 0-based physical line offset of the record's
  * first line, counted from `start`. The record's bytes are `buf[recordStart, recordEnd)`, its
  * line break (LF, CRLF or CR; none for a last record without one) `buf[recordEnd, recordNext)`:
  * offsets into `buf`, so that a caller can copy whole records as written. `fields` is the
@@ -122,7 +125,8 @@ const UNCLOSED_QUOTE = 3;
  * @default maxRecords Infinity
  */
 export function extractColumn(buf: Uint8Array, start: number, end: number, opts: ExtractOptions,
-  onRecord: (value: string | undefined, line: number, recordStart: number, recordEnd: number, recordNext: number, fields: number) => void,
+  onRecord: (value: string | undefined, line: number, recordStart: number, recordEnd: number, recordNext: number, fields: number,
+    undecodable: boolean) => void,
   maxRecords = Infinity): ExtractResult {
   const b = (Buffer.isBuffer(buf) ? buf : Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength)) as FastBuffer;
   const d = opts.delimiter;
@@ -285,11 +289,14 @@ export function extractColumn(buf: Uint8Array, start: number, end: number, opts:
       continue;
     }
     let value: string | undefined;
+    let undecodable = false;
     if (vs >= 0) {
       value = vs === ve ? '' : vascii ? latin1(b, vs, ve) : utf8(b, vs, ve);
+      // Only a cell that holds U+FFFD can hide bytes that did not decode: the bytes tell which.
+      if (!vascii && value.includes('\uFFFD')) undecodable = !isUtf8(b.subarray(vs, ve));
       if (vesc) value = value.replaceAll('""', '"');
     }
-    onRecord(value, lines, s, recEnd, next, field + 1);
+    onRecord(value, lines, s, recEnd, next, field + 1, undecodable);
     records++;
     lines += inner + (next > recEnd ? 1 : 0);
     pos = next;

@@ -103,6 +103,8 @@ const DEFAULT_MAX_PENDING = 10 * 1024 ** 3;
 /** setTimeout's longest delay; a later deadline is reached in several steps. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 const RESUMABLE: ReadonlySet<JobState> = new Set(['analyzing', 'awaiting_confirmation', 'importing', 'interrupted']);
+/** States a job's run has no way out of: what is left of it is cleaning up. */
+const ENDED: ReadonlySet<JobState> = new Set(['completed', 'failed']);
 
 /** Checks every option of {@link ImportJobs} and fills in the defaults. */
 export function normalizeImportJobsOptions(o: ImportJobsOptions = {}): NormalizedImportJobsOptions {
@@ -345,11 +347,22 @@ export class ImportJobs {
 
   async get(id: string): Promise<ImportJobView | undefined> {
     const job = /^\d{1,12}$/.test(id) ? await this.#store.getJob(id) : undefined;
-    return job?.kind === 'import' ? this.#view(job) : undefined;
+    return job?.kind === 'import' ? this.#view(await this.#letGo(job)) : undefined;
   }
 
   async list(): Promise<ImportJobView[]> {
-    return (await this.#store.listImports()).map((j) => this.#view(j));
+    return Promise.all((await this.#store.listImports()).map(async (j) => this.#view(await this.#letGo(j))));
+  }
+
+  /**
+   * A job's record says it ended a moment before this process has let go of it (its upload
+   * deleted, its pending bytes released): a job is shown ended only after that, so that a
+   * client that sees the end can act on it at once (roll it back, upload the next list).
+   */
+  async #letGo(job: JobRecord): Promise<JobRecord> {
+    const running = this.#running.get(job.id);
+    if (running !== undefined && ENDED.has(job.state)) await running.done;
+    return job;
   }
 
   /** Confirms a job waiting with the count it must name; a wrong count leaves it waiting. */
@@ -383,9 +396,18 @@ export class ImportJobs {
     return (await this.get(id)) as ImportJobView;
   }
 
-  /** Whether a job is being run by this process (a rollback must wait for it). */
-  isRunning(id: string): boolean {
-    return this.#running.has(id);
+  /**
+   * Whether a job is being run by this process (a rollback must wait for it). A job whose record
+   * already shows it ended has only its upload left to delete: that is waited for, so that a
+   * client that saw the job end can roll it back at once.
+   */
+  async isRunning(id: string): Promise<boolean> {
+    const running = this.#running.get(id);
+    if (running === undefined) return false;
+    const job = await this.#store.getJob(id);
+    if (job?.kind !== 'import' || !ENDED.has(job.state)) return true;
+    await running.done;
+    return false;
   }
 
   /** Stops every running job at a safe point; each is taken up again by the next `resumeAll`. */

@@ -20,6 +20,8 @@ export interface AddOptions {
   source?: string | undefined;
   /** Who asks: an API key id or `cli`. @default 'library' */
   actor?: string | undefined;
+  /** More to keep in the audit record (a link's campaign, say). @default none */
+  details?: Record<string, unknown> | undefined;
 }
 
 export interface RemoveOptions {
@@ -28,6 +30,14 @@ export interface RemoveOptions {
   /** Why the address may be emailed again (a resubscription, a mistake): required, audited. */
   why: string;
   actor?: string | undefined;
+  /** More to keep in the audit record. @default none */
+  details?: Record<string, unknown> | undefined;
+  /**
+   * Remove only the suppression this job stored, and only while no other job holds it (an undo
+   * must not end what an import or another add also asked for); otherwise nothing changes and
+   * OPTOUT_ERR_LINK_UNDO. @default any suppression of the address in the scope
+   */
+  onlyJob?: string | undefined;
 }
 
 /** One scope's suppression of an address. */
@@ -87,7 +97,7 @@ export async function addSuppression(store: Ledger, o: AddOptions): Promise<AddR
   const source = o.source ?? actor;
   const { added, job } = await store.addSuppression({ ...hashed, scope, reason, source, actor }, (outcome) => store.audit({
     actor, action: 'add', key: hashed.key, job: outcome.job, unit: unitOf(scope),
-    details: { reason, source, alreadySuppressed: !outcome.added },
+    details: { ...o.details, reason, source, alreadySuppressed: !outcome.added },
   }));
   return { address: hashed.address, key: hashed.key, scope, added, job };
 }
@@ -115,10 +125,16 @@ export async function removeSuppression(store: Ledger, o: RemoveOptions): Promis
     throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `Expected \`why\` to be a text of 1 to ${MAX_WHY} characters, got ${describeValue(o.why)}`);
   }
   const actor = o.actor ?? 'library';
-  const { entry, meta } = await store.removeSuppression(scope, hashed, ({ entry: e, meta: m, heldBy }) => store.audit({
-    actor, action: 'remove', key: hashed.key, job: e.jobId, unit: unitOf(scope),
-    details: { why: o.why, reason: m.reason, source: m.source, addedAt: m.addedAt, heldBy },
-  }));
+  const { entry, meta } = await store.removeSuppression(scope, hashed, ({ entry: e, meta: m, heldBy }) => {
+    // Thrown before the ledger writes anything: the removal does not happen.
+    if (o.onlyJob !== undefined && (e.jobId !== o.onlyJob || heldBy.length > 0)) {
+      throw new OptoutError('OPTOUT_ERR_LINK_UNDO', `The suppression of ${hashed.key} changed since job ${o.onlyJob}: it stays`);
+    }
+    return store.audit({
+      actor, action: 'remove', key: hashed.key, job: e.jobId, unit: unitOf(scope),
+      details: { ...o.details, why: o.why, reason: m.reason, source: m.source, addedAt: m.addedAt, heldBy },
+    });
+  });
   const removed: Suppression = {
     address: entry.address ?? hashed.key, key: hashed.key, scope, reason: meta.reason, source: meta.source, job: entry.jobId, addedAt: meta.addedAt,
   };

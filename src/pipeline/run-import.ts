@@ -1,7 +1,4 @@
-import { randomBytes } from 'node:crypto';
-import { createWriteStream, existsSync, readdirSync, renameSync, rmSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { createWriteStream, existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { OptoutError, throwIfAborted } from '../errors.js';
@@ -14,7 +11,11 @@ import { splitSource, type Chunk, type HeaderRecord } from '../source/chunks.js'
 import { describeSource, openSource, type OpenedSource, type SourceInfo, type SourceSpec } from '../source/open-source.js';
 import { errorOfJob, jobErrorOf, type JobError, type JobFingerprint, type JobRecord } from '../store/jobs.js';
 import { moveJob } from '../store/job-states.js';
+import { LevelStore } from '../store/level/level-store.js';
+import { MemoryStore } from '../store/memory/memory-store.js';
 import { openLedger } from '../store/open.js';
+import { isPgUrl } from '../store/pg/url.js';
+import { ScratchDir } from '../files/scratch.js';
 import { ACCOUNT_WIDE, checkViewOf, type ChunkKeyCodec, type Ledger } from '../store/store.js';
 import type { KeyFilter } from '../filter/bloom.js';
 import { countPass, writeMergePass, type MergeOptions } from './merge-pass.js';
@@ -55,6 +56,7 @@ async function openScan(spec: SourceSpec, o: NormalizedImportOptions, pool: Chun
     column: columnIndex,
     maxRecordBytes: o.maxRecordBytes,
     bucketBits,
+    substitutes: source.substitutes(),
   }, start);
   return { source, header, columnIndex, scan: abortable(scan, o.signal) };
 }
@@ -87,13 +89,26 @@ async function findResumable(store: Ledger, fp: JobFingerprint, o: NormalizedImp
   let match: JobRecord | undefined;
   for (const job of await store.listImports()) {
     if (job.state !== 'importing' && job.state !== 'interrupted') continue;
-    const same = fp.path !== null && JSON.stringify(job.fingerprint) === JSON.stringify(fp) &&
-      job.scope === o.scope && job.reason === o.reason && job.source === label &&
-      (store.supports.exclusive || existsSync(job.checkpoint.spool.dir));
-    if (same && match === undefined) match = job;
+    // On a store that other machines share, a job whose spool is not on this one is theirs to resume.
+    const here = store.supports.exclusive || existsSync(job.checkpoint.spool.dir);
+    if (sameImport(job, fp, o, label) && here && match === undefined) match = job;
     else if (job.state === 'importing') await store.putJob(moveJob(job, 'interrupted'));
   }
   return match;
+}
+
+/** Whether a job imported the same file, unchanged, with the same options. */
+function sameImport(job: JobRecord, fp: JobFingerprint, o: NormalizedImportOptions, label: string): boolean {
+  return fp.path !== null && JSON.stringify(job.fingerprint) === JSON.stringify(fp) &&
+    job.scope === o.scope && job.reason === o.reason && job.source === label;
+}
+
+/**
+ * The last completed job that imported the same file: a run killed after its completion was
+ * stored is not resumed but done, and running it again is a new import that adds nothing.
+ */
+async function completedBefore(store: Ledger, fp: JobFingerprint, o: NormalizedImportOptions, label: string): Promise<JobRecord | undefined> {
+  return (await store.listImports()).filter((j) => j.state === 'completed' && sameImport(j, fp, o, label)).at(-1);
 }
 
 /** A job reserved by the caller (`jobId`) resumes when it was cut off while importing. */
@@ -105,11 +120,14 @@ async function reservedJobToResume(store: Ledger, jobId: string): Promise<JobRec
 }
 
 /** Copies stdin to a temporary file so that it can be read twice (analysis, then import). */
-async function spoolStdin(spec: SourceSpec & { kind: 'stdin' }): Promise<{ path: string; dir: string }> {
-  const dir = await mkdtemp(join(tmpdir(), 'optout-stdin-'));
-  const path = join(dir, 'stdin');
-  await pipeline(spec.stream, createWriteStream(path));
-  return { path, dir };
+async function spoolStdin(spec: SourceSpec & { kind: 'stdin' }, path: string, signal: AbortSignal | undefined): Promise<void> {
+  try {
+    await pipeline(spec.stream, createWriteStream(path, { mode: 0o600 }), ...(signal ? [{ signal }] : []));
+  } catch (err) {
+    // Stopped while stdin was still open (Ctrl-C): the import stops at once, not at the end of the input.
+    if (signal?.aborted) throw new OptoutError('OPTOUT_ERR_ABORTED', 'The import was interrupted', { cause: signal.reason });
+    throw err;
+  }
 }
 
 function peakRss(): number {
@@ -122,14 +140,16 @@ function estimateKeys(size: number | null): number {
 }
 
 /**
- * Spool folders left by runs that cannot be resumed (a crashed analysis, a finished job). Only
- * for a process that runs one import at a time: it would take the analysis of another.
+ * Spool folders left by runs that cannot be resumed (a crashed analysis, a finished job, a job
+ * that read stdin in a command-line run: nothing can read the same input again). Only for a
+ * process that runs one import at a time: it would take the analysis of another.
  */
 export async function removeOrphanSpools(store: Ledger): Promise<void> {
   const root = join(store.workDir, 'spool');
   if (!existsSync(root)) return;
+  const readsStdin = (j: JobRecord): boolean => j.fingerprint.path === null && (j.origin?.via ?? 'cli') === 'cli';
   const live = new Set((await store.listImports())
-    .filter((j) => j.state === 'importing' || j.state === 'interrupted')
+    .filter((j) => (j.state === 'importing' || j.state === 'interrupted') && !readsStdin(j))
     .map((j) => j.checkpoint.spool.dir));
   for (const name of readdirSync(root)) {
     if (!live.has(join(root, name))) rmSync(join(root, name), { recursive: true, force: true });
@@ -144,19 +164,44 @@ interface ImportRun {
   spec: SourceSpec;
   info: SourceInfo;
   label: string;
-  store: Ledger;
+  /**
+   * None for a dry run on a folder that holds no store: it must create nothing there, and
+   * counts against an empty ledger (nothing is suppressed yet).
+   */
+  store: Ledger | undefined;
+  /** What the analysis counts against and the writing phase writes to: the store, or that empty ledger. */
+  ledger: MergeOptions['store'] & { close(): Promise<void> };
   pool: ChunkPool;
   /** The store's key filter; a ledger without one (PostgreSQL) is asked about every key. */
   filter: KeyFilter | undefined;
-  spoolRoot: string;
   bits: number;
   codec: ChunkKeyCodec;
   /** Every scan opened, to release its file even when it was not read to the end. */
   scans: OpenedScan[];
-  stdinDir: string | undefined;
+  /** This run's temporary files (the copy of stdin, the analysis spool), made on first use. */
+  scratch: ScratchDir | undefined;
   rejects: RejectsFile | undefined;
   /** The analysis spool until a job adopts it. */
   analysisSpool: BucketSpool | undefined;
+}
+
+/** A run that writes: it has a store. */
+type StoreRun = ImportRun & { store: Ledger };
+
+function hasStore(run: ImportRun): run is StoreRun {
+  return run.store !== undefined;
+}
+
+/** The run's folder for temporary files: in the store's own, or in the OS's when there is no store. */
+function scratchOf(run: ImportRun): ScratchDir {
+  // A store that other processes share clears nobody's files: its runs use the OS's, which are
+  // cleared once their process is gone.
+  run.scratch ??= run.store?.supports.exclusive === true ? ScratchDir.inStore(run.store.workDir) : ScratchDir.inOsTemp();
+  return run.scratch;
+}
+
+function spoolRootOf(store: Ledger): string {
+  return join(store.workDir, 'spool');
 }
 
 /** A confirmed analysis: what the job writes without reading the source again. */
@@ -170,33 +215,38 @@ interface Analysis {
 async function startRun(input: ImportOptions): Promise<ImportRun> {
   const o = normalizeImportOptions(input);
   const info = describeSource(o.source);
-  const store = o.store ?? await openLedger(o.db, { purpose: `optout import ${info.name}` });
+  const storeless = o.store === undefined && o.confirm.mode === 'dry-run' && !isPgUrl(o.db) && !LevelStore.exists(o.db);
+  const store = storeless ? undefined : o.store ?? await openLedger(o.db, { purpose: `optout import ${info.name}` });
+  const ledger: Ledger = store ?? new MemoryStore();
   let pool: ChunkPool | undefined;
   try {
     // A store opened by the caller (the server) may have other imports running; it cleans up at
     // start. So may a store that other processes write (the spools of their imports).
-    if (o.store === undefined && store.supports.exclusive) await removeOrphanSpools(store);
+    if (o.store === undefined && store !== undefined && store.supports.exclusive) await removeOrphanSpools(store);
     pool = o.pool ?? createChunkPool(o.threads);
     return {
-      o, started: performance.now(), spec: o.source, info, label: o.sourceLabel ?? info.name, store, pool,
-      filter: await checkViewOf(store)?.filter(), spoolRoot: join(store.workDir, 'spool'), bits: bucketBitsFor(estimateKeys(info.size)),
-      codec: store.chunkKeyCodec(o.scope), scans: [], stdinDir: undefined, rejects: undefined, analysisSpool: undefined,
+      o, started: performance.now(), spec: o.source, info, label: o.sourceLabel ?? info.name, store, ledger, pool,
+      filter: await checkViewOf(ledger)?.filter(), bits: bucketBitsFor(estimateKeys(info.size)),
+      codec: ledger.chunkKeyCodec(o.scope), scans: [], scratch: undefined, rejects: undefined, analysisSpool: undefined,
     };
   } catch (err) {
     if (o.pool === undefined) await pool?.destroy();
-    if (o.store === undefined) await store.close();
+    if (o.store === undefined) await ledger.close();
     throw err;
   }
 }
 
 async function closeRun(run: ImportRun): Promise<void> {
-  for (const scan of run.scans) scan.source.close();
-  run.analysisSpool?.remove();
-  await run.rejects?.close();
-  // A pool the caller passed is the caller's to destroy.
-  if (run.o.pool === undefined) await run.pool.destroy();
-  if (run.o.store === undefined) await run.store.close();
-  if (run.stdinDir) await rm(run.stdinDir, { recursive: true, force: true });
+  try {
+    for (const scan of run.scans) scan.source.close();
+    run.analysisSpool?.remove();
+    await run.rejects?.close();
+    // A pool the caller passed is the caller's to destroy.
+    if (run.o.pool === undefined) await run.pool.destroy();
+    if (run.o.store === undefined) await run.ledger.close();
+  } finally {
+    run.scratch?.remove();
+  }
 }
 
 async function openRunScan(run: ImportRun, bits: number, resume?: { offset: number; lines: number; rows: number }): Promise<OpenedScan> {
@@ -236,7 +286,7 @@ function progress(run: ImportRun, phase: 'reading' | 'counting' | 'writing', don
 function mergeOptions(run: ImportRun, spool: BucketSpool, counts: ImportCounts, startBucket: number,
   phase: 'counting' | 'writing'): MergeOptions {
   return {
-    spool, pool: run.pool, store: run.store, filter: run.filter, codec: run.codec, startBucket, counts,
+    spool, pool: run.pool, store: run.ledger, filter: run.filter, codec: run.codec, startBucket, counts,
     signal: run.o.signal, yieldEvery: run.o.yieldEvery,
     onBucket: (b, c) => progress(run, phase, b + 1, spool.buckets, c.unique + c.duplicates),
   };
@@ -255,13 +305,13 @@ async function analyse(run: ImportRun): Promise<{ done: ImportReport } | { confi
   const o = run.o;
   if (run.spec.kind === 'stdin' && o.confirm.mode !== 'dry-run') {
     o.onEvent({ type: 'spooling' });
-    const spooled = await spoolStdin(run.spec);
-    run.stdinDir = spooled.dir;
-    run.spec = { kind: 'file', path: spooled.path };
+    const path = join(scratchOf(run).path, 'stdin');
+    await spoolStdin(run.spec, path, o.signal);
+    run.spec = { kind: 'file', path };
   }
   o.onEvent({ type: 'phase', phase: 'analyzing' });
   const scan = await openRunScan(run, run.bits);
-  run.analysisSpool = new BucketSpool(join(run.spoolRoot, `analysis-${process.pid}-${Date.now()}-${randomBytes(4).toString('hex')}`), run.bits);
+  run.analysisSpool = new BucketSpool(join(scratchOf(run).path, 'analysis'), run.bits);
   run.rejects = o.rejects === undefined ? undefined : await RejectsFile.open(o.rejects);
   const zero: SpoolState = { offset: 0, lines: 0, rows: 0, valid: 0, invalid: 0, invalidUtf8: 0, rejectsBytes: 0 };
   const { state, error } = await spoolPass(scan.scan, run.analysisSpool, run.rejects, zero,
@@ -287,7 +337,7 @@ async function analyse(run: ImportRun): Promise<{ done: ImportReport } | { confi
  * and options (resumed from its checkpoint), or a new one. The header and column are read
  * before a new job exists, so that a file with no usable email column leaves no job behind.
  */
-async function adoptOrCreateJob(run: ImportRun, analysed: Analysis | undefined): Promise<{
+async function adoptOrCreateJob(run: StoreRun, analysed: Analysis | undefined): Promise<{
   job: JobRecord; resumed: boolean; reading: boolean; scan: OpenedScan;
 }> {
   const { o, store } = run;
@@ -304,11 +354,13 @@ async function adoptOrCreateJob(run: ImportRun, analysed: Analysis | undefined):
     rmSync(job.checkpoint.spool.dir, { recursive: true, force: true });
     job = { ...job, checkpoint: {
       ...job.checkpoint, phase: 'merge', bucket: 0, ...stoppedBy(analysed.error),
-      spool: { ...job.checkpoint.spool, dir: adopt(run.analysisSpool as BucketSpool, run.spoolRoot, job.id) },
+      spool: { ...job.checkpoint.spool, dir: adopt(run.analysisSpool as BucketSpool, spoolRootOf(store), job.id) },
     } };
     run.analysisSpool = undefined;
   }
   if (job === undefined) {
+    const before = o.jobId === undefined ? await completedBefore(store, fingerprint, o, run.label) : undefined;
+    if (before) o.onEvent({ type: 'repeated', jobId: before.id, finishedAt: before.finishedAt });
     const now = new Date().toISOString();
     const st = analysed?.state;
     job = await store.createJob({
@@ -331,7 +383,7 @@ async function adoptOrCreateJob(run: ImportRun, analysed: Analysis | undefined):
     }, (j) => {
       // The spool is in place under the job's name before the job record exists: a job in
       // the writing phase always finds its complete spool.
-      const dir = run.analysisSpool ? adopt(run.analysisSpool, run.spoolRoot, j.id) : join(run.spoolRoot, `job-${j.id}`);
+      const dir = run.analysisSpool ? adopt(run.analysisSpool, spoolRootOf(store), j.id) : join(spoolRootOf(store), `job-${j.id}`);
       run.analysisSpool = undefined;
       return { ...j, checkpoint: { ...j.checkpoint, spool: { ...j.checkpoint.spool, dir } } };
     }, o.jobId);
@@ -352,7 +404,7 @@ async function adoptOrCreateJob(run: ImportRun, analysed: Analysis | undefined):
  * spool, checkpointed every few chunks; it ends in the writing phase's first checkpoint.
  * `onCheckpoint` hears of every durable checkpoint.
  */
-async function readPhase(run: ImportRun, job: JobRecord, scan: OpenedScan, spool: BucketSpool,
+async function readPhase(run: StoreRun, job: JobRecord, scan: OpenedScan, spool: BucketSpool,
   onCheckpoint: (job: JobRecord) => void): Promise<JobRecord> {
   const { o, store } = run;
   let current = job;
@@ -386,7 +438,7 @@ async function readPhase(run: ImportRun, job: JobRecord, scan: OpenedScan, spool
 }
 
 /** The writing phase of a job: its spool's buckets, one atomic chunk each, from its checkpoint on. */
-async function writePhase(run: ImportRun, job: JobRecord, spool: BucketSpool, onDurable: (job: JobRecord) => void): Promise<JobRecord> {
+async function writePhase(run: StoreRun, job: JobRecord, spool: BucketSpool, onDurable: (job: JobRecord) => void): Promise<JobRecord> {
   const cp = job.checkpoint;
   run.filter?.ensureCapacity(run.filter.count + cp.counts.valid - cp.counts.unique);
   return writeMergePass(mergeOptions(run, spool, cp.counts, cp.bucket, 'writing'), job, onDurable);
@@ -397,7 +449,7 @@ async function writePhase(run: ImportRun, job: JobRecord, spool: BucketSpool, on
  * the error, which is thrown. Every row before a broken record is written by now: the job
  * fails with it.
  */
-async function finishJob(run: ImportRun, job: JobRecord, spool: BucketSpool, scan: OpenedScan, resumed: boolean,
+async function finishJob(run: StoreRun, job: JobRecord, spool: BucketSpool, scan: OpenedScan, resumed: boolean,
   failure: unknown): Promise<ImportReport> {
   const { o, store } = run;
   const broke = job.checkpoint.inputError;
@@ -448,6 +500,7 @@ export async function runImport(input: ImportOptions): Promise<ImportReport> {
       if ('done' in outcome) return outcome.done;
       analysed = outcome.confirmed;
     }
+    if (!hasStore(run)) throw new OptoutError('OPTOUT_ERR_INTERNAL', 'Only a dry run goes without a store');
     return await run.store.withImportLease(async () => {
       const { job, resumed, reading, scan } = await adoptOrCreateJob(run, analysed);
       const spool = new BucketSpool(job.checkpoint.spool.dir, job.checkpoint.spool.bits);
@@ -478,6 +531,7 @@ function stoppedBy(error: JobError | undefined): { inputError?: JobError } {
 /** Moves a finished analysis spool under a job's name, so that the job writes from it. */
 function adopt(spool: BucketSpool, root: string, jobId: string): string {
   const dir = join(root, `job-${jobId}`);
+  mkdirSync(root, { recursive: true });
   rmSync(dir, { recursive: true, force: true });
   renameSync(spool.dir, dir);
   return dir;

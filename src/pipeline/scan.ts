@@ -8,6 +8,7 @@ export interface ScanParams {
   column: number;
   maxRecordBytes: number;
   bucketBits: number;
+  substitutes: boolean;
 }
 
 export type { ChunkProgress };

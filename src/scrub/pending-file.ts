@@ -1,6 +1,7 @@
 import { open, readdir, rename, rm, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { OptoutError } from '../errors.js';
+import { isProcessRunning } from '../files/process.js';
 
 /**
  * An output file written under a temporary name beside its target (`<target>.<pid>.partial`, so
@@ -67,17 +68,6 @@ export class PendingFile {
   }
 }
 
-/** Whether a process with this id is running (and so may still be writing its file). */
-function isRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    // EPERM: it runs, as another user.
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /** Removes `<target>.<pid>.partial` files of processes that are gone (killed scrubs). */
 async function removeStalePartials(target: string): Promise<void> {
   const prefix = `${basename(target)}.`;
@@ -90,7 +80,7 @@ async function removeStalePartials(target: string): Promise<void> {
   for (const name of names) {
     if (!name.startsWith(prefix) || !name.endsWith('.partial')) continue;
     const pid = Number(name.slice(prefix.length, -'.partial'.length));
-    if (Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid && !isRunning(pid)) {
+    if (Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid && !isProcessRunning(pid)) {
       await rm(join(dirname(target), name), { force: true });
     }
   }

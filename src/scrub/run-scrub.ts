@@ -55,6 +55,7 @@ export async function runScrub(input: ScrubOptions): Promise<ScrubReport> {
     if (o.pool === undefined) pool = workers;
     const task = {
       delimiter: header.dialect.delimiter.charCodeAt(0), column: columnIndex, maxRecordBytes: o.maxRecordBytes,
+      substitutes: source.substitutes(),
     };
     const scan = scanWith(chunks, workers.threads, (bytes, final) => workers.scrub({ ...task, bytes, final }),
       { line: header.lines + 1, row: 0 });

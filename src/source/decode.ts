@@ -65,9 +65,11 @@ function gunzip(input: AsyncIterable<Buffer>, name: string): AsyncIterable<Buffe
 /**
  * Turns source bytes into UTF-8 without a byte-order mark: gunzips when the gzip magic is
  * present, honours a UTF-16 BOM when no other encoding was asked for, and transcodes
- * single-byte encodings. Everything downstream then only ever sees UTF-8.
+ * single-byte encodings. Everything downstream then only ever sees UTF-8. `onDecided` hears the
+ * encoding actually read (a UTF-16 BOM overrides `utf8`) once the first bytes are in.
  */
-export async function* decodeToUtf8(input: AsyncIterable<Buffer>, encoding: InputEncoding, name: string): AsyncGenerator<Buffer> {
+export async function* decodeToUtf8(input: AsyncIterable<Buffer>, encoding: InputEncoding, name: string,
+  onDecided: (effective: InputEncoding) => void = () => undefined): AsyncGenerator<Buffer> {
   let it = input[Symbol.asyncIterator]();
   let head = await peek(it, 4);
   if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) {
@@ -80,6 +82,7 @@ export async function* decodeToUtf8(input: AsyncIterable<Buffer>, encoding: Inpu
   } else if (head[0] === 0xff && head[1] === 0xfe && encoding === 'utf8') {
     effective = 'utf16le';
   }
+  onDecided(effective);
   if (effective === 'utf8') {
     yield* prepend(head, it);
     return;

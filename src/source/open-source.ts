@@ -21,6 +21,11 @@ export interface OpenedSource {
   info: SourceInfo;
   /** The content as UTF-8 bytes: decompressed, transcoded, without a byte-order mark. */
   bytes: AsyncIterable<Buffer>;
+  /**
+   * Whether the bytes were transcoded by a decoder that replaces what it cannot decode with
+   * U+FFFD (see ChunkTask's `substitutes`); known once the first bytes have been read.
+   */
+  substitutes(): boolean;
   /** Source bytes read so far (before decompression), for progress against `info.size`. */
   bytesRead(): number;
   /** Releases the file, read to the end or not (stdin is left to its owner). */
@@ -48,6 +53,7 @@ export function openSource(spec: SourceSpec, encoding: InputEncoding): OpenedSou
   const info = describeSource(spec);
   const raw: Readable = spec.kind === 'stdin' ? spec.stream : createReadStream(info.path as string, { highWaterMark: READ_CHUNK });
   let read = 0;
+  let decoded: InputEncoding = encoding;
   async function* counted(): AsyncGenerator<Buffer> {
     try {
       for await (const chunk of raw as AsyncIterable<Buffer>) {
@@ -60,7 +66,11 @@ export function openSource(spec: SourceSpec, encoding: InputEncoding): OpenedSou
   }
   return {
     info,
-    bytes: decodeToUtf8(counted(), encoding, info.name),
+    bytes: decodeToUtf8(counted(), encoding, info.name, (effective) => {
+      decoded = effective;
+    }),
+    // windows-1252 maps every byte: only the UTF-16 decoder ever substitutes.
+    substitutes: () => decoded === 'utf16le',
     bytesRead: () => read,
     close: () => {
       if (spec.kind === 'file') raw.destroy();

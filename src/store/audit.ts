@@ -6,7 +6,8 @@
 
 export type AuditAction =
   | 'import' | 'add' | 'remove' | 'rollback' | 'legal_basis'
-  | 'key.create' | 'key.revoke' | 'sync.add' | 'sync.remove';
+  | 'key.create' | 'key.revoke' | 'sync.add' | 'sync.remove' | 'link-key.create' | 'link-key.retire' | 'settings.set'
+  | 'inbound.add' | 'inbound.remove';
 
 export interface AuditRecord {
   /** Orders like the time: `<ms, 15 digits><sequence, 6 digits>`. */

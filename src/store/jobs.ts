@@ -125,6 +125,15 @@ export interface AddRecord {
 
 export type AnyJob = JobRecord | AddRecord;
 
+/** The record of a single add made now, under job id `id`. */
+export function addRecordOf(id: string, s: Pick<AddRecord, 'scope' | 'reason' | 'source' | 'actor' | 'key'>): AddRecord {
+  const now = new Date().toISOString();
+  return {
+    id, kind: 'add', state: 'completed', scope: s.scope, reason: s.reason, source: s.source, actor: s.actor, key: s.key,
+    createdAt: now, updatedAt: now, finishedAt: now,
+  };
+}
+
 /** What a job listing shows: the record without its checkpoint's internals. */
 export function jobSummary(j: AnyJob): Record<string, unknown> {
   const common = { id: j.id, kind: j.kind, state: j.state, scope: j.scope, reason: j.reason, source: j.source, createdAt: j.createdAt, finishedAt: j.finishedAt };

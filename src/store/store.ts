@@ -95,7 +95,7 @@ export interface StoredApiKey {
 }
 
 /** The kinds of {@link Ledger.putRecord} records. */
-export const RECORD_KINDS = ['link-key', 'inbound'] as const;
+export const RECORD_KINDS = ['link-key', 'inbound', 'settings'] as const;
 export type RecordKind = (typeof RECORD_KINDS)[number];
 /** Record ids: short, printable, no separator a backend's keys use. */
 export const RECORD_ID_PATTERN = /^[A-Za-z0-9._-]{1,128}$/;
@@ -215,6 +215,59 @@ export interface AddOutcome {
   job: string;
 }
 
+/** Event ids: what a provider names an event by, after the caller's own prefix. */
+export const MAX_EVENT_ID = 1024;
+
+/**
+ * An event delivered from outside (an ESP's bounce or complaint), remembered by its id so that
+ * a retried delivery writes nothing a second time.
+ */
+export interface DeliveredEvent {
+  /** Unique in the ledger: the caller puts its own prefix (an endpoint id) before the provider's id. */
+  id: string;
+  /** The suppressions it brings, each written as a single add (a job of its own); none is fine. */
+  adds: readonly NewSuppression[];
+}
+
+/** What {@link Ledger.addEvents} did with one event. */
+export interface EventOutcome {
+  id: string;
+  /** The ledger had seen the id before (or earlier in the same batch): nothing was written for it. */
+  duplicate: boolean;
+  /** One per add, in order; empty for a duplicate. */
+  adds: AddOutcome[];
+}
+
+/** @throws OptoutError OPTOUT_ERR_INVALID_OPTION for an event id a ledger cannot keep. */
+export function assertEventId(id: string): void {
+  if (typeof id !== 'string' || id.length === 0 || id.length > MAX_EVENT_ID || id.includes('\u0000')) {
+    throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `Expected an event id of 1 to ${MAX_EVENT_ID} characters without NUL, got ${describeValue(id)}`);
+  }
+}
+
+/** Single adds grouped by the event that brought them; `id` is undefined for a plain add. */
+export interface AddGroup {
+  id: string | undefined;
+  adds: readonly NewSuppression[];
+}
+export type AddGroupAudit = (add: NewSuppression, outcome: AddOutcome, eventId: string | undefined) => AuditRecord;
+/** How a backend writes groups of adds in one atomic write (see {@link Ledger.addEvents}). */
+export type AddGroupWriter = (groups: readonly AddGroup[], audit: AddGroupAudit) => Promise<EventOutcome[]>;
+
+/** {@link Ledger.addSuppression} as a group of one, without an event. */
+export async function addOneWith(write: AddGroupWriter, s: NewSuppression, audit: (outcome: AddOutcome) => AuditRecord): Promise<AddOutcome> {
+  const [written] = await write([{ id: undefined, adds: [s] }], (_add, outcome) => audit(outcome));
+  return written?.adds[0] as AddOutcome;
+}
+
+/** {@link Ledger.addEvents} through a backend's writer, ids checked first. */
+export async function addEventsWith(write: AddGroupWriter, events: readonly DeliveredEvent[],
+  audit: (add: NewSuppression, outcome: AddOutcome, eventId: string) => AuditRecord): Promise<EventOutcome[]> {
+  for (const e of events) assertEventId(e.id);
+  if (events.length === 0) return [];
+  return write(events, (add, outcome, id) => audit(add, outcome, id as string));
+}
+
 /** What a removal found and removed: the entry, its job's metadata and the jobs that held it too. */
 export interface RemovedEntry {
   entry: StoredEntry;
@@ -296,6 +349,13 @@ export interface Ledger {
 
   /** Suppresses one key in one scope, with its job record and audit record; holds it when present. */
   addSuppression(s: NewSuppression, audit: (outcome: AddOutcome) => AuditRecord): Promise<AddOutcome>;
+  /**
+   * Writes a batch of delivered events as ONE atomic write: for every event whose id the ledger
+   * has not seen, its suppressions (each as `addSuppression` writes it: a job, an entry or a
+   * hold), the audit record of each add and the event's id. An event seen before writes
+   * nothing, and a batch of nothing but such events writes nothing at all.
+   */
+  addEvents(events: readonly DeliveredEvent[], audit: (add: NewSuppression, outcome: AddOutcome, eventId: string) => AuditRecord): Promise<EventOutcome[]>;
   /**
    * Ends a key's suppression in one scope: the entry and every hold on it, with the audit
    * record built from what was removed. OPTOUT_ERR_NOT_SUPPRESSED when there is none.

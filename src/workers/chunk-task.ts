@@ -20,6 +20,12 @@ export interface ChunkTask {
   bucketBits: number;
   /** The last chunk of the source: an unfinished record here is an error, not a carry-over. */
   final: boolean;
+  /**
+   * The bytes were transcoded to UTF-8 by a decoder that puts U+FFFD in place of input it cannot
+   * decode (a UTF-16 source): a U+FFFD in them may stand for such input. False for UTF-8 read
+   * as it is, whose bytes themselves tell a bad sequence from a U+FFFD written as one.
+   */
+  substitutes: boolean;
 }
 
 /** A rejected row, positioned relative to the chunk; the main thread adds the chunk's base. */

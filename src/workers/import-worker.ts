@@ -33,8 +33,8 @@ export default function processChunk(task: ChunkTask): ChunkResult {
     column: task.column,
     maxRecordBytes: task.maxRecordBytes,
     final: task.final,
-  }, (value, line) => {
-    const n = readCell(value);
+  }, (value, line, _start, _end, _next, _fields, undecodable) => {
+    const n = readCell(value, undecodable, task.substitutes);
     if (n.valid) {
       hashKey(n.key, h, 0);
       const b = bucketOf(h[0] as number, task.bucketBits);

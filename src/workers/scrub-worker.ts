@@ -35,7 +35,7 @@ export function scrubChunk(task: ScrubTask): ScrubResult {
   let invalidUtf8 = 0;
 
   // The task carries the extractor's options.
-  const result = extractColumn(bytes, 0, bytes.length, task, (value, _line, start, end, next, count) => {
+  const result = extractColumn(bytes, 0, bytes.length, task, (value, _line, start, end, next, count, undecodable) => {
     if (n === cap) {
       cap *= 2;
       spans = grown(spans, cap * 3);
@@ -47,7 +47,7 @@ export function scrubChunk(task: ScrubTask): ScrubResult {
     spans[n * 3 + 1] = end;
     spans[n * 3 + 2] = next;
     fields[n] = count;
-    const cell = readCell(value);
+    const cell = readCell(value, undecodable, task.substitutes);
     if (cell.valid) {
       keys.push(cell.key);
       keysLength += cell.key.length;

@@ -217,3 +217,38 @@ describe('API keys over HTTP', () => {
     expect(audit.map((r) => r.action)).toEqual(['key.create', 'key.revoke']);
   });
 });
+
+/** Polls as fast as the event loop turns (bounded), so that no moment after the end is skipped. */
+async function untilEnded(id: string): Promise<string> {
+  for (let i = 0; i < 20_000; i++) {
+    const state = (await call('GET', `/v1/imports/${id}`, keys.admin)).json['state'] as string;
+    if (state === 'completed' || state === 'failed') return state;
+    await new Promise((r) => setImmediate(r));
+  }
+  throw new Error(`job ${id} did not end`);
+}
+
+describe('rollback right after a job is shown ended', () => {
+  it('succeeds every time, for completed and failed jobs', async () => {
+    for (let i = 0; i < 12; i++) {
+      // Every third list breaks after its first row: a failed job holds that row, and is rolled back the same.
+      const csv = i % 3 === 2 ? `email\nfirst${i}@ended.test\n"unclosed${i}@ended.test\n` : `email\na${i}@ended.test\nb${i}@ended.test\n`;
+      const posted = await call('POST', '/v1/imports?yes=true', keys.admin, csv, { 'content-type': 'text/csv' });
+      expect(posted.status).toBe(202);
+      const id = posted.json['id'] as string;
+      expect(await untilEnded(id)).toBe(i % 3 === 2 ? 'failed' : 'completed');
+      const rb = await call('POST', `/v1/imports/${id}/rollback`, keys.admin);
+      expect(rb.status, `import ${i}: ${rb.text}`).toBe(200);
+      expect(rb.json).toMatchObject({ removed: i % 3 === 2 ? 1 : 2 });
+    }
+  });
+
+  it('still refuses a job that is running', async () => {
+    const rows = Array.from({ length: 20_000 }, (_, j) => `r${j}@busy.test`).join('\n');
+    const posted = await call('POST', '/v1/imports', keys.admin, `email\n${rows}\n`, { 'content-type': 'text/csv' });
+    const id = posted.json['id'] as string;
+    const rb = await call('POST', `/v1/imports/${id}/rollback`, keys.admin);
+    expect(rb.status).toBe(409);
+    expect(rb.code).toBe('OPTOUT_ERR_JOB_STATE');
+  });
+});

@@ -11,6 +11,16 @@ describe('RateLimiter', () => {
     expect(l.take('k', 10, 100)).toBe(0);
   });
 
+  it('keeps at most maxIds buckets: the oldest goes for a new id, and starts afresh', () => {
+    const l = new RateLimiter(2);
+    expect(l.take('a', 1, 0)).toBe(0);
+    expect(l.take('a', 1, 0)).toBeGreaterThan(0);
+    expect(l.take('b', 1, 0)).toBe(0);
+    expect(l.take('c', 1, 0)).toBe(0);
+    expect(l.take('b', 1, 0)).toBeGreaterThan(0);
+    expect(l.take('a', 1, 0)).toBe(0);
+  });
+
   it('never locks out a key whose rate is below one request a second', () => {
     const l = new RateLimiter();
     expect(l.take('slow', 0.2, 0)).toBe(0);

@@ -166,15 +166,13 @@ describe.concurrent('import: confirmation', () => {
     expect(await check(db, 'dry0@example.com')).toBe(0);
   });
 
-  it('--dry-run on a fresh folder leaves an empty store without jobs', async () => {
+  it('--dry-run on a folder that does not exist creates nothing, not even the folder', async () => {
     const db = await freshDb();
     const { res, report } = await importJson(db, SAMPLE, '--dry-run');
     expect(res.code, res.stderr).toBe(0);
     expect(counts(report)).toEqual(SAMPLE_COUNTS);
     expect(report.dryRun).toBe(true);
-    const s = await stats(db);
-    expect(s.entries).toBe(0);
-    expect(s.jobs).toEqual([]);
+    expect(existsSync(db)).toBe(false);
   });
 
   it('without --yes, --confirm or --dry-run and no terminal: exit 3, the report on stdout, nothing written', async () => {
@@ -457,7 +455,7 @@ describe.concurrent('import: a broken record after 1,000 valid rows', () => {
     expect(parseJson<Report>(res)).toMatchObject({
       rows: 1000, unique: 1000, dryRun: true, confirmed: false, error: { code: 'OPTOUT_ERR_RECORD_TOO_LARGE', line },
     });
-    expect(await stats(db)).toMatchObject({ entries: 0, jobs: [] });
+    expect(existsSync(db)).toBe(false);
   });
 
   it('no confirmation and no terminal: exit 3, the summary names the broken record', async () => {

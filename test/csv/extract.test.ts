@@ -208,6 +208,14 @@ describe('extractColumn: bytes and offsets', () => {
     expect(run(Buffer.from([0x6a, 0xe9, 0x40, 0x78, 0x0a])).rows).toEqual([['j\uFFFD@x', 0]]);
   });
 
+  it('tells a U+FFFD written as valid UTF-8 from one put in place of bytes that are not UTF-8', () => {
+    const flags: boolean[] = [];
+    const buf = Buffer.concat([Buffer.from('a\uFFFD,"b\uFFFD"\n"x\uFFFD""\uFFFD",y\n'), Buffer.from([0x6a, 0xe9, 0x2c, 0x78, 0x0a]),
+      Buffer.from('"'), Buffer.from([0xff]), Buffer.from('\uFFFD"\nplain\n')]);
+    extractColumn(buf, 0, buf.length, defaults, (...args) => flags.push(args[6]));
+    expect(flags).toEqual([false, false, true, true, false]);
+  });
+
   it('reports offsets from start and stops at end', () => {
     const buf = Buffer.from('head\na\nb\nc\ntail');
     const { rows, result } = run(buf, {}, 5, 11);

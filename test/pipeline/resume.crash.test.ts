@@ -8,7 +8,7 @@ import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeList } from '../../bench/generate.js';
-import { dumpStore, parseJson, removeTempDirs, runCli, startCli, tempDir, type CliResult } from '../helpers.js';
+import { dumpStore, durableEntries, parseJson, removeTempDirs, runCli, seededRandom, startCli, tempDir, type CliResult } from '../helpers.js';
 import type { ImportReport } from '../../src/report/summary.js';
 import type { StoreStats } from '../../src/cli/commands/stats.js';
 import { parseEntryKey } from '../../src/store/level/keys.js';
@@ -24,17 +24,6 @@ type Stats = StoreStats;
 
 const COUNT_FIELDS = ['rows', 'valid', 'invalid', 'unique', 'duplicates', 'added', 'alreadySuppressed'] as const;
 const counts = (r: Report | StatsJob): Record<string, number> => Object.fromEntries(COUNT_FIELDS.map((k) => [k, r[k]]));
-
-/** mulberry32: the kill schedule is random but the same on every run. */
-function rng(seed: number): () => number {
-  let s = seed | 0;
-  return () => {
-    s = (s + 0x6d2b79f5) | 0;
-    let t = Math.imul(s ^ (s >>> 15), 1 | s);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -113,14 +102,6 @@ function isPartial(job: StatsJob): boolean {
   return (job.rows > 0 && job.rows < ROWS) || (job.unique > 0 && job.unique < reportA.unique);
 }
 
-/**
- * Store content that must not depend on crashes: everything but job records, the job/batch
- * counters and the filter log (one record per batch, each with a random token).
- */
-function durable(dump: Array<[string, string]>): Array<[string, string]> {
-  return dump.filter(([k]) => !k.startsWith('j') && !k.startsWith('a') && !k.startsWith('f') && k !== 'mgeneration' && k !== 'mjobseq');
-}
-
 /** The audit records of a dump without their times: a resumed import is audited once, when it ends. */
 function auditActions(dump: Array<[string, string]>): Array<{ action: string; details: unknown }> {
   return dump.filter(([k]) => k.startsWith('a')).map(([, v]) => {
@@ -164,8 +145,8 @@ async function expectResumedLikeClean(args: string[], db: string, rejects: strin
   expect(counts(report)).toEqual(counts(reportA));
 
   const dump = await dumpStore(db);
-  expect(durable(dump).length).toBe(durable(dumpA).length);
-  expect(durable(dump)).toEqual(durable(dumpA));
+  expect(durableEntries(dump).length).toBe(durableEntries(dumpA).length);
+  expect(durableEntries(dump)).toEqual(durableEntries(dumpA));
   expect(dump.some(([k]) => k.startsWith('e'))).toBe(true);
   expect(auditActions(dump)).toEqual(auditActions(dumpA));
   expect(auditActions(dump)).toHaveLength(1);
@@ -184,7 +165,7 @@ describe('an interrupted import run again', () => {
     const dbB = join(dir, 'B');
     const rejectsB = join(dir, 'rejects-B.csv');
     const args = ['--db', dbB, 'import', list, '--yes', '--json', '--rejects', rejectsB];
-    const random = rng(SEED);
+    const random = seededRandom(SEED);
     const importMs = Math.max(500, reportA.durationMs);
     const killed: CliResult[] = [];
     // Rows read plus keys written: grows with every durable checkpoint of either phase.
@@ -217,7 +198,7 @@ describe('an interrupted import run again', () => {
     expect(s.jobs).toHaveLength(1);
     expect(s.entries).toBeGreaterThan(0);
     const stored = (await dumpStore(dbB)).filter(([k]) => k.startsWith('e*\u0000')).map(([k]) => parseEntryKey(k).key);
-    const rng2 = rng(SEED + 3);
+    const rng2 = seededRandom(SEED + 3);
     const sample = Array.from({ length: 5 }, () => stored[Math.floor(rng2() * stored.length)] as string);
     for (const email of sample) {
       const res = await runCli(['--db', dbB, 'check', email]);
@@ -238,7 +219,7 @@ describe('an interrupted import run again', () => {
       await ownedBy(db, run.child.pid as number);
       const start = levelBytes(db);
       while (levelBytes(db) - start < 256 * 1024 && run.child.exitCode === null) await sleep(2);
-      await sleep(Math.round(rng(SEED + 2)() * 200));
+      await sleep(Math.round(seededRandom(SEED + 2)() * 200));
     } finally {
       run.child.kill('SIGINT');
     }

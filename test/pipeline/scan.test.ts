@@ -24,7 +24,7 @@ async function* pieces(buf: Buffer, size: number): AsyncGenerator<Buffer> {
   for (let i = 0; i < buf.length; i += size) yield buf.subarray(i, i + size);
 }
 
-const params = { delimiter: 44, eol: 'lf' as const, column: 0, maxRecordBytes: 1 << 20, bucketBits: 0 };
+const params = { delimiter: 44, eol: 'lf' as const, column: 0, maxRecordBytes: 1 << 20, bucketBits: 0, substitutes: false };
 
 async function scanAll(file: Buffer, chunkBytes: number): Promise<ScannedChunk[]> {
   const { header, chunks } = await splitSource(pieces(file, 97), { maxRecordBytes: 1 << 20, chunkBytes });

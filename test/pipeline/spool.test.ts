@@ -46,7 +46,7 @@ describe('BucketSpool', () => {
 describe('spool buckets', () => {
   it('puts every copy of a key in the same bucket, whatever its spelling', () => {
     const csv = 'email\nJane.Doe@Example.org\n jane.doe+news@example.org\nother@example.org\n<jane.doe@EXAMPLE.org>\n';
-    const r = processChunk({ bytes: Buffer.from(csv).subarray(6), delimiter: 44, column: 0, maxRecordBytes: 1 << 20, bucketBits: 4, final: true });
+    const r = processChunk({ bytes: Buffer.from(csv).subarray(6), delimiter: 44, column: 0, maxRecordBytes: 1 << 20, bucketBits: 4, final: true, substitutes: false });
     expect(r.valid).toBe(4);
     const b = bucketOf(hashKeyTuple('jane.doe@example.org')[0], 4);
     expect(r.buckets[b]?.split('\n').filter((l) => l.startsWith('jane.doe@example.org'))).toHaveLength(3);
@@ -113,7 +113,7 @@ describe('spool buckets', () => {
     const dir = temp();
     const spool = new BucketSpool(join(dir, 's'), 0);
     const csv = Array.from({ length: 20_000 }, (_, i) => `User${i % 7000}+tag${i}@Example${i % 7000 % 13}.org`).join('\n') + '\n';
-    spool.append(processChunk({ bytes: Buffer.from(csv), delimiter: 44, column: 0, maxRecordBytes: 1 << 20, bucketBits: 0, final: true }).buckets);
+    spool.append(processChunk({ bytes: Buffer.from(csv), delimiter: 44, column: 0, maxRecordBytes: 1 << 20, bucketBits: 0, final: true, substitutes: false }).buckets);
     spool.flush();
     const task = { path: spool.path(0), codec: { prefix: 'e*\u0000', withHash: true } };
     expect(statSync(task.path).size).toBeGreaterThan(100 * 4096);

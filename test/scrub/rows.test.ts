@@ -17,7 +17,7 @@ import { LevelStore } from '../../src/store/level/level-store.js';
 import { removeTempDirs, tempDir } from '../helpers.js';
 import { runImport } from '../inline.js';
 
-const task = { delimiter: 0x2c, eol: 'lf' as const, column: 1, maxRecordBytes: 1 << 20, final: true };
+const task = { delimiter: 0x2c, eol: 'lf' as const, column: 1, maxRecordBytes: 1 << 20, final: true, substitutes: false };
 
 function scanned(text: string): Scanned<ScrubResult> {
   const bytes = Buffer.from(text);

@@ -15,7 +15,8 @@ import {
   addKey, auditOf, chunkKey, entries, hashed, importFields, importKeys, removeKey, viewOf, writeChunk, type ContractStore,
 } from './ledger-writes.js';
 import {
-  ACCOUNT_WIDE, type Change, type CheckView, type StoreCapabilities, type Ledger, type StoredApiKey, type SyncRecord,
+  ACCOUNT_WIDE, type AddOutcome, type Change, type CheckView, type DeliveredEvent, type NewSuppression, type StoreCapabilities, type Ledger,
+  type StoredApiKey, type SyncRecord,
 } from '../../src/store/store.js';
 
 async function countOf(store: Ledger, scope: string): Promise<number | undefined> {
@@ -508,6 +509,67 @@ export function storeContract(name: string, factory: StoreFactory, supports: Sto
       // Kinds and ids are checked: a backend's keys never see a separator or an unknown kind.
       expect(await failureCode(() => store.putRecord('nope' as 'inbound', 'a', {}, undefined))).toBe('OPTOUT_ERR_INVALID_OPTION');
       expect(await failureCode(() => store.getRecord('inbound', 'a\u0000b'))).toBe('OPTOUT_ERR_INVALID_OPTION');
+    });
+
+    describe('delivered events', () => {
+      function event(id: string, ...keys: Array<[string, string]>): DeliveredEvent {
+        return {
+          id,
+          adds: keys.map(([scope, key]) => ({ ...hashed(key), scope, address: key, reason: 'bounced' as const, source: 'contract-webhook', actor: 'contract' })),
+        };
+      }
+      const auditAdd = (add: NewSuppression, outcome: AddOutcome, eventId: string): AuditRecord =>
+        store.audit({ actor: 'contract', action: 'add', key: add.key, job: outcome.job, unit: null, details: { event: eventId, alreadySuppressed: !outcome.added } });
+
+      it('writes each event once: a batch again, or an id seen earlier in the batch, adds nothing and audits nothing', async () => {
+        await addKey(store, ACCOUNT_WIDE, 'held@x.org');
+        const before = (await audits(store)).length;
+        const batch = [
+          event('ep:1', [ACCOUNT_WIDE, 'a@x.org'], [ACCOUNT_WIDE, 'b@x.org']),
+          event('ep:2', [ACCOUNT_WIDE, 'held@x.org']),
+          event('ep:1', [ACCOUNT_WIDE, 'c@x.org']),
+          event('ep:3'),
+          event('ep:4', ['unitA', 'a@x.org'], ['unitA', 'a@x.org']),
+        ];
+        const first = await store.addEvents(batch, auditAdd);
+        expect(first.map((o) => [o.id, o.duplicate, o.adds.map((a) => a.added)])).toEqual([
+          ['ep:1', false, [true, true]], ['ep:2', false, [false]], ['ep:1', true, []], ['ep:3', false, []], ['ep:4', false, [true, false]],
+        ]);
+        expect(Object.keys(await owners(store)).sort()).toEqual(['* a@x.org', '* b@x.org', '* held@x.org', 'unitA a@x.org']);
+        const written = (await audits(store)).slice(before);
+        expect(written.map((r) => [r.key, r.details['event']])).toEqual([
+          ['a@x.org', 'ep:1'], ['b@x.org', 'ep:1'], ['held@x.org', 'ep:2'], ['a@x.org', 'ep:4'], ['a@x.org', 'ep:4'],
+        ]);
+        // Each add is a job: the entry's reason and source are its own.
+        const job = await store.getJob(first[0]?.adds[0]?.job as string);
+        expect(job).toMatchObject({ kind: 'add', reason: 'bounced', source: 'contract-webhook', key: 'a@x.org' });
+        const head = supports.feed ? await store.head() : 0;
+
+        const again = await store.addEvents(batch, auditAdd);
+        expect(again.every((o) => o.duplicate)).toBe(true);
+        expect((await audits(store)).length - before).toBe(5);
+        if (supports.feed) expect(await store.head()).toBe(head);
+        await expectConsistent(store);
+      });
+
+      it('writes a batch of 1,000 events as one change', async () => {
+        const batch = Array.from({ length: 1000 }, (_, i) => event(`sg:${i}`, [ACCOUNT_WIDE, `u${i}@x.org`]));
+        const head = supports.feed ? await store.head() : 0;
+        const out = await store.addEvents(batch, auditAdd);
+        expect(out.filter((o) => o.adds[0]?.added === true)).toHaveLength(1000);
+        expect(await countOf(store, ACCOUNT_WIDE)).toBe(1000);
+        if (supports.feed) {
+          expect(await store.head()).toBe(head + 1);
+          const [change] = await store.changesSince(head, 10);
+          expect(change?.put).toHaveLength(1000);
+        }
+        await expectConsistent(store);
+      });
+
+      it('refuses an event id a ledger cannot keep', async () => {
+        expect(await failureCode(() => store.addEvents([event('')], auditAdd))).toBe('OPTOUT_ERR_INVALID_OPTION');
+        expect(await failureCode(() => store.addEvents([event('a\u0000b')], auditAdd))).toBe('OPTOUT_ERR_INVALID_OPTION');
+      });
     });
 
     it('fails every call with OPTOUT_ERR_STORE_NOT_OPEN once closed', async () => {

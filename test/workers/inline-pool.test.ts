@@ -22,7 +22,7 @@ const shared = (text: string): Buffer => {
   b.write(text);
   return b;
 };
-const task = { delimiter: 44, column: 0, maxRecordBytes: 1 << 20, final: true };
+const task = { delimiter: 44, column: 0, maxRecordBytes: 1 << 20, final: true, substitutes: false };
 
 describe('createInlinePool', () => {
   it('runs processChunk, scrubChunk and dedupBucket with their own results', async () => {

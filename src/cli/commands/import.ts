@@ -73,7 +73,9 @@ export function registerImport(program: Command): void {
         controller.abort();
         process.stderr.write('\nStopping after the current batch; run the same command again to resume.\n');
       };
+      // SIGTERM (a service manager, `kill`) stops the same way: the job keeps its checkpoint and the temporary files go.
       process.on('SIGINT', onSigint);
+      process.on('SIGTERM', onSigint);
       let report: ImportReport;
       try {
         report = await runImport({
@@ -95,6 +97,10 @@ export function registerImport(program: Command): void {
             if (e.type === 'resumed') {
               bar?.stop();
               process.stderr.write(`Resuming interrupted job ${e.jobId} at line ${e.line} (row ${e.row}).\n`);
+            } else if (e.type === 'repeated') {
+              bar?.stop();
+              process.stderr.write(`This file was already imported by job ${e.jobId}${e.finishedAt === null ? '' : ` (completed ${e.finishedAt})`} ` +
+                'with the same options: its addresses are suppressed already, and this new job holds them too.\n');
             } else if (e.type === 'spooling' && !flags.json) {
               process.stderr.write('Reading stdin into a temporary file so it can be analysed before importing...\n');
             } else if (e.type === 'waiting' && !flags.json) {
@@ -106,6 +112,7 @@ export function registerImport(program: Command): void {
       } finally {
         bar?.stop();
         process.off('SIGINT', onSigint);
+        process.off('SIGTERM', onSigint);
       }
       if (flags.json) process.stdout.write(JSON.stringify(report) + '\n');
       else process.stdout.write(formatSummary(report) + '\n');

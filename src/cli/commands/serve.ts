@@ -29,13 +29,16 @@ export function registerServe(program: Command): void {
     .option('--port <port>', 'port to listen on (0: any free port, printed on stderr)', '8080')
     .option('--allow-private-urls', 'let imports from a URL (POST /v1/imports with a url) reach loopback and private addresses')
     .option('--create', 'create the store when the --db folder holds none (without it, a folder without a store is an error)')
+    .option('--links-rate-limit <n>', 'requests a second from one client address to unsubscribe links (/u/<token>)', '20')
     .option('--log-level <level>', `one JSON line per request on stdout, from this level (${LOG_LEVELS.join(', ')}); silent: none`, 'info')
     .option('--pending-ttl <duration>', 'an uploaded import not confirmed this long after it was sent expires, and its upload is deleted (30m, 24h, 7d)', '24h')
     .option('--max-pending-bytes <size>', 'uploads kept for unfinished imports take at most this much; a larger upload is refused with 507 (500MB, 10GiB, or bytes)', '10GiB')
     .action(async (flags: {
       host: string; port: string; allowPrivateUrls?: boolean; create?: boolean; logLevel: string; pendingTtl: string; maxPendingBytes: string;
+      linksRateLimit: string;
     }, cmd: Command) => {
       const port = parsePort(flags.port);
+      const linksRate = parseInteger('links-rate-limit', flags.linksRateLimit);
       const level = parseLogLevel(flags.logLevel);
       const imports = { pendingTtlMs: parseDuration('--pending-ttl', flags.pendingTtl), maxPendingBytes: parseByteSize('--max-pending-bytes', flags.maxPendingBytes) };
       // Opened before listening: openStore resolves once the key filter is loaded, so the
@@ -44,7 +47,7 @@ export function registerServe(program: Command): void {
       const store = await openStore(dbOption(cmd), { purpose: 'optout serve', create: flags.create === true });
       process.stderr.write(`key filter from ${store.store.filterSource ?? '?'}: ${store.store.totalEntries()} entries, ` +
         `store ready in ${Math.round(performance.now() - opening)} ms\n`);
-      const app = createServer({ store, imports, allowPrivateUrls: flags.allowPrivateUrls === true, logger: { level } });
+      const app = createServer({ store, imports, allowPrivateUrls: flags.allowPrivateUrls === true, logger: { level }, links: { rateLimit: linksRate } });
       try {
         await app.listen({ host: flags.host, port });
       } catch (err) {

@@ -12,6 +12,7 @@
  * g<jobId>                a followed job's metadata (JSON), in an API replica's view (see follow.ts)
  * m<name>                  metadata (format version, policy, counters, generation, id sequences)
  * r<kind>\0<id>            a feature's record (JSON): a link key, an inbound endpoint
+ * v<eventId>               a delivered event's id, once its suppressions are written (value: empty)
  * s<id padded>             URL sync record (JSON)
  * a..., x...               the audit trail and its index by key (see audit.ts)
  * ```
@@ -133,6 +134,11 @@ export function recordKey(kind: string, id: string): string {
 
 export function recordRange(kind: string): { gt: string; lt: string } {
   return { gt: 'r' + kind + SEP, lt: 'r' + kind + '\u0001' };
+}
+
+/** A delivered event's id, kept so that a retried delivery writes nothing. */
+export function seenEventKey(id: string): string {
+  return 'v' + id;
 }
 
 export function syncKey(id: string): string {

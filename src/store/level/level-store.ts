@@ -7,18 +7,19 @@ import { KeyFilter } from '../../filter/bloom.js';
 import { hashKeyTuple } from '../../filter/hash.js';
 import {
   ACCOUNT_WIDE, API_KEY_RANGE, AUDIT_RANGE, COUNT_RANGE, auditIdOfIndex, auditIndexRange, auditOps, JOB_RANGE, SYNC_RANGE, apiKeyKey, countKey, decodeEntryValue, encodeEntryValue,
-  entryKey, entryKeyOfHash, entryKeyPrefix, entryRange, filterLogKey, followedJobKey, holdKeyOfEntry, recordKey, recordRange, holdRangeOfEntry, jobKey, metaKey, parseEntryKey, syncKey,
+  entryKey, entryKeyOfHash, entryKeyPrefix, entryRange, filterLogKey, followedJobKey, holdKeyOfEntry, recordKey, recordRange, holdRangeOfEntry, jobKey, metaKey, parseEntryKey, seenEventKey, syncKey,
 } from './keys.js';
-import type { AddRecord, AnyJob, JobRecord } from '../jobs.js';
+import { addRecordOf, type AnyJob, type JobRecord } from '../jobs.js';
 import { auditId, type AuditRecord } from '../audit.js';
 import { JobMetaCache } from './job-meta.js';
 import { rollbackInLevel, type ChangeOp } from './rollback.js';
 import type {
-  AddOutcome, AuditFields, AuditScan, Change, ChunkKeyCodec, FeedSnapshotPart, ChunkWriter, HashedKey, JobMeta, NewSuppression, RemovedEntry, RollbackCounts, ScopedEntry, Store,
+  AddOutcome, AuditFields, AuditScan, Change, ChunkKeyCodec, DeliveredEvent, EventOutcome, FeedSnapshotPart, ChunkWriter, HashedKey, JobMeta, NewSuppression, RemovedEntry, RollbackCounts, ScopedEntry, Store,
   RecordKind, StoredApiKey, StoredEntry, SyncRecord,
 } from '../store.js';
-import { assertRecordRef } from '../store.js';
+import { addEventsWith, addOneWith, assertRecordRef, type AddGroup, type AddGroupAudit } from '../store.js';
 import { removeStaleSnapshotFiles, saveFilterSnapshot } from './filter-snapshot.js';
+import { clearStoreTemp } from '../../files/scratch.js';
 import { FilterLogRecord } from './filter-log.js';
 import { generationToken, loadKeyFilter, type FilterSource } from './filter-rebuild.js';
 
@@ -140,6 +141,11 @@ export class LevelStore implements Store {
     this.#jobMeta = new JobMetaCache(db);
   }
 
+  /** Whether the folder holds a store (a folder that does not exist holds none). */
+  static exists(dir: string): boolean {
+    return existsSync(join(resolve(dir), 'leveldb'));
+  }
+
   static async open(dirInput: string, options: OpenStoreOptions = {}): Promise<LevelStore> {
     const dir = resolve(dirInput);
     if (options.create === false && !existsSync(join(dir, 'leveldb'))) {
@@ -179,8 +185,10 @@ export class LevelStore implements Store {
 
   async #init(purpose: string): Promise<void> {
     // Holding LevelDB's lock, this process is the store's only user: a temporary file left in
-    // the folder is a killed process's, and may hold a copy of the list's keys' hashes.
+    // the folder is a killed process's, and may hold a copy of the list's keys' hashes, or of
+    // the list itself (scratch.ts).
     removeStaleSnapshotFiles(this.dir);
+    clearStoreTemp(this.dir);
     this.#owner = { pid: process.pid, purpose, since: new Date().toISOString() };
     writeFileSync(join(this.dir, 'owner.json'), JSON.stringify(this.#owner) + '\n');
     const [format, policy, generation] = await this.db.getMany([metaKey('format'), metaKey('policy'), metaKey('generation')]);
@@ -366,7 +374,7 @@ export class LevelStore implements Store {
    * Writes a change atomically with its audit record, the per-scope counters and the generation.
    * Call it inside `withWriteLock` when the change depends on what it read.
    */
-  async commitChange(ops: readonly ChangeOp[], delta: ReadonlyMap<string, number>, audit: AuditRecord | undefined): Promise<void> {
+  async commitChange(ops: readonly ChangeOp[], delta: ReadonlyMap<string, number>, audit: AuditRecord | readonly AuditRecord[] | undefined): Promise<void> {
     this.#assertOpen();
     const b = this.db.batch();
     const log = new FilterLogRecord();
@@ -379,7 +387,8 @@ export class LevelStore implements Store {
         b.del(op.key);
       }
     }
-    if (audit) for (const op of auditOps(audit)) b.put(op.key, op.value);
+    const audits = audit === undefined ? [] : 'id' in audit ? [audit] : audit;
+    for (const record of audits) for (const op of auditOps(record)) b.put(op.key, op.value);
     await this.#commit(b, delta, log);
   }
 
@@ -505,28 +514,66 @@ export class LevelStore implements Store {
   }
 
   async addSuppression(s: NewSuppression, audit: (outcome: AddOutcome) => AuditRecord): Promise<AddOutcome> {
+    return addOneWith((g, a) => this.#writeAdds(g, a), s, audit);
+  }
+
+  async addEvents(events: readonly DeliveredEvent[], audit: (add: NewSuppression, outcome: AddOutcome, eventId: string) => AuditRecord): Promise<EventOutcome[]> {
+    return addEventsWith((g, a) => this.#writeAdds(g, a), events, audit);
+  }
+
+  /**
+   * Single adds, grouped by the event that brought them (none for a plain add), in one batch:
+   * each add a job of its own, an entry for a key its scope lacks (or got earlier in the
+   * batch), a hold otherwise; the ids of new events; the audit record of every add.
+   */
+  async #writeAdds(events: readonly AddGroup[], audit: AddGroupAudit): Promise<EventOutcome[]> {
     const filter = await this.filter();
     return this.withWriteLock(async () => {
-      const entry = entryKeyOfHash(s.scope, s.h1, s.key);
-      const [existing] = await this.getMany([entry]);
-      const { id, op } = await this.nextJobId();
-      const now = new Date().toISOString();
-      const record: AddRecord = {
-        id, kind: 'add', state: 'completed', scope: s.scope, reason: s.reason, source: s.source, actor: s.actor, key: s.key,
-        createdAt: now, updatedAt: now, finishedAt: now,
-      };
-      const ops: ChangeOp[] = [op, { type: 'put', key: jobKey(id), value: JSON.stringify(record) }];
-      const outcome: AddOutcome = { added: existing === undefined, job: id };
-      if (outcome.added) {
-        // In the filter before the write is acknowledged: no check may see the entry as absent.
-        filter.add(s.h1, s.h2);
-        ops.push({ type: 'put', key: entry, value: encodeEntryValue(id, s.address === s.key ? undefined : s.address) });
-      } else {
-        // Held, as an import holds a key it found: rolling back the entry's owner keeps it.
-        ops.push({ type: 'put', key: holdKeyOfEntry(entry, id), value: '' });
+      // One read for everything the batch depends on: each read is a trip to libuv's threads.
+      const ids = events.flatMap((e) => (e.id === undefined ? [] : [e.id]));
+      const entryKeys = events.flatMap((e) => e.adds.map((s) => entryKeyOfHash(s.scope, s.h1, s.key)));
+      const [jobseq, ...values] = await this.getMany([metaKey('jobseq'), ...ids.map(seenEventKey), ...entryKeys]);
+      const seen = new Set(ids.filter((_, i) => values[i] !== undefined));
+      const present = new Set(entryKeys.filter((_, i) => values[ids.length + i] !== undefined));
+      let seq = Number(jobseq ?? 0);
+      const ops: ChangeOp[] = [];
+      const audits: AuditRecord[] = [];
+      const delta = new Map<string, number>();
+      const out: EventOutcome[] = [];
+      for (const event of events) {
+        if (event.id !== undefined && seen.has(event.id)) {
+          out.push({ id: event.id, duplicate: true, adds: [] });
+          continue;
+        }
+        if (event.id !== undefined) {
+          seen.add(event.id);
+          ops.push({ type: 'put', key: seenEventKey(event.id), value: '' });
+        }
+        const outcomes: AddOutcome[] = [];
+        for (const s of event.adds) {
+          const id = String(++seq);
+          const entry = entryKeyOfHash(s.scope, s.h1, s.key);
+          const outcome: AddOutcome = { added: !present.has(entry), job: id };
+          ops.push({ type: 'put', key: jobKey(id), value: JSON.stringify(addRecordOf(id, s)) });
+          if (outcome.added) {
+            // In the filter before the write is acknowledged: no check may see the entry as absent.
+            filter.add(s.h1, s.h2);
+            present.add(entry);
+            delta.set(s.scope, (delta.get(s.scope) ?? 0) + 1);
+            ops.push({ type: 'put', key: entry, value: encodeEntryValue(id, s.address === s.key ? undefined : s.address) });
+          } else {
+            // Held, as an import holds a key it found: rolling back the entry's owner keeps it.
+            ops.push({ type: 'put', key: holdKeyOfEntry(entry, id), value: '' });
+          }
+          outcomes.push(outcome);
+          audits.push(audit(s, outcome, event.id));
+        }
+        out.push({ id: event.id ?? '', duplicate: false, adds: outcomes });
       }
-      await this.commitChange(ops, new Map([[s.scope, outcome.added ? 1 : 0]]), audit(outcome));
-      return outcome;
+      if (ops.length === 0) return out;
+      ops.push({ type: 'put', key: metaKey('jobseq'), value: String(seq) });
+      await this.commitChange(ops, delta, audits);
+      return out;
     });
   }
 

@@ -12,11 +12,11 @@ import { KeyFilter } from '../../filter/bloom.js';
 import { OptoutError } from '../../errors.js';
 import { auditId, type AuditRecord } from '../audit.js';
 import { moveJob } from '../job-states.js';
-import { jobMetaOf, type AddRecord, type AnyJob, type JobRecord } from '../jobs.js';
+import { addRecordOf, jobMetaOf, type AnyJob, type JobRecord } from '../jobs.js';
 import {
   ACCOUNT_WIDE, type AddOutcome, type AuditFields, type AuditScan, type ChunkKeyCodec, type ChunkWriter, type HashedKey, type JobMeta,
   type Change, type NewSuppression, type RemovedEntry, type RollbackCounts, type ScopedEntry, type Store, type StoredApiKey, type StoredEntry,
-  type FeedSnapshotPart, type RecordKind, type SyncRecord, assertRecordRef,
+  type FeedSnapshotPart, type RecordKind, type SyncRecord, type DeliveredEvent, type EventOutcome, type AddGroup, type AddGroupAudit, addEventsWith, addOneWith, assertRecordRef,
 } from '../store.js';
 
 /** Scopes and keys cannot contain it (see keys.ts), so a chunk key splits back at its first one. */
@@ -45,6 +45,8 @@ export class MemoryStore implements Store {
   readonly #syncs = new Map<string, string>();
   /** `<kind>\0<id>` -> JSON. */
   readonly #records = new Map<string, string>();
+  /** Ids of the delivered events written. */
+  readonly #seenEvents = new Set<string>();
   readonly #audit = new Map<string, string>();
   /** key -> ids of the audit records about it. */
   readonly #auditByKey = new Map<string, string[]>();
@@ -203,28 +205,60 @@ export class MemoryStore implements Store {
   }
 
   async addSuppression(s: NewSuppression, audit: (outcome: AddOutcome) => AuditRecord): Promise<AddOutcome> {
+    return addOneWith((g, a) => this.#writeAdds(g, a), s, audit);
+  }
+
+  async addEvents(events: readonly DeliveredEvent[], audit: (add: NewSuppression, outcome: AddOutcome, eventId: string) => AuditRecord): Promise<EventOutcome[]> {
+    return addEventsWith((g, a) => this.#writeAdds(g, a), events, audit);
+  }
+
+  /** Single adds, grouped by the event that brought them (none for a plain add): one change. */
+  async #writeAdds(events: readonly AddGroup[], audit: AddGroupAudit): Promise<EventOutcome[]> {
     return this.withWriteLock(async () => {
-      const id = this.#nextJobId();
-      const now = new Date().toISOString();
-      const record: AddRecord = {
-        id, kind: 'add', state: 'completed', scope: s.scope, reason: s.reason, source: s.source, actor: s.actor, key: s.key,
-        createdAt: now, updatedAt: now, finishedAt: now,
-      };
-      const entries = this.#scope(this.#entries, s.scope);
-      const outcome: AddOutcome = { added: !entries.has(s.key), job: id };
-      if (outcome.added) {
-        // In the filter before the entry exists: no check may see it as absent.
-        this.#filter.add(s.h1, s.h2);
-        entries.set(s.key, { jobId: id, address: s.address === s.key ? undefined : s.address });
-        this.#count(s.scope, 1);
-        this.#record({ put: [{ scope: s.scope, key: s.key, jobId: id, address: s.address === s.key ? undefined : s.address }], jobs: [{ id, meta: jobMetaOf(record) }] });
-      } else {
-        // Opt-out wins: the entry stays its owner's; the add holds it, so a rollback of the owner keeps it.
-        this.#holdersOf(s.scope, s.key).add(id);
+      const change: Pick<Change, 'put' | 'jobs'> = { put: [], jobs: [] };
+      const out: EventOutcome[] = [];
+      // Audit records first, applied after: a throwing callback leaves nothing half-written.
+      const writes: Array<() => void> = [];
+      const batchSeen = new Set<string>();
+      const batchKeys = new Set<string>();
+      for (const event of events) {
+        if (event.id !== undefined && (this.#seenEvents.has(event.id) || batchSeen.has(event.id))) {
+          out.push({ id: event.id, duplicate: true, adds: [] });
+          continue;
+        }
+        if (event.id !== undefined) batchSeen.add(event.id);
+        const outcomes: AddOutcome[] = [];
+        for (const s of event.adds) {
+          const id = this.#nextJobId();
+          const record = addRecordOf(id, s);
+          const place = s.scope + SEP + s.key;
+          const outcome: AddOutcome = { added: !this.#scope(this.#entries, s.scope).has(s.key) && !batchKeys.has(place), job: id };
+          batchKeys.add(place);
+          const address = s.address === s.key ? undefined : s.address;
+          if (outcome.added) change.put.push({ scope: s.scope, key: s.key, jobId: id, address });
+          if (outcome.added) change.jobs.push({ id, meta: jobMetaOf(record) });
+          const auditRecord = audit(s, outcome, event.id);
+          writes.push(() => {
+            if (outcome.added) {
+              // In the filter before the entry exists: no check may see it as absent.
+              this.#filter.add(s.h1, s.h2);
+              this.#scope(this.#entries, s.scope).set(s.key, { jobId: id, address });
+              this.#count(s.scope, 1);
+            } else {
+              // Opt-out wins: the entry stays its owner's; the add holds it, so a rollback of the owner keeps it.
+              this.#holdersOf(s.scope, s.key).add(id);
+            }
+            this.#jobs.set(id, JSON.stringify(record));
+            this.#appendAudit(auditRecord);
+          });
+          outcomes.push(outcome);
+        }
+        out.push({ id: event.id ?? '', duplicate: false, adds: outcomes });
       }
-      this.#jobs.set(id, JSON.stringify(record));
-      this.#appendAudit(audit(outcome));
-      return outcome;
+      for (const id of batchSeen) this.#seenEvents.add(id);
+      for (const write of writes) write();
+      if (change.put.length > 0) this.#record(change);
+      return out;
     });
   }
 

@@ -21,10 +21,10 @@ import type pg from 'pg';
 import { OptoutError } from '../../errors.js';
 import { auditId, type AuditRecord } from '../audit.js';
 import { moveJob } from '../job-states.js';
-import { jobMetaOf, type AddRecord, type AnyJob, type JobMeta, type JobRecord } from '../jobs.js';
+import { addRecordOf, jobMetaOf, type AnyJob, type JobMeta, type JobRecord } from '../jobs.js';
 import {
   ACCOUNT_WIDE, shiftAdded, type AddOutcome, type AuditFields, type AuditScan, type Change, type ChunkKeyCodec, type ChunkResult,
-  type ChunkWriter, type FeedSnapshotPart, type HashedKey, type Ledger, type RecordKind, assertRecordRef, type NewSuppression, type RemovedEntry, type RollbackCounts, type ScopedEntry,
+  type ChunkWriter, type DeliveredEvent, type EventOutcome, type AddGroup, type AddGroupAudit, addEventsWith, addOneWith, type FeedSnapshotPart, type HashedKey, type Ledger, type RecordKind, assertRecordRef, type NewSuppression, type RemovedEntry, type RollbackCounts, type ScopedEntry,
   type StoredApiKey, type StoredEntry, type SyncRecord,
 } from '../store.js';
 import { createPool, redact, storeError, type PgPoolOptions } from './connect.js';
@@ -345,27 +345,11 @@ export class PgLedger implements Ledger {
   }
 
   async addSuppression(s: NewSuppression, audit: (outcome: AddOutcome) => AuditRecord): Promise<AddOutcome> {
-    return this.#tx('add a suppression', async (c) => {
-      const id = await nextId(c, 'job_ids');
-      const now = new Date().toISOString();
-      const record: AddRecord = {
-        id, kind: 'add', state: 'completed', scope: s.scope, reason: s.reason, source: s.source, actor: s.actor, key: s.key,
-        createdAt: now, updatedAt: now, finishedAt: now,
-      };
-      const address = s.address === s.key ? undefined : s.address;
-      const { rowCount } = await c.query(`INSERT INTO entries (scope, key, job, address) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`,
-        [s.scope, s.key, id, address ?? null]);
-      const outcome: AddOutcome = { added: rowCount === 1, job: id };
-      // Opt-out wins: a present entry stays its owner's; the add holds it, so a rollback of the owner keeps it.
-      if (!outcome.added) await c.query('INSERT INTO holds (scope, key, job) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING', [s.scope, s.key, id]);
-      await putJobRow(c, record);
-      await insertAudit(c, [audit(outcome)]);
-      if (outcome.added) {
-        await addCount(c, s.scope, 1);
-        await appendChange(c, { put: [{ scope: s.scope, key: s.key, jobId: id, address }], jobs: [{ id, meta: jobMetaOf(record) }] });
-      }
-      return outcome;
-    });
+    return addOneWith((g, a) => this.#tx('add suppressions', (c) => writeAdds(c, g, a)), s, audit);
+  }
+
+  async addEvents(events: readonly DeliveredEvent[], audit: (add: NewSuppression, outcome: AddOutcome, eventId: string) => AuditRecord): Promise<EventOutcome[]> {
+    return addEventsWith((g, a) => this.#tx('add suppressions', (c) => writeAdds(c, g, a)), events, audit);
   }
 
   async removeSuppression(scope: string, key: HashedKey, audit: (removed: RemovedEntry) => AuditRecord): Promise<RemovedEntry> {
@@ -708,6 +692,64 @@ async function assertLease(c: Db, pid: number): Promise<void> {
     throw new OptoutError('OPTOUT_ERR_STORE', 'The import lost its lease on the database (its session ended); the chunk was not ' +
       'written. Run the same import again to resume it.');
   }
+}
+
+/**
+ * Single adds, grouped by the event that brought them (none for a plain add), in the caller's
+ * transaction. The events' ids go in first: of two processes given the same delivery, the
+ * unique index lets one write it, and the other (which waits for that commit) finds it seen.
+ * Opt-out wins as in an import: `ON CONFLICT DO NOTHING` keeps a present entry its owner's,
+ * and the add holds it.
+ */
+async function writeAdds(c: pg.PoolClient, events: readonly AddGroup[], audit: AddGroupAudit): Promise<EventOutcome[]> {
+  const ids = [...new Set(events.flatMap((e) => (e.id === undefined ? [] : [e.id])))];
+  const fresh = new Set<string>();
+  if (ids.length > 0) {
+    const { rows } = await c.query<{ id: string }>('INSERT INTO seen_events (id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING RETURNING id', [ids]);
+    for (const r of rows) fresh.add(r.id);
+  }
+  const written = new Set(events.filter((e) => e.id === undefined || fresh.delete(e.id)));
+  const jobIds = await nextIds(c, [...written].reduce((n, e) => n + e.adds.length, 0));
+  const change: Pick<ChangeBody, 'put' | 'jobs'> = { put: [], jobs: [] };
+  const audits: AuditRecord[] = [];
+  const delta = new Map<string, number>();
+  const out: EventOutcome[] = [];
+  for (const event of events) {
+    if (!written.has(event)) {
+      out.push({ id: event.id ?? '', duplicate: true, adds: [] });
+      continue;
+    }
+    const outcomes: AddOutcome[] = [];
+    for (const s of event.adds) {
+      const record = addRecordOf(jobIds.shift() as string, s);
+      const address = s.address === s.key ? undefined : s.address;
+      const { rowCount } = await c.query('INSERT INTO entries (scope, key, job, address) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING',
+        [s.scope, s.key, record.id, address ?? null]);
+      const outcome: AddOutcome = { added: rowCount === 1, job: record.id };
+      if (outcome.added) {
+        delta.set(s.scope, (delta.get(s.scope) ?? 0) + 1);
+        change.put.push({ scope: s.scope, key: s.key, jobId: record.id, address });
+        change.jobs.push({ id: record.id, meta: jobMetaOf(record) });
+      } else {
+        await c.query('INSERT INTO holds (scope, key, job) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING', [s.scope, s.key, record.id]);
+      }
+      await putJobRow(c, record);
+      outcomes.push(outcome);
+      audits.push(audit(s, outcome, event.id));
+    }
+    out.push({ id: event.id ?? '', duplicate: false, adds: outcomes });
+  }
+  await insertAudit(c, audits);
+  for (const [scope, n] of delta) await addCount(c, scope, n);
+  if (change.put.length > 0) await appendChange(c, change);
+  return out;
+}
+
+/** `n` new job ids, in one round trip. */
+async function nextIds(c: Db, n: number): Promise<string[]> {
+  if (n === 0) return [];
+  const { rows } = await c.query<{ id: string }>(`SELECT nextval('job_ids')::text AS id FROM generate_series(1, $1)`, [n]);
+  return rows.map((r) => r.id);
 }
 
 async function nextId(c: Db, sequence: 'job_ids' | 'sync_ids'): Promise<string> {

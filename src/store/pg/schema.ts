@@ -9,7 +9,7 @@
  */
 
 /** The schema version this code reads and writes; `migrate` brings a database to it. */
-export const SCHEMA_VERSION = 3;
+export const SCHEMA_VERSION = 4;
 
 /**
  * Statements that take a database from version `index` to `index + 1`. Each runs in the
@@ -101,6 +101,14 @@ export const MIGRATIONS: readonly (readonly string[])[] = [
        id text COLLATE "C" NOT NULL,
        value jsonb NOT NULL,
        PRIMARY KEY (kind, id)
+     )`,
+  ],
+  [
+    // Ids of the delivered events (ESP webhooks) whose suppressions are written: a retried
+    // delivery finds its id here and writes nothing.
+    `CREATE TABLE seen_events (
+       id text COLLATE "C" PRIMARY KEY,
+       seen_at timestamptz NOT NULL DEFAULT now()
      )`,
   ],
 ];
