@@ -18,6 +18,7 @@ import { registerSync } from './commands/sync.js';
 import { registerScrub } from './commands/scrub.js';
 import { registerLinks } from './commands/links.js';
 import { registerInbound } from './commands/inbound.js';
+import { registerMigrate } from './commands/migrate.js';
 
 /** Builds the command tree; exported so tests and embedders can run commands in-process. */
 export function buildProgram(): Command {
@@ -40,6 +41,7 @@ export function buildProgram(): Command {
   registerScrub(program);
   registerLinks(program);
   registerInbound(program);
+  registerMigrate(program);
   return program;
 }
 

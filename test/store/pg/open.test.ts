@@ -5,6 +5,7 @@
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { openStore } from '../../../src/check/open-store.js';
+import { buildProgram } from '../../../src/cli/program.js';
 import { migrateDatabase, openLedger } from '../../../src/store/open.js';
 import { SCHEMA_VERSION } from '../../../src/store/pg/schema.js';
 import { redact } from '../../../src/store/pg/url.js';
@@ -39,6 +40,12 @@ describe('PostgreSQL URLs in messages', () => {
     expect(err?.code).toBe('OPTOUT_ERR_STORE');
     expect(err?.message).toContain('postgres://someone:***@127.0.0.1:1/optout');
     expect(err?.message).not.toContain('s3cret');
+  });
+});
+
+describe('the command line', () => {
+  it('has optout migrate beside the other commands', () => {
+    expect(buildProgram().commands.map((c) => c.name())).toEqual(expect.arrayContaining(['migrate', 'import', 'check', 'scrub', 'serve']));
   });
 });
 
