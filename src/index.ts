@@ -19,6 +19,7 @@ export { decide, SEND_TYPES, type SendType, type Decision, type DecisionReason, 
 export { normalizeEmail, POLICY_VERSION, ADDRESS_REASONS, type AddressReason, type NormalizedAddress } from './policy/email.js';
 
 export { LevelStore } from './store/level/level-store.js';
+export { openLedger, migrateDatabase, type OpenLedgerOptions, type MigrateResult } from './store/open.js';
 export { ACCOUNT_WIDE, type Store, type Ledger, type CheckView, type StoreCapabilities } from './store/store.js';
 export type { AuditAction, AuditRecord } from './store/audit.js';
 export type { AnyJob, AddRecord, JobRecord, JobState } from './store/jobs.js';

@@ -1,7 +1,7 @@
 import { OptoutError, describeValue } from './errors.js';
 import { ACCOUNT_WIDE, UNIT_ID_PATTERN } from './store/store.js';
 import { SUPPRESSION_REASONS, type JobOrigin, type SuppressionReason } from './store/jobs.js';
-import type { LevelStore } from './store/level/level-store.js';
+import type { Ledger } from './store/store.js';
 import { normalizeEncoding, type InputEncoding } from './source/decode.js';
 import type { SourceSpec } from './source/open-source.js';
 import { normalizeFormat, type SourceFormat } from './source/records.js';
@@ -25,17 +25,19 @@ export type ImportEvent =
   /** A new job for a file that a completed job imported, unchanged and with the same options. */
   | { type: 'repeated'; jobId: string; finishedAt: string | null }
   | { type: 'spooling' }
+  /** Another process's import into the same database holds the import lease: this one waits for it. */
+  | { type: 'waiting' }
   | { type: 'phase'; phase: 'analyzing' | 'importing' };
 
 export interface ImportOptions {
   source: SourceSpec;
-  /** Store folder. @default `$OPTOUT_DB` or `./optout-db` */
+  /** Store folder, or a PostgreSQL URL. @default `$OPTOUT_DB` or `./optout-db` */
   db?: string;
   /**
-   * An already open store (the server's): used instead of `db`, and left open. Imports into one
-   * store must run one at a time.
+   * An already open store (the server's): used instead of `db`, and left open. Import jobs on it
+   * take turns under its import lease.
    */
-  store?: LevelStore | undefined;
+  store?: Ledger | undefined;
   /** Who started the import and how; kept in the job record and the audit trail. @default the CLI */
   origin?: JobOrigin | undefined;
   /**
@@ -102,7 +104,7 @@ export interface ImportOptions {
 export interface NormalizedImportOptions {
   source: SourceSpec;
   db: string;
-  store: LevelStore | undefined;
+  store: Ledger | undefined;
   origin: JobOrigin;
   jobId: string | undefined;
   yieldEvery: number | undefined;

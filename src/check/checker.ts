@@ -59,6 +59,9 @@ export type KeyDecision = Pick<Decision, 'eligible' | 'reason' | 'suppression'>;
 const NOT_SUPPRESSED: KeyDecision = Object.freeze({ eligible: true, reason: 'not_suppressed' });
 const UNAVAILABLE: KeyDecision = Object.freeze({ eligible: false, reason: 'unavailable' });
 
+/** What a checker reads: a check view's synchronous lookups. */
+export type CheckLookups = Pick<CheckView, 'supports' | 'entrySync' | 'jobMetaSync'>;
+
 /** Where the legal-basis decisions a checker records go: the ledger's audit trail. */
 export type AuditSink = Pick<Ledger, 'audit' | 'appendAudit'>;
 
@@ -68,7 +71,7 @@ export type AuditSink = Pick<Ledger, 'audit' | 'appendAudit'>;
  * possible hit. Any store error answers "not eligible" (`unavailable`): the checker fails closed.
  */
 export class Checker {
-  readonly #view: CheckView;
+  readonly #view: CheckLookups;
   readonly #audit: AuditSink;
   readonly #filter: KeyFilter | undefined;
   readonly #hashes = new Uint32Array(3);
@@ -78,7 +81,7 @@ export class Checker {
    * @param filter the view's key filter; without it every check reads the view (one-off checks)
    * @param audit where legal-basis decisions are recorded @default the view, when it is also the ledger
    */
-  constructor(view: CheckView, filter: KeyFilter | undefined, audit?: AuditSink) {
+  constructor(view: CheckLookups, filter: KeyFilter | undefined, audit?: AuditSink) {
     if (!view.supports.syncLookups) {
       throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', 'Checks need a store with synchronous lookups (a local view)');
     }

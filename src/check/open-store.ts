@@ -1,4 +1,6 @@
+import { OptoutError } from '../errors.js';
 import { LevelStore } from '../store/level/level-store.js';
+import { isPgUrl, redact } from '../store/pg/url.js';
 import { defaultDb } from '../options.js';
 import { Checker, type CheckRequest } from './checker.js';
 import type { Decision } from './rules.js';
@@ -19,6 +21,11 @@ export interface OptoutStore {
  * @param dir @default `$OPTOUT_DB` or `./optout-db`
  */
 export async function openStore(dir: string = defaultDb(), options: { purpose?: string; create?: boolean } = {}): Promise<OptoutStore> {
+  if (typeof dir === 'string' && isPgUrl(dir)) {
+    throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `Checks served from memory (\`optout serve\`, \`openStore\`) need a local LevelDB store, ` +
+      `got the PostgreSQL URL ${redact(dir)}: a database is served through API replicas with a local view each (\`--replica\`), ` +
+      'which this version does not support yet. The other commands (import, check, scrub, ...) take the URL.');
+  }
   const store = await LevelStore.open(dir, { purpose: options.purpose ?? 'optout library', create: options.create ?? true });
   let checker: Checker;
   try {

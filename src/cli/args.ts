@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import { OptoutError, describeValue } from '../errors.js';
 import { defaultDb } from '../options.js';
-import { LevelStore } from '../store/level/level-store.js';
+import { openLedger } from '../store/open.js';
+import type { Ledger } from '../store/store.js';
 
 export function dbOption(cmd: Command): string {
   const db = (cmd.optsWithGlobals() as { db?: string }).db;
@@ -35,12 +36,13 @@ export function assertArgumentsDecoded(args: readonly string[]): void {
 }
 
 /**
- * Opens the store named by `--db` for one command and closes it, whatever happens. Only commands
- * that write something of their own (`create`) make a store where there is none.
+ * Opens the store named by `--db` (a folder or a PostgreSQL URL) for one command and closes it,
+ * whatever happens. Only commands that write something of their own (`create`) make a folder
+ * store where there is none.
  */
-export async function withStore<T>(cmd: Command, purpose: string, fn: (store: LevelStore) => Promise<T>,
+export async function withStore<T>(cmd: Command, purpose: string, fn: (store: Ledger) => Promise<T>,
   options: { create: boolean } = { create: false }): Promise<T> {
-  const store = await LevelStore.open(dbOption(cmd), { purpose, create: options.create });
+  const store = await openLedger(dbOption(cmd), { purpose, create: options.create });
   try {
     return await fn(store);
   } finally {

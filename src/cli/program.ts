@@ -18,12 +18,13 @@ import { registerSync } from './commands/sync.js';
 import { registerScrub } from './commands/scrub.js';
 import { registerLinks } from './commands/links.js';
 import { registerInbound } from './commands/inbound.js';
+import { registerMigrate } from './commands/migrate.js';
 
 /** Builds the command tree; exported so tests and embedders can run commands in-process. */
 export function buildProgram(): Command {
   const program = new Command('optout')
     .description('Email opt-out (suppression) lists: import, check, manage.')
-    .option('--db <dir>', 'store folder (default: $OPTOUT_DB or ./optout-db)')
+    .option('--db <dir|url>', 'store folder, or a postgres:// URL (default: $OPTOUT_DB or ./optout-db)')
     .showHelpAfterError()
     .exitOverride();
   registerImport(program);
@@ -40,6 +41,7 @@ export function buildProgram(): Command {
   registerScrub(program);
   registerLinks(program);
   registerInbound(program);
+  registerMigrate(program);
   return program;
 }
 

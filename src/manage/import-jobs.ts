@@ -30,7 +30,7 @@ import { emptyCounts, type ImportCounts } from '../store/counts.js';
 import type { ImportReport } from '../report/summary.js';
 import { canMove, moveJob } from '../store/job-states.js';
 import type { JobError, JobOrigin, JobRecord, JobState } from '../store/jobs.js';
-import type { LevelStore } from '../store/level/level-store.js';
+import type { Ledger } from '../store/store.js';
 import { fetchSource, type FetchSourceOptions } from '../fetch/fetch-source.js';
 import type { ChunkPool } from '../workers/pool.js';
 import { redactUrl, validateSyncUrl } from '../fetch/url-policy.js';
@@ -157,7 +157,7 @@ function waitsForConfirmation(job: JobRecord): boolean {
 }
 
 export class ImportJobs {
-  readonly #store: LevelStore;
+  readonly #store: Ledger;
   readonly #dir: string;
   readonly #threads: number;
   readonly #pool: ChunkPool | undefined;
@@ -173,10 +173,10 @@ export class ImportJobs {
   /** Fires at the earliest expiry of a waiting job; none while no job waits. */
   #expiryTimer: NodeJS.Timeout | undefined;
 
-  constructor(store: LevelStore, options: ImportJobsOptions = {}) {
+  constructor(store: Ledger, options: ImportJobsOptions = {}) {
     const o = normalizeImportJobsOptions(options);
     this.#store = store;
-    this.#dir = join(store.dir, 'uploads');
+    this.#dir = join(store.workDir, 'uploads');
     this.#threads = o.threads;
     this.#pool = o.pool;
     this.#maxUpload = o.maxUploadBytes;

@@ -11,7 +11,8 @@ export interface MergeOptions {
   spool: BucketSpool;
   pool: ChunkPool;
   store: Pick<Ledger, 'presentKeys' | 'beginChunk' | 'withWriteLock'>;
-  filter: KeyFilter;
+  /** The store's key filter; without one, every key is looked up in the ledger. */
+  filter: KeyFilter | undefined;
   /** The ledger's chunk keys for the scope, built by the workers. */
   codec: ChunkKeyCodec;
   /** First bucket to process (a resumed import). */
@@ -70,7 +71,7 @@ async function classify(result: BucketResult, o: MergeOptions): Promise<Classifi
   const maybe: number[] = [];
   const h = result.hashes;
   for (let i = 0; i < n; i++) {
-    if (o.filter.mightContain(h[i * 3] as number, h[i * 3 + 1] as number)) maybe.push(i);
+    if (o.filter === undefined || o.filter.mightContain(h[i * 3] as number, h[i * 3 + 1] as number)) maybe.push(i);
   }
   if (maybe.length > 0) {
     const found = await o.store.presentKeys(maybe.map((i) => keys[i] as string));
@@ -137,7 +138,7 @@ export async function writeMergePass(o: MergeOptions, job: JobRecord, onDurable:
         chunk.putHold(key, addresses.get(i));
       } else {
         // In the filter before the chunk is acknowledged: a check never sees a stored key as absent.
-        o.filter.add(h[i * 3] as number, h[i * 3 + 1] as number);
+        o.filter?.add(h[i * 3] as number, h[i * 3 + 1] as number);
         chunk.putEntry(key, addresses.get(i));
       }
       if (i % every === every - 1) await nextTurn();

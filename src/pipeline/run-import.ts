@@ -16,8 +16,10 @@ import { moveJob } from '../store/job-states.js';
 import type { SuppressionReason } from '../store/jobs.js';
 import { LevelStore } from '../store/level/level-store.js';
 import { MemoryStore } from '../store/memory/memory-store.js';
+import { openLedger } from '../store/open.js';
+import { isPgUrl } from '../store/pg/url.js';
 import { ScratchDir } from '../files/scratch.js';
-import { ACCOUNT_WIDE, type ChunkKeyCodec } from '../store/store.js';
+import { ACCOUNT_WIDE, checkViewOf, type ChunkKeyCodec, type Ledger } from '../store/store.js';
 import type { KeyFilter } from '../filter/bloom.js';
 import { countPass, writeMergePass, type MergeOptions } from './merge-pass.js';
 import { scanChunks, type ScannedChunk } from './scan.js';
@@ -110,14 +112,17 @@ function fingerprintOf(info: SourceInfo, o: NormalizedImportOptions): JobFingerp
 }
 
 /**
- * A job left in `importing` was cut off (one process owns the store, and it is us). The one
- * with the same file, content and options is resumed; the others are marked interrupted.
+ * A job left in `importing` was cut off (we hold the import lease, so no other import job runs).
+ * The one with the same file, content and options is resumed; the others are marked interrupted.
+ * On a store that other machines share, a job whose spool is not on this one is not resumed here.
  */
-async function findResumable(store: LevelStore, fp: JobFingerprint, o: NormalizedImportOptions, label: string): Promise<JobRecord | undefined> {
+async function findResumable(store: Ledger, fp: JobFingerprint, o: NormalizedImportOptions, label: string): Promise<JobRecord | undefined> {
   let match: JobRecord | undefined;
   for (const job of await store.listImports()) {
     if (job.state !== 'importing' && job.state !== 'interrupted') continue;
-    if (sameImport(job, fp, o, label) && match === undefined) match = job;
+    // On a store that other machines share, a job whose spool is not on this one is theirs to resume.
+    const here = store.supports.exclusive || existsSync(job.checkpoint.spool.dir);
+    if (sameImport(job, fp, o, label) && here && match === undefined) match = job;
     else if (job.state === 'importing') await store.putJob(moveJob(job, 'interrupted'));
   }
   return match;
@@ -133,12 +138,12 @@ function sameImport(job: JobRecord, fp: JobFingerprint, o: NormalizedImportOptio
  * The last completed job that imported the same file: a run killed after its completion was
  * stored is not resumed but done, and running it again is a new import that adds nothing.
  */
-async function completedBefore(store: LevelStore, fp: JobFingerprint, o: NormalizedImportOptions, label: string): Promise<JobRecord | undefined> {
+async function completedBefore(store: Ledger, fp: JobFingerprint, o: NormalizedImportOptions, label: string): Promise<JobRecord | undefined> {
   return (await store.listImports()).filter((j) => j.state === 'completed' && sameImport(j, fp, o, label)).at(-1);
 }
 
 /** A job reserved by the caller (`jobId`) resumes when it was cut off while importing. */
-async function reservedJobToResume(store: LevelStore, jobId: string): Promise<JobRecord | undefined> {
+async function reservedJobToResume(store: Ledger, jobId: string): Promise<JobRecord | undefined> {
   const job = await store.getJob(jobId);
   if (job === undefined || job.kind !== 'import') throw new OptoutError('OPTOUT_ERR_JOB_NOT_FOUND', `No import job has the id ${jobId}`);
   // A reserved record has no spool until the pipeline first writes it.
@@ -170,8 +175,8 @@ function estimateKeys(size: number | null): number {
  * that read stdin in a command-line run: nothing can read the same input again). Only for a
  * process that runs one import at a time: it would take the analysis of another.
  */
-export async function removeOrphanSpools(store: LevelStore): Promise<void> {
-  const root = join(store.dir, 'spool');
+export async function removeOrphanSpools(store: Ledger): Promise<void> {
+  const root = join(store.workDir, 'spool');
   if (!existsSync(root)) return;
   const readsStdin = (j: JobRecord): boolean => j.fingerprint.path === null && (j.origin?.via ?? 'cli') === 'cli';
   const live = new Set((await store.listImports())
@@ -194,11 +199,12 @@ interface ImportRun {
    * None for a dry run on a folder that holds no store: it must create nothing there, and
    * counts against an empty ledger (nothing is suppressed yet).
    */
-  store: LevelStore | undefined;
+  store: Ledger | undefined;
   /** What the analysis counts against and the writing phase writes to: the store, or that empty ledger. */
   ledger: MergeOptions['store'] & { close(): Promise<void> };
   pool: ChunkPool;
-  filter: KeyFilter;
+  /** The store's key filter; a ledger without one (PostgreSQL) is asked about every key. */
+  filter: KeyFilter | undefined;
   bits: number;
   codec: ChunkKeyCodec;
   /** Every scan opened, to release its file even when it was not read to the end. */
@@ -211,7 +217,7 @@ interface ImportRun {
 }
 
 /** A run that writes: it has a store. */
-type StoreRun = ImportRun & { store: LevelStore };
+type StoreRun = ImportRun & { store: Ledger };
 
 function hasStore(run: ImportRun): run is StoreRun {
   return run.store !== undefined;
@@ -219,12 +225,14 @@ function hasStore(run: ImportRun): run is StoreRun {
 
 /** The run's folder for temporary files: in the store's own, or in the OS's when there is no store. */
 function scratchOf(run: ImportRun): ScratchDir {
-  run.scratch ??= run.store ? ScratchDir.inStore(run.store.dir) : ScratchDir.inOsTemp();
+  // A store that other processes share clears nobody's files: its runs use the OS's, which are
+  // cleared once their process is gone.
+  run.scratch ??= run.store?.supports.exclusive === true ? ScratchDir.inStore(run.store.workDir) : ScratchDir.inOsTemp();
   return run.scratch;
 }
 
-function spoolRootOf(store: LevelStore): string {
-  return join(store.dir, 'spool');
+function spoolRootOf(store: Ledger): string {
+  return join(store.workDir, 'spool');
 }
 
 /** A confirmed analysis: what the job writes without reading the source again. */
@@ -238,17 +246,18 @@ interface Analysis {
 async function startRun(input: ImportOptions): Promise<ImportRun> {
   const o = normalizeImportOptions(input);
   const info = describeSource(o.source);
-  const storeless = o.store === undefined && o.confirm.mode === 'dry-run' && !LevelStore.exists(o.db);
-  const store = storeless ? undefined : o.store ?? await LevelStore.open(o.db, { purpose: `optout import ${info.name}` });
-  const ledger = store ?? new MemoryStore();
+  const storeless = o.store === undefined && o.confirm.mode === 'dry-run' && !isPgUrl(o.db) && !LevelStore.exists(o.db);
+  const store = storeless ? undefined : o.store ?? await openLedger(o.db, { purpose: `optout import ${info.name}` });
+  const ledger: Ledger = store ?? new MemoryStore();
   let pool: ChunkPool | undefined;
   try {
-    // A store opened by the caller (the server) may have other imports running; it cleans up at start.
-    if (o.store === undefined && store !== undefined) await removeOrphanSpools(store);
+    // A store opened by the caller (the server) may have other imports running; it cleans up at
+    // start. So may a store that other processes write (the spools of their imports).
+    if (o.store === undefined && store !== undefined && store.supports.exclusive) await removeOrphanSpools(store);
     pool = o.pool ?? createChunkPool(o.threads);
     return {
       o, started: performance.now(), spec: o.source, info, label: o.sourceLabel ?? info.name, store, ledger, pool,
-      filter: await ledger.filter(), bits: bucketBitsFor(estimateKeys(info.size)),
+      filter: await checkViewOf(ledger)?.filter(), bits: bucketBitsFor(estimateKeys(info.size)),
       codec: ledger.chunkKeyCodec(o.scope), scans: [], scratch: undefined, rejects: undefined, analysisSpool: undefined,
     };
   } catch (err) {
@@ -474,7 +483,7 @@ async function readPhase(run: StoreRun, job: JobRecord, scan: OpenedScan, spool:
 /** The writing phase of a job: its spool's buckets, one atomic chunk each, from its checkpoint on. */
 async function writePhase(run: StoreRun, job: JobRecord, spool: BucketSpool, onDurable: (job: JobRecord) => void): Promise<JobRecord> {
   const cp = job.checkpoint;
-  run.filter.ensureCapacity(run.filter.count + cp.counts.valid - cp.counts.unique);
+  run.filter?.ensureCapacity(run.filter.count + cp.counts.valid - cp.counts.unique);
   return writeMergePass(mergeOptions(run, spool, cp.counts, cp.bucket, 'writing'), job, onDurable);
 }
 
@@ -551,7 +560,7 @@ export async function runImport(input: ImportOptions): Promise<ImportReport> {
         failure = err;
       }
       return finishJob(run, current, spool, scan, resumed, failure);
-    });
+    }, { onWait: () => run.o.onEvent({ type: 'waiting' }) });
   } finally {
     await closeRun(run);
   }

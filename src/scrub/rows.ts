@@ -3,6 +3,7 @@ import { extractColumn } from '../csv/extract.js';
 import { OptoutError } from '../errors.js';
 import type { Scanned } from '../pipeline/scan.js';
 import type { HeaderRecord } from '../source/chunks.js';
+import type { HashedKey } from '../store/store.js';
 import type { ScrubResult } from '../workers/scrub-task.js';
 
 /** The columns the removed file adds after the list's own. */
@@ -56,6 +57,20 @@ export function outputHeaders(header: HeaderRecord): OutputHeaders {
     removed: Buffer.concat([raw.subarray(start, end), Buffer.from(d + REMOVED_COLUMNS.join(d)), own]),
     lineBreak,
   };
+}
+
+/** The keys of a chunk's valid rows, with their hashes: what a ledger without local lookups is asked first. */
+export function keysOfChunk(result: ScrubResult): HashedKey[] {
+  const { keys, keyEnds, hashes } = result;
+  const out: HashedKey[] = [];
+  let keyStart = 0;
+  for (let i = 0; i < result.records; i++) {
+    const keyEnd = keyEnds[i] as number;
+    if (keyEnd === keyStart) continue;
+    out.push({ key: keys.slice(keyStart, keyEnd), h1: hashes[i * 2] as number, h2: hashes[i * 2 + 1] as number });
+    keyStart = keyEnd;
+  }
+  return out;
 }
 
 /** What one chunk gives each output file, and the legal-basis decisions to record before. */

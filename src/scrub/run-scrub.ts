@@ -1,28 +1,15 @@
-import { existsSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { Checker } from '../check/checker.js';
+import { ledgerChecker } from '../check/ledger-checker.js';
 import { pickEmailColumn } from '../csv/header.js';
-import { OptoutError, describeValue } from '../errors.js';
+import { OptoutError } from '../errors.js';
 import { createChunkPool, type ChunkPool } from '../workers/pool.js';
 import { scanWith } from '../pipeline/scan.js';
 import { splitSource } from '../source/chunks.js';
 import { describeSource, openSource, type OpenedSource } from '../source/open-source.js';
-import { LevelStore } from '../store/level/level-store.js';
+import { openLedger } from '../store/open.js';
 import { normalizeScrubOptions, type ScrubOptions } from './options.js';
 import { PendingFile } from './pending-file.js';
 import type { ScrubReport } from './report.js';
-import { RowSorter } from './rows.js';
-
-/**
- * A scrub against a folder that holds no store would find nothing suppressed and pass the whole
- * list: a mistyped `--db` must fail instead of creating an empty store.
- */
-function requireStore(db: string): void {
-  if (!existsSync(join(resolve(db), 'leveldb'))) {
-    throw new OptoutError('OPTOUT_ERR_INVALID_OPTION',
-      `Expected \`db\` to be a store folder, got ${describeValue(db)}: it holds no store. Import an opt-out list into it first, or pass the right --db.`);
-  }
-}
+import { keysOfChunk, RowSorter } from './rows.js';
 
 function stopIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw new OptoutError('OPTOUT_ERR_ABORTED', 'The scrub was interrupted; no output was written', { cause: signal.reason });
@@ -41,14 +28,14 @@ export async function runScrub(input: ScrubOptions): Promise<ScrubReport> {
   const o = normalizeScrubOptions(input);
   const started = performance.now();
   const info = describeSource(o.source);
-  requireStore(o.db);
   stopIfAborted(o.signal);
-  const store = await LevelStore.open(o.db, { purpose: `optout scrub ${info.name}` });
+  // Never created here: a scrub against a store that holds nothing would pass the whole list.
+  const store = await openLedger(o.db, { purpose: `optout scrub ${info.name}`, create: false });
   let pool: ChunkPool | undefined;
   let source: OpenedSource | undefined;
   const pending: PendingFile[] = [];
   try {
-    const checker = new Checker(store, await store.filter());
+    const { checker, needsKeys, prepare } = await ledgerChecker(store, { filter: true });
     source = openSource(o.source, o.encoding);
     const { header, chunks } = await splitSource(source.bytes, {
       delimiter: o.delimiter, maxRecordBytes: o.maxRecordBytes, chunkBytes: o.chunkBytes,
@@ -76,6 +63,7 @@ export async function runScrub(input: ScrubOptions): Promise<ScrubReport> {
     let invalidUtf8 = 0;
     for await (const chunk of scan) {
       stopIfAborted(o.signal);
+      if (needsKeys) await prepare(keysOfChunk(chunk.result));
       const sorted = sorter.sort(chunk);
       // Recorded before the rows can reach the output, as a check records before it answers.
       await checker.recordKeys(o.check, sorted.legalBasisKeys);

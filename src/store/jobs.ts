@@ -176,6 +176,16 @@ export class JobMetas {
     this.#ledger = ledger;
   }
 
+  /** How many jobs' metadata is kept. */
+  get size(): number {
+    return this.#byId.size;
+  }
+
+  /** The metadata already read, without I/O. */
+  known(jobId: string): JobMeta | undefined {
+    return this.#byId.get(jobId);
+  }
+
   async get(jobId: string): Promise<JobMeta> {
     let meta = this.#byId.get(jobId);
     if (meta === undefined) {

@@ -38,6 +38,12 @@ export interface StoreCapabilities {
    * has no followers and keeps no feed: its filter log carries hashes only, not keys.
    */
   readonly feed: boolean;
+  /**
+   * One process owns the store at a time (LevelDB's lock): whatever its work folder holds that
+   * no live job names is a leftover of a process that ended. A ledger that several processes
+   * write at once (PostgreSQL) says false, and nobody clears files another may be using.
+   */
+  readonly exclusive: boolean;
 }
 
 /**
@@ -309,6 +315,13 @@ export interface Ledger {
   readonly supports: StoreCapabilities;
   /** False once closed. */
   readonly isOpen: boolean;
+  /**
+   * A folder on this machine where imports keep their spools and uploads until their job ends:
+   * the store folder for LevelDB; for a database, a folder of the machine's temporary space.
+   */
+  readonly workDir: string;
+  /** Bytes the stored data takes (files on disk, or the database's tables and indexes). */
+  storageBytes(): Promise<number>;
   /** Entries per scope (`*` = account-wide), read from the ledger; a scope may show 0 once emptied. */
   scopeCounts(): Promise<ReadonlyMap<string, number>>;
 
@@ -357,6 +370,11 @@ export interface Ledger {
 
   /** Every scope's entry of a key, account-wide first. */
   entriesOf(key: HashedKey): Promise<Array<{ scope: string; entry: StoredEntry }>>;
+  /**
+   * {@link entriesOf} for many keys in few round trips, in input order: how checks and scrubs
+   * read a ledger without synchronous lookups.
+   */
+  entriesOfMany(keys: readonly HashedKey[]): Promise<Array<Array<{ scope: string; entry: StoredEntry }>>>;
   /** Entries of one scope, or of every scope, in store order, a batch at a time. */
   scanEntries(scope?: string): AsyncIterable<ScopedEntry[]>;
 
@@ -395,8 +413,10 @@ export interface Ledger {
    * Runs an import's job (adopting or creating it, reading, writing, finishing) as the only import
    * job of this store: two imports never classify the same keys at once, so neither counts a key
    * the other wrote, and every key is owned or held by exactly the jobs that imported it.
+   * `onWait` hears, once, that the lease is held elsewhere (another process's import into a
+   * shared ledger) and the job waits for it.
    */
-  withImportLease<T>(fn: () => Promise<T>): Promise<T>;
+  withImportLease<T>(fn: () => Promise<T>, options?: { onWait?: () => void }): Promise<T>;
 
   /** The position of the last committed change, 0 before the first. Only where `supports.feed`. */
   head(): Promise<number>;
@@ -426,3 +446,8 @@ export interface Ledger {
 
 /** A backend that is its own check view: the embedded store. */
 export interface Store extends Ledger, CheckView {}
+
+/** The ledger's own check view, when it has one (`supports.syncLookups`); a shared ledger has none. */
+export function checkViewOf(ledger: Ledger): Store | undefined {
+  return ledger.supports.syncLookups ? (ledger as Store) : undefined;
+}

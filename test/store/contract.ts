@@ -244,6 +244,32 @@ export function storeContract(name: string, factory: StoreFactory, supports: Sto
       await expectConsistent(store);
     });
 
+    it('looks up many keys at once, in input order, each as entriesOf finds it', async () => {
+      await addKey(store, 'unitA', 'a@x.org', 'A@x.org');
+      await addKey(store, ACCOUNT_WIDE, 'a@x.org');
+      await importKeys(store, 'unitB', ['b@x.org', 'a@x.org']);
+      const keys = ['b@x.org', 'none@x.org', 'a@x.org', 'b@x.org'].map(hashed);
+      const many = await store.entriesOfMany(keys);
+      expect(many).toHaveLength(4);
+      for (const [i, k] of keys.entries()) expect(many[i]).toEqual(await store.entriesOf(k));
+      expect(many[1]).toEqual([]);
+      expect(many[2]?.map((e) => e.scope)).toEqual([ACCOUNT_WIDE, 'unitA', 'unitB']);
+      expect(many[2]?.[1]?.entry.address).toBe('A@x.org');
+      expect(await store.entriesOfMany([])).toEqual([]);
+      // Past one query's page of keys: every key still answered, in order.
+      const bulk = Array.from({ length: 12_001 }, (_, i) => hashed(`k${i}@x.org`));
+      const bulkFound = await store.entriesOfMany([...bulk, hashed('a@x.org')]);
+      expect(bulkFound).toHaveLength(12_002);
+      expect(bulkFound.slice(0, -1).every((e) => e.length === 0)).toBe(true);
+      expect(bulkFound.at(-1)?.length).toBe(3);
+    });
+
+    it('has a work folder and measures its storage', async () => {
+      expect(typeof store.workDir).toBe('string');
+      expect(store.workDir.length).toBeGreaterThan(0);
+      expect(await store.storageBytes()).toBeGreaterThanOrEqual(0);
+    });
+
     it.runIf(supports.syncLookups)('sync lookups see exactly the scope asked', async () => {
       const view = viewOf(store) as CheckView;
       await addKey(store, 'unitA', 'a@x.org', 'A+x@x.org');
@@ -573,6 +599,8 @@ export function storeContract(name: string, factory: StoreFactory, supports: Sto
           () => { throw new Error('not reached'); }),
         removeSuppression: () => store.removeSuppression(ACCOUNT_WIDE, hashed('a@x.org'), () => { throw new Error('not reached'); }),
         entriesOf: () => store.entriesOf(hashed('a@x.org')),
+        entriesOfMany: () => store.entriesOfMany([hashed('a@x.org')]),
+        storageBytes: () => store.storageBytes(),
         scanEntries: () => entries(store),
         auditRecords: () => audits(store),
         getApiKey: () => store.getApiKey('a1'),

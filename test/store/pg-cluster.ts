@@ -6,7 +6,9 @@
  * the PostgreSQL tests skip with a message saying why.
  */
 import { randomBytes } from 'node:crypto';
+import { rm } from 'node:fs/promises';
 import { admin, serverBinaries, startCluster, waitForServer, withDatabase } from '../../bench/lib/pg-cluster.js';
+import { defaultWorkDir } from '../../src/store/pg/pg-ledger.js';
 
 /** A database of the test file's own, or the reason there is none. */
 export type PgTestDatabase =
@@ -40,6 +42,8 @@ export async function pgTestDatabase(): Promise<PgTestDatabase> {
       drop: async () => {
         try {
           await admin(cluster, (c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
+          // What imports into the database left on this machine (their spools' folder).
+          await rm(defaultWorkDir(withDatabase(cluster, name)), { recursive: true, force: true });
         } finally {
           await stop();
         }

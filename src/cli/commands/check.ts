@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
-import { Checker, normalizeCheckRequest, type CheckRequest } from '../../check/checker.js';
+import { normalizeCheckRequest, type CheckRequest } from '../../check/checker.js';
+import { keysOfEmails, ledgerChecker } from '../../check/ledger-checker.js';
 import type { Decision, SendType } from '../../check/rules.js';
-import { LevelStore } from '../../store/level/level-store.js';
-import { dbOption } from '../args.js';
+import { withStore } from '../args.js';
 
 function explain(d: Decision): string {
   const scope = d.suppression?.scope === '*' ? 'account-wide' : `in unit ${d.suppression?.scope}`;
@@ -26,16 +26,14 @@ export function registerCheck(program: Command): void {
     .action(async (email: string, flags: { unit?: string; type: string; legalBasis?: string; json?: boolean }, cmd: Command) => {
       const req: CheckRequest = { email, unit: flags.unit, type: flags.type as SendType, legalBasis: flags.legalBasis, caller: 'cli' };
       normalizeCheckRequest(req);
-      const store = await LevelStore.open(dbOption(cmd), { purpose: 'optout check', create: false });
-      let decision: Decision;
-      try {
+      const decision: Decision = await withStore(cmd, 'optout check', async (store) => {
         // One check: reading the store directly beats loading the whole key filter first.
-        const checker = new Checker(store, undefined);
-        decision = checker.decide(req);
-        await checker.record([req], [decision]);
-      } finally {
-        await store.close();
-      }
+        const { checker, prepare } = await ledgerChecker(store, { filter: false });
+        await prepare(keysOfEmails([email]));
+        const d = checker.decide(req);
+        await checker.record([req], [d]);
+        return d;
+      });
       if (flags.json) process.stdout.write(JSON.stringify(decision) + '\n');
       else process.stdout.write(`${decision.eligible ? 'eligible' : 'not eligible'}: ${decision.address ?? email} (${explain(decision)})\n`);
       process.exitCode = decision.eligible ? 0 : 1;

@@ -123,6 +123,9 @@ export function registerImport(program: Command): void {
                 'with the same options: its addresses are suppressed already, and this new job holds them too.\n');
             } else if (e.type === 'spooling' && !flags.json) {
               process.stderr.write('Reading stdin into a temporary file so it can be analysed before importing...\n');
+            } else if (e.type === 'waiting' && !flags.json) {
+              bar?.stop();
+              process.stderr.write('Another import into this database is running: waiting for it to finish...\n');
             }
           },
         });

@@ -1,7 +1,8 @@
 import { printable } from '../../report/printable.js';
 import type { Command } from 'commander';
-import { LevelStore } from '../../store/level/level-store.js';
-import { dbOption } from '../args.js';
+import { resolve } from 'node:path';
+import { isPgUrl, redact } from '../../store/pg/url.js';
+import { dbOption, withStore } from '../args.js';
 import type { ImportCounts } from '../../store/counts.js';
 import type { JobRecord } from '../../store/jobs.js';
 
@@ -11,6 +12,7 @@ export interface StoreStats {
   entries: number;
   /** Entries per scope; `*` is account-wide. */
   scopes: Record<string, number>;
+  /** The store folder's files, or the database's tables with their indexes. */
   sizeOnDiskBytes: number;
   jobs: Array<Pick<JobRecord, 'id' | 'state' | 'scope' | 'reason' | 'source' | 'createdAt' | 'finishedAt'> & ImportCounts>;
 }
@@ -20,23 +22,21 @@ export function registerStats(program: Command): void {
     .description('entries per scope, size on disk and jobs')
     .option('--json', 'print JSON')
     .action(async (flags: { json?: boolean }, cmd: Command) => {
-      const store = await LevelStore.open(dbOption(cmd), { purpose: 'optout stats', create: false });
-      let stats: StoreStats;
-      try {
+      const stats: StoreStats = await withStore(cmd, 'optout stats', async (store) => {
         const jobs = await store.listImports();
-        stats = {
-          db: store.dir,
-          entries: store.totalEntries(),
-          scopes: Object.fromEntries([...store.counts()].sort(([a], [b]) => a.localeCompare(b))),
-          sizeOnDiskBytes: store.sizeOnDisk(),
+        const scopes = [...await store.scopeCounts()].sort(([a], [b]) => a.localeCompare(b));
+        const db = dbOption(cmd);
+        return {
+          db: isPgUrl(db) ? redact(db) : resolve(db),
+          entries: scopes.reduce((sum, [, n]) => sum + n, 0),
+          scopes: Object.fromEntries(scopes),
+          sizeOnDiskBytes: await store.storageBytes(),
           jobs: jobs.map((j) => ({
             id: j.id, state: j.state, scope: j.scope, reason: j.reason, source: j.source,
             createdAt: j.createdAt, finishedAt: j.finishedAt, ...j.checkpoint.counts,
           })),
         };
-      } finally {
-        await store.close();
-      }
+      });
       if (flags.json) {
         process.stdout.write(JSON.stringify(stats) + '\n');
         return;

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { addSuppression, lookupSuppressions, removeSuppression, type Suppression } from '../../manage/suppressions.js';
+import { checkViewOf } from '../../store/store.js';
 import { withStore } from '../args.js';
 
 function scopeName(scope: string): string {
@@ -20,7 +21,7 @@ export function registerSuppressions(program: Command): void {
     .action(async (email: string, flags: { unit?: string; reason: string; source?: string; json?: boolean }, cmd: Command) => {
       const r = await withStore(cmd, 'optout add', async (store) => {
         // Loaded so that the new key enters the filter and its snapshot stays valid.
-        await store.filter();
+        await checkViewOf(store)?.filter();
         return addSuppression(store, { email, unit: flags.unit, reason: flags.reason, source: flags.source, actor: 'cli' });
       }, { create: true });
       if (flags.json) process.stdout.write(JSON.stringify(r) + '\n');

@@ -114,7 +114,7 @@ class TurnQueue {
  * so that a second process can say who holds it.
  */
 export class LevelStore implements Store {
-  readonly supports = { syncLookups: true, feed: false } as const;
+  readonly supports = { syncLookups: true, feed: false, exclusive: true } as const;
   readonly dir: string;
   readonly db: ClassicLevel<string, string>;
   readonly #jobMeta: JobMetaCache;
@@ -600,13 +600,20 @@ export class LevelStore implements Store {
   }
 
   async entriesOf(key: HashedKey): Promise<Array<{ scope: string; entry: StoredEntry }>> {
+    return (await this.entriesOfMany([key]))[0] ?? [];
+  }
+
+  async entriesOfMany(keys: readonly HashedKey[]): Promise<Array<Array<{ scope: string; entry: StoredEntry }>>> {
     const scopes = [ACCOUNT_WIDE, ...[...this.#counts.keys()].filter((s) => s !== ACCOUNT_WIDE).sort()];
-    const values = await this.getMany(scopes.map((s) => entryKeyOfHash(s, key.h1, key.key)));
-    const out: Array<{ scope: string; entry: StoredEntry }> = [];
-    values.forEach((value, i) => {
-      if (value !== undefined) out.push({ scope: scopes[i] as string, entry: decodeEntryValue(value) });
+    const values = await this.getMany(keys.flatMap((key) => scopes.map((s) => entryKeyOfHash(s, key.h1, key.key))));
+    return keys.map((_, k) => {
+      const out: Array<{ scope: string; entry: StoredEntry }> = [];
+      scopes.forEach((scope, i) => {
+        const value = values[k * scopes.length + i];
+        if (value !== undefined) out.push({ scope, entry: decodeEntryValue(value) });
+      });
+      return out;
     });
-    return out;
   }
 
   async *scanEntries(scope?: string): AsyncGenerator<ScopedEntry[]> {
@@ -828,6 +835,16 @@ export class LevelStore implements Store {
     } catch (cause) {
       throw new OptoutError('OPTOUT_ERR_STORE', `Store write failed: ${(cause as Error).message}`, { cause });
     }
+  }
+
+  /** The store folder: imports spool there, so one store's leftovers are found and cleared by its next owner. */
+  get workDir(): string {
+    return this.dir;
+  }
+
+  async storageBytes(): Promise<number> {
+    this.#assertOpen();
+    return this.sizeOnDisk();
   }
 
   /** Bytes the store's files take on disk. */

@@ -5,6 +5,9 @@
  * JSON, so a caller gets a copy as it would from a database, never an alias of what is stored.
  */
 import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { KeyFilter } from '../../filter/bloom.js';
 import { OptoutError } from '../../errors.js';
 import { auditId, type AuditRecord } from '../audit.js';
@@ -26,7 +29,7 @@ const byString = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
 /** The Map-backed {@link Store}. */
 export class MemoryStore implements Store {
-  readonly supports = { syncLookups: true, feed: true } as const;
+  readonly supports = { syncLookups: true, feed: true, exclusive: true } as const;
   /** The change feed: change `seq` is at index `seq - 1`. */
   readonly #changes: Change[] = [];
   readonly #feedId = randomUUID();
@@ -51,6 +54,7 @@ export class MemoryStore implements Store {
   #syncSeq = 0;
   #auditSeq = 0;
   #open = true;
+  #workDir: string | undefined;
   #lockTail: Promise<unknown> = Promise.resolve();
   #leaseTail: Promise<unknown> = Promise.resolve();
 
@@ -311,14 +315,20 @@ export class MemoryStore implements Store {
   }
 
   async entriesOf(key: HashedKey): Promise<Array<{ scope: string; entry: StoredEntry }>> {
+    return (await this.entriesOfMany([key]))[0] ?? [];
+  }
+
+  async entriesOfMany(keys: readonly HashedKey[]): Promise<Array<Array<{ scope: string; entry: StoredEntry }>>> {
     this.#assertOpen();
     const scopes = [...this.#entries.keys()].sort((a, b) => (a === ACCOUNT_WIDE ? -1 : b === ACCOUNT_WIDE ? 1 : byString(a, b)));
-    const out: Array<{ scope: string; entry: StoredEntry }> = [];
-    for (const scope of scopes) {
-      const entry = this.#entries.get(scope)?.get(key.key);
-      if (entry !== undefined) out.push({ scope, entry: { ...entry } });
-    }
-    return out;
+    return keys.map((key) => {
+      const out: Array<{ scope: string; entry: StoredEntry }> = [];
+      for (const scope of scopes) {
+        const entry = this.#entries.get(scope)?.get(key.key);
+        if (entry !== undefined) out.push({ scope, entry: { ...entry } });
+      }
+      return out;
+    });
   }
 
   async *scanEntries(scope?: string): AsyncGenerator<ScopedEntry[]> {
@@ -405,8 +415,21 @@ export class MemoryStore implements Store {
     this.#appendAudit(audit);
   }
 
+  /** Made on first use, removed at close: only imports into the store need it. */
+  get workDir(): string {
+    this.#workDir ??= mkdtempSync(join(tmpdir(), 'optout-memory-'));
+    return this.#workDir;
+  }
+
+  /** Held in memory: nothing on disk but what imports spool (removed with the store). */
+  async storageBytes(): Promise<number> {
+    this.#assertOpen();
+    return 0;
+  }
+
   async close(): Promise<void> {
     this.#open = false;
+    if (this.#workDir !== undefined) rmSync(this.#workDir, { recursive: true, force: true });
   }
 
   async head(): Promise<number> {

@@ -5,6 +5,9 @@
  */
 import pg from 'pg';
 import { OptoutError, describeValue } from '../../errors.js';
+import { isPgUrl, redact } from './url.js';
+
+export { isPgUrl, redact };
 
 /** Pool settings; every wait is bounded. */
 export interface PgPoolOptions {
@@ -24,10 +27,6 @@ export interface PgPoolOptions {
   idleTimeoutMs?: number;
 }
 
-/** Whether `db` names a PostgreSQL database rather than a folder. */
-export function isPgUrl(db: string): boolean {
-  return /^postgres(ql)?:\/\//i.test(db);
-}
 
 /**
  * A pool for `url` (`postgres://` or `postgresql://`: user, password, host, port, database;
@@ -58,16 +57,6 @@ export function createPool(url: string, options: PgPoolOptions = {}): pg.Pool {
   return pool;
 }
 
-/** The URL without its password, for messages. */
-export function redact(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password !== '') u.password = '***';
-    return u.toString();
-  } catch {
-    return url.replace(/\/\/([^:/@]*):[^@]*@/, '//$1:***@');
-  }
-}
 
 /** An error of the driver or the server, as the store error it is. */
 export function storeError(cause: unknown, doing: string): OptoutError {

@@ -13,6 +13,10 @@
  * It has no check view (`supports.syncLookups` false): API replicas keep their own, fed by
  * `changesSince`.
  */
+import { createHash } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
 import { OptoutError } from '../../errors.js';
 import { auditId, type AuditRecord } from '../audit.js';
@@ -26,11 +30,15 @@ import {
 import { createPool, redact, storeError, type PgPoolOptions } from './connect.js';
 import { CHANGES_CHANNEL, ChangeListener } from './listen.js';
 import { checkSchema } from './migrate.js';
-import { FEED_LOCK, LOCK_CLASS } from './schema.js';
+import { FEED_LOCK, IMPORT_LOCK, LOCK_CLASS } from './schema.js';
 
 /** Scopes and keys cannot contain it (see the address policy), and PostgreSQL text cannot either. */
 const SEP = '\u0000';
 const PAGE = 1000;
+/** Keys per lookup query: one array parameter, one index scan. */
+const LOOKUP_PAGE = 10_000;
+/** How often a process waiting for the import lease asks again. */
+const LEASE_POLL_MS = 200;
 /** Entries per part of a feed snapshot: a new replica reads them all, in as few round trips as memory allows. */
 const SNAPSHOT_PAGE = 10_000;
 
@@ -68,13 +76,29 @@ class TurnQueue {
 }
 
 /** Options of {@link PgLedger.open}. */
-export interface PgLedgerOptions extends PgPoolOptions {}
+export interface PgLedgerOptions extends PgPoolOptions {
+  /**
+   * The local folder where imports keep their spools and uploads.
+   * @default a folder per database under the OS temporary folder
+   */
+  workDir?: string;
+}
+
+/** A folder per database (not per process), so that a resumed import finds its spool. */
+export function defaultWorkDir(url: string): string {
+  const u = new URL(url);
+  const id = createHash('sha256').update(`${u.username}@${u.hostname}:${u.port}${u.pathname}`).digest('hex').slice(0, 16);
+  return join(tmpdir(), `optout-pg-${id}`);
+}
 
 /** The {@link Ledger} on a PostgreSQL database migrated by `migrate`. */
 export class PgLedger implements Ledger {
-  readonly supports = { syncLookups: false, feed: true } as const;
+  readonly supports = { syncLookups: false, feed: true, exclusive: false } as const;
+  readonly workDir: string;
   readonly #pool: pg.Pool;
   readonly #url: string;
+  /** The server process of the session that holds the import lock while this process runs an import job. */
+  #leasePid: number | undefined;
   #open = true;
   /** Audit ids are made here; a random start keeps two processes' ids apart in the same millisecond. */
   #auditSeq = Math.floor(Math.random() * 1e6);
@@ -83,9 +107,10 @@ export class PgLedger implements Ledger {
   readonly #inFlight = new Set<Promise<unknown>>();
   readonly #listener: ChangeListener;
 
-  private constructor(pool: pg.Pool, url: string) {
+  private constructor(pool: pg.Pool, url: string, workDir: string) {
     this.#pool = pool;
     this.#url = url;
+    this.workDir = workDir;
     this.#listener = new ChangeListener(url);
   }
 
@@ -101,7 +126,7 @@ export class PgLedger implements Ledger {
       await pool.end().catch(() => undefined);
       throw err;
     }
-    return new PgLedger(pool, url);
+    return new PgLedger(pool, url, options.workDir ?? defaultWorkDir(url));
   }
 
   get isOpen(): boolean {
@@ -122,12 +147,54 @@ export class PgLedger implements Ledger {
   }
 
   /**
-   * One import job at a time in this process. Other processes may import at once: the commits
-   * settle each key in the database, and the counts follow what they stored.
+   * One import job at a time in the database, whichever process runs it: the lease is a session
+   * advisory lock, held on a connection of its own for the whole job. A job found `importing`
+   * under the lease was therefore cut off (its process ended, and its session's lock with it),
+   * and may be resumed. Chunk commits check, in their transaction, that the lock is still held
+   * (see {@link #commitChunk}): a process whose session was lost writes no more chunks.
    */
-  withImportLease<T>(fn: () => Promise<T>): Promise<T> {
+  withImportLease<T>(fn: () => Promise<T>, options: { onWait?: () => void } = {}): Promise<T> {
     this.#assertOpen();
-    return this.#importers.run(fn);
+    return this.#importers.run(async () => {
+      const c = await this.#connect();
+      let broken = false;
+      // A checked-out connection that breaks emits here; unheard, it would end the process.
+      const onError = (): void => {
+        broken = true;
+      };
+      c.on('error', onError);
+      try {
+        // The server must notice a lease holder that vanished (a machine that died): without
+        // probes of its own it would keep the lock, and every other import would wait, for hours.
+        await c.query('SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 3')
+          .catch((cause: unknown) => { throw this.#error(cause, 'set up the import lease'); });
+        for (let waited = false; ; waited = true) {
+          const { rows: [got] } = await c.query<{ ok: boolean; pid: number }>(
+            'SELECT pg_try_advisory_lock($1, $2) AS ok, pg_backend_pid() AS pid', [LOCK_CLASS, IMPORT_LOCK])
+            .catch((cause: unknown) => { throw this.#error(cause, 'take the import lease'); });
+          if (got?.ok === true) {
+            this.#leasePid = got.pid;
+            break;
+          }
+          // Another process imports into this database: wait for its job to end.
+          if (!waited) options.onWait?.();
+          await sleep(LEASE_POLL_MS);
+          this.#assertOpen();
+        }
+        try {
+          return await fn();
+        } finally {
+          this.#leasePid = undefined;
+          await c.query('SELECT pg_advisory_unlock($1, $2)', [LOCK_CLASS, IMPORT_LOCK]).catch(() => {
+            broken = true;
+          });
+        }
+      } finally {
+        c.off('error', onError);
+        // Dropping a broken session also drops any lock it still held.
+        c.release(broken);
+      }
+    });
   }
 
   async scopeCounts(): Promise<ReadonlyMap<string, number>> {
@@ -249,6 +316,7 @@ export class PgLedger implements Ledger {
       // The row lock makes chunk commits of one job take turns; the checkpoint decides.
       const { rows: [stored] } = await c.query<{ record: AnyJob }>('SELECT record FROM jobs WHERE id = $1 FOR UPDATE', [jobId]);
       const prior = stored?.record;
+      if (this.#leasePid !== undefined) await assertLease(c, this.#leasePid);
       if (prior?.kind === 'import' && prior.checkpoint.phase === 'merge' && prior.checkpoint.bucket >= job.checkpoint.bucket) {
         return { applied: false, added: 0 };
       }
@@ -343,9 +411,23 @@ export class PgLedger implements Ledger {
   }
 
   async entriesOf(key: HashedKey): Promise<Array<{ scope: string; entry: StoredEntry }>> {
-    const { rows } = await this.#query<{ scope: string; job: string; address: string | null }>('look up a key',
-      `SELECT scope, job, address FROM entries WHERE key = $1 ORDER BY scope <> '*', scope`, [key.key]);
-    return rows.map((r) => ({ scope: r.scope, entry: { jobId: r.job, address: r.address ?? undefined } }));
+    return (await this.entriesOfMany([key]))[0] ?? [];
+  }
+
+  async entriesOfMany(keys: readonly HashedKey[]): Promise<Array<Array<{ scope: string; entry: StoredEntry }>>> {
+    this.#assertOpen();
+    const found = new Map<string, Array<{ scope: string; entry: StoredEntry }>>();
+    for (let i = 0; i < keys.length; i += LOOKUP_PAGE) {
+      const page = [...new Set(keys.slice(i, i + LOOKUP_PAGE).map((k) => k.key))];
+      const { rows } = await this.#query<{ key: string; scope: string; job: string; address: string | null }>('look up keys',
+        `SELECT key, scope, job, address FROM entries WHERE key = ANY($1::text[]) ORDER BY key, scope <> '*', scope`, [page]);
+      for (const r of rows) {
+        const list = found.get(r.key) ?? [];
+        list.push({ scope: r.scope, entry: { jobId: r.job, address: r.address ?? undefined } });
+        found.set(r.key, list);
+      }
+    }
+    return keys.map((k) => (found.get(k.key) ?? []).map((e) => ({ scope: e.scope, entry: { ...e.entry } })));
   }
 
   /** One snapshot for the whole walk (REPEATABLE READ): writes made meanwhile are not seen. */
@@ -514,6 +596,14 @@ export class PgLedger implements Ledger {
     });
   }
 
+  /** The tables of the ledger's schema, with their indexes. */
+  async storageBytes(): Promise<number> {
+    const { rows } = await this.#query<{ bytes: string }>('measure the tables',
+      `SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) AS bytes FROM pg_class c
+       JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = current_schema() AND c.relkind = 'r'`);
+    return Number((rows[0] as { bytes: string }).bytes);
+  }
+
   async head(): Promise<number> {
     const { rows } = await this.#query<{ seq: string }>('read the feed head', 'SELECT coalesce(max(seq), 0) AS seq FROM changes');
     return Number((rows[0] as { seq: string }).seq);
@@ -592,6 +682,16 @@ const byString = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 function parseChunkKey(chunkKey: string): { scope: string; key: string } {
   const sep = chunkKey.indexOf(SEP);
   return { scope: chunkKey.slice(0, sep), key: chunkKey.slice(sep + 1) };
+}
+
+/** Fails the transaction unless the session `pid` still holds the import lock. */
+async function assertLease(c: Db, pid: number): Promise<void> {
+  const { rowCount } = await c.query(`SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted
+    AND classid = $1::bigint::oid AND objid = $2::bigint::oid AND objsubid = 2 AND pid = $3`, [LOCK_CLASS, IMPORT_LOCK, pid]);
+  if (rowCount === 0) {
+    throw new OptoutError('OPTOUT_ERR_STORE', 'The import lost its lease on the database (its session ended); the chunk was not ' +
+      'written. Run the same import again to resume it.');
+  }
 }
 
 /**
@@ -674,6 +774,6 @@ async function addCount(c: Db, scope: string, delta: number): Promise<void> {
 
 async function insertAudit(c: Db, records: readonly AuditRecord[]): Promise<void> {
   if (records.length === 0) return;
-  await c.query('INSERT INTO audit (id, key, record) SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[])',
+  await c.query('INSERT INTO audit (id, key, record) SELECT * FROM unnest($1::text[], $2::text[], $3::json[])',
     [records.map((r) => r.id), records.map((r) => r.key), records.map((r) => JSON.stringify(r))]);
 }

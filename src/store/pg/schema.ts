@@ -3,7 +3,9 @@
  * big tables (entries, holds), which have no foreign keys, so that they can be distributed by
  * key and a key's entries in every scope share a shard. Text that is ordered or compared
  * (scopes, keys, ids) uses the "C" collation: byte order, the same on every server whatever
- * its locale, and the cheapest comparison for the indexes.
+ * its locale, and the cheapest comparison for the indexes. Records are `json`, not `jsonb`: they
+ * are read back whole, never queried inside, and `json` keeps their text as written, so what a
+ * command prints from them is what it prints on a folder store (`jsonb` reorders the keys).
  */
 
 /** The schema version this code reads and writes; `migrate` brings a database to it. */
@@ -46,7 +48,7 @@ export const MIGRATIONS: readonly (readonly string[])[] = [
        kind text NOT NULL,
        scope text COLLATE "C" NOT NULL,
        state text NOT NULL,
-       record jsonb NOT NULL,
+       record json NOT NULL,
        lease_owner text,
        lease_until timestamptz,
        epoch bigint NOT NULL DEFAULT 0
@@ -56,18 +58,18 @@ export const MIGRATIONS: readonly (readonly string[])[] = [
        id text COLLATE "C" NOT NULL,
        n bigint GENERATED ALWAYS AS IDENTITY,
        key text COLLATE "C",
-       record jsonb NOT NULL,
+       record json NOT NULL,
        PRIMARY KEY (id, n)
      )`,
     `CREATE INDEX audit_by_key ON audit (key, id, n) WHERE key IS NOT NULL`,
     `CREATE TABLE api_keys (
        id text COLLATE "C" PRIMARY KEY,
-       record jsonb NOT NULL
+       record json NOT NULL
      )`,
     `CREATE SEQUENCE sync_ids`,
     `CREATE TABLE syncs (
        id bigint PRIMARY KEY,
-       record jsonb NOT NULL,
+       record json NOT NULL,
        claimed_by text,
        claimed_until timestamptz
      )`,
@@ -82,7 +84,7 @@ export const MIGRATIONS: readonly (readonly string[])[] = [
     // of a writing transaction (see pg-ledger.ts), so seq order is commit order, without gaps.
     `CREATE TABLE changes (
        seq bigint PRIMARY KEY,
-       body jsonb NOT NULL,
+       body json NOT NULL,
        committed_at timestamptz NOT NULL DEFAULT now()
      )`,
   ],
@@ -111,7 +113,9 @@ export const MIGRATIONS: readonly (readonly string[])[] = [
   ],
 ];
 
-/** Advisory lock ids (the first key of the two-key form): one for migrations, one for the feed. */
+/** Advisory lock ids (the second key of the two-key form, under {@link LOCK_CLASS}): migrations, the feed, import jobs. */
 export const LOCK_CLASS = 0x6f70_746f; // 'opto'
 export const MIGRATE_LOCK = 1;
 export const FEED_LOCK = 2;
+/** Held by a session for a whole import job: one import job at a time in the database (see `withImportLease`). */
+export const IMPORT_LOCK = 3;

@@ -10,7 +10,7 @@ import { emptyCounts } from '../../../src/store/counts.js';
 import type { JobRecord } from '../../../src/store/jobs.js';
 import { migrate } from '../../../src/store/pg/migrate.js';
 import { appendChange, PgLedger } from '../../../src/store/pg/pg-ledger.js';
-import { SCHEMA_VERSION } from '../../../src/store/pg/schema.js';
+import { IMPORT_LOCK, LOCK_CLASS, SCHEMA_VERSION } from '../../../src/store/pg/schema.js';
 import { ACCOUNT_WIDE } from '../../../src/store/store.js';
 import { failureCode } from '../../helpers.js';
 import { resetDatabase, withPgDatabase } from '../pg-cluster.js';
@@ -211,6 +211,67 @@ await withPgDatabase('PgLedger', (url) => {
       expect((await two.entriesOf({ key: 'a@x.org', h1, h2 })).map((e) => e.entry.jobId)).toEqual([job.id]);
       expect((await two.scopeCounts()).get(ACCOUNT_WIDE)).toBe(2);
       expect(((await two.getJob(job.id)) as JobRecord).checkpoint.counts).toMatchObject({ added: 2, alreadySuppressed: 0 });
+    });
+  });
+
+  describe('import lease', () => {
+    beforeEach(async () => {
+      await migrate(url);
+    });
+
+    /** The server process of the session holding the import lock, if one does. */
+    async function leaseHolder(): Promise<number | undefined> {
+      const c = await client();
+      const { rows } = await c.query<{ pid: number }>(`SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
+        AND classid = $1::bigint::oid AND objid = $2::bigint::oid AND objsubid = 2`, [LOCK_CLASS, IMPORT_LOCK]);
+      return rows[0]?.pid;
+    }
+
+    it('is held in the database: a second process waits until the first one\'s job ends', async () => {
+      const [one, two] = [await open(), await open()];
+      const order: string[] = [];
+      let release!: () => void;
+      const gate = new Promise<void>((r) => {
+        release = r;
+      });
+      let entered!: () => void;
+      const inside = new Promise<void>((r) => {
+        entered = r;
+      });
+      const first = one.withImportLease(async () => {
+        order.push('one starts');
+        entered();
+        await gate;
+        order.push('one ends');
+      });
+      await inside;
+      expect(await leaseHolder()).toBeTypeOf('number');
+      let waits = 0;
+      const second = two.withImportLease(async () => {
+        order.push('two starts');
+      }, { onWait: () => waits++ });
+      expect(await pendingAfter(second, 500), 'the second import waits for the lease').toBe(true);
+      release();
+      await Promise.all([first, second]);
+      expect(order).toEqual(['one starts', 'one ends', 'two starts']);
+      expect(waits, 'told once that it waits').toBe(1);
+      expect(await leaseHolder()).toBeUndefined();
+    });
+
+    it('refuses the chunks of a process whose lease session ended, and frees the lease for another', async () => {
+      const [one, two] = [await open(), await open()];
+      const job = await one.createJob(importFields(ACCOUNT_WIDE));
+      const refused = await one.withImportLease(async () => {
+        const admin = await client();
+        await admin.query('SELECT pg_terminate_backend($1)', [await leaseHolder()]);
+        const writer = one.beginChunk(ACCOUNT_WIDE, job.id);
+        writer.putEntry(one.chunkKeyCodec(ACCOUNT_WIDE).prefix + 'a@x.org', undefined);
+        const next: JobRecord = { ...job, checkpoint: { ...job.checkpoint, phase: 'merge', bucket: 1, counts: { ...emptyCounts(), added: 1 } } };
+        return failureCode(() => writer.commit(next, 1));
+      });
+      expect(refused).toBe('OPTOUT_ERR_STORE');
+      expect((await one.scopeCounts()).get(ACCOUNT_WIDE)).toBeUndefined();
+      expect(await two.withImportLease(async () => 'taken')).toBe('taken');
     });
   });
 });
