@@ -28,14 +28,14 @@ import { SyncScheduler, type SchedulerOptions } from '../sync/scheduler.js';
 import { ApiError, toApiError } from './errors.js';
 import { RateLimiter } from './rate-limiter.js';
 import { registerManageRoutes } from './manage-routes.js';
-import { registerInboundRoutes } from '../inbound/routes.js';
+import { registerInboundRoutes } from './inbound-routes.js';
 import { limitBodyTime, normalizeBodyTimeouts, streamedBody, type BodyTimeouts } from './body-timeouts.js';
 import { enforceStrictDecoding, frameworkErrors, parseQuery } from './strict-decoding.js';
 import { clientErrorHandler, manageConnections } from './connection.js';
 import { RouteMethods } from './methods.js';
 import { logRequests, loggerOptions, type RequestLogOptions } from './request-log.js';
 import { DECISION_SCHEMA, answers, listOf, textOf } from './schemas.js';
-import { registerLinkRoutes, type LinkRouteOptions } from '../links/routes.js';
+import { registerLinkRoutes, type LinkRouteOptions } from './link-routes.js';
 
 export const MAX_BATCH = 10_000;
 

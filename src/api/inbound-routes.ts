@@ -7,10 +7,10 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Counter, type Registry } from 'prom-client';
 import type { KeyScope } from '../auth/api-keys.js';
 import type { OptoutStore } from '../check/open-store.js';
-import { answers, listOf } from '../api/schemas.js';
-import { addEndpoint, endpointUrl, listEndpoints, removeEndpoint, type AddEndpointOptions } from './endpoints.js';
-import { PROVIDERS } from './provider.js';
-import { receiveInbound, type ReceiveOptions } from './receive.js';
+import { answers, listOf } from './schemas.js';
+import { addEndpoint, endpointUrl, listEndpoints, removeEndpoint, type AddEndpointOptions } from '../inbound/endpoints.js';
+import { PROVIDERS } from '../inbound/provider.js';
+import { receiveInbound, type ReceiveOptions } from '../inbound/receive.js';
 
 export interface InboundRouteContext {
   current(): OptoutStore;

@@ -8,12 +8,12 @@
  * `via=page`, and is answered with the "done" page and its undo; `undo=<ticket>` is the undo.
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { ApiError, toApiError } from '../api/errors.js';
-import { RateLimiter } from '../api/rate-limiter.js';
+import { ApiError, toApiError } from './errors.js';
+import { RateLimiter } from './rate-limiter.js';
 import { OptoutError, describeValue } from '../errors.js';
 import type { Ledger } from '../store/store.js';
-import { DEFAULT_UNDO_WINDOW_MS, resolveLink, undoByLink, undoTicket, unsubscribeByLink } from './links.js';
-import { ONE_CLICK_DONE, PAGE_HEADERS, confirmPage, donePage, messagePage, undonePage } from './page.js';
+import { DEFAULT_UNDO_WINDOW_MS, resolveLink, undoByLink, undoTicket, unsubscribeByLink } from '../links/links.js';
+import { ONE_CLICK_DONE, PAGE_HEADERS, confirmPage, donePage, messagePage, undonePage } from '../links/page.js';
 
 export interface LinkRouteOptions {
   /**
