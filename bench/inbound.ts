@@ -1,5 +1,5 @@
 /**
- * ESP webhook throughput: signed deliveries posted to `POST /v1/inbound/{id}` of a server in
+ * ESP webhook and one-click unsubscribe throughput: signed deliveries posted to `POST /v1/inbound/{id}` of a server in
  * this process (`app.inject`, no sockets: the figure is optout's own cost: verification,
  * parsing, mapping and the one ledger write per delivery), on a LevelDB store in a temp folder.
  *
@@ -7,6 +7,7 @@
  *   suppression: the common shape of a busy account's deliveries.
  * - The same batches again: every event a duplicate, nothing written.
  * - Mailgun, one event per delivery (HMAC), 16 deliveries in flight.
+ * - One-click unsubscribe POSTs (`POST /u/<token>`, RFC 8058), 16 in flight, each a new address.
  *
  * Deliveries are signed before the clock starts (signing is the provider's work). Every answer
  * is checked, and the store's entries must add up: a wrong count fails the bench.
@@ -21,6 +22,8 @@ import { randomUUID } from 'node:crypto';
 import { createServer, type OptoutServer } from '../src/api/server.js';
 import { openStore, type OptoutStore } from '../src/check/open-store.js';
 import { addEndpoint } from '../src/inbound/endpoints.js';
+import { setLinkBaseUrl } from '../src/links/keys.js';
+import { unsubscribeUrl } from '../src/links/links.js';
 import { mailgunBody, sendgridHeaders, sendgridKeys } from './lib/inbound-signing.js';
 import { BenchFailure, makeLog, packageRoot, parseCount, runIfMain, updateReadme } from './lib/harness.js';
 import { formatNumber, markdownTable, median } from './lib/measure.js';
@@ -78,7 +81,34 @@ function mailgunSingles(signingKey: string, run: number, singles: number): Deliv
   }));
 }
 
+/** Link paths (`/u/<token>`) for `n` new addresses; made before the clock starts, as a sender makes them when it sends. */
+async function linkPaths(store: OptoutStore, run: number, n: number): Promise<string[]> {
+  const paths: string[] = [];
+  for (let i = 0; i < n; i++) paths.push(new URL(await unsubscribeUrl(store.store, `r${run}.oc${i}@bench.example.org`)).pathname);
+  return paths;
+}
+
+/** RFC 8058 one-click POSTs, `inFlight` at a time, each answered 200. */
+async function postOneClicks(app: OptoutServer, paths: readonly string[], inFlight: number): Promise<number> {
+  let next = 0;
+  const t0 = performance.now();
+  const worker = async (): Promise<void> => {
+    while (next < paths.length) {
+      const url = paths[next++] as string;
+      const res = await app.inject({
+        method: 'POST', url, payload: 'List-Unsubscribe=One-Click', headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        // One client address per link, as mail providers' servers are many: the per-address rate limit is not what is measured.
+        remoteAddress: `10.${(next >> 16) & 255}.${(next >> 8) & 255}.${next & 255}`,
+      });
+      if (res.statusCode !== 200) throw new BenchFailure(`one-click POST answered ${res.statusCode}: ${res.body.slice(0, 300)}`);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(inFlight, paths.length) }, worker));
+  return (performance.now() - t0) / 1000;
+}
+
 async function measure(store: OptoutStore, app: OptoutServer, runs: number, batches: number, singles: number): Promise<Scenario[]> {
+  await setLinkBaseUrl(store.store, 'https://unsubscribe.bench.example', 'bench');
   const keys = sendgridKeys();
   const signingKey = `key-${randomUUID()}`;
   const sg = (await addEndpoint(store.store, { provider: 'sendgrid', publicKey: keys.publicKey })).endpoint.id;
@@ -87,8 +117,9 @@ async function measure(store: OptoutStore, app: OptoutServer, runs: number, batc
     { name: `SendGrid, batches of ${formatNumber(BATCH)} new events`, events: batches * BATCH, rates: [] },
     { name: `SendGrid, the same batches again (all duplicates)`, events: batches * BATCH, rates: [] },
     { name: `Mailgun, one event a delivery, ${IN_FLIGHT} in flight`, events: singles, rates: [] },
+    { name: `one-click unsubscribe POSTs (RFC 8058), ${IN_FLIGHT} in flight`, events: singles, rates: [] },
   ];
-  const [fresh, again, single] = scenarios as [Scenario, Scenario, Scenario];
+  const [fresh, again, single, oneClick] = scenarios as [Scenario, Scenario, Scenario, Scenario];
   for (let run = 0; run < runs; run++) {
     const before = store.store.totalEntries();
     const deliveries = sendgridBatches(keys, run, batches);
@@ -96,8 +127,9 @@ async function measure(store: OptoutStore, app: OptoutServer, runs: number, batc
     fresh.rates.push(fresh.events / await postAll(app, sg, deliveries, 1, (r) => r['suppressed'] === BATCH));
     again.rates.push(again.events / await postAll(app, sg, deliveries, 1, (r) => r['duplicates'] === BATCH));
     single.rates.push(single.events / await postAll(app, mg, mailgunSingles(signingKey, run, singles), IN_FLIGHT, (r) => r['suppressed'] === 1));
+    oneClick.rates.push(oneClick.events / await postOneClicks(app, await linkPaths(store, run, singles), IN_FLIGHT));
     const added = store.store.totalEntries() - before;
-    if (added !== batches * BATCH + singles) throw new BenchFailure(`run ${run + 1} stored ${added} entries, expected ${batches * BATCH + singles}`);
+    if (added !== batches * BATCH + 2 * singles) throw new BenchFailure(`run ${run + 1} stored ${added} entries, expected ${batches * BATCH + 2 * singles}`);
     log(`run ${run + 1}/${runs}: ${scenarios.map((s) => `${formatNumber(s.rates.at(-1) ?? 0)}/s`).join(', ')}`);
   }
   return scenarios;
