@@ -283,7 +283,7 @@ async function main(argv: readonly string[]): Promise<number> {
       table,
       '',
       `${formatNumber(o.entries)} distinct keys, median of ${o.runs} runs (min-max); feed lag from the last run: ${formatNumber(o.rate * o.duration)} adds from another pool (up to ${IN_FLIGHT} in flight), ` +
-      `the replica woken by LISTEN/NOTIFY and polling every 100 ms. PostgreSQL ${pg.fsync ? 'with fsync on' : 'with fsync off (a throwaway cluster: commits skip the WAL flush)'}, on the same machine. ` +
+      `the replica woken by LISTEN/NOTIFY and polling every 100 ms. PostgreSQL ${pg.fsync ? 'with fsync on' : 'with fsync off (commits skip the WAL flush a production commit waits for)'}, on the same machine. ` +
       `Checks: \`Checker.decide\` on ${formatNumber(CHECKS)} addresses. Load average ${load.toFixed(1)} before, ${(loadavg()[0] ?? 0).toFixed(1)} after. ` +
       `Machine: ${cpus().length} cores (${cpus()[0]?.model.trim() ?? '?'}), ${(totalmem() / 1e9).toFixed(1)} GB RAM, Node ${process.version}, ${platform()} ${arch()}.`,
     ].join('\n');
