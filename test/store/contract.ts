@@ -425,9 +425,10 @@ export function storeContract(name: string, factory: StoreFactory, supports: Sto
         const stored = Object.entries(await owners(store)).filter(([at]) => scopes.some((s) => at.startsWith(s + ' ')));
         expect(Object.fromEntries(stored)).toEqual(model.owners());
         await expectConsistent(store, scopes);
-      }), { numRuns: 300 });
+        // A ledger without a local view (PostgreSQL) pays round trips for every step: the same
+        // model runs 300 times on the embedded backends, where the logic is the same.
+      }), { numRuns: store.supports.syncLookups ? 300 : 100 });
       await expectConsistent(store);
-      // 300 runs of a few round trips each on PostgreSQL: ~12 s alone, several times that on a loaded machine.
     }, 240_000);
 
     describe('jobs', () => {
