@@ -22,6 +22,7 @@ import { removeStaleSnapshotFiles, saveFilterSnapshot } from './filter-snapshot.
 import { clearStoreTemp } from '../../files/scratch.js';
 import { FilterLogRecord } from './filter-log.js';
 import { generationToken, loadKeyFilter, type FilterSource } from './filter-rebuild.js';
+import { InFlight, TurnQueue } from '../turns.js';
 
 /** The store's on-disk format; bump when the key layout changes. */
 export const STORE_FORMAT = 1;
@@ -89,25 +90,6 @@ export interface Following {
   complete: boolean;
 }
 
-/** Runs tasks one at a time, in the order they asked; a failed task does not stop the queue. */
-class TurnQueue {
-  #tail: Promise<void> = Promise.resolve();
-
-  async run<T>(fn: () => Promise<T>): Promise<T> {
-    const previous = this.#tail;
-    let release!: () => void;
-    this.#tail = new Promise<void>((r) => {
-      release = r;
-    });
-    await previous;
-    try {
-      return await fn();
-    } finally {
-      release();
-    }
-  }
-}
-
 /**
  * The embedded store: a LevelDB folder plus the key filter that answers "definitely absent"
  * without I/O. One process owns it at a time (LevelDB's lock); the owner writes `owner.json`
@@ -130,7 +112,7 @@ export class LevelStore implements Store {
   /** Import jobs (see `withImportLease`). */
   readonly #importers = new TurnQueue();
   /** Import batches submitted and not yet acknowledged. */
-  readonly #inFlight = new Set<Promise<unknown>>();
+  readonly #inFlight = new InFlight();
   #auditSeq = 0;
   #owner: Owner | undefined;
   #following: Following | undefined;
@@ -312,7 +294,7 @@ export class LevelStore implements Store {
    */
   withWriteLock<T>(fn: () => Promise<T>, options: { drain: boolean } = { drain: true }): Promise<T> {
     return this.#writers.run(async () => {
-      if (options.drain) await Promise.allSettled([...this.#inFlight]);
+      if (options.drain) await this.#inFlight.drain();
       return fn();
     });
   }
@@ -327,18 +309,9 @@ export class LevelStore implements Store {
     this.#assertOpen();
     const b = batch.chained;
     b.put(jobKey(job.id), JSON.stringify(job));
-    return this.#track(this.#commit(b, added, batch.log));
+    return this.#inFlight.track(this.#commit(b, added, batch.log));
   }
 
-  /** Counts a write as in flight until it settles, so that a draining writer waits for it. */
-  #track<T>(write: Promise<T>): Promise<T> {
-    this.#inFlight.add(write);
-    const done = (): void => {
-      this.#inFlight.delete(write);
-    };
-    write.then(done, done);
-    return write;
-  }
 
   chunkKeyCodec(scope: string): ChunkKeyCodec {
     return { prefix: entryKeyPrefix(scope), withHash: true };
@@ -355,7 +328,7 @@ export class LevelStore implements Store {
       putHold: (chunkKey) => batch.putHold(holdKeyOfEntry(chunkKey, jobId)),
       // In flight from the call on, before its first await: a single change that drains the
       // writes waits for this one (see withWriteLock).
-      commit: (job, added) => this.#track((async () => {
+      commit: (job, added) => this.#inFlight.track((async () => {
         const stored = await this.getJob(job.id);
         if (stored?.kind === 'import' && stored.checkpoint.phase === 'merge' && stored.checkpoint.bucket >= job.checkpoint.bucket) {
           await this.discardBatch(batch);
@@ -793,7 +766,7 @@ export class LevelStore implements Store {
     }
     const following: Following = { feedId: from.feedId, seq: to.seq, complete: to.complete };
     b.put(metaKey('follow'), JSON.stringify(following));
-    await this.#track(this.#commit(b, delta, log));
+    await this.#inFlight.track(this.#commit(b, delta, log));
     this.#following = following;
   }
 

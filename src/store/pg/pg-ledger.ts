@@ -31,6 +31,7 @@ import { createPool, redact, storeError, type PgPoolOptions } from './connect.js
 import { CHANGES_CHANNEL, ChangeListener } from './listen.js';
 import { checkSchema } from './migrate.js';
 import { FEED_LOCK, IMPORT_LOCK, LOCK_CLASS } from './schema.js';
+import { InFlight, TurnQueue } from '../turns.js';
 
 /** Scopes and keys cannot contain it (see the address policy), and PostgreSQL text cannot either. */
 const SEP = '\u0000';
@@ -65,16 +66,6 @@ export async function appendChange(client: pg.ClientBase, body: Partial<ChangeBo
   return Number((rows[0] as { seq: string }).seq);
 }
 
-/** Runs one caller at a time, in call order. */
-class TurnQueue {
-  #tail: Promise<unknown> = Promise.resolve();
-  run<T>(fn: () => Promise<T>): Promise<T> {
-    const turn = this.#tail.then(fn);
-    this.#tail = turn.catch(() => undefined);
-    return turn;
-  }
-}
-
 /** Options of {@link PgLedger.open}. */
 export interface PgLedgerOptions extends PgPoolOptions {
   /**
@@ -104,7 +95,7 @@ export class PgLedger implements Ledger {
   #auditSeq = Math.floor(Math.random() * 1e6);
   readonly #writers = new TurnQueue();
   readonly #importers = new TurnQueue();
-  readonly #inFlight = new Set<Promise<unknown>>();
+  readonly #inFlight = new InFlight();
   readonly #listener: ChangeListener;
 
   private constructor(pool: pg.Pool, url: string, workDir: string) {
@@ -141,7 +132,7 @@ export class PgLedger implements Ledger {
   withWriteLock<T>(fn: () => Promise<T>, options: { drain: boolean } = { drain: true }): Promise<T> {
     this.#assertOpen();
     return this.#writers.run(async () => {
-      if (options.drain) await Promise.allSettled([...this.#inFlight]);
+      if (options.drain) await this.#inFlight.drain();
       return fn();
     });
   }
@@ -248,12 +239,7 @@ export class PgLedger implements Ledger {
   }
 
   async getJob(id: string): Promise<AnyJob | undefined> {
-    if (!/^\d{1,18}$/.test(id)) {
-      this.#assertOpen();
-      return undefined;
-    }
-    const { rows } = await this.#query<{ record: AnyJob }>('read a job', 'SELECT record FROM jobs WHERE id = $1', [id]);
-    return rows[0]?.record;
+    return this.#byNumericId<AnyJob>('jobs', id);
   }
 
   async listJobs(): Promise<AnyJob[]> {
@@ -298,7 +284,7 @@ export class PgLedger implements Ledger {
     return {
       putEntry: put,
       putHold: put,
-      commit: (job, added) => this.#track(this.#commitChunk(scope, jobId, keys, addresses, job, added)),
+      commit: (job, added) => this.#inFlight.track(this.#commitChunk(scope, jobId, keys, addresses, job, added)),
       discard: async () => {
         keys = [];
         addresses = [];
@@ -576,11 +562,16 @@ export class PgLedger implements Ledger {
   }
 
   async getSync(id: string): Promise<SyncRecord | undefined> {
+    return this.#byNumericId<SyncRecord>('syncs', id);
+  }
+
+  /** The record of `table` with id `id`; none for an id that is no bigint (the column would refuse it). */
+  async #byNumericId<T>(table: 'jobs' | 'syncs', id: string): Promise<T | undefined> {
     if (!/^\d{1,18}$/.test(id)) {
       this.#assertOpen();
       return undefined;
     }
-    const { rows } = await this.#query<{ record: SyncRecord }>('read a sync', 'SELECT record FROM syncs WHERE id = $1', [id]);
+    const { rows } = await this.#query<{ record: T }>(`read from ${table}`, `SELECT record FROM ${table} WHERE id = $1`, [id]);
     return rows[0]?.record;
   }
 
@@ -619,18 +610,10 @@ export class PgLedger implements Ledger {
     if (!this.#open) return;
     this.#open = false;
     await this.#listener.close();
-    await Promise.allSettled([...this.#inFlight]);
+    await this.#inFlight.drain();
     await this.#pool.end();
   }
 
-  #track<T>(write: Promise<T>): Promise<T> {
-    this.#inFlight.add(write);
-    const done = (): void => {
-      this.#inFlight.delete(write);
-    };
-    write.then(done, done);
-    return write;
-  }
 
   async #connect(): Promise<pg.PoolClient> {
     this.#assertOpen();
