@@ -402,6 +402,12 @@ export interface Ledger {
   getSync(id: string): Promise<SyncRecord | undefined>;
   listSyncs(): Promise<SyncRecord[]>;
   deleteSync(id: string, audit: AuditRecord): Promise<void>;
+  /**
+   * Takes a due run of a sync for the caller: moves its `nextRunAt` from `due` to `until` only if
+   * it is still `due`, and says whether this call moved it. Several servers on one ledger thus run
+   * each due sync once; a claimer that dies leaves the run to whoever claims it after `until`.
+   */
+  claimSync(id: string, due: string, until: string): Promise<boolean>;
 
   /**
    * Runs `fn` as the only writer that reads before it writes (a single change, a rollback, one
@@ -442,6 +448,19 @@ export interface Ledger {
 
   /** Releases the store; every later read or write of stored data fails with OPTOUT_ERR_STORE_NOT_OPEN. */
   close(): Promise<void>;
+}
+
+/**
+ * {@link Ledger.claimSync} for a store with one writing process: the compare and the write happen
+ * under its write lock.
+ */
+export function claimSyncUnderLock(store: Pick<Ledger, 'withWriteLock' | 'getSync' | 'putSync'>, id: string, due: string, until: string): Promise<boolean> {
+  return store.withWriteLock(async () => {
+    const sync = await store.getSync(id);
+    if (sync?.nextRunAt !== due) return false;
+    await store.putSync({ ...sync, nextRunAt: until });
+    return true;
+  }, { drain: false });
 }
 
 /** A backend that is its own check view: the embedded store. */

@@ -17,7 +17,7 @@ import type {
   AddOutcome, AuditFields, AuditScan, Change, ChunkKeyCodec, DeliveredEvent, EventOutcome, FeedSnapshotPart, ChunkWriter, HashedKey, JobMeta, NewSuppression, RemovedEntry, RollbackCounts, ScopedEntry, Store,
   RecordKind, StoredApiKey, StoredEntry, SyncRecord,
 } from '../store.js';
-import { addEventsWith, addOneWith, assertRecordRef, type AddGroup, type AddGroupAudit } from '../store.js';
+import { addEventsWith, addOneWith, assertRecordRef, claimSyncUnderLock, type AddGroup, type AddGroupAudit } from '../store.js';
 import { removeStaleSnapshotFiles, saveFilterSnapshot } from './filter-snapshot.js';
 import { clearStoreTemp } from '../../files/scratch.js';
 import { FilterLogRecord } from './filter-log.js';
@@ -681,6 +681,10 @@ export class LevelStore implements Store {
     const out: SyncRecord[] = [];
     for await (const v of this.db.values(SYNC_RANGE)) out.push(JSON.parse(v) as SyncRecord);
     return out;
+  }
+
+  claimSync(id: string, due: string, until: string): Promise<boolean> {
+    return claimSyncUnderLock(this, id, due, until);
   }
 
   async deleteSync(id: string, audit: AuditRecord): Promise<void> {
