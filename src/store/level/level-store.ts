@@ -47,6 +47,12 @@ export interface OpenStoreOptions {
    * @default true
    */
   create?: boolean;
+  /**
+   * Opens an API replica's view of a database (see replica/open-view.ts). Any other opener is
+   * refused one: a view answers for its database only while its follower proves it fresh.
+   * @default false
+   */
+  view?: boolean;
 }
 
 /**
@@ -158,6 +164,10 @@ export class LevelStore implements Store {
     const store = new LevelStore(dir, db);
     try {
       await store.#init(options.purpose ?? 'optout');
+      if (store.#following !== undefined && options.view !== true) {
+        throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `The folder ${dir} is an API replica's view of a PostgreSQL database, not a store: ` +
+          'pass the database URL as --db (a view is only read by the replica that keeps it up to date)');
+      }
     } catch (err) {
       await db.close();
       throw err;
@@ -293,6 +303,7 @@ export class LevelStore implements Store {
    * flight while it classifies the next bucket, whose keys are disjoint from it).
    */
   withWriteLock<T>(fn: () => Promise<T>, options: { drain: boolean } = { drain: true }): Promise<T> {
+    this.#assertWritable();
     return this.#writers.run(async () => {
       if (options.drain) await this.#inFlight.drain();
       return fn();
@@ -300,7 +311,7 @@ export class LevelStore implements Store {
   }
 
   withImportLease<T>(fn: () => Promise<T>): Promise<T> {
-    this.#assertOpen();
+    this.#assertWritable();
     return this.#importers.run(fn);
   }
 
@@ -322,6 +333,7 @@ export class LevelStore implements Store {
   }
 
   beginChunk(scope: string, jobId: string): ChunkWriter {
+    this.#assertWritable();
     const batch = this.batch();
     return {
       putEntry: (chunkKey, address) => batch.putEntry(chunkKey, encodeEntryValue(jobId, address)),
@@ -348,7 +360,7 @@ export class LevelStore implements Store {
    * Call it inside `withWriteLock` when the change depends on what it read.
    */
   async commitChange(ops: readonly ChangeOp[], delta: ReadonlyMap<string, number>, audit: AuditRecord | readonly AuditRecord[] | undefined): Promise<void> {
-    this.#assertOpen();
+    this.#assertWritable();
     const b = this.db.batch();
     const log = new FilterLogRecord();
     for (const op of ops) {
@@ -408,7 +420,7 @@ export class LevelStore implements Store {
    * `complete` fills what depends on the id, before anything is written.
    */
   async createJob(fields: Omit<JobRecord, 'id'>, complete: (job: JobRecord) => JobRecord = (j) => j, id?: string): Promise<JobRecord> {
-    this.#assertOpen();
+    this.#assertWritable();
     return this.withWriteLock(async () => {
       const next = id === undefined ? await this.nextJobId() : undefined;
       const job = complete({ id: id ?? (next as { id: string }).id, ...fields });
@@ -656,7 +668,7 @@ export class LevelStore implements Store {
 
   async deleteRecord(kind: RecordKind, id: string, audit: AuditRecord | undefined): Promise<void> {
     assertRecordRef(kind, id);
-    this.#assertOpen();
+    this.#assertWritable();
     const b = this.db.batch().del(recordKey(kind, id));
     if (audit !== undefined) for (const op of auditOps(audit)) b.put(op.key, op.value);
     try {
@@ -787,7 +799,8 @@ export class LevelStore implements Store {
   }
 
   async #setFollowing(following: Following): Promise<void> {
-    await this.#put([{ key: metaKey('follow'), value: JSON.stringify(following) }]);
+    this.#assertOpen();
+    await this.db.put(metaKey('follow'), JSON.stringify(following));
     this.#following = following;
   }
 
@@ -806,7 +819,7 @@ export class LevelStore implements Store {
 
   /** Writes records that are not entries (no generation, no filter log), atomically. */
   async #put(ops: ReadonlyArray<{ key: string; value: string }>): Promise<void> {
-    this.#assertOpen();
+    this.#assertWritable();
     try {
       await this.db.batch(ops.map((op) => ({ type: 'put' as const, ...op })));
     } catch (cause) {
@@ -847,6 +860,17 @@ export class LevelStore implements Store {
     } finally {
       rmSync(join(this.dir, 'owner.json'), { force: true });
       await this.db.close();
+    }
+  }
+
+  /**
+   * A view's writes come from its feed alone (applyFollowed): one written here would reach no
+   * other replica and never the database, and the next snapshot load would drop it.
+   */
+  #assertWritable(): void {
+    this.#assertOpen();
+    if (this.#following !== undefined) {
+      throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `The store ${this.dir} is an API replica's view of a database: write to the database instead`);
     }
   }
 
