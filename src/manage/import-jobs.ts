@@ -233,6 +233,9 @@ export class ImportJobs {
         continue;
       }
       if (!existsSync(this.uploadPath(job.id))) {
+        // On a shared ledger, the upload is on the machine of the server that received it: that
+        // server runs the job, and takes it up again when it restarts.
+        if (!this.#store.supports.exclusive) continue;
         await this.#fail(job.id, new OptoutError('OPTOUT_ERR_SOURCE', 'The uploaded file of this job is gone'));
         this.#quota.release(job.id);
         continue;
@@ -371,6 +374,10 @@ export class ImportJobs {
     if (job === undefined) throw new OptoutError('OPTOUT_ERR_JOB_NOT_FOUND', `No import job has the id ${id}`);
     const entry = this.#running.get(id);
     const waiting = entry?.confirm;
+    if (job.state === 'awaiting_confirmation' && entry === undefined && !this.#store.supports.exclusive) {
+      throw new OptoutError('OPTOUT_ERR_JOB_STATE', `Job ${id} waits on the server that received its upload, ` +
+        'where its file is: send the confirmation to that server (GET /v1/imports answers from any)');
+    }
     if (job.state !== 'awaiting_confirmation' || entry === undefined || waiting === undefined) {
       // Still shown waiting while its expiry is being stored: it is not waiting any more.
       const state = job.state === 'awaiting_confirmation' ? 'no longer awaiting confirmation' : `${job.state}, not awaiting_confirmation`;

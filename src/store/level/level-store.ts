@@ -122,6 +122,7 @@ export class LevelStore implements Store {
   #auditSeq = 0;
   #owner: Owner | undefined;
   #following: Following | undefined;
+  #apiKeysVersion = 0;
 
   private constructor(dir: string, db: ClassicLevel<string, string>) {
     this.dir = dir;
@@ -617,6 +618,7 @@ export class LevelStore implements Store {
 
   async putApiKey(key: StoredApiKey, audit: AuditRecord): Promise<void> {
     await this.#put([{ key: apiKeyKey(key.id), value: JSON.stringify(key) }, ...auditOps(audit)]);
+    this.#apiKeysVersion++;
   }
 
   async getApiKey(id: string): Promise<StoredApiKey | undefined> {
@@ -780,10 +782,20 @@ export class LevelStore implements Store {
       for (const j of change.jobs) b.put(followedJobKey(j.id), JSON.stringify(j.meta));
       for (const key of change.apiKeys) b.put(apiKeyKey(key.id), JSON.stringify(key));
     }
+    const keysChanged = changes.some((c) => c.apiKeys.length > 0);
     const following: Following = { feedId: from.feedId, seq: to.seq, complete: to.complete };
     b.put(metaKey('follow'), JSON.stringify(following));
     await this.#inFlight.track(this.#commit(b, delta, log));
     this.#following = following;
+    if (keysChanged) this.#apiKeysVersion++;
+  }
+
+  /**
+   * Moves whenever an API key record is written here (a revocation that came through the feed,
+   * say), so that a cache of keys knows to read them again.
+   */
+  get apiKeysVersion(): number {
+    return this.#apiKeysVersion;
   }
 
   /** Whether each entry that `changes` put or delete is stored now. */
