@@ -19,6 +19,12 @@ export const MIN_SEQ_WAIT_MS = 500;
 export const DEFAULT_MAX_STALENESS_MS = 1000;
 /** The view's folder when none is given. */
 export const DEFAULT_REPLICA_DIR = './optout-replica';
+/**
+ * The feed is read on connections of its own, whose statements time out sooner than writes'
+ * (a rollback may run long): a read hung on a dead connection ends, and the replica answers
+ * again, seconds after the database is back rather than a minute.
+ */
+const FEED_STATEMENT_TIMEOUT_MS = 10_000;
 
 export interface ReplicaOptions extends Pick<FollowerOptions, 'pollMs' | 'notify' | 'onError' | 'onApplied'> {
   /**
@@ -59,25 +65,37 @@ export async function openReplica(url: string, dir: string = DEFAULT_REPLICA_DIR
   // Uploads and spools of the imports this replica runs are kept beside its view: they outlive
   // a restart, and no other replica's cleanup touches them.
   const ledger = await PgLedger.open(url, { workDir: resolve(dir) });
+  let feed: Ledger | undefined;
   let view: LevelStore | undefined;
-  let follower: FeedFollower | undefined;
   try {
-    view = await openReplicaView(dir, ledger);
+    feed = await PgLedger.open(url, { workDir: resolve(dir), statementTimeoutMs: FEED_STATEMENT_TIMEOUT_MS, max: 3 });
+    view = await openReplicaView(dir, feed);
     // Loaded first, so that the snapshot and the feed teach it every key as they are applied.
     const filter = await view.filter();
-    follower = new FeedFollower(ledger, view, { pollMs: options.pollMs, notify: options.notify, onError: options.onError, onApplied: options.onApplied });
+    const follower = new FeedFollower(feed, view, { pollMs: options.pollMs, notify: options.notify, onError: options.onError, onApplied: options.onApplied });
     const checker = new Checker(view, filter, ledger);
-    return replicaOf(ledger, view, follower, checker, maxStalenessMs, follower.start());
+    return replicaOf({ ledger, feed, view, follower, checker, maxStalenessMs, caughtUp: follower.start() });
   } catch (err) {
-    await follower?.stop();
     await view?.close();
+    await feed?.close();
     await ledger.close();
     throw err;
   }
 }
 
-function replicaOf(ledger: Ledger, view: LevelStore, follower: FeedFollower, checker: Checker, maxStalenessMs: number,
-  caughtUp: Promise<void>): OpenedReplica {
+interface ReplicaParts {
+  /** Writes and the reads of list management. */
+  ledger: Ledger;
+  /** The same database, read by the follower alone. */
+  feed: Ledger;
+  view: LevelStore;
+  follower: FeedFollower;
+  checker: Checker;
+  maxStalenessMs: number;
+  caughtUp: Promise<void>;
+}
+
+function replicaOf({ ledger, feed, view, follower, checker, maxStalenessMs, caughtUp }: ReplicaParts): OpenedReplica {
   // Whoever opened it may not wait for it; a failure is still theirs to read from `caughtUp`.
   caughtUp.catch(() => undefined);
   const ready = (wait: CheckWait | undefined): Promise<void> | undefined => {
@@ -127,7 +145,7 @@ function replicaOf(ledger: Ledger, view: LevelStore, follower: FeedFollower, che
           try {
             await view.close();
           } finally {
-            await ledger.close();
+            await Promise.all([feed.close(), ledger.close()]);
           }
         }
       })();
