@@ -14,25 +14,13 @@ import { createKey } from '../../src/auth/api-keys.js';
 import { hashKeyTuple } from '../../src/filter/hash.js';
 import { migrate } from '../../src/store/pg/migrate.js';
 import { PgLedger } from '../../src/store/pg/pg-ledger.js';
-import { listeningPort, removeTempDirs, startCli, stopStarted, tempDir, type StartedCli } from '../helpers.js';
+import { listeningPort, removeTempDirs, seededRandom, startCli, stopStarted, tempDir, type StartedCli } from '../helpers.js';
 import { withPgDatabase } from '../store/pg-cluster.js';
 
 const BOUND_MS = 1000;
 const REPLICAS = 3;
 const WRITES = 45;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-/** A small seeded generator (mulberry32): a failing run can be replayed with its seed. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Live {
   server: StartedCli;
@@ -73,7 +61,7 @@ await withPgDatabase('replicas killed at random', (url) => {
   it('never answers "eligible" for an acknowledged opt-out past its bound, or with its minSeq', async () => {
     const seed = Number(process.env['OPTOUT_TEST_SEED'] ?? Date.now() % 1_000_000);
     process.stderr.write(`replicas killed at random: seed ${seed} (OPTOUT_TEST_SEED to replay)\n`);
-    const rnd = random(seed);
+    const rnd = seededRandom(seed);
     const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)] as T;
 
     await migrate(url);
