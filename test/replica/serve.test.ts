@@ -190,7 +190,7 @@ await withPgDatabase('API replicas', (url) => {
     expect(after.json['results']).toMatchObject([{ eligible: true }]);
   });
 
-  it('a waiting import is confirmed on the replica that holds its upload; another one says so', async () => {
+  it('a waiting import may be confirmed through any replica: the one that holds its upload takes the confirmation', async () => {
     const a = await replica();
     const b = await replica();
     const upload = await a.app.inject({
@@ -204,14 +204,42 @@ await withPgDatabase('API replicas', (url) => {
       job = await a.call('GET', `/v1/imports/${id}`, admin);
     }
     expect(job.json['state']).toBe('awaiting_confirmation');
-    const elsewhere = await b.call('POST', `/v1/imports/${id}/confirm`, admin, { count: 2 });
-    expect(elsewhere.status).toBe(409);
-    expect(elsewhere.json).toMatchObject({ code: 'OPTOUT_ERR_JOB_STATE' });
-    expect(elsewhere.json['message']).toContain('received its upload');
-    expect((await a.call('POST', `/v1/imports/${id}/confirm`, admin, { count: 2 })).status).toBe(200);
-    // A restart of the other replica leaves the job alone: its file is not there.
+    // A wrong count is refused where it arrives, and the job keeps waiting.
+    const wrong = await b.call('POST', `/v1/imports/${id}/confirm`, admin, { count: 3 });
+    expect(wrong).toMatchObject({ status: 409, json: { code: 'OPTOUT_ERR_NOT_CONFIRMED' } });
+    expect((await a.call('GET', `/v1/imports/${id}`, admin)).json['state']).toBe('awaiting_confirmation');
+
+    const confirmed = await b.call('POST', `/v1/imports/${id}/confirm`, admin, { count: 2 });
+    expect(confirmed.status).toBe(200);
+    expect(['importing', 'completed']).toContain(confirmed.json['state']);
+    for (let i = 0; i < 400 && job.json['state'] !== 'completed'; i++) {
+      await sleep(25);
+      job = await b.call('GET', `/v1/imports/${id}`, admin);
+    }
+    expect(job.json).toMatchObject({ state: 'completed', counts: { added: 2 } });
+    const seen = await b.call('POST', '/v1/eligibility', admin, { emails: ['w1@example.com', 'w2@example.com'], minSeq: Number(job.seq) });
+    expect(seen.json['results']).toMatchObject([{ eligible: false }, { eligible: false }]);
+  });
+
+  it('a replica that starts leaves the jobs of others alone, and a confirmation nobody takes is said so', async () => {
+    const a = await replica();
+    const upload = await a.app.inject({
+      method: 'POST', url: '/v1/imports', headers: { authorization: `Bearer ${admin}`, 'content-type': 'text/csv' },
+      payload: 'email\nz1@example.com\n',
+    });
+    const { id } = JSON.parse(upload.body) as { id: string };
+    let job = await a.call('GET', `/v1/imports/${id}`, admin);
+    for (let i = 0; i < 400 && job.json['state'] !== 'awaiting_confirmation'; i++) {
+      await sleep(25);
+      job = await a.call('GET', `/v1/imports/${id}`, admin);
+    }
+    // Its server stops (the job stays waiting in the database, its upload in that server's folder).
+    await a.app.close();
     const c = await replica();
-    expect((await c.call('GET', `/v1/imports/${id}`, admin)).json['state']).not.toBe('failed');
+    expect((await c.call('GET', `/v1/imports/${id}`, admin)).json['state']).toBe('awaiting_confirmation');
+    const nobody = await c.call('POST', `/v1/imports/${id}/confirm`, admin, { count: 1 });
+    expect(nobody).toMatchObject({ status: 409, json: { code: 'OPTOUT_ERR_JOB_STATE' } });
+    expect(nobody.json['message']).toContain('has not taken the confirmation');
   });
 
   describe('syncs', () => {
