@@ -55,6 +55,21 @@ await withPgDatabase('API replicas', (url) => {
     };
   }
 
+  /** Uploads a list through `r` without `yes`, and resolves once its job waits for a confirmation. */
+  async function uploadWaiting(r: Replica, csv: string): Promise<{ id: string }> {
+    const upload = await r.app.inject({
+      method: 'POST', url: '/v1/imports', headers: { authorization: `Bearer ${admin}`, 'content-type': 'text/csv' }, payload: csv,
+    });
+    const { id } = JSON.parse(upload.body) as { id: string };
+    let job = await r.call('GET', `/v1/imports/${id}`, admin);
+    for (let i = 0; i < 400 && job.json['state'] !== 'awaiting_confirmation'; i++) {
+      await sleep(25);
+      job = await r.call('GET', `/v1/imports/${id}`, admin);
+    }
+    expect(job.json['state']).toBe('awaiting_confirmation');
+    return { id };
+  }
+
   beforeEach(async () => {
     await resetDatabase(url);
     await migrate(url);
@@ -193,17 +208,8 @@ await withPgDatabase('API replicas', (url) => {
   it('a waiting import may be confirmed through any replica: the one that holds its upload takes the confirmation', async () => {
     const a = await replica();
     const b = await replica();
-    const upload = await a.app.inject({
-      method: 'POST', url: '/v1/imports', headers: { authorization: `Bearer ${admin}`, 'content-type': 'text/csv' },
-      payload: 'email\nw1@example.com\nw2@example.com\n',
-    });
-    const { id } = JSON.parse(upload.body) as { id: string };
+    const { id } = await uploadWaiting(a, 'email\nw1@example.com\nw2@example.com\n');
     let job = await a.call('GET', `/v1/imports/${id}`, admin);
-    for (let i = 0; i < 400 && job.json['state'] !== 'awaiting_confirmation'; i++) {
-      await sleep(25);
-      job = await a.call('GET', `/v1/imports/${id}`, admin);
-    }
-    expect(job.json['state']).toBe('awaiting_confirmation');
     // A wrong count is refused where it arrives, and the job keeps waiting.
     const wrong = await b.call('POST', `/v1/imports/${id}/confirm`, admin, { count: 3 });
     expect(wrong).toMatchObject({ status: 409, json: { code: 'OPTOUT_ERR_NOT_CONFIRMED' } });
@@ -223,16 +229,7 @@ await withPgDatabase('API replicas', (url) => {
 
   it('a replica that starts leaves the jobs of others alone, and a confirmation nobody takes is said so', async () => {
     const a = await replica();
-    const upload = await a.app.inject({
-      method: 'POST', url: '/v1/imports', headers: { authorization: `Bearer ${admin}`, 'content-type': 'text/csv' },
-      payload: 'email\nz1@example.com\n',
-    });
-    const { id } = JSON.parse(upload.body) as { id: string };
-    let job = await a.call('GET', `/v1/imports/${id}`, admin);
-    for (let i = 0; i < 400 && job.json['state'] !== 'awaiting_confirmation'; i++) {
-      await sleep(25);
-      job = await a.call('GET', `/v1/imports/${id}`, admin);
-    }
+    const { id } = await uploadWaiting(a, 'email\nz1@example.com\n');
     // Its server stops (the job stays waiting in the database, its upload in that server's folder).
     await a.app.close();
     const c = await replica();
