@@ -26,7 +26,7 @@ import { migrate } from '../src/store/pg/migrate.js';
 import { PgLedger } from '../src/store/pg/pg-ledger.js';
 import { DEFAULT_SEED, MAX_ROWS } from './generate.js';
 import { closedLoop, firstColumn } from './lib/load.js';
-import { formatNumber, formatRate, markdownTable, median, timeChild } from './lib/measure.js';
+import { formatBytes, formatNumber, formatRate, markdownTable, median, timeChild } from './lib/measure.js';
 import { BenchFailure, ensureList, ensureOk, ensureStore, freePort, makeLog, packageRoot, parseCount, runIfMain, tail, updateReadme } from './lib/harness.js';
 import { admin, serverBinaries, startCluster, waitForServer, withDatabase } from './lib/pg-cluster.js';
 
@@ -200,8 +200,10 @@ export async function main(argv: readonly string[]): Promise<number> {
     const store = await LevelStore.open(db, { purpose: 'bench:replica' });
     let stored: number;
     let embeddedKey: string;
+    let embeddedBytes: number;
     try {
       stored = store.totalEntries();
+      embeddedBytes = store.sizeOnDisk();
       embeddedKey = (await createKey(store, { scope: 'check' })).key;
     } finally {
       await store.close();
@@ -218,6 +220,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     const embeddedReady: number[] = [];
     const firstLoad: number[] = [];
     const ownFolder: number[] = [];
+    const viewBytes: number[] = [];
     const http = { embedded: [] as HttpRates[], replica: [] as HttpRates[] };
     for (let run = 1; run <= runs; run++) {
       log(`run ${run}/${runs}: embedded server start`);
@@ -234,6 +237,9 @@ export async function main(argv: readonly string[]): Promise<number> {
       firstLoad.push(first.readySeconds);
       log(`  ready in ${first.readySeconds.toFixed(2)} s`);
       await first.stop();
+      const loaded = await LevelStore.open(view, { view: true, purpose: 'bench:replica' });
+      viewBytes.push(loaded.sizeOnDisk());
+      await loaded.close();
       log(`run ${run}/${runs}: replica start on its own folder`);
       const again = await startServe(cli, ['--db', url, '--replica', view]);
       ownFolder.push(again.readySeconds);
@@ -255,6 +261,8 @@ export async function main(argv: readonly string[]): Promise<number> {
         ['ready after a start on its own folder (a restart)', range(ownFolder, secondsOf, 's'), range(embeddedReady, secondsOf, 's'),
           ratio(ownFolder, embeddedReady), `<= ${READY_TARGET_S} s`],
         ['ready after a start on an empty folder (snapshot load)', `${range(firstLoad, secondsOf, 's')}, ${formatRate(stored / median(firstLoad))} entries/s`, '', '', ''],
+        ['disk: the view folder, and the embedded store', `${formatBytes(median(viewBytes))}, ${Math.round(median(viewBytes) / stored)} B an entry`,
+          `${formatBytes(embeddedBytes)}, ${Math.round(embeddedBytes / stored)} B an entry`, ratio(viewBytes, [embeddedBytes]), ''],
         [`HTTP GET, ${CONNECTIONS} connections`, range(getR, formatRate, 'req/s'), range(getE, formatRate, 'req/s'), ratio(getR, getE), '>= 0.9x'],
         [`HTTP POST, batches of ${formatNumber(BATCH)}, ${BATCH_CONCURRENCY} in flight`, range(postR, formatRate, 'checks/s'), range(postE, formatRate, 'checks/s'),
           ratio(postR, postE), '>= 0.9x'],
