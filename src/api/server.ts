@@ -19,7 +19,7 @@ import swagger from '@fastify/swagger';
 import { LogController, fastify, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { CheckRequest } from '../check/checker.js';
-import type { OptoutStore } from '../check/open-store.js';
+import type { OptoutStore, ReplicaFreshness } from '../check/open-store.js';
 import type { Decision, SendType } from '../check/rules.js';
 import { KeyRing, type KeyRecord, type KeyScope } from '../auth/api-keys.js';
 import { isOptoutError } from '../errors.js';
@@ -91,6 +91,26 @@ const MAX_EMAIL_CHARS = 1024;
 const BATCH_BODY_LIMIT = 3 * 1024 * 1024;
 const DEFAULT_BODY_LIMIT = 64 * 1024;
 
+/** An API replica's gauges: what an alert on a replica that falls behind or is cut off watches. */
+function replicaGauges(registry: Registry, replica: ReplicaFreshness): void {
+  new Gauge({
+    name: 'optout_replica_feed_position', help: 'The feed position the API replica\'s view holds',
+    registers: [registry],
+    collect() {
+      this.set(replica.seq);
+    },
+  });
+  new Gauge({
+    name: 'optout_replica_proof_age_seconds',
+    help: 'Seconds since the API replica last proved its view holds every committed change; checks answer 503 past --max-staleness',
+    registers: [registry],
+    collect() {
+      // Before the first proof: as old as can be, so that an alert fires.
+      this.set(replica.provenAt === null ? Number.MAX_SAFE_INTEGER : (Date.now() - replica.provenAt) / 1000);
+    },
+  });
+}
+
 export function createServer(options: ServerOptions): OptoutServer {
   // Checked now rather than once the store has opened, where a bad option would only be logged.
   normalizeImportJobsOptions(options.imports);
@@ -155,6 +175,8 @@ export function createServer(options: ServerOptions): OptoutServer {
   // Bodies are JSON only: a text body would otherwise reach validation and read as a bad parameter.
   app.removeContentTypeParser('text/plain');
 
+  // Metrics in a registry of this server's own, so that several servers (tests) do not collide.
+  const registry = new Registry();
   let store: OptoutStore | undefined;
   let keys: KeyRing | undefined;
   let imports: ImportJobs | undefined;
@@ -171,6 +193,7 @@ export function createServer(options: ServerOptions): OptoutServer {
     // Syncs start once the cleanup of files left by a previous process is done.
     imports.resumeAll().catch((err: unknown) => app.log.error(err)).finally(() => scheduler?.start());
     store = s;
+    if (s.replica !== undefined) replicaGauges(registry, s.replica);
   };
   app.addHook('onClose', async () => {
     // Together: the scheduler waits for the import of its current run, which closing the jobs stops.
@@ -195,8 +218,6 @@ export function createServer(options: ServerOptions): OptoutServer {
   };
   Object.defineProperty(app, 'optoutReady', { get: isReady, enumerable: false });
 
-  // Metrics in a registry of this server's own, so that several servers (tests) do not collide.
-  const registry = new Registry();
   const requests = new Counter({
     name: 'optout_http_requests_total', help: 'HTTP requests answered, by route, method and status',
     labelNames: ['route', 'method', 'status'] as const, registers: [registry],

@@ -22,6 +22,11 @@ export interface ReplicaFreshness {
   readonly maxStalenessMs: number;
   /** The feed position the view holds. */
   readonly seq: number;
+  /**
+   * When the last read of the feed that reached its head began (ms since the epoch), or null
+   * before the first: the view holds every change committed before then.
+   */
+  readonly provenAt: number | null;
   /** Whether checks may be answered now. */
   fresh(): boolean;
   /** @throws OptoutError OPTOUT_ERR_STALE unless {@link fresh}. */

@@ -126,6 +126,9 @@ function replicaOf({ ledger, feed, view, follower, checker, maxStalenessMs, caug
       get seq() {
         return follower.seq;
       },
+      get provenAt() {
+        return follower.freshness().provenAt;
+      },
       fresh: () => follower.fresh(maxStalenessMs),
       assertFresh: () => follower.assertFresh(maxStalenessMs),
     },

@@ -166,5 +166,7 @@ describe('metrics', () => {
     expect(m.text).toContain('optout_checks_total{reason="not_suppressed"} 1');
     expect(m.text).toContain('optout_checks_total{reason="invalid_address"} 1');
     expect(m.text).toContain('optout_store_entries 3');
+    // An embedded server follows no feed: no replica gauge that would read as a fresh replica.
+    expect(m.text).not.toContain('optout_replica_');
   });
 });

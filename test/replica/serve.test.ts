@@ -163,12 +163,20 @@ await withPgDatabase('API replicas', (url) => {
   });
 
   it('fails closed once its view stops following: checks, keyed routes and /readyz answer 503 OPTOUT_ERR_STALE', async () => {
-    const a = await replica({ maxStalenessMs: 200 });
+    const a = await replica({ maxStalenessMs: 1000 });
     expect((await a.app.inject({ method: 'GET', url: '/readyz' })).statusCode).toBe(200);
+    const metric = async (name: string): Promise<number> => {
+      const text = (await a.app.inject({ method: 'GET', url: '/metrics', headers: { authorization: `Bearer ${admin}` } })).body;
+      return Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
+    };
+    expect(await metric('optout_replica_feed_position')).toBe(a.store.replica.seq);
+    expect(await metric('optout_replica_proof_age_seconds')).toBeLessThanOrEqual(1);
     await a.store.follower.stop();
-    await sleep(250);
+    await sleep(1100);
     const check = await a.call('GET', '/v1/eligibility?email=a%40example.com', admin);
     expect(check).toMatchObject({ status: 503, json: { code: 'OPTOUT_ERR_STALE' } });
+    // /metrics needs an admin key, refused while stale: the age is read from the library.
+    expect(Date.now() - (a.store.replica.provenAt as number)).toBeGreaterThan(1000);
     expect((await a.call('GET', '/v1/jobs', admin)).json).toMatchObject({ code: 'OPTOUT_ERR_STALE' });
     const ready = await a.app.inject({ method: 'GET', url: '/readyz' });
     expect(ready.statusCode).toBe(503);
