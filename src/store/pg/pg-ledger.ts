@@ -42,6 +42,8 @@ const LOOKUP_PAGE = 10_000;
 const LEASE_POLL_MS = 200;
 /** Entries per part of a feed snapshot: a new replica reads them all, in as few round trips as memory allows. */
 const SNAPSHOT_PAGE = 10_000;
+/** How long a snapshot may wait for its reader between two reads. */
+const SNAPSHOT_IDLE_LIMIT = '5min';
 
 type Db = pg.Pool | pg.PoolClient;
 
@@ -468,6 +470,10 @@ export class PgLedger implements Ledger {
     const c = await this.#connect();
     try {
       await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+      // Its reader sets the pace between pages (a replica applying each page to LevelDB, an
+      // export's client): a pause of a few seconds there must not end the snapshot, a dead
+      // reader still must (an open snapshot holds back vacuum).
+      await c.query(`SET LOCAL idle_in_transaction_session_timeout = '${SNAPSHOT_IDLE_LIMIT}'`);
     } catch (cause) {
       c.release(true);
       throw this.#error(cause, 'begin a snapshot');
