@@ -93,6 +93,12 @@ export interface ImportJobsOptions {
    * @default 10 GiB
    */
   maxPendingBytes?: number | undefined;
+  /**
+   * On a ledger several servers share: how long, in ms, a confirmation sent to a server that does
+   * not hold the job's upload waits for the one that does to take it, before answering that it
+   * has not yet. @default 5000
+   */
+  relayWaitMs?: number | undefined;
 }
 
 export type NormalizedImportJobsOptions = Readonly<Required<Omit<ImportJobsOptions, 'pool'>> & { pool: ChunkPool | undefined }>;
@@ -100,6 +106,7 @@ export type NormalizedImportJobsOptions = Readonly<Required<Omit<ImportJobsOptio
 const DEFAULT_MAX_UPLOAD = 8 * 1024 ** 3;
 const DEFAULT_PENDING_TTL = 24 * 3_600_000;
 const DEFAULT_MAX_PENDING = 10 * 1024 ** 3;
+const DEFAULT_RELAY_WAIT = 5000;
 /** setTimeout's longest delay; a later deadline is reached in several steps. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 const RESUMABLE: ReadonlySet<JobState> = new Set(['analyzing', 'awaiting_confirmation', 'importing', 'interrupted']);
@@ -114,6 +121,7 @@ export function normalizeImportJobsOptions(o: ImportJobsOptions = {}): Normalize
     maxUploadBytes: o.maxUploadBytes === undefined ? DEFAULT_MAX_UPLOAD : positiveInteger('maxUploadBytes', o.maxUploadBytes),
     pendingTtlMs: o.pendingTtlMs === undefined ? DEFAULT_PENDING_TTL : positiveInteger('pendingTtlMs', o.pendingTtlMs),
     maxPendingBytes: o.maxPendingBytes === undefined ? DEFAULT_MAX_PENDING : positiveInteger('maxPendingBytes', o.maxPendingBytes),
+    relayWaitMs: o.relayWaitMs === undefined ? DEFAULT_RELAY_WAIT : positiveInteger('relayWaitMs', o.relayWaitMs),
   };
 }
 
@@ -164,6 +172,7 @@ export class ImportJobs {
   readonly #maxUpload: number;
   readonly #ttl: number;
   readonly #quota: UploadQuota;
+  readonly #relayWait: number;
   readonly #running = new Map<string, Running>();
   /** Names of the uploads this instance is receiving, which the cleanup at start must spare. */
   readonly #arriving = new Set<string>();
@@ -184,6 +193,7 @@ export class ImportJobs {
     this.#maxUpload = o.maxUploadBytes;
     this.#ttl = o.pendingTtlMs;
     this.#quota = new UploadQuota(o.maxPendingBytes);
+    this.#relayWait = o.relayWaitMs;
     mkdirSync(this.#dir, { recursive: true });
     // Files of jobs a previous process left count from the start, before they are taken up.
     for (const name of readdirSync(this.#dir)) {
@@ -415,7 +425,7 @@ export class ImportJobs {
       throw new OptoutError('OPTOUT_ERR_NOT_CONFIRMED', `The count ${count} does not match: the job would suppress ${job.counts.unique} addresses. It keeps waiting.`);
     }
     await this.#store.putRecord('confirmation', job.id, { count, at: new Date().toISOString() }, undefined);
-    const deadline = Date.now() + RELAY_WAIT_MS;
+    const deadline = Date.now() + this.#relayWait;
     for (;;) {
       const now = await this.get(job.id);
       if (now !== undefined && now.state !== 'awaiting_confirmation') return now;
@@ -423,7 +433,7 @@ export class ImportJobs {
       await new Promise((r) => setTimeout(r, RELAY_POLL_MS));
     }
     throw new OptoutError('OPTOUT_ERR_JOB_STATE', `Job ${job.id} waits on the server that received its upload, which has not taken the ` +
-      `confirmation within ${RELAY_WAIT_MS / 1000} s: it stays in the database, and that server takes it when it can (GET /v1/imports/${job.id} shows when)`);
+      `confirmation within ${this.#relayWait / 1000} s: it stays in the database, and that server takes it when it can (GET /v1/imports/${job.id} shows when)`);
   }
 
   /** Takes, for the jobs that wait here, the confirmations other servers left in the ledger. */
@@ -633,9 +643,8 @@ export class ImportJobs {
   }
 }
 
-/** How often a server looks for confirmations of its waiting jobs left by others, and how long the one that left it waits. */
+/** How often a server looks for confirmations of its waiting jobs left by others. */
 const RELAY_POLL_MS = 250;
-const RELAY_WAIT_MS = 5000;
 
 function countsOf(r: ImportReport): ImportCounts {
   return {

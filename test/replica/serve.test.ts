@@ -34,7 +34,7 @@ await withPgDatabase('API replicas', (url) => {
 
   async function replica(options: ReplicaOptions = {}, syncs: false | { tickMs: number } = false): Promise<Replica> {
     const store = await openReplica(url, await tempDir('optout-replica-'), { pollMs: 20, ...options });
-    const app = createServer({ store, imports: { pool }, syncs, allowPrivateUrls: true });
+    const app = createServer({ store, imports: { pool, relayWaitMs: 1000 }, syncs, allowPrivateUrls: true });
     cleanups.push(async () => {
       await app.close();
       await store.close();
@@ -244,7 +244,7 @@ await withPgDatabase('API replicas', (url) => {
     expect((await c.call('GET', `/v1/imports/${id}`, admin)).json['state']).toBe('awaiting_confirmation');
     const nobody = await c.call('POST', `/v1/imports/${id}/confirm`, admin, { count: 1 });
     expect(nobody).toMatchObject({ status: 409, json: { code: 'OPTOUT_ERR_JOB_STATE' } });
-    expect(nobody.json['message']).toContain('has not taken the confirmation');
+    expect(nobody.json['message']).toContain('has not taken the confirmation within 1 s');
   });
 
   describe('syncs', () => {
