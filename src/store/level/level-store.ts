@@ -811,8 +811,7 @@ export class LevelStore implements Store {
   }
 
   async #setFollowing(following: Following): Promise<void> {
-    this.#assertOpen();
-    await this.db.put(metaKey('follow'), JSON.stringify(following));
+    await this.#write([{ key: metaKey('follow'), value: JSON.stringify(following) }]);
     this.#following = following;
   }
 
@@ -832,6 +831,12 @@ export class LevelStore implements Store {
   /** Writes records that are not entries (no generation, no filter log), atomically. */
   async #put(ops: ReadonlyArray<{ key: string; value: string }>): Promise<void> {
     this.#assertWritable();
+    await this.#write(ops);
+  }
+
+  /** {@link #put} without the writability check: for a view's own records. */
+  async #write(ops: ReadonlyArray<{ key: string; value: string }>): Promise<void> {
+    this.#assertOpen();
     try {
       await this.db.batch(ops.map((op) => ({ type: 'put' as const, ...op })));
     } catch (cause) {
