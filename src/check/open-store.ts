@@ -53,8 +53,9 @@ export interface OptoutStore {
   checkMany(reqs: readonly CheckRequest[], wait?: CheckWait): Promise<Decision[]>;
   /**
    * Called once a write has committed: the feed position that includes it (for `X-Optout-Seq`),
-   * after this process's view has reached it (up to 500 ms), so that a check here reads the
-   * write at once. Undefined for a store without a feed.
+   * once this process's view holds it or can no longer answer checks (a replica waits up to its
+   * staleness bound), so that no check answered here after the write misses it. Undefined for
+   * a store without a feed.
    */
   written(): Promise<number | undefined>;
   close(): Promise<void>;

@@ -134,9 +134,11 @@ function replicaOf({ ledger, feed, view, follower, checker, maxStalenessMs, caug
     },
     ...checksOf(checker, ready),
     async written() {
-      // Any position read after the commit includes the write.
+      // Any position read after the commit includes the write. Waiting the bound is enough: a
+      // view that has not reached it by then has no proof younger than the write, and answers
+      // no check until it has the write.
       const seq = await ledger.head();
-      await follower.waitFor(seq, MIN_SEQ_WAIT_MS);
+      await follower.waitFor(seq, maxStalenessMs);
       return seq;
     },
     close() {
