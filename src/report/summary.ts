@@ -1,6 +1,6 @@
 import { printable } from './printable.js';
 import type { ImportCounts } from '../store/counts.js';
-import type { JobError } from '../store/jobs.js';
+import type { JobError, SuppressionReason } from '../store/jobs.js';
 
 /** The report of one `optout import`, in the shape `--json` prints. */
 export interface ImportReport extends ImportCounts {
@@ -27,6 +27,14 @@ export interface ImportReport extends ImportCounts {
   member: string | null;
   /** Which rows were skipped as not opted out, e.g. `Unsubscribed from all email is false or no`; null: none are. */
   skipRule: string | null;
+  /** The column giving each row's own reason (`--reason-column`, or a recognised export's); null: none. */
+  reasonColumn: string | null;
+  /**
+   * Valid rows per reason: a row's own reason when its reason column gives one, else the import's
+   * `reason`. Counted over valid rows (duplicates and addresses already suppressed included), so
+   * the counts add up to `valid`; reasons without rows are left out.
+   */
+  reasons: Partial<Record<SuppressionReason, number>>;
   /** `row`: the first record is a header; `none`: it is data, and was imported. */
   header: 'row' | 'none';
   delimiter: string;
@@ -58,6 +66,8 @@ export function formatSummary(r: ImportReport): string {
     `  valid             ${fmt(r.valid)}`,
     `  invalid           ${fmt(r.invalid)}` + (r.rejectsFile ? ` (see ${r.rejectsFile})` : ''),
     ...(r.skipRule === null ? [] : [`  skipped           ${fmt(r.skipped)} not opted out (${printable(r.skipRule, 120)})`]),
+    ...(r.reasonColumn === null ? [] : [`  reasons           ${Object.entries(r.reasons).map(([k, n]) => `${k} ${fmt(n)}`).join(', ') || 'none'}` +
+      ` (column ${printable(r.reasonColumn, 64)})`]),
     `  duplicates        ${fmt(r.duplicates)}`,
     `  unique            ${fmt(r.unique)}`,
     `  already suppressed ${fmt(r.alreadySuppressed)}`,
