@@ -71,6 +71,31 @@ export const CSV_PROVIDERS: readonly CsvProvider[] = [
     source: 'https://postmarkapp.com/developer/api/suppressions-api',
   },
   {
+    format: 'ses-notifications', signature: ['emailAddress', 'notificationType', 'bounceType', 'bounceSubType', 'timestamp'], exact: true,
+    reasonColumn: 'notificationType',
+    optOut: [
+      // As the webhook endpoint does: only a Permanent bounce suppresses; SES could not say for an Undetermined one.
+      { column: 'bounceType', subscribed: ['transient', 'undetermined'] },
+      { column: 'notificationType', subscribed: ['delivery', 'send', 'open', 'click', 'deliverydelay', 'reject', 'rendering failure'] },
+    ],
+    meaning: 'SES event notifications (JSON or NDJSON, as SNS sends them, in its envelope or not): a row per bounced or complained recipient',
+    source: 'https://docs.aws.amazon.com/ses/latest/dg/notification-contents.html',
+  },
+  {
+    format: 'klaviyo-suppressions', signature: ['Email', 'Suppression Reason'], reasonColumn: 'Suppression Reason',
+    meaning: 'suppressed profiles: Unsubscribed, Bounced, Spam complaint, Manually suppressed (User suppressed), Invalid email',
+    source: 'https://help.klaviyo.com/hc/en-us/articles/115005246108',
+  },
+  {
+    format: 'sfmc-bounces', reason: 'bounced', signature: ['EmailAddress', 'EventType', 'BounceCategory'],
+    optOut: [
+      { column: 'EventType', subscribed: ['softbounce'] },
+      { column: 'BounceCategory', subscribed: ['soft', 'soft bounce', 'softbounce'] },
+    ],
+    meaning: 'a tracking extract\'s bounces; soft bounces are skipped',
+    source: 'https://help.salesforce.com/s/articleView?id=mktg.mc_as_bounces.htm&language=en_US&type=5',
+  },
+  {
     format: 'hubspot-contacts', signature: ['Record ID', 'Email', 'Unsubscribed from all email'],
     optOut: [{ column: 'Unsubscribed from all email', subscribed: ['false', 'no'] }],
     meaning: 'contacts; rows with `Unsubscribed from all email` true are opt-outs',
@@ -81,6 +106,12 @@ export const CSV_PROVIDERS: readonly CsvProvider[] = [
     optOut: [{ column: 'EMAIL_BLACKLISTED', subscribed: ['no', 'false', '0'] }],
     meaning: 'contacts; rows with `EMAIL_BLACKLISTED` Yes are opt-outs',
     source: 'https://help.brevo.com/hc/en-us/articles/209499265',
+  },
+  {
+    format: 'activecampaign-contacts', signature: ['Email', 'First Name', 'Last Name', 'Status'], reasonColumn: 'Status',
+    optOut: [{ column: 'Status', subscribed: ['active', 'subscribed', 'unconfirmed'] }],
+    meaning: 'contacts; rows with `Status` Unsubscribed or Bounced are opt-outs',
+    source: 'https://help.activecampaign.com/hc/en-us/articles/221073788',
   },
   {
     format: 'mailchimp-cleaned', reason: 'bounced', signature: ['Email Address', 'CLEAN_TIME'],
