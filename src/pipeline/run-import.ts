@@ -26,6 +26,7 @@ import { countPass, writeMergePass, type MergeOptions } from './merge-pass.js';
 import { scanChunks, type ScannedChunk } from './scan.js';
 import { BucketSpool, bucketBitsFor } from './spool.js';
 import { spoolPass, type SpoolState } from './spool-pass.js';
+import { audienceMembers, importMembers } from './zip-members.js';
 import { countsMismatch, emptyCounts, type ImportCounts } from '../store/counts.js';
 
 interface OpenedScan {
@@ -319,6 +320,7 @@ function reportOf(run: ImportRun, counts: ImportCounts, scan: OpenedScan,
     delimiter: scan.header.dialect.delimiter,
     rejectsFile: run.o.rejects ?? null,
     reasons: rowsPerReason(counts.valid, ownReasons, run.o.reason),
+    members: null,
     peakRssBytes: peakRss(),
     error: null,
     ...rest,
@@ -548,6 +550,8 @@ async function finishJob(run: StoreRun, job: JobRecord, spool: BucketSpool, scan
  * (a dry run, no confirmation) carries it in `error`.
  */
 export async function runImport(input: ImportOptions): Promise<ImportReport> {
+  const audience = await audienceMembers(input);
+  if (audience !== undefined) return importMembers(input, audience, runImport);
   const run = await startRun(input);
   try {
     let analysed: Analysis | undefined;

@@ -2,6 +2,18 @@ import { printable } from './printable.js';
 import type { ImportCounts } from '../store/counts.js';
 import type { JobError, SuppressionReason } from '../store/jobs.js';
 
+/** One member of an archive whose lists were imported together (a Mailchimp audience export). */
+export interface MemberReport extends ImportCounts {
+  name: string;
+  format: string;
+  /** The reason of its rows without their own; null for a member of subscribed contacts. */
+  reason: string | null;
+  /** The job that wrote it; null when nothing was written (a dry run, subscribed contacts). */
+  jobId: string | null;
+  /** A list of subscribed contacts: read and counted, every row skipped. */
+  subscribed: boolean;
+}
+
 /** The report of one `optout import`, in the shape `--json` prints. */
 export interface ImportReport extends ImportCounts {
   durationMs: number;
@@ -38,6 +50,11 @@ export interface ImportReport extends ImportCounts {
   /** `row`: the first record is a header; `none`: it is data, and was imported. */
   header: 'row' | 'none';
   delimiter: string;
+  /**
+   * Each member of an archive imported whole (a Mailchimp audience export), one job each; the
+   * counts above add theirs up. Null for any other source.
+   */
+  members: MemberReport[] | null;
   /** Decoded bytes of CSV read. */
   bytes: number;
   /** Cells rejected because their bytes were not valid in the input encoding. */
@@ -74,6 +91,11 @@ export function formatSummary(r: ImportReport): string {
     `  ${r.confirmed ? 'added            ' : 'would add        '} ${fmt(r.added)}`,
     `  time              ${(r.durationMs / 1000).toFixed(2)} s (${fmt(Math.round(r.rowsPerSecond))} rows/s)`,
   ];
+  for (const m of r.members ?? []) {
+    lines.push(m.subscribed ? `  member ${printable(m.name, 80)}: ${fmt(m.rows)} subscribed contacts, skipped`
+      : `  member ${printable(m.name, 80)} (${m.format}, ${m.reason ?? ''}${m.jobId === null ? '' : `, job ${m.jobId}`}): ` +
+        `rows ${fmt(m.rows)}, unique ${fmt(m.unique)}, ${r.confirmed ? 'added' : 'would add'} ${fmt(m.added)}`);
+  }
   if (r.invalidUtf8 > 0) {
     lines.push(`  note: ${fmt(r.invalidUtf8)} cells were not valid UTF-8; if the file is Latin-1 or Windows-1252, pass --encoding latin1`);
   }
