@@ -527,7 +527,7 @@ async function finishJob(run: StoreRun, job: JobRecord, spool: BucketSpool, scan
   await store.putJob(moveJob(job, 'completed', { finishedAt }), store.audit({
     actor: o.origin.actor, action: 'import', key: null, job: job.id,
     unit: job.scope === ACCOUNT_WIDE ? null : job.scope,
-    details: { source: run.label, reason: job.reason, ...counts },
+    details: { source: run.label, reason: job.reason, ...counts, reasons: rowsPerReason(counts.valid, job.checkpoint.reasons, job.reason) },
   }));
   spool.remove();
   return reportOf(run, counts, scan, {

@@ -90,6 +90,11 @@ describe('per-row reasons', () => {
       'b1@example.com': 'bounced', 'b2@example.com': 'bounced', 'c1@example.com': 'complaint', 'c2@example.com': 'complaint',
       'empty@example.com': undefined, 'odd@example.com': undefined,
     });
+    // The import's audit record counts them too.
+    expect(await withStore(db, async (s) => {
+      for await (const r of s.store.auditRecords({ fromId: '0' })) if (r.action === 'import') return r.details['reasons'];
+      return undefined;
+    })).toEqual({ bounced: 3, complaint: 2, unsubscribed: 2 });
     // Export filtered by reason follows each entry's own.
     expect(await withStore(db, async (s) => {
       let text = '';
@@ -148,6 +153,12 @@ describe('per-row reasons', () => {
     // By number too; a dry run counts the same.
     const dry = await runImport({ source: { kind: 'file', path: join(db, '..', 'list.csv') }, db: join(db, '..', 'dry'), confirm: { mode: 'dry-run' }, reasonColumn: '2' });
     expect(dry).toMatchObject({ reason: 'unsubscribed', reasonColumn: 'why', reasons: { bounced: 2, complaint: 3, unsubscribed: 4, manual: 1 } });
+  });
+
+  it('the SES bulk-import CSV has no header: its reason column by number', async () => {
+    const { report, db } = await importFile('bulk.csv', 'one@example.com,BOUNCE\ntwo@example.com,COMPLAINT\n', { reasonColumn: '2' });
+    expect(report).toMatchObject({ header: 'none', column: '1', reasonColumn: '2', rows: 2, reasons: { bounced: 1, complaint: 1 } });
+    expect((await reasonsSeen(db, ['one@example.com', 'two@example.com'])).checked).toEqual({ 'one@example.com': 'bounced', 'two@example.com': 'complaint' });
   });
 
   it('a reasonColumn the header does not have is an error naming it', async () => {
