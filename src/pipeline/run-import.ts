@@ -12,7 +12,7 @@ import type { ImportReport } from '../report/summary.js';
 import { splitSource, type Chunk, type HeaderRecord } from '../source/chunks.js';
 import { asCsv } from '../source/records.js';
 import { describeSource, openSource, type OpenedSource, type SourceInfo, type SourceSpec } from '../source/open-source.js';
-import { errorOfJob, jobErrorOf, type JobError, type JobFingerprint, type JobRecord } from '../store/jobs.js';
+import { errorOfJob, jobErrorOf, type Checkpoint, type JobError, type JobFingerprint, type JobRecord } from '../store/jobs.js';
 import { moveJob } from '../store/job-states.js';
 import type { SuppressionReason } from '../store/jobs.js';
 import { LevelStore } from '../store/level/level-store.js';
@@ -344,6 +344,11 @@ function readCounts(st: SpoolState): ImportCounts {
   return { ...emptyCounts(), rows: st.rows, valid: st.valid, invalid: st.invalid, skipped: st.skipped };
 }
 
+/** The checkpoint's fields that a reading of the whole source sets. */
+function readCheckpoint(st: SpoolState): Pick<Checkpoint, 'offset' | 'lines' | 'counts' | 'rejectsBytes' | 'invalidUtf8' | 'reasons'> {
+  return { offset: st.offset, lines: st.lines, counts: readCounts(st), rejectsBytes: st.rejectsBytes, invalidUtf8: st.invalidUtf8, reasons: st.reasons };
+}
+
 /**
  * Confirmation comes first and writes nothing to the store, not even to resume a job: the
  * source is read into a spool of its own and counted. Resolves the report to return when the
@@ -406,11 +411,12 @@ async function adoptOrCreateJob(run: StoreRun, analysed: Analysis | undefined): 
   const scan = analysed?.scan ?? await openRunScan(run, cp?.spool.bits ?? run.bits,
     cp && cp.offset > 0 ? { offset: cp.offset, lines: cp.lines, rows: cp.counts.rows } : undefined);
   if (job !== undefined && analysed !== undefined && job.checkpoint.phase === 'spool') {
-    // The analysis just read the whole file: its spool replaces the job's unfinished one.
+    // The analysis just read the whole file: its spool, and what it counted, replace the job's
+    // unfinished reading (whose counts cover only the part it had read).
     rmSync(job.checkpoint.spool.dir, { recursive: true, force: true });
     job = { ...job, checkpoint: {
-      ...job.checkpoint, phase: 'merge', bucket: 0, ...stoppedBy(analysed.error),
-      spool: { ...job.checkpoint.spool, dir: adopt(run.analysisSpool as BucketSpool, spoolRootOf(store), job.id) },
+      ...job.checkpoint, ...readCheckpoint(analysed.state), phase: 'merge', bucket: 0, ...stoppedBy(analysed.error),
+      spool: { ...job.checkpoint.spool, bits: run.bits, dir: adopt(run.analysisSpool as BucketSpool, spoolRootOf(store), job.id) },
     } };
     run.analysisSpool = undefined;
   }
@@ -426,14 +432,9 @@ async function adoptOrCreateJob(run: StoreRun, analysed: Analysis | undefined): 
       createdAt: now, updatedAt: now, finishedAt: null, resumedCount: 0,
       checkpoint: {
         phase: st ? 'merge' : 'spool',
-        offset: st?.offset ?? 0,
-        lines: st?.lines ?? 0,
-        counts: st ? readCounts(st) : emptyCounts(),
-        rejectsBytes: st?.rejectsBytes ?? 0,
-        invalidUtf8: st?.invalidUtf8 ?? 0,
+        ...(st ? readCheckpoint(st) : { offset: 0, lines: 0, counts: emptyCounts(), rejectsBytes: 0, invalidUtf8: 0 }),
         spool: { dir: '', bits: run.bits, lengths: [] },
         bucket: 0,
-        ...(st === undefined ? {} : { reasons: st.reasons }),
         ...stoppedBy(analysed?.error),
       },
       error: null,
