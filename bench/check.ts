@@ -10,13 +10,12 @@
  * Progress goes to stderr, the markdown result to stdout. Exit 1 on a failure, 2 on bad arguments.
  * Internal: `node dist/bench/check.js --set-server FILE` is the baseline server's child process.
  */
-import { createReadStream, existsSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { arch, cpus, platform, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { createInterface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
@@ -32,7 +31,7 @@ import {
   markdownTable,
   timeChild,
 } from './lib/measure.js';
-import { Latencies, startChildServer } from './lib/load.js';
+import { Latencies, closedLoop, firstColumn, startChildServer } from './lib/load.js';
 import { BenchFailure, ensureList, ensureStore, makeLog, packageRoot, parseCount, updateReadme } from './lib/harness.js';
 import { REDIS_CLIENTS, REDIS_PIPELINE, measureRedis } from './lib/redis.js';
 
@@ -62,44 +61,11 @@ async function onPath(command: string): Promise<boolean> {
 // ---------------------------------------------------------------------------------------------
 // Data
 
-/** The first CSV field of a line, unquoted; the generator never puts a newline inside a field. */
-function firstField(line: string): string {
-  if (!line.startsWith('"')) {
-    const comma = line.indexOf(',');
-    return comma < 0 ? line : line.slice(0, comma);
-  }
-  let out = '';
-  let i = 1;
-  for (;;) {
-    const q = line.indexOf('"', i);
-    if (q < 0) return out + line.slice(i);
-    out += line.slice(i, q);
-    if (line[q + 1] === '"') {
-      out += '"';
-      i = q + 2;
-    } else {
-      return out;
-    }
-  }
-}
-
 /** Trimmed and lower-cased, as the baseline server keeps them. */
 async function* lowerCased(cells: AsyncIterable<string>): AsyncGenerator<string> {
   for await (const cell of cells) yield cell.trim().toLowerCase();
 }
 
-/** The address cell of every data row, as written (case, spaces and invalid cells included). */
-async function* firstColumn(file: string): AsyncGenerator<string> {
-  const lines = createInterface({ input: createReadStream(file, { highWaterMark: 1 << 20 }), crlfDelay: Infinity });
-  let header = true;
-  for await (const line of lines) {
-    if (header) {
-      header = false;
-      continue;
-    }
-    yield firstField(line);
-  }
-}
 
 
 function absentAddresses(n: number, seed: number): string[] {
@@ -181,30 +147,6 @@ async function fixedRate(client: OptoutClient, emails: readonly string[], rate: 
   return { rate: lat.count / elapsed, ...lat.summary(), errors, scheduledP99: scheduled.summary().p99, loopMaxMs: loop.max / 1e6 };
 }
 
-/** `concurrency` closed loops for `seconds`: the most a server answers at that concurrency. */
-async function closedLoop(concurrency: number, seconds: number, once: (i: number) => Promise<number>): Promise<{ rate: number; p50: number; p99: number; errors: number }> {
-  const lat = new Latencies();
-  let items = 0;
-  let errors = 0;
-  let next = 0;
-  const started = performance.now();
-  const deadline = started + seconds * 1000;
-  await Promise.all(Array.from({ length: concurrency }, async () => {
-    while (performance.now() < deadline) {
-      const t = performance.now();
-      try {
-        // Not `items += await ...`: that reads `items` before the await and loses the other
-        // loops' additions made meanwhile.
-        const n = await once(next++);
-        items += n;
-        lat.add(performance.now() - t);
-      } catch {
-        errors++;
-      }
-    }
-  }));
-  return { rate: items / ((performance.now() - started) / 1000), ...lat.summary(), errors };
-}
 
 /** Counts only batches that came back whole. */
 function countDecisions(decisions: readonly Decision[], emails: readonly string[]): number {

@@ -1,4 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createReadStream } from 'node:fs';
+import { createInterface } from 'node:readline';
 import { BenchFailure, tail } from './harness.js';
 
 function percentile(sorted: Float64Array, p: number): number {
@@ -70,4 +72,63 @@ export function startChildServer(args: readonly string[]): Promise<ChildServer> 
       reject(new BenchFailure(`the server exited with ${code ?? signal ?? '?'} before listening:\n${tail(stderr)}`));
     });
   });
+}
+
+/** The first CSV field of a line, unquoted; the generator never puts a newline inside a field. */
+function firstField(line: string): string {
+  if (!line.startsWith('"')) {
+    const comma = line.indexOf(',');
+    return comma < 0 ? line : line.slice(0, comma);
+  }
+  let out = '';
+  let i = 1;
+  for (;;) {
+    const q = line.indexOf('"', i);
+    if (q < 0) return out + line.slice(i);
+    out += line.slice(i, q);
+    if (line[q + 1] === '"') {
+      out += '"';
+      i = q + 2;
+    } else {
+      return out;
+    }
+  }
+}
+
+/** The address cell of every data row, as written (case, spaces and invalid cells included). */
+export async function* firstColumn(file: string): AsyncGenerator<string> {
+  const lines = createInterface({ input: createReadStream(file, { highWaterMark: 1 << 20 }), crlfDelay: Infinity });
+  let header = true;
+  for await (const line of lines) {
+    if (header) {
+      header = false;
+      continue;
+    }
+    yield firstField(line);
+  }
+}
+
+/** `concurrency` closed loops for `seconds`: the most a server answers at that concurrency. */
+export async function closedLoop(concurrency: number, seconds: number, once: (i: number) => Promise<number>): Promise<{ rate: number; p50: number; p99: number; errors: number }> {
+  const lat = new Latencies();
+  let items = 0;
+  let errors = 0;
+  let next = 0;
+  const started = performance.now();
+  const deadline = started + seconds * 1000;
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (performance.now() < deadline) {
+      const t = performance.now();
+      try {
+        // Not `items += await ...`: that reads `items` before the await and loses the other
+        // loops' additions made meanwhile.
+        const n = await once(next++);
+        items += n;
+        lat.add(performance.now() - t);
+      } catch {
+        errors++;
+      }
+    }
+  }));
+  return { rate: items / ((performance.now() - started) / 1000), ...lat.summary(), errors };
 }

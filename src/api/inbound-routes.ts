@@ -55,7 +55,7 @@ export function registerInboundRoutes(app: FastifyInstance, ctx: InboundRouteCon
       },
     }, async (request) => {
       const body = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
-      const { tally, ...result } = await receiveInbound(ctx.current().store, request.params.id, { headers: request.headers, body }, ctx.options);
+      const { tally, ...result } = await receiveInbound(ctx.current().ledger, request.params.id, { headers: request.headers, body }, ctx.options);
       for (const t of tally) events.inc({ provider: result.provider, type: t.type, outcome: t.outcome });
       return result;
     });
@@ -81,7 +81,7 @@ function registerEndpointRoutes(app: FastifyInstance, ctx: InboundRouteContext):
       response: answers({ 201: SUMMARY }),
     },
   }, async (request, reply) => {
-    const store = ctx.current().store;
+    const store = ctx.current().ledger;
     const added = await addEndpoint(store, { ...request.body, actor: `key:${request.apiKey?.id ?? '?'}` });
     const url = await endpointUrl(store, added.endpoint, undefined, added.basicAuth);
     void reply.code(201);
@@ -91,7 +91,7 @@ function registerEndpointRoutes(app: FastifyInstance, ctx: InboundRouteContext):
   app.get('/v1/inbound', {
     onRequest: ctx.guard('admin'),
     schema: { summary: 'Inbound endpoints, secrets masked', response: answers({ 200: listOf('endpoints', SUMMARY) }) },
-  }, async () => ({ endpoints: await listEndpoints(ctx.current().store) }));
+  }, async () => ({ endpoints: await listEndpoints(ctx.current().ledger) }));
 
   app.delete<{ Params: { id: string } }>('/v1/inbound/:id', {
     onRequest: ctx.guard('admin'),
@@ -100,5 +100,5 @@ function registerEndpointRoutes(app: FastifyInstance, ctx: InboundRouteContext):
       params: { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: '^[A-Za-z0-9_-]{1,64}$' } } },
       response: answers({ 200: SUMMARY }),
     },
-  }, async (request) => removeEndpoint(ctx.current().store, request.params.id, `key:${request.apiKey?.id ?? '?'}`));
+  }, async (request) => removeEndpoint(ctx.current().ledger, request.params.id, `key:${request.apiKey?.id ?? '?'}`));
 }

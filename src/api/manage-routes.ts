@@ -31,6 +31,15 @@ export interface RouteContext {
   allowPrivateUrls: boolean;
 }
 
+/**
+ * Ends a write's answer with `X-Optout-Seq`, the feed position that includes the write, on a
+ * store with a feed: a check on any API replica that sends it as `minSeq` sees the write.
+ */
+export async function sendSeq(store: OptoutStore, reply: FastifyReply): Promise<void> {
+  const seq = await store.written();
+  if (seq !== undefined) void reply.header('x-optout-seq', String(seq));
+}
+
 const MAX_AUDIT = 10_000;
 const UPLOAD_TYPES = ['text/csv', 'application/csv', 'application/octet-stream', 'application/gzip', 'application/x-gzip'];
 const SUPPRESSION = { type: 'object', additionalProperties: true, properties: { key: { type: 'string' }, scope: { type: 'string' } } } as const;
@@ -45,7 +54,7 @@ function actorOf(request: FastifyRequest): string {
 }
 
 export function registerManageRoutes(app: FastifyInstance, ctx: RouteContext): void {
-  const store = (): OptoutStore['store'] => ctx.current().store;
+  const store = (): OptoutStore['ledger'] => ctx.current().ledger;
   const exportClock = new GenerationClock();
 
   app.put<{ Params: { email: string }; Body: { unit?: string; reason?: string; source?: string } | undefined }>('/v1/suppressions/:email', {
@@ -58,6 +67,7 @@ export function registerManageRoutes(app: FastifyInstance, ctx: RouteContext): v
   }, async (request, reply) => {
     const b = request.body ?? {};
     const r = await addSuppression(store(), { email: request.params.email, unit: b.unit, reason: b.reason, source: b.source, actor: actorOf(request) });
+    await sendSeq(ctx.current(), reply);
     void reply.code(r.added ? 201 : 200);
     return r;
   });
@@ -80,12 +90,14 @@ export function registerManageRoutes(app: FastifyInstance, ctx: RouteContext): v
       body: { type: ['object', 'null'], additionalProperties: false, properties: { why: { type: 'string', maxLength: 1000 } } },
       response: answers({ 200: SUPPRESSION }),
     },
-  }, async (request) => {
+  }, async (request, reply) => {
     const why = request.body?.why ?? request.query.why;
     if (why === undefined || why.trim() === '') {
       throw new ApiError('OPTOUT_ERR_INVALID_OPTION', 'A removal needs a reason: `why` in the JSON body or the query');
     }
-    return removeSuppression(store(), { email: request.params.email, unit: request.query.unit, why, actor: actorOf(request) });
+    const removed = await removeSuppression(store(), { email: request.params.email, unit: request.query.unit, why, actor: actorOf(request) });
+    await sendSeq(ctx.current(), reply);
+    return removed;
   });
 
   app.get<{ Querystring: { unit?: string; reason?: string; format?: ExportFormat; spreadsheetSafe?: string } }>('/v1/export', {
@@ -102,9 +114,13 @@ export function registerManageRoutes(app: FastifyInstance, ctx: RouteContext): v
     ctx.assertUnit(request, q.unit);
     // Every option is checked before the status is sent: a bad one is a 400, never a cut stream.
     const options = normalizeExportOptions({ unit: q.unit, reason: q.reason, format: q.format, spreadsheetSafe: q.spreadsheetSafe === 'true' });
-    const ledger = store();
-    const tag = entityTag(ledger.generation, options);
-    if (isNotModified(request, reply, tag, exportClock.modifiedAt(ledger.generation))) return reply.code(304).send();
+    const current = ctx.current();
+    const ledger = current.ledger;
+    // What the export reads changes with each change to the list: the embedded store counts
+    // them, a shared ledger numbers them in its feed.
+    const version = current.replica === undefined ? current.store.generation : await ledger.head();
+    const tag = entityTag(version, options);
+    if (isNotModified(request, reply, tag, exportClock.modifiedAt(version))) return reply.code(304).send();
     void reply.type(options.format === 'csv' ? 'text/csv; charset=utf-8' : 'application/x-ndjson; charset=utf-8');
     // A failure after the first byte destroys the connection (fastify does so for a stream that
     // errors once the headers are out): the chunked body then has no terminating chunk, and a
@@ -143,6 +159,7 @@ export function registerManageRoutes(app: FastifyInstance, ctx: RouteContext): v
   }, async (request, reply) => {
     const b = request.body ?? {};
     const created = await createKey(store(), { unit: b.unit, scope: b.scope ?? 'check', rateLimit: b.rateLimit, actor: actorOf(request) });
+    await sendSeq(ctx.current(), reply);
     void reply.code(201);
     return { ...created.record, key: created.key };
   });
@@ -152,11 +169,12 @@ export function registerManageRoutes(app: FastifyInstance, ctx: RouteContext): v
   app.delete<{ Params: { id: string } }>('/v1/keys/:id', {
     onRequest: ctx.guard('admin'),
     schema: { params: { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: '^[0-9a-f]{16}$' } } }, response: answers({ 200: OPEN_OBJECT }) },
-  }, async (request) => {
+  }, async (request, reply) => {
     const known = (await listKeys(store())).some((k) => k.id === request.params.id);
     if (!known) throw new ApiError('OPTOUT_ERR_NOT_FOUND', `No API key has the id ${request.params.id}`);
     const record = await revokeKey(store(), request.params.id, actorOf(request));
     ctx.keys().forget(request.params.id);
+    await sendSeq(ctx.current(), reply);
     return record;
   });
 
@@ -265,9 +283,11 @@ function registerImportRoutes(app: FastifyInstance, ctx: RouteContext): void {
 
   app.get('/v1/imports', { onRequest: ctx.guard('admin'), schema: { response: answers({ 200: listOf('imports', JOB_SCHEMA) }) } }, async () => ({ imports: await ctx.imports().list() }));
 
-  app.get<{ Params: { id: string } }>('/v1/imports/:id', { onRequest: ctx.guard('admin'), schema: { params: ID_PARAM, response: answers({ 200: JOB_SCHEMA }) } }, async (request) => {
+  app.get<{ Params: { id: string } }>('/v1/imports/:id', { onRequest: ctx.guard('admin'), schema: { params: ID_PARAM, response: answers({ 200: JOB_SCHEMA }) } }, async (request, reply) => {
     const job = await ctx.imports().get(request.params.id);
     if (job === undefined) throw new ApiError('OPTOUT_ERR_JOB_NOT_FOUND', `No import job has the id ${request.params.id}`);
+    // A completed import's entries are in the feed: the position read now includes them.
+    if (job.state === 'completed') await sendSeq(ctx.current(), reply);
     return job;
   });
 
@@ -290,10 +310,12 @@ function registerImportRoutes(app: FastifyInstance, ctx: RouteContext): void {
     return existsSync(path) ? reply.send(createReadStream(path)) : 'line,row,value,reason\n';
   });
 
-  app.post<{ Params: { id: string } }>('/v1/imports/:id/rollback', { onRequest: ctx.guard('admin'), schema: { params: ID_PARAM, response: answers({ 200: OPEN_OBJECT }) } }, async (request) => {
+  app.post<{ Params: { id: string } }>('/v1/imports/:id/rollback', { onRequest: ctx.guard('admin'), schema: { params: ID_PARAM, response: answers({ 200: OPEN_OBJECT }) } }, async (request, reply) => {
     if (await ctx.imports().isRunning(request.params.id)) {
       throw new ApiError('OPTOUT_ERR_JOB_STATE', `Job ${request.params.id} is running; roll it back once it has ended`);
     }
-    return rollbackJob(ctx.current().store, request.params.id, actorOf(request));
+    const result = await rollbackJob(ctx.current().ledger, request.params.id, actorOf(request));
+    await sendSeq(ctx.current(), reply);
+    return result;
   });
 }

@@ -72,8 +72,8 @@ declare module 'fastify' {
   }
 }
 
-interface EligibilityQuery { email: string; unit?: string; type?: SendType; legalBasis?: string }
-interface EligibilityBody { emails: string[]; unit?: string; type?: SendType; legalBasis?: string }
+interface EligibilityQuery { email: string; unit?: string; type?: SendType; legalBasis?: string; minSeq?: string }
+interface EligibilityBody { emails: string[]; unit?: string; type?: SendType; legalBasis?: string; minSeq?: number }
 
 const OPTIONS_SCHEMA = {
   unit: { type: 'string', maxLength: 64 },
@@ -161,11 +161,13 @@ export function createServer(options: ServerOptions): OptoutServer {
   let scheduler: SyncScheduler | undefined;
   let failed: unknown;
   const bind = (s: OptoutStore): void => {
+    // Keys are read from the check view (an API replica's revocations come through its feed);
+    // every write goes to the ledger.
     keys = new KeyRing(s.store);
-    imports = new ImportJobs(s.store, options.imports);
+    imports = new ImportJobs(s.ledger, options.imports);
     // Jobs a previous server left unfinished are taken up again; a failure there is logged, and
     // the jobs stay as they are for the next start.
-    if (options.syncs !== false) scheduler = new SyncScheduler(s.store, imports, { onError: (err) => app.log.error(err), ...options.syncs });
+    if (options.syncs !== false) scheduler = new SyncScheduler(s.ledger, imports, { onError: (err) => app.log.error(err), ...options.syncs });
     // Syncs start once the cleanup of files left by a previous process is done.
     imports.resumeAll().catch((err: unknown) => app.log.error(err)).finally(() => scheduler?.start());
     store = s;
@@ -185,7 +187,12 @@ export function createServer(options: ServerOptions): OptoutServer {
     bind(options.store);
   }
 
-  const isReady = (): boolean => store !== undefined && store.store.isOpen;
+  /** An API replica must also be fresh: its view answers checks and says which API keys are valid. */
+  const isReady = (): boolean => store !== undefined && store.store.isOpen && (store.replica?.fresh() ?? true);
+  const assertReady = (): void => {
+    if (store === undefined || !store.store.isOpen || keys === undefined) throw new ApiError('OPTOUT_ERR_NOT_READY', 'The store is not ready');
+    store.replica?.assertFresh();
+  };
   Object.defineProperty(app, 'optoutReady', { get: isReady, enumerable: false });
 
   // Metrics in a registry of this server's own, so that several servers (tests) do not collide.
@@ -235,12 +242,12 @@ export function createServer(options: ServerOptions): OptoutServer {
   /** onRequest hook: runs before the body is read, so nothing about the request is looked at first. */
   function guard(scope: KeyScope) {
     return async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
-      if (!isReady() || keys === undefined) throw new ApiError('OPTOUT_ERR_NOT_READY', 'The store is not ready');
+      assertReady();
       const header = request.headers.authorization;
       const match = header === undefined ? null : /^Bearer[ ]+(\S+)[ ]*$/i.exec(header);
       let key: KeyRecord | undefined;
       try {
-        key = match?.[1] === undefined ? undefined : keys.verify(match[1]);
+        key = match?.[1] === undefined ? undefined : keys?.verify(match[1]);
       } catch (err) {
         // A key that matched but may not be used: its holder is told why.
         if (isOptoutError(err) && err.code === 'OPTOUT_ERR_UNAUTHORIZED') {
@@ -291,7 +298,7 @@ export function createServer(options: ServerOptions): OptoutServer {
         summary: 'One decision',
         querystring: {
           type: 'object', required: ['email'], additionalProperties: false,
-          properties: { email: { type: 'string', maxLength: MAX_EMAIL_CHARS }, ...OPTIONS_SCHEMA },
+          properties: { email: { type: 'string', maxLength: MAX_EMAIL_CHARS }, ...OPTIONS_SCHEMA, minSeq: { type: 'string', pattern: '^[0-9]{1,15}$' } },
         },
         response: answers({ 200: DECISION_SCHEMA }),
       },
@@ -299,7 +306,7 @@ export function createServer(options: ServerOptions): OptoutServer {
       const q = request.query;
       assertUnit(request, q.unit);
       const req: CheckRequest = { email: q.email, unit: q.unit, type: q.type, legalBasis: q.legalBasis, caller: `key:${request.apiKey?.id ?? '?'}` };
-      const decision = await current().check(req);
+      const decision = await current().check(req, { minSeq: q.minSeq === undefined ? undefined : Number(q.minSeq) });
       failClosed([decision]);
       return decision;
     });
@@ -311,7 +318,10 @@ export function createServer(options: ServerOptions): OptoutServer {
         summary: 'Decisions in input order, at most 10,000 a request',
         body: {
           type: 'object', required: ['emails'], additionalProperties: false,
-          properties: { emails: { type: 'array', items: { type: 'string', maxLength: MAX_EMAIL_CHARS } }, ...OPTIONS_SCHEMA },
+          properties: {
+            emails: { type: 'array', items: { type: 'string', maxLength: MAX_EMAIL_CHARS } }, ...OPTIONS_SCHEMA,
+            minSeq: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
+          },
         },
         response: answers({ 200: listOf('results', DECISION_SCHEMA) }),
       },
@@ -322,7 +332,7 @@ export function createServer(options: ServerOptions): OptoutServer {
       }
       assertUnit(request, b.unit);
       const caller = `key:${request.apiKey?.id ?? '?'}`;
-      const results = await current().checkMany(b.emails.map((email) => ({ email, unit: b.unit, type: b.type, legalBasis: b.legalBasis, caller })));
+      const results = await current().checkMany(b.emails.map((email) => ({ email, unit: b.unit, type: b.type, legalBasis: b.legalBasis, caller })), { minSeq: b.minSeq });
       failClosed(results);
       return { results };
     });
@@ -343,18 +353,24 @@ export function createServer(options: ServerOptions): OptoutServer {
       },
     });
 
-    registerLinkRoutes(api, { ...options.links, store: () => current().store });
+    registerLinkRoutes(api, { ...options.links, store: () => current().ledger });
     registerInboundRoutes(api, { current, registry, guard });
 
     const status = { type: 'object', required: ['status'], properties: { status: { type: 'string' } } };
     api.get('/healthz', { schema: { summary: 'The process runs', response: answers({ 200: status }) } }, async () => ({ status: 'ok' }));
 
-    api.get('/readyz', { schema: { summary: 'The store and its key filter are loaded', response: answers({ 200: status }) } }, async (_request, reply) => {
+    api.get('/readyz', {
+      schema: { summary: 'The store and its key filter are loaded; an API replica has also caught up with its database within its bound', response: answers({ 200: status }) },
+    }, async (_request, reply) => {
       if (isReady()) return { status: 'ready' };
       void reply.code(503);
-      return failed === undefined
-        ? { code: 'OPTOUT_ERR_NOT_READY', message: 'The store is loading' }
-        : { code: 'OPTOUT_ERR_NOT_READY', message: 'The store failed to open' };
+      if (failed !== undefined) return { code: 'OPTOUT_ERR_NOT_READY', message: 'The store failed to open' };
+      try {
+        assertReady();
+      } catch (err) {
+        if (isOptoutError(err) && err.code === 'OPTOUT_ERR_STALE') return { code: err.code, message: err.message };
+      }
+      return { code: 'OPTOUT_ERR_NOT_READY', message: 'The store is loading' };
     });
 
     api.get('/metrics', {

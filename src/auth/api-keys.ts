@@ -132,23 +132,32 @@ export async function verifyKey(store: KeyStore, presented: string): Promise<Key
 
 /**
  * The keys of a store cached in memory, for the server: each key record is read once (a
- * synchronous lookup in the check view, so that a server is ready as soon as its store is) and kept. While the
- * server runs it holds the store's lock, so no other process can change keys; the server's own
- * key routes call `forget` on a revocation. Unknown ids are not cached, so random ids cannot grow
- * the cache.
+ * synchronous lookup in the check view, so that a server is ready as soon as its store is) and
+ * kept until the view says its keys changed (`apiKeysVersion`: a key written by this process, or
+ * a revocation an API replica's view received from its database). Unknown ids are not cached,
+ * so random ids cannot grow the cache.
  */
-export class KeyRing {
-  readonly #store: Pick<CheckView, 'apiKeySync'>;
-  readonly #byId = new Map<string, StoredKey>();
+/** What a {@link KeyRing} reads: a check view, and, when it has one, the version of its keys. */
+export type KeyView = Pick<CheckView, 'apiKeySync'> & { readonly apiKeysVersion?: number };
 
-  constructor(store: Pick<CheckView, 'apiKeySync'>) {
+export class KeyRing {
+  readonly #store: KeyView;
+  readonly #byId = new Map<string, StoredKey>();
+  #version: number | undefined;
+
+  constructor(store: KeyView) {
     this.#store = store;
+    this.#version = store.apiKeysVersion;
   }
 
   /** As {@link verifyKey}, from the cache. */
   verify(presented: string): KeyRecord | undefined {
     const id = idOf(presented);
     if (id === undefined) return undefined;
+    if (this.#store.apiKeysVersion !== this.#version) {
+      this.#byId.clear();
+      this.#version = this.#store.apiKeysVersion;
+    }
     let stored = this.#byId.get(id);
     if (stored === undefined) {
       stored = this.#store.apiKeySync(id);

@@ -147,7 +147,8 @@ export class Checker {
       const rec = this.legalBasisRecord(req, decisions[i] as Decision);
       if (rec) records.push(rec);
     });
-    await this.#audit.appendAudit(records);
+    // Nearly every check records nothing: on a replica, appending would be a database round trip.
+    if (records.length > 0) await this.#audit.appendAudit(records);
   }
 
   /**
@@ -155,7 +156,7 @@ export class Checker {
    * (the rows of one send-list chunk), in one atomic LevelDB batch.
    */
   async recordKeys(options: CheckOptions, keys: readonly string[]): Promise<void> {
-    await this.#audit.appendAudit(keys.map((key) => this.#legalBasisAudit(key, options, undefined)));
+    if (keys.length > 0) await this.#audit.appendAudit(keys.map((key) => this.#legalBasisAudit(key, options, undefined)));
   }
 
   #legalBasisAudit(key: string, r: CheckOptions, match: SuppressionInfo | undefined): AuditRecord {

@@ -2,17 +2,78 @@ import { OptoutError } from '../errors.js';
 import { LevelStore } from '../store/level/level-store.js';
 import { isPgUrl, redact } from '../store/pg/url.js';
 import { defaultDb } from '../options.js';
+import type { Ledger } from '../store/store.js';
 import { Checker, type CheckRequest } from './checker.js';
 import type { Decision } from './rules.js';
 
+/** What a check may ask of the store besides its request. */
+export interface CheckWait {
+  /**
+   * A feed position (a write's `X-Optout-Seq`) the answer must include. An API replica waits
+   * up to 500 ms to reach it, then fails with OPTOUT_ERR_STALE; an embedded store always holds
+   * every write, and ignores it.
+   */
+  minSeq?: number | undefined;
+}
+
+/** How fresh an API replica's view is (see replica/follower.ts). */
+export interface ReplicaFreshness {
+  /** The bound: checks are answered only while the view is proven to hold every change committed up to this long ago. */
+  readonly maxStalenessMs: number;
+  /** The feed position the view holds. */
+  readonly seq: number;
+  /** Whether checks may be answered now. */
+  fresh(): boolean;
+  /** @throws OptoutError OPTOUT_ERR_STALE unless {@link fresh}. */
+  assertFresh(): void;
+}
+
 /** An opened store, ready to answer eligibility checks. */
 export interface OptoutStore {
+  /**
+   * The local LevelDB store that checks read: the store itself, or an API replica's view of its
+   * database (which refuses writes).
+   */
   readonly store: LevelStore;
-  /** One decision; a legal-basis decision is recorded before it is returned. */
-  check(req: CheckRequest): Promise<Decision>;
+  /** Where writes and the reads of list management go: the store itself, or the database. */
+  readonly ledger: Ledger;
+  /** An API replica's freshness; undefined for an embedded store, which holds every write at once. */
+  readonly replica: ReplicaFreshness | undefined;
+  /**
+   * One decision; a legal-basis decision is recorded before it is returned.
+   * @throws OptoutError OPTOUT_ERR_STALE on a replica that is not fresh, or has not reached `minSeq`
+   */
+  check(req: CheckRequest, wait?: CheckWait): Promise<Decision>;
   /** Decisions in input order. */
-  checkMany(reqs: readonly CheckRequest[]): Promise<Decision[]>;
+  checkMany(reqs: readonly CheckRequest[], wait?: CheckWait): Promise<Decision[]>;
+  /**
+   * Called once a write has committed: the feed position that includes it (for `X-Optout-Seq`),
+   * after this process's view has reached it (up to 500 ms), so that a check here reads the
+   * write at once. Undefined for a store without a feed.
+   */
+  written(): Promise<number | undefined>;
   close(): Promise<void>;
+}
+
+/** An {@link OptoutStore}'s checks through `checker`, after `ready` has said the view may answer. */
+export function checksOf(checker: Checker, ready: (wait: CheckWait | undefined) => Promise<void> | undefined):
+Pick<OptoutStore, 'check' | 'checkMany'> {
+  return {
+    async check(req, wait) {
+      const waiting = ready(wait);
+      if (waiting !== undefined) await waiting;
+      const d = checker.decide(req);
+      await checker.record([req], [d]);
+      return d;
+    },
+    async checkMany(reqs, wait) {
+      const waiting = ready(wait);
+      if (waiting !== undefined) await waiting;
+      const decisions = reqs.map((r) => checker.decide(r));
+      await checker.record(reqs, decisions);
+      return decisions;
+    },
+  };
 }
 
 /**
@@ -23,8 +84,8 @@ export interface OptoutStore {
 export async function openStore(dir: string = defaultDb(), options: { purpose?: string; create?: boolean } = {}): Promise<OptoutStore> {
   if (typeof dir === 'string' && isPgUrl(dir)) {
     throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `Checks served from memory (\`optout serve\`, \`openStore\`) need a local LevelDB store, ` +
-      `got the PostgreSQL URL ${redact(dir)}: a database is served through API replicas with a local view each (\`--replica\`), ` +
-      'which this version does not support yet. The other commands (import, check, scrub, ...) take the URL.');
+      `got the PostgreSQL URL ${redact(dir)}: a database is served through API replicas with a local view each ` +
+      '(`optout serve --replica <dir>`, `openReplica`). The other commands (import, check, scrub, ...) take the URL.');
   }
   const store = await LevelStore.open(dir, { purpose: options.purpose ?? 'optout library', create: options.create ?? true });
   let checker: Checker;
@@ -36,16 +97,10 @@ export async function openStore(dir: string = defaultDb(), options: { purpose?: 
   }
   return {
     store,
-    async check(req) {
-      const d = checker.decide(req);
-      await checker.record([req], [d]);
-      return d;
-    },
-    async checkMany(reqs) {
-      const decisions = reqs.map((r) => checker.decide(r));
-      await checker.record(reqs, decisions);
-      return decisions;
-    },
+    ledger: store,
+    replica: undefined,
+    ...checksOf(checker, () => undefined),
+    written: async () => undefined,
     close: () => store.close(),
   };
 }

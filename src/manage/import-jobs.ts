@@ -174,6 +174,8 @@ export class ImportJobs {
   #closed = false;
   /** Fires at the earliest expiry of a waiting job; none while no job waits. */
   #expiryTimer: NodeJS.Timeout | undefined;
+  /** On a shared ledger, while a job waits here: looks for confirmations other servers received. */
+  #relayTimer: NodeJS.Timeout | undefined;
 
   constructor(store: Ledger, options: ImportJobsOptions = {}) {
     const o = normalizeImportJobsOptions(options);
@@ -235,6 +237,9 @@ export class ImportJobs {
         continue;
       }
       if (!existsSync(this.uploadPath(job.id))) {
+        // On a shared ledger, the upload is on the machine of the server that received it: that
+        // server runs the job, and takes it up again when it restarts.
+        if (!this.#store.supports.exclusive) continue;
         await this.#fail(job.id, new OptoutError('OPTOUT_ERR_SOURCE', 'The uploaded file of this job is gone'));
         this.#quota.release(job.id);
         continue;
@@ -373,6 +378,7 @@ export class ImportJobs {
     if (job === undefined) throw new OptoutError('OPTOUT_ERR_JOB_NOT_FOUND', `No import job has the id ${id}`);
     const entry = this.#running.get(id);
     const waiting = entry?.confirm;
+    if (job.state === 'awaiting_confirmation' && entry === undefined && !this.#store.supports.exclusive) return this.#confirmElsewhere(job, count);
     if (job.state !== 'awaiting_confirmation' || entry === undefined || waiting === undefined) {
       // Still shown waiting while its expiry is being stored: it is not waiting any more.
       const state = job.state === 'awaiting_confirmation' ? 'no longer awaiting confirmation' : `${job.state}, not awaiting_confirmation`;
@@ -399,6 +405,58 @@ export class ImportJobs {
   }
 
   /**
+   * Confirms a job that waits on another server sharing the ledger (the one that received its
+   * upload, where the file is): the count is checked against the stored analysis, then left in
+   * the ledger for that server, which takes it within a poll. Answers the job once it has moved.
+   */
+  async #confirmElsewhere(job: ImportJobView, count: unknown): Promise<ImportJobView> {
+    if (typeof count !== 'number' || !Number.isInteger(count) || count < 0) {
+      throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `Expected \`count\` to be an integer from 0 and up, got ${describeValue(count)}`);
+    }
+    if (count !== job.counts.unique) {
+      throw new OptoutError('OPTOUT_ERR_NOT_CONFIRMED', `The count ${count} does not match: the job would suppress ${job.counts.unique} addresses. It keeps waiting.`);
+    }
+    await this.#store.putRecord('confirmation', job.id, { count, at: new Date().toISOString() }, undefined);
+    const deadline = Date.now() + RELAY_WAIT_MS;
+    for (;;) {
+      const now = await this.get(job.id);
+      if (now !== undefined && now.state !== 'awaiting_confirmation') return now;
+      if (Date.now() >= deadline) break;
+      await new Promise((r) => setTimeout(r, RELAY_POLL_MS));
+    }
+    throw new OptoutError('OPTOUT_ERR_JOB_STATE', `Job ${job.id} waits on the server that received its upload, which has not taken the ` +
+      `confirmation within ${RELAY_WAIT_MS / 1000} s: it stays in the database, and that server takes it when it can (GET /v1/imports/${job.id} shows when)`);
+  }
+
+  /** Takes, for the jobs that wait here, the confirmations other servers left in the ledger. */
+  #armRelay(): void {
+    if (this.#store.supports.exclusive || this.#relayTimer !== undefined || this.#closed) return;
+    this.#relayTimer = setTimeout(() => {
+      this.#relayTimer = undefined;
+      void this.#takeRelayed().finally(() => {
+        if ([...this.#running.values()].some((r) => r.confirm !== undefined)) this.#armRelay();
+      });
+    }, RELAY_POLL_MS);
+    this.#relayTimer.unref();
+  }
+
+  async #takeRelayed(): Promise<void> {
+    for (const [id, entry] of this.#running) {
+      if (entry.confirm === undefined) continue;
+      try {
+        const relayed = await this.#store.getRecord<{ count: number }>('confirmation', id);
+        if (relayed === undefined) continue;
+        await this.#store.deleteRecord('confirmation', id, undefined);
+        // Checked again here, against the analysis this server holds.
+        await this.confirm(id, relayed.count);
+      } catch {
+        // A count that no longer matches, a job that expired meanwhile, a ledger that failed:
+        // the job keeps its state, and whoever asked sees it stay waiting.
+      }
+    }
+  }
+
+  /**
    * Whether a job is being run by this process (a rollback must wait for it). A job whose record
    * already shows it ended has only its upload left to delete: that is waited for, so that a
    * client that saw the job end can roll it back at once.
@@ -417,6 +475,8 @@ export class ImportJobs {
     this.#closed = true;
     clearTimeout(this.#expiryTimer);
     this.#expiryTimer = undefined;
+    clearTimeout(this.#relayTimer);
+    this.#relayTimer = undefined;
     this.#closing.abort();
     const running = [...this.#running.values()];
     for (const r of running) r.abort.abort();
@@ -468,6 +528,7 @@ export class ImportJobs {
               if (job === undefined) return;
               waiting.expiresAt = Date.parse(job.createdAt) + this.#ttl;
               this.#armExpiry();
+              this.#armRelay();
             }).catch(reject);
           });
           delete entry.confirm;
@@ -574,6 +635,10 @@ export class ImportJobs {
     if (this.#closed) throw new OptoutError('OPTOUT_ERR_STORE_NOT_OPEN', 'The server is closing');
   }
 }
+
+/** How often a server looks for confirmations of its waiting jobs left by others, and how long the one that left it waits. */
+const RELAY_POLL_MS = 250;
+const RELAY_WAIT_MS = 5000;
 
 function countsOf(r: ImportReport): ImportCounts {
   return {

@@ -13,6 +13,12 @@ export interface FollowerOptions {
   pollMs?: number;
   /** Changes read and applied at once. @default 1000 */
   pageSize?: number;
+  /**
+   * Wakes at the ledger's change notifications (PostgreSQL LISTEN) rather than at the next poll.
+   * Off where notifications cannot arrive (a pooler in transaction mode, such as PgBouncer's,
+   * passes no LISTEN): the follower then polls alone. @default true
+   */
+  notify?: boolean;
   /** Told of a failed read or write; the follower retries after `pollMs`. */
   onError?: (err: unknown) => void;
   /** Told of each position the view reaches, once it is written (for lag measurements and logs). */
@@ -42,7 +48,9 @@ export class FeedFollower {
   readonly #pageSize: number;
   readonly #onError: (err: unknown) => void;
   readonly #onApplied: (seq: number) => void;
+  readonly #notify: boolean;
   #provenAt: number | null = null;
+  #starting = false;
   #stopped = false;
   #loop: Promise<void> | undefined;
   #wake: (() => void) | undefined;
@@ -57,6 +65,7 @@ export class FeedFollower {
     this.#pageSize = options.pageSize ?? 1000;
     this.#onError = options.onError ?? (() => undefined);
     this.#onApplied = options.onApplied ?? (() => undefined);
+    this.#notify = options.notify ?? true;
   }
 
   /** The feed position the view holds. */
@@ -86,11 +95,13 @@ export class FeedFollower {
    * the snapshot rejects (the view cannot answer anything), later failures are retried.
    */
   async start(): Promise<void> {
-    if (this.#loop !== undefined) throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', 'The follower is already started');
+    if (this.#loop !== undefined || this.#starting) throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', 'The follower is already started');
+    this.#starting = true;
     if (this.#view.following?.complete !== true) await this.#loadSnapshot();
     await this.#catchUp();
+    if (this.#stopped) return;
     // Woken when a change commits; the poll stays, as the proof of freshness and for lost hints.
-    this.#unsubscribe = this.#ledger.onChange(() => this.poke());
+    if (this.#notify) this.#unsubscribe = this.#ledger.onChange(() => this.poke());
     this.#loop = this.#follow();
   }
 
@@ -134,6 +145,8 @@ export class FeedFollower {
   async #loadSnapshot(): Promise<void> {
     let seq: number | undefined;
     for await (const part of this.#ledger.feedSnapshot()) {
+      // A large first load must not hold up a shutdown; the next start loads it again.
+      this.#assertRunning();
       seq = part.seq;
       await this.#view.applyFollowed([{ ...part, del: [] }], { seq: part.seq, complete: false });
     }
@@ -144,6 +157,7 @@ export class FeedFollower {
   /** Reads and applies pages until one reaches the head; then the view is proven fresh as of the read's start. */
   async #catchUp(): Promise<void> {
     for (;;) {
+      this.#assertRunning();
       const started = Date.now();
       const page = await this.#ledger.changesSince(this.seq, this.#pageSize);
       const last = page.at(-1);
@@ -157,6 +171,10 @@ export class FeedFollower {
         return;
       }
     }
+  }
+
+  #assertRunning(): void {
+    if (this.#stopped) throw new OptoutError('OPTOUT_ERR_ABORTED', 'The follower was stopped');
   }
 
   async #follow(): Promise<void> {
@@ -173,7 +191,7 @@ export class FeedFollower {
       try {
         await this.#catchUp();
       } catch (err) {
-        this.#onError(err);
+        if (!this.#stopped) this.#onError(err);
       }
     }
   }

@@ -11,14 +11,14 @@ const PURPOSE = 'optout serve (API replica view)';
 
 export async function openReplicaView(dir: string, ledger: Ledger): Promise<LevelStore> {
   const feedId = await ledger.feedId();
-  let view = await LevelStore.open(dir, { purpose: PURPOSE, create: true });
+  let view = await LevelStore.open(dir, { purpose: PURPOSE, create: true, view: true });
   try {
     const following = view.following;
     if (following !== undefined && following.feedId === feedId && !following.complete) {
       // Only a folder this code made a view of is removed: its `following` record says so.
       await view.close();
       await rm(view.dir, { recursive: true, force: true });
-      view = await LevelStore.open(dir, { purpose: PURPOSE, create: true });
+      view = await LevelStore.open(dir, { purpose: PURPOSE, create: true, view: true });
     }
     await view.startFollowing(feedId);
     return view;

@@ -100,7 +100,7 @@ export interface StoredApiKey {
 }
 
 /** The kinds of {@link Ledger.putRecord} records. */
-export const RECORD_KINDS = ['link-key', 'inbound', 'settings'] as const;
+export const RECORD_KINDS = ['link-key', 'inbound', 'settings', 'confirmation'] as const;
 export type RecordKind = (typeof RECORD_KINDS)[number];
 /** Record ids: short, printable, no separator a backend's keys use. */
 export const RECORD_ID_PATTERN = /^[A-Za-z0-9._-]{1,128}$/;
@@ -408,6 +408,12 @@ export interface Ledger {
   getSync(id: string): Promise<SyncRecord | undefined>;
   listSyncs(): Promise<SyncRecord[]>;
   deleteSync(id: string, audit: AuditRecord): Promise<void>;
+  /**
+   * Takes a due run of a sync for the caller: moves its `nextRunAt` from `due` to `until` only if
+   * it is still `due`, and says whether this call moved it. Several servers on one ledger thus run
+   * each due sync once; a claimer that dies leaves the run to whoever claims it after `until`.
+   */
+  claimSync(id: string, due: string, until: string): Promise<boolean>;
 
   /**
    * Runs `fn` as the only writer that reads before it writes (a single change, a rollback, one
@@ -448,6 +454,19 @@ export interface Ledger {
 
   /** Releases the store; every later read or write of stored data fails with OPTOUT_ERR_STORE_NOT_OPEN. */
   close(): Promise<void>;
+}
+
+/**
+ * {@link Ledger.claimSync} for a store with one writing process: the compare and the write happen
+ * under its write lock.
+ */
+export function claimSyncUnderLock(store: Pick<Ledger, 'withWriteLock' | 'getSync' | 'putSync'>, id: string, due: string, until: string): Promise<boolean> {
+  return store.withWriteLock(async () => {
+    const sync = await store.getSync(id);
+    if (sync?.nextRunAt !== due) return false;
+    await store.putSync({ ...sync, nextRunAt: until });
+    return true;
+  }, { drain: false });
 }
 
 /** A backend that is its own check view: the embedded store. */

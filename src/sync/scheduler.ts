@@ -2,6 +2,9 @@ import type { ImportJobs } from '../manage/import-jobs.js';
 import type { Ledger } from '../store/store.js';
 import { listSyncs, runSync, type SyncRunResult } from './syncs.js';
 
+/** How long a claimed run of an on-demand sync stays claimed. */
+const CLAIM_MS = 60 * 60_000;
+
 export interface SchedulerOptions {
   /** How often due syncs are looked for, in milliseconds. @default 15000 */
   tickMs?: number | undefined;
@@ -12,7 +15,8 @@ export interface SchedulerOptions {
 
 /**
  * Runs due syncs from a long-lived process (the server), one at a time: a run never overlaps
- * another of the same sync, and imports write one at a time anyway.
+ * another of the same sync, and imports write one at a time anyway. Each due run is claimed in
+ * the ledger first, so that several servers on one database run it once.
  */
 export class SyncScheduler {
   readonly #store: Ledger;
@@ -47,6 +51,10 @@ export class SyncScheduler {
     for (const s of await listSyncs(this.#store)) {
       if (this.#abort.signal.aborted) return;
       if (s.nextRunAt === null || Date.parse(s.nextRunAt) > now) continue;
+      // Other servers on a shared ledger see the same due run: only the one that claims it runs
+      // it. A claimer that dies before the run ends leaves it to the next regular time.
+      const until = new Date(now + (s.everyMs ?? CLAIM_MS)).toISOString();
+      if (!(await this.#store.claimSync(s.id, s.nextRunAt, until))) continue;
       const result = await runSync(this.#store, this.#jobs, s.id, { signal: this.#abort.signal });
       this.#o.onRun?.(result);
     }

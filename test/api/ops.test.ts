@@ -109,7 +109,7 @@ describe('fail closed', () => {
     stores.push(real);
     const unavailable = (email: string): Decision => ({ address: email, key: email, eligible: false, reason: 'unavailable' });
     const broken: OptoutStore = {
-      store: real.store,
+      ...real,
       check: async (req) => unavailable(req.email),
       checkMany: async (reqs) => reqs.map((r, i) => (i === 1 ? unavailable(r.email) : { address: r.email, key: r.email, eligible: true, reason: 'not_suppressed' })),
       close: () => real.close(),

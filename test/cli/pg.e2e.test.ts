@@ -1,7 +1,7 @@
 /**
  * The built CLI with `--db postgres://...`: `optout migrate`, the schema check, every command
  * but serve printing what it prints on a folder (the same run on both, compared), and two
- * import processes at once into one database.
+ * import processes at once into one database. Serving a database: replicas.e2e.test.ts.
  */
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -108,12 +108,12 @@ await withPgDatabase('optout CLI on PostgreSQL', (url) => {
       expect(parseJson(ok)).toMatchObject({ entries: 0, scopes: {}, jobs: [] });
     }, 120_000);
 
-    it('refuses migrate on a folder, and serve on a database (replicas are not supported yet), with exit 2', async () => {
+    it('refuses migrate on a folder, and a replica of a folder, with exit 2', async () => {
       const dir = await tempDir('optout-cli-pg-');
       const migrate = await runCli(['--db', dir, 'migrate']);
       expect(migrate.code).toBe(2);
       expect(errorCodes(migrate.stderr)).toEqual(['OPTOUT_ERR_INVALID_OPTION']);
-      const serve = await runCli(['--db', url, 'serve', '--port', '0']);
+      const serve = await runCli(['--db', join(dir, 'db'), 'serve', '--create', '--port', '0', '--replica', join(dir, 'replica')]);
       expect(serve.code).toBe(2);
       expect(errorCodes(serve.stderr)).toEqual(['OPTOUT_ERR_INVALID_OPTION']);
       expect(serve.stderr).toContain('--replica');

@@ -173,6 +173,23 @@ await withPgDatabase('FeedFollower', (url) => {
     expect(await failureCode(() => openReplicaView(embedded, other))).toBe('OPTOUT_ERR_INVALID_OPTION');
   });
 
+  it('is opened as a view only, and takes no write but its feed\'s', async () => {
+    const dir = await tempDir('optout-replica-');
+    await importKeys(ledger, ACCOUNT_WIDE, ['a@x.org']);
+    const { view, follower } = await follow(dir);
+    // A write here would reach neither the database nor any other replica.
+    expect(await failureCode(() => addKey(view, ACCOUNT_WIDE, 'b@x.org'))).toBe('OPTOUT_ERR_INVALID_OPTION');
+    expect(await failureCode(() => importKeys(view, ACCOUNT_WIDE, ['c@x.org']))).toBe('OPTOUT_ERR_INVALID_OPTION');
+    expect(await failureCode(() => view.putApiKey(apiKey('k9'), auditOf(view, 'key.create', null, null)))).toBe('OPTOUT_ERR_INVALID_OPTION');
+    expect(await failureCode(() => view.appendAudit([auditOf(view, 'legal_basis', 'a@x.org', null)]))).toBe('OPTOUT_ERR_INVALID_OPTION');
+    await expectViewOf(view, ledger);
+    await follower.stop();
+    await view.close();
+    // Opened as a store (a command given the folder as --db), it would answer without any proof of freshness.
+    expect(await failureCode(() => LevelStore.open(dir))).toBe('OPTOUT_ERR_INVALID_OPTION');
+    expect(await failureCode(() => LevelStore.open(dir, { create: false }))).toBe('OPTOUT_ERR_INVALID_OPTION');
+  });
+
   describe('freshness', () => {
     it('is proven by each read that reaches the head, and lapses when the ledger stops answering', async () => {
       const errors: unknown[] = [];

@@ -4,7 +4,10 @@
  * SIGCONT. The cluster is this file's own, so that pausing it disturbs nothing else.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createServer } from '../../src/api/server.js';
+import { createKey } from '../../src/auth/api-keys.js';
 import { FeedFollower } from '../../src/replica/follower.js';
+import { openReplica } from '../../src/replica/open-replica.js';
 import { openReplicaView } from '../../src/replica/open-view.js';
 import type { LevelStore } from '../../src/store/level/level-store.js';
 import { migrate } from '../../src/store/pg/migrate.js';
@@ -82,5 +85,37 @@ describe.runIf(bin !== undefined)('a replica whose database is paused', () => {
     await addKey(writer, ACCOUNT_WIDE, 'after@x.org');
     expect(await follower.waitFor(await writer.head(), 10_000)).toBe(true);
     expect((await entries(view)).map((e) => e.key).sort()).toEqual(['after@x.org', 'before@x.org']);
+  });
+
+  it('as an API replica: checks and /readyz answer 503 within the bound plus a poll, and 200 again after SIGCONT', async () => {
+    const replica = await openReplica(cluster.url, await tempDir('optout-replica-'), { maxStalenessMs: BOUND_MS, pollMs: POLL_MS });
+    const app = createServer({ store: replica, syncs: false });
+    try {
+      const { key } = await createKey(writer, { scope: 'check' });
+      await addKey(writer, ACCOUNT_WIDE, 'listed@x.org');
+      await replica.caughtUp;
+      expect(await replica.follower.waitFor(await writer.head(), 10_000)).toBe(true);
+      const check = async (): Promise<{ status: number; body: Record<string, unknown> }> => {
+        const res = await app.inject({ method: 'GET', url: '/v1/eligibility?email=listed%40x.org', headers: { authorization: `Bearer ${key}` } });
+        return { status: res.statusCode, body: JSON.parse(res.body) as Record<string, unknown> };
+      };
+      expect(await check()).toMatchObject({ status: 200, body: { eligible: false } });
+
+      await cluster.signal('SIGSTOP');
+      try {
+        await sleep(BOUND_MS + POLL_MS);
+        expect(await check()).toMatchObject({ status: 503, body: { code: 'OPTOUT_ERR_STALE' } });
+        const ready = await app.inject({ method: 'GET', url: '/readyz' });
+        expect(ready.statusCode).toBe(503);
+        expect(JSON.parse(ready.body)).toMatchObject({ code: 'OPTOUT_ERR_STALE' });
+      } finally {
+        await cluster.signal('SIGCONT');
+      }
+      for (let i = 0; i < 300 && (await app.inject({ method: 'GET', url: '/readyz' })).statusCode !== 200; i++) await sleep(50);
+      expect(await check()).toMatchObject({ status: 200, body: { eligible: false } });
+    } finally {
+      await app.close();
+      await replica.close();
+    }
   });
 });

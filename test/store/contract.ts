@@ -529,6 +529,21 @@ export function storeContract(name: string, factory: StoreFactory, supports: Sto
       expect(three.id).toBe('3');
     });
 
+    it('claims a due sync run once: only from the due time it still has, whatever the others ask', async () => {
+      const due = new Date(Date.now() - 1000).toISOString();
+      const later = new Date(Date.now() + 60_000).toISOString();
+      const sync = await store.createSync((id) => ({ ...syncRecord(id), everyMs: 60_000, nextRunAt: due }), () => auditOf(store, 'sync.add', null, null));
+      const claims = await Promise.all([0, 1, 2, 3].map((i) => store.claimSync(sync.id, due, new Date(Date.parse(later) + i).toISOString())));
+      expect(claims.filter(Boolean)).toHaveLength(1);
+      const winner = claims.indexOf(true);
+      expect(await store.getSync(sync.id)).toEqual({ ...sync, nextRunAt: new Date(Date.parse(later) + winner).toISOString() });
+      // A claim from a stale read, of an unknown sync, or of an id no backend could hold, moves nothing.
+      expect(await store.claimSync(sync.id, due, later)).toBe(false);
+      expect(await store.claimSync('99', due, later)).toBe(false);
+      expect(await store.claimSync('x', due, later)).toBe(false);
+      expect((await store.getSync(sync.id))?.nextRunAt).toBe(new Date(Date.parse(later) + winner).toISOString());
+    });
+
     it('stores records by kind: round-trip, update, list in id order, delete, each audited', async () => {
       const before = (await audits(store)).length;
       await store.putRecord('link-key', 'k2', { secret: 'two', createdAt: 2 }, auditOf(store, 'key.create', null, null));

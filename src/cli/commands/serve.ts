@@ -2,7 +2,9 @@ import type { Command } from 'commander';
 import type { AddressInfo } from 'node:net';
 import { createServer } from '../../api/server.js';
 import { LOG_LEVELS, type LogLevel } from '../../api/request-log.js';
-import { openStore } from '../../check/open-store.js';
+import { openStore, type OptoutStore } from '../../check/open-store.js';
+import { DEFAULT_MAX_STALENESS_MS, DEFAULT_REPLICA_DIR, openReplica, type OpenedReplica } from '../../replica/open-replica.js';
+import { isPgUrl } from '../../store/pg/url.js';
 import { OptoutError, describeValue } from '../../errors.js';
 import { parseByteSize, parseDuration } from '../../units.js';
 import { dbOption, parseInteger } from '../args.js';
@@ -22,6 +24,39 @@ function parseLogLevel(value: string): LogLevel {
 
 const PERSIST_EVERY_MS = 60_000;
 
+/** Says on stderr when a replica's view has caught up with its database, or why it cannot. */
+async function announceCatchUp(replica: OpenedReplica, opening: number): Promise<void> {
+  process.stderr.write(`replica view ${replica.store.dir}: catching up with the database (checks answer 503 until then)\n`);
+  try {
+    await replica.caughtUp;
+  } catch (err) {
+    if ((err as { code?: string }).code !== 'OPTOUT_ERR_ABORTED') {
+      process.stderr.write(`replica view ${replica.store.dir}: cannot load the database: ${(err as Error).message}\n`);
+    }
+    throw err;
+  }
+  process.stderr.write(`replica view ${replica.store.dir}: ${replica.store.totalEntries()} entries at feed position ${replica.replica.seq}, ` +
+    `ready in ${Math.round(performance.now() - opening)} ms\n`);
+}
+
+/**
+ * The follower's failed reads, once when they start and once the view is fresh again: it
+ * retries every poll (10 times a second), and checks answer 503 meanwhile.
+ */
+function followerLog(fresh: () => boolean): (err: unknown) => void {
+  let watching: NodeJS.Timeout | undefined;
+  return (err) => {
+    if (watching !== undefined) return;
+    process.stderr.write(`replica: cannot read the database's changes, retrying: ${(err as Error).message}\n`);
+    watching = setInterval(() => {
+      if (!fresh()) return;
+      clearInterval(watching);
+      watching = undefined;
+      process.stderr.write('replica: caught up with the database again\n');
+    }, 1000).unref();
+  };
+}
+
 export function registerServe(program: Command): void {
   program.command('serve')
     .description('answer eligibility checks over HTTP (API keys: optout keys create)')
@@ -29,24 +64,47 @@ export function registerServe(program: Command): void {
     .option('--port <port>', 'port to listen on (0: any free port, printed on stderr)', '8080')
     .option('--allow-private-urls', 'let imports from a URL (POST /v1/imports with a url) reach loopback and private addresses')
     .option('--create', 'create the store when the --db folder holds none (without it, a folder without a store is an error)')
+    .option('--replica <dir>', `with a PostgreSQL --db: this API replica's own folder, where it keeps its local view of the database (default ${DEFAULT_REPLICA_DIR})`)
+    .option('--max-staleness <ms>', 'with a PostgreSQL --db: checks are answered only while the replica has proven, this recently, that it holds every committed change; ' +
+      'otherwise 503 OPTOUT_ERR_STALE', String(DEFAULT_MAX_STALENESS_MS))
     .option('--links-rate-limit <n>', 'requests a second from one client address to unsubscribe links (/u/<token>)', '20')
     .option('--log-level <level>', `one JSON line per request on stdout, from this level (${LOG_LEVELS.join(', ')}); silent: none`, 'info')
     .option('--pending-ttl <duration>', 'an uploaded import not confirmed this long after it was sent expires, and its upload is deleted (30m, 24h, 7d)', '24h')
     .option('--max-pending-bytes <size>', 'uploads kept for unfinished imports take at most this much; a larger upload is refused with 507 (500MB, 10GiB, or bytes)', '10GiB')
     .action(async (flags: {
       host: string; port: string; allowPrivateUrls?: boolean; create?: boolean; logLevel: string; pendingTtl: string; maxPendingBytes: string;
-      linksRateLimit: string;
+      linksRateLimit: string; replica?: string; maxStaleness: string;
     }, cmd: Command) => {
       const port = parsePort(flags.port);
       const linksRate = parseInteger('links-rate-limit', flags.linksRateLimit);
       const level = parseLogLevel(flags.logLevel);
       const imports = { pendingTtlMs: parseDuration('--pending-ttl', flags.pendingTtl), maxPendingBytes: parseByteSize('--max-pending-bytes', flags.maxPendingBytes) };
-      // Opened before listening: openStore resolves once the key filter is loaded, so the
-      // server is ready as soon as it accepts connections.
+      const maxStalenessMs = parseInteger('max-staleness', flags.maxStaleness);
+      const db = dbOption(cmd);
       const opening = performance.now();
-      const store = await openStore(dbOption(cmd), { purpose: 'optout serve', create: flags.create === true });
-      process.stderr.write(`key filter from ${store.store.filterSource ?? '?'}: ${store.store.totalEntries()} entries, ` +
-        `store ready in ${Math.round(performance.now() - opening)} ms\n`);
+      let store: OptoutStore;
+      let ready: Promise<void>;
+      if (isPgUrl(db)) {
+        let opened: OpenedReplica | undefined;
+        const replica = await openReplica(db, flags.replica ?? DEFAULT_REPLICA_DIR, {
+          maxStalenessMs, onError: followerLog(() => opened?.replica.fresh() === true),
+        });
+        opened = replica;
+        store = replica;
+        ready = announceCatchUp(replica, opening);
+        // Heard below, once the server listens.
+        ready.catch(() => undefined);
+      } else {
+        if (flags.replica !== undefined) {
+          throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `\`--replica\` is for a PostgreSQL --db, got the store folder ${describeValue(db)}: a folder is served as it is`);
+        }
+        // Opened before listening: openStore resolves once the key filter is loaded, so the
+        // server is ready as soon as it accepts connections.
+        store = await openStore(db, { purpose: 'optout serve', create: flags.create === true });
+        process.stderr.write(`key filter from ${store.store.filterSource ?? '?'}: ${store.store.totalEntries()} entries, ` +
+          `store ready in ${Math.round(performance.now() - opening)} ms\n`);
+        ready = Promise.resolve();
+      }
       const app = createServer({ store, imports, allowPrivateUrls: flags.allowPrivateUrls === true, logger: { level }, links: { rateLimit: linksRate } });
       try {
         await app.listen({ host: flags.host, port });
@@ -68,11 +126,14 @@ export function registerServe(program: Command): void {
       };
       setImmediate(persist);
       const persistTimer = setInterval(persist, PERSIST_EVERY_MS).unref();
-      const signal = await new Promise<NodeJS.Signals>((resolve) => {
+      const signal = await new Promise<NodeJS.Signals | 'failed'>((resolve) => {
         process.once('SIGINT', () => resolve('SIGINT'));
         process.once('SIGTERM', () => resolve('SIGTERM'));
+        // A replica that cannot load its view answers nothing: it exits, to be restarted.
+        ready.catch(() => resolve('failed'));
       });
-      process.stderr.write(`${signal}: closing\n`);
+      if (signal === 'failed') process.exitCode = 1;
+      else process.stderr.write(`${signal}: closing\n`);
       clearInterval(persistTimer);
       // In-flight requests finish first; the store then saves its filter snapshot and unlocks.
       try {

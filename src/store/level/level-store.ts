@@ -17,7 +17,7 @@ import type {
   AddOutcome, AuditFields, AuditScan, Change, ChunkKeyCodec, DeliveredEvent, EventOutcome, FeedSnapshotPart, ChunkWriter, HashedKey, JobMeta, NewSuppression, RemovedEntry, RollbackCounts, ScopedEntry, Store,
   RecordKind, StoredApiKey, StoredEntry, SyncRecord,
 } from '../store.js';
-import { addEventsWith, addOneWith, assertRecordRef, type AddGroup, type AddGroupAudit } from '../store.js';
+import { addEventsWith, addOneWith, assertRecordRef, claimSyncUnderLock, type AddGroup, type AddGroupAudit } from '../store.js';
 import { removeStaleSnapshotFiles, saveFilterSnapshot } from './filter-snapshot.js';
 import { clearStoreTemp } from '../../files/scratch.js';
 import { FilterLogRecord } from './filter-log.js';
@@ -47,6 +47,12 @@ export interface OpenStoreOptions {
    * @default true
    */
   create?: boolean;
+  /**
+   * Opens an API replica's view of a database (see replica/open-view.ts). Any other opener is
+   * refused one: a view answers for its database only while its follower proves it fresh.
+   * @default false
+   */
+  view?: boolean;
 }
 
 /**
@@ -116,6 +122,7 @@ export class LevelStore implements Store {
   #auditSeq = 0;
   #owner: Owner | undefined;
   #following: Following | undefined;
+  #apiKeysVersion = 0;
 
   private constructor(dir: string, db: ClassicLevel<string, string>) {
     this.dir = dir;
@@ -158,6 +165,10 @@ export class LevelStore implements Store {
     const store = new LevelStore(dir, db);
     try {
       await store.#init(options.purpose ?? 'optout');
+      if (store.#following !== undefined && options.view !== true) {
+        throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `The folder ${dir} is an API replica's view of a PostgreSQL database, not a store: ` +
+          'pass the database URL as --db (a view is only read by the replica that keeps it up to date)');
+      }
     } catch (err) {
       await db.close();
       throw err;
@@ -293,6 +304,7 @@ export class LevelStore implements Store {
    * flight while it classifies the next bucket, whose keys are disjoint from it).
    */
   withWriteLock<T>(fn: () => Promise<T>, options: { drain: boolean } = { drain: true }): Promise<T> {
+    this.#assertWritable();
     return this.#writers.run(async () => {
       if (options.drain) await this.#inFlight.drain();
       return fn();
@@ -300,7 +312,7 @@ export class LevelStore implements Store {
   }
 
   withImportLease<T>(fn: () => Promise<T>): Promise<T> {
-    this.#assertOpen();
+    this.#assertWritable();
     return this.#importers.run(fn);
   }
 
@@ -322,6 +334,7 @@ export class LevelStore implements Store {
   }
 
   beginChunk(scope: string, jobId: string): ChunkWriter {
+    this.#assertWritable();
     const batch = this.batch();
     return {
       putEntry: (chunkKey, address, reason) => batch.putEntry(chunkKey, encodeEntryValue(jobId, address, reason)),
@@ -348,7 +361,7 @@ export class LevelStore implements Store {
    * Call it inside `withWriteLock` when the change depends on what it read.
    */
   async commitChange(ops: readonly ChangeOp[], delta: ReadonlyMap<string, number>, audit: AuditRecord | readonly AuditRecord[] | undefined): Promise<void> {
-    this.#assertOpen();
+    this.#assertWritable();
     const b = this.db.batch();
     const log = new FilterLogRecord();
     for (const op of ops) {
@@ -408,7 +421,7 @@ export class LevelStore implements Store {
    * `complete` fills what depends on the id, before anything is written.
    */
   async createJob(fields: Omit<JobRecord, 'id'>, complete: (job: JobRecord) => JobRecord = (j) => j, id?: string): Promise<JobRecord> {
-    this.#assertOpen();
+    this.#assertWritable();
     return this.withWriteLock(async () => {
       const next = id === undefined ? await this.nextJobId() : undefined;
       const job = complete({ id: id ?? (next as { id: string }).id, ...fields });
@@ -605,6 +618,7 @@ export class LevelStore implements Store {
 
   async putApiKey(key: StoredApiKey, audit: AuditRecord): Promise<void> {
     await this.#put([{ key: apiKeyKey(key.id), value: JSON.stringify(key) }, ...auditOps(audit)]);
+    this.#apiKeysVersion++;
   }
 
   async getApiKey(id: string): Promise<StoredApiKey | undefined> {
@@ -656,7 +670,7 @@ export class LevelStore implements Store {
 
   async deleteRecord(kind: RecordKind, id: string, audit: AuditRecord | undefined): Promise<void> {
     assertRecordRef(kind, id);
-    this.#assertOpen();
+    this.#assertWritable();
     const b = this.db.batch().del(recordKey(kind, id));
     if (audit !== undefined) for (const op of auditOps(audit)) b.put(op.key, op.value);
     try {
@@ -681,6 +695,10 @@ export class LevelStore implements Store {
     const out: SyncRecord[] = [];
     for await (const v of this.db.values(SYNC_RANGE)) out.push(JSON.parse(v) as SyncRecord);
     return out;
+  }
+
+  claimSync(id: string, due: string, until: string): Promise<boolean> {
+    return claimSyncUnderLock(this, id, due, until);
   }
 
   async deleteSync(id: string, audit: AuditRecord): Promise<void> {
@@ -764,10 +782,20 @@ export class LevelStore implements Store {
       for (const j of change.jobs) b.put(followedJobKey(j.id), JSON.stringify(j.meta));
       for (const key of change.apiKeys) b.put(apiKeyKey(key.id), JSON.stringify(key));
     }
+    const keysChanged = changes.some((c) => c.apiKeys.length > 0);
     const following: Following = { feedId: from.feedId, seq: to.seq, complete: to.complete };
     b.put(metaKey('follow'), JSON.stringify(following));
     await this.#inFlight.track(this.#commit(b, delta, log));
     this.#following = following;
+    if (keysChanged) this.#apiKeysVersion++;
+  }
+
+  /**
+   * Moves whenever an API key record is written here (a revocation that came through the feed,
+   * say), so that a cache of keys knows to read them again.
+   */
+  get apiKeysVersion(): number {
+    return this.#apiKeysVersion;
   }
 
   /** Whether each entry that `changes` put or delete is stored now. */
@@ -783,7 +811,8 @@ export class LevelStore implements Store {
   }
 
   async #setFollowing(following: Following): Promise<void> {
-    await this.#put([{ key: metaKey('follow'), value: JSON.stringify(following) }]);
+    this.#assertOpen();
+    await this.db.put(metaKey('follow'), JSON.stringify(following));
     this.#following = following;
   }
 
@@ -802,7 +831,7 @@ export class LevelStore implements Store {
 
   /** Writes records that are not entries (no generation, no filter log), atomically. */
   async #put(ops: ReadonlyArray<{ key: string; value: string }>): Promise<void> {
-    this.#assertOpen();
+    this.#assertWritable();
     try {
       await this.db.batch(ops.map((op) => ({ type: 'put' as const, ...op })));
     } catch (cause) {
@@ -843,6 +872,17 @@ export class LevelStore implements Store {
     } finally {
       rmSync(join(this.dir, 'owner.json'), { force: true });
       await this.db.close();
+    }
+  }
+
+  /**
+   * A view's writes come from its feed alone (applyFollowed): one written here would reach no
+   * other replica and never the database, and the next snapshot load would drop it.
+   */
+  #assertWritable(): void {
+    this.#assertOpen();
+    if (this.#following !== undefined) {
+      throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `The store ${this.dir} is an API replica's view of a database: write to the database instead`);
     }
   }
 

@@ -16,7 +16,7 @@ import { addRecordOf, jobMetaOf, type AnyJob, type JobRecord } from '../jobs.js'
 import {
   ACCOUNT_WIDE, type AddOutcome, type AuditFields, type AuditScan, type ChunkKeyCodec, type ChunkWriter, type HashedKey, type JobMeta,
   type Change, type NewSuppression, type RemovedEntry, type RollbackCounts, type ScopedEntry, type Store, type StoredApiKey, type StoredEntry,
-  type FeedSnapshotPart, type RecordKind, type SyncRecord, type DeliveredEvent, type EventOutcome, type AddGroup, type AddGroupAudit, addEventsWith, addOneWith, assertRecordRef,
+  type FeedSnapshotPart, type RecordKind, type SyncRecord, type DeliveredEvent, type EventOutcome, type AddGroup, type AddGroupAudit, addEventsWith, addOneWith, assertRecordRef, claimSyncUnderLock,
 } from '../store.js';
 
 /** Scopes and keys cannot contain it (see keys.ts), so a chunk key splits back at its first one. */
@@ -407,6 +407,10 @@ export class MemoryStore implements Store {
 
   async listSyncs(): Promise<SyncRecord[]> {
     return this.#readAll(this.#syncs, byPaddedId);
+  }
+
+  claimSync(id: string, due: string, until: string): Promise<boolean> {
+    return claimSyncUnderLock(this, id, due, until);
   }
 
   async deleteSync(id: string, audit: AuditRecord): Promise<void> {

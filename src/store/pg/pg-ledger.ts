@@ -578,6 +578,19 @@ export class PgLedger implements Ledger {
       [sync.id, JSON.stringify(sync)]);
   }
 
+  async claimSync(id: string, due: string, until: string): Promise<boolean> {
+    if (!/^\d{1,18}$/.test(id)) return false;
+    // Read and rewritten whole under a row lock rather than edited in SQL: records are json, kept
+    // byte for byte as written, and a jsonb round trip would reorder their keys.
+    return this.#tx('claim a sync', async (c) => {
+      const { rows } = await c.query<{ record: SyncRecord }>('SELECT record FROM syncs WHERE id = $1 FOR UPDATE', [id]);
+      const sync = rows[0]?.record;
+      if (sync?.nextRunAt !== due) return false;
+      await c.query('UPDATE syncs SET record = $2 WHERE id = $1', [id, JSON.stringify({ ...sync, nextRunAt: until })]);
+      return true;
+    });
+  }
+
   async getSync(id: string): Promise<SyncRecord | undefined> {
     return this.#byNumericId<SyncRecord>('syncs', id);
   }

@@ -274,4 +274,22 @@ await withPgDatabase('PgLedger', (url) => {
       expect(await two.withImportLease(async () => 'taken')).toBe('taken');
     });
   });
+
+  describe('syncs', () => {
+    it('a due run is claimed by one process of many', async () => {
+      await migrate(url);
+      const ledgers = [await open(), await open(), await open()];
+      const due = new Date(Date.now() - 1000).toISOString();
+      const now = new Date().toISOString();
+      const sync = await ledgers[0]!.createSync((id) => ({
+        id, url: 'https://lists.example.org/a.csv', label: 'https://lists.example.org/a.csv', column: null, unit: null, reason: 'unsubscribed',
+        everyMs: 60_000, allowPrivate: false, createdAt: now, createdBy: 'test', etag: null, lastModified: null, lastRunAt: null,
+        lastStatus: null, lastJobId: null, lastError: null, nextRunAt: due,
+      }), () => ledgers[0]!.audit({ actor: 'test', action: 'sync.add', key: null, job: null, unit: null, details: {} }));
+      const until = new Date(Date.now() + 60_000).toISOString();
+      const claims = await Promise.all(ledgers.flatMap((l) => [l.claimSync(sync.id, due, until), l.claimSync(sync.id, due, until)]));
+      expect(claims.filter(Boolean)).toHaveLength(1);
+      expect((await ledgers[2]!.getSync(sync.id))?.nextRunAt).toBe(until);
+    });
+  });
 });

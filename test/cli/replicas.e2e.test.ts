@@ -1,0 +1,87 @@
+/**
+ * `optout serve --db postgres://... --replica <dir>`, the built CLI: two replica processes serve
+ * one database; a write through one is seen by the other with `minSeq`; a replica of a database
+ * without the schema exits 2; the view folder is refused to every other command; SIGTERM ends
+ * a replica with exit 0, and a restart reuses its view.
+ */
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { request } from 'undici';
+import { errorCodes, listeningPort, parseJson, removeTempDirs, runCli, startCli, stopStarted, tempDir, type StartedCli } from '../helpers.js';
+import { resetDatabase, withPgDatabase } from '../store/pg-cluster.js';
+
+const started: StartedCli[] = [];
+
+afterEach(async () => {
+  await stopStarted(started);
+  await removeTempDirs();
+});
+
+/** A replica process, once it listens and its view has caught up. */
+async function replica(url: string, dir: string, extra: string[] = []): Promise<{ server: StartedCli; base: string }> {
+  const server = startCli(['serve', '--host', '127.0.0.1', '--port', '0', '--db', url, '--replica', dir, '--log-level', 'silent', ...extra]);
+  started.push(server);
+  const port = await listeningPort(server, 30_000);
+  for (let i = 0; i < 1500 && !/ready in \d+ ms/.test(server.stderr()); i++) {
+    if (server.child.exitCode !== null) break;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  if (!/ready in \d+ ms/.test(server.stderr())) throw new Error(`the replica did not catch up:\n${server.stderr()}`);
+  return { server, base: `http://127.0.0.1:${port}` };
+}
+
+async function call(base: string, key: string, method: string, path: string, body?: unknown): Promise<{ status: number; json: Record<string, unknown>; seq: string | undefined }> {
+  const res = await request(`${base}${path}`, {
+    method: method as 'GET',
+    headers: { authorization: `Bearer ${key}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  const seq = res.headers['x-optout-seq'];
+  return { status: res.statusCode, json: (await res.body.json()) as Record<string, unknown>, seq: typeof seq === 'string' ? seq : undefined };
+}
+
+await withPgDatabase('optout serve --replica', (url) => {
+  describe('optout serve --replica', () => {
+    it('refuses a database without the schema with exit 2, before it listens', async () => {
+      await resetDatabase(url);
+      const r = await runCli(['serve', '--port', '0', '--db', url, '--replica', join(await tempDir(), 'replica')]);
+      expect(r.code).toBe(2);
+      expect(errorCodes(r.stderr)).toEqual(['OPTOUT_ERR_SCHEMA']);
+      expect(r.stderr).not.toContain('listening');
+    });
+
+    it('two replicas serve one database: a write through one is seen through the other with minSeq', async () => {
+      await resetDatabase(url);
+      expect((await runCli(['--db', url, 'migrate'])).code).toBe(0);
+      const { key } = parseJson<{ key: string }>(await runCli(['--db', url, 'keys', 'create', '--scope', 'admin', '--json']));
+      expect((await runCli(['--db', url, 'add', 'before@example.com'])).code).toBe(0);
+      const dirs = [join(await tempDir(), 'one'), join(await tempDir(), 'two')];
+      const [one, two] = await Promise.all(dirs.map((d) => replica(url, d)));
+      if (one === undefined || two === undefined) throw new Error('no replicas');
+
+      expect((await request(`${two.base}/readyz`)).statusCode).toBe(200);
+      // Loaded from the database's snapshot.
+      expect((await call(two.base, key, 'GET', '/v1/eligibility?email=before%40example.com')).json).toMatchObject({ eligible: false });
+
+      const put = await call(one.base, key, 'PUT', '/v1/suppressions/after%40example.com', { reason: 'complaint' });
+      expect(put.status).toBe(201);
+      expect(put.seq).toMatch(/^\d+$/);
+      const seen = await call(two.base, key, 'POST', '/v1/eligibility', { emails: ['after@example.com', 'other@example.com'], minSeq: Number(put.seq) });
+      expect(seen.json['results']).toMatchObject([{ eligible: false, suppression: { reason: 'complaint' } }, { eligible: true }]);
+      // Stopped and started again: the view is reused, then caught up with what it missed.
+      two.server.child.kill('SIGTERM');
+      const ended = await two.server.done;
+      expect(ended.code, ended.stderr).toBe(0);
+      // A command given the view's folder would answer without proof of freshness.
+      const direct = await runCli(['--db', dirs[1] as string, 'check', 'after@example.com']);
+      expect(direct.code).toBe(2);
+      expect(errorCodes(direct.stderr)).toEqual(['OPTOUT_ERR_INVALID_OPTION']);
+      expect(direct.stderr).toContain('replica');
+      const missed = await call(one.base, key, 'PUT', '/v1/suppressions/missed%40example.com');
+      const again = await replica(url, dirs[1] as string);
+      expect(again.server.stderr()).toMatch(/[1-9]\d* entries at feed position/);
+      const got = await call(again.base, key, 'GET', `/v1/eligibility?email=missed%40example.com&minSeq=${missed.seq ?? ''}`);
+      expect(got.json).toMatchObject({ eligible: false });
+    }, 120_000);
+  });
+});
