@@ -1,6 +1,7 @@
 /**
  * End-to-end import benchmark: the real CLI on a generated list, next to what a user would
- * otherwise run (`cut | tr | sort -u`, and sqlite3 when installed), on the same warm file.
+ * otherwise run (`cut | tr | sort -u`, and sqlite3 when installed), on the same warm file; and
+ * the same list written as NDJSON, imported in the same run, against its target rate.
  *
  * `npm run bench:import -- --rows 10000000 [--seed S] [--runs 1] [--update-readme]`
  *
@@ -24,7 +25,7 @@ import {
 } from './lib/measure.js';
 
 import type { ImportReport } from '../src/report/summary.js';
-import { BenchFailure, ensureList, makeLog, packageRoot, parseCount, ensureOk, runIfMain, tail, updateReadme } from './lib/harness.js';
+import { BenchFailure, ensureList, ensureNdjson, makeLog, packageRoot, parseCount, ensureOk, runIfMain, tail, updateReadme } from './lib/harness.js';
 
 const log = makeLog('bench:import');
 
@@ -32,6 +33,8 @@ const COUNT_FIELDS = ['rows', 'valid', 'invalid', 'unique', 'duplicates', 'added
 
 const USAGE = 'Usage: npm run bench:import -- --rows N [--seed S] [--runs R] [--update-readme]';
 const SECTION = 'bench:import';
+/** NDJSON is parsed on the main thread (then read as CSV): it should import at half the CSV's rate or better. */
+const NDJSON_TARGET = 0.5;
 
 
 
@@ -89,6 +92,15 @@ function checkReport(report: ImportReport, rows: number): void {
   if (r.alreadySuppressed !== 0) problems.push(`alreadySuppressed ${r.alreadySuppressed} in a fresh store`);
   if (problems.length > 0) {
     throw new BenchFailure(`the import report does not add up:\n  ${problems.join('\n  ')}\n${JSON.stringify(r)}`);
+  }
+}
+
+/** The NDJSON list holds the CSV's rows: its import must count exactly what the CSV's counted. */
+function sameCounts(ndjson: ImportReport, csv: ImportReport): void {
+  const differ = COUNT_FIELDS.filter((f) => ndjson[f] !== csv[f]);
+  if (ndjson.format !== 'ndjson' || differ.length > 0) {
+    throw new BenchFailure(`the NDJSON import (format ${ndjson.format}) counted otherwise than the CSV's: ` +
+      differ.map((f) => `${f} ${ndjson[f]} != ${csv[f]}`).join(', '));
   }
 }
 
@@ -181,11 +193,16 @@ export async function main(argv: readonly string[]): Promise<number> {
   const file = join(root, 'data', 'generated', `list-${rows}-${seed}.csv`);
   await ensureList(file, rows, seed, log);
   const fileBytes = (await stat(file)).size;
+  const ndjsonFile = file.replace(/\.csv$/, '.ndjson');
+  await ensureNdjson(file, ndjsonFile, log);
+  const ndjsonBytes = (await stat(ndjsonFile)).size;
   const sqlite = await onPath('sqlite3');
   if (!sqlite) log('sqlite3 is not on PATH: skipping the sqlite baseline');
   await warm(file);
+  await warm(ndjsonFile);
 
   const optout: Sample[] = [];
+  const ndjson: Sample[] = [];
   const pipeline: Sample[] = [];
   const sqliteSamples: Sample[] = [];
   let report: ImportReport | undefined;
@@ -204,16 +221,21 @@ export async function main(argv: readonly string[]): Promise<number> {
     optout.push(r.sample);
     report = r.report;
     log(`  ${formatSeconds(r.sample.seconds)} s, report ${JSON.stringify(r.report)}`);
+    log(`optout import of the same list as NDJSON${tag}...`);
+    const n = await runOptout(cli, ndjsonFile, rows);
+    sameCounts(n.report, r.report);
+    ndjson.push(n.sample);
+    log(`  ${formatSeconds(n.sample.seconds)} s`);
   }
 
   const base = summarize(pipeline).seconds;
-  const line = (tool: string, samples: readonly Sample[]): string[] => {
+  const line = (tool: string, samples: readonly Sample[], bytes = fileBytes): string[] => {
     const { seconds, peak } = summarize(samples);
     return [
       tool,
       formatSeconds(seconds),
       formatRate(rows / seconds),
-      formatNumber(fileBytes / 1e6 / seconds, 1),
+      formatNumber(bytes / 1e6 / seconds, 1),
       peak === undefined ? 'n/a' : formatBytes(peak),
       `${(seconds / base).toFixed(2)}x`,
     ];
@@ -222,12 +244,14 @@ export async function main(argv: readonly string[]): Promise<number> {
     ['tool', 'seconds', 'rows/s', 'MB/s', 'peak RSS', 'time vs cut|tr|sort'],
     [
       line('optout import', optout),
+      line('optout import, the same list as NDJSON', ndjson, ndjsonBytes),
       line('cut | tr A-Z a-z | LC_ALL=C sort -u', pipeline),
       ...(sqlite ? [line('sqlite3 .import + INSERT OR IGNORE', sqliteSamples)] : []),
     ],
     ['left', 'right', 'right', 'right', 'right', 'right'],
   );
   const command = `npm run bench:import -- --rows ${rows} --seed ${seed} --runs ${runs}${toReadme ? ' --update-readme' : ''}`;
+  const ratio = summarize(optout).seconds / summarize(ndjson).seconds;
   const cpu = cpus();
   const counts = report === undefined ? '' : COUNT_FIELDS.map((f) => `${f} ${formatNumber(report[f])}`).join(', ');
   const block = [
@@ -235,7 +259,9 @@ export async function main(argv: readonly string[]): Promise<number> {
     '',
     table,
     '',
-    `optout counts: ${counts}.`,
+    `optout counts: ${counts} (the same for the NDJSON list).`,
+    `NDJSON vs CSV: ${ratio.toFixed(2)}x the rows per second (target ${NDJSON_TARGET}x or better: ${ratio >= NDJSON_TARGET ? 'met' : 'missed'}); ` +
+      `NDJSON file ${formatBytes(ndjsonBytes)}.`,
     `Machine: ${cpu.length} cores (${cpu[0]?.model.trim() ?? 'unknown CPU'}), ${formatBytes(totalmem())} RAM, ` +
       `Node ${process.version}, ${platform()} ${arch()}; file ${formatBytes(fileBytes)} ` +
       `(${formatNumber(rows)} rows, seed ${seed}), warm page cache; median of ${runs} run${runs > 1 ? 's' : ''}. ` +

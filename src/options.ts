@@ -66,6 +66,12 @@ export interface ImportOptions {
   where?: string | undefined;
   /** Imports every row, also those a recognised export marks as still subscribed. @default false */
   allRows?: boolean | undefined;
+  /**
+   * The column giving each row's own reason (a header name or a 1-based index): `bounce`,
+   * `complaint`, `unsubscribe`, `manual` and their usual spellings (see the README). An empty or
+   * unknown value keeps the import's `reason`. @default none, or a recognised export's reason column
+   */
+  reasonColumn?: string | undefined;
   /** How the source is written: `csv`, `json` or `ndjson`. @default detected from the content */
   format?: string | undefined;
   /** The member of a ZIP archive to read (its path in the archive, or its file name). @default the one list member */
@@ -112,6 +118,7 @@ export interface NormalizedImportOptions {
   header: boolean | undefined;
   where: string | undefined;
   allRows: boolean;
+  reasonColumn: string | undefined;
   format: SourceFormat | undefined;
   member: string | undefined;
   delimiter: string | undefined;
@@ -197,6 +204,9 @@ export function normalizeImportOptions(o: ImportOptions): NormalizedImportOption
   if (o.member !== undefined && (typeof o.member !== 'string' || o.member.length === 0)) {
     throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `Expected \`member\` to be a ZIP member's name, got ${describeValue(o.member)}`);
   }
+  if (o.reasonColumn !== undefined && (typeof o.reasonColumn !== 'string' || o.reasonColumn.length === 0)) {
+    throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `Expected \`reasonColumn\` to be a header name or a 1-based index, got ${describeValue(o.reasonColumn)}`);
+  }
   if (o.allRows !== undefined && typeof o.allRows !== 'boolean') {
     throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `Expected \`allRows\` to be a boolean, got ${describeValue(o.allRows)}`);
   }
@@ -214,6 +224,7 @@ export function normalizeImportOptions(o: ImportOptions): NormalizedImportOption
     header: o.header,
     where: o.where,
     allRows: o.allRows ?? false,
+    reasonColumn: o.reasonColumn,
     format: normalizeFormat(o.format),
     member: o.member,
     delimiter: o.delimiter,

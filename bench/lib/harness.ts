@@ -1,5 +1,7 @@
-import { existsSync } from 'node:fs';
+import { createReadStream, createWriteStream, existsSync } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
+import { pipeline } from 'node:stream/promises';
+import { parse } from 'csv-parse';
 import { createServer, type AddressInfo } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -53,6 +55,38 @@ export async function ensureList(file: string, rows: number, seed: number, log: 
     await rm(partial, { force: true });
   }
   log(`generated in ${formatSeconds((performance.now() - started) / 1000)} s`);
+}
+
+/**
+ * The same list as NDJSON: one object a record, keyed by the CSV's header (a record with fewer
+ * cells lacks the last keys), so that an import of it reads the same addresses in the same
+ * order. Written once beside the CSV, as the list is.
+ */
+export async function ensureNdjson(csvFile: string, file: string, log: (line: string) => void): Promise<void> {
+  if (existsSync(file)) {
+    log(`reusing ${file}`);
+    return;
+  }
+  log(`writing ${csvFile} as NDJSON -> ${file}`);
+  const started = performance.now();
+  const partial = `${file}.${process.pid}.tmp`;
+  try {
+    await pipeline(createReadStream(csvFile), parse({ columns: true, relax_column_count: true }), async function* (records: AsyncIterable<Record<string, string>>) {
+      let text = '';
+      for await (const record of records) {
+        text += JSON.stringify(record) + '\n';
+        if (text.length >= 1 << 20) {
+          yield text;
+          text = '';
+        }
+      }
+      yield text;
+    }, createWriteStream(partial));
+    await rename(partial, file);
+  } finally {
+    await rm(partial, { force: true });
+  }
+  log(`written in ${formatSeconds((performance.now() - started) / 1000)} s`);
 }
 
 /** The last lines of a child's output, for failure messages. */

@@ -181,10 +181,10 @@ export function registerManageRoutes(app: FastifyInstance, ctx: RouteContext): v
   registerImportRoutes(app, ctx);
 }
 
-interface UrlImport { url: string; column?: string; unit?: string; reason?: string; source?: string; yes?: boolean }
+interface UrlImport { url: string; column?: string; unit?: string; reason?: string; reasonColumn?: string; source?: string; yes?: boolean }
 
 const URL_IMPORT_FIELDS: Record<keyof UrlImport, 'string' | 'boolean'> = {
-  url: 'string', column: 'string', unit: 'string', reason: 'string', source: 'string', yes: 'boolean',
+  url: 'string', column: 'string', unit: 'string', reason: 'string', reasonColumn: 'string', source: 'string', yes: 'boolean',
 };
 
 const URL_IMPORT_SCHEMA = {
@@ -214,7 +214,7 @@ function storedLength(request: FastifyRequest): number | undefined {
 }
 
 interface ImportQuery {
-  column?: string; delimiter?: string; encoding?: string; unit?: string; reason?: string; source?: string; yes?: string;
+  column?: string; delimiter?: string; encoding?: string; unit?: string; reason?: string; reasonColumn?: string; source?: string; yes?: string;
 }
 
 function registerImportRoutes(app: FastifyInstance, ctx: RouteContext): void {
@@ -222,7 +222,7 @@ function registerImportRoutes(app: FastifyInstance, ctx: RouteContext): void {
     type: 'object', additionalProperties: false,
     properties: {
       column: { type: 'string', minLength: 1, maxLength: 200 }, delimiter: { type: 'string', maxLength: 3 },
-      encoding: { type: 'string', maxLength: 20 }, unit: UNIT, reason: REASON,
+      encoding: { type: 'string', maxLength: 20 }, unit: UNIT, reason: REASON, reasonColumn: { type: 'string', minLength: 1, maxLength: 200 },
       source: { type: 'string', minLength: 1, maxLength: 200 }, yes: { type: 'string', enum: ['true', 'false'] },
     },
   } as const;
@@ -255,7 +255,8 @@ function registerImportRoutes(app: FastifyInstance, ctx: RouteContext): void {
     }, async (request, reply) => {
       const q = request.query;
       const req: ImportRequest = {
-        column: q.column, delimiter: q.delimiter, encoding: q.encoding, unit: q.unit, reason: q.reason, source: q.source, yes: q.yes === 'true',
+        column: q.column, delimiter: q.delimiter, encoding: q.encoding, unit: q.unit, reason: q.reason, reasonColumn: q.reasonColumn, source: q.source,
+        yes: q.yes === 'true',
       };
       const body = request.body;
       const origin = { via: 'http' as const, actor: actorOf(request) };

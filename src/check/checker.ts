@@ -3,6 +3,7 @@ import { hashKey } from '../filter/hash.js';
 import { OptoutError, describeValue } from '../errors.js';
 import { normalizeEmail } from '../policy/email.js';
 import type { AuditRecord } from '../store/audit.js';
+import { entryMetaOf } from '../store/jobs.js';
 import { ACCOUNT_WIDE, UNIT_ID_PATTERN, type CheckView, type Ledger } from '../store/store.js';
 import { SEND_TYPES, decide, type Decision, type SendType, type SuppressionInfo } from './rules.js';
 
@@ -170,7 +171,7 @@ export class Checker {
     const view = this.#view;
     for (const scope of unit === undefined ? [ACCOUNT_WIDE] : [ACCOUNT_WIDE, unit]) {
       const entry = view.entrySync(scope, key, h1);
-      if (entry !== undefined) return { scope, jobId: entry.jobId, ...view.jobMetaSync(entry.jobId) };
+      if (entry !== undefined) return { scope, jobId: entry.jobId, ...entryMetaOf(entry, view.jobMetaSync(entry.jobId)) };
     }
     return undefined;
   }

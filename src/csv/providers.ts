@@ -31,8 +31,16 @@ export interface CsvProvider {
   signature: string[];
   /** When set, no other columns may be present (a signature that is a subset of another's). */
   exact?: boolean;
-  /** The column whose values say the row is not an opt-out, and those values. */
-  optOut?: { column: string; subscribed: string[] };
+  /**
+   * Columns whose values say the row is not an opt-out, and those values: a row is skipped
+   * when any of them says so.
+   */
+  optOut?: Array<{ column: string; subscribed: string[] }>;
+  /**
+   * The column that gives each row's own reason (see csv/reasons.ts); an empty or unknown value
+   * keeps the import's reason.
+   */
+  reasonColumn?: string;
   /** What the rows stand for, for the user. */
   meaning: string;
   /** The import's reason when `--reason` is not given, for an export whose rows all have one. */
@@ -48,31 +56,62 @@ export interface CsvProvider {
  */
 export const CSV_PROVIDERS: readonly CsvProvider[] = [
   {
-    format: 'ses-json', signature: ['EmailAddress', 'Reason', 'LastUpdateTime'],
+    format: 'ses-json', signature: ['EmailAddress', 'Reason', 'LastUpdateTime'], reasonColumn: 'Reason',
     meaning: 'the account-level suppression list (`aws sesv2 list-suppressed-destinations`): BOUNCE or COMPLAINT',
     source: 'https://docs.aws.amazon.com/ses/latest/APIReference-V2/API_ListSuppressedDestinations.html',
   },
   {
-    format: 'ses-bulk', signature: ['EmailAddress', 'Reason'], exact: true,
+    format: 'ses-bulk', signature: ['EmailAddress', 'Reason'], exact: true, reasonColumn: 'Reason',
     meaning: 'a suppression list bulk import (emailAddress, reason: BOUNCE or COMPLAINT)',
     source: 'https://docs.aws.amazon.com/ses/latest/dg/sending-email-suppression-list.html',
   },
   {
-    format: 'postmark-json', signature: ['EmailAddress', 'SuppressionReason', 'Origin', 'CreatedAt'],
+    format: 'postmark-json', signature: ['EmailAddress', 'SuppressionReason', 'Origin', 'CreatedAt'], reasonColumn: 'SuppressionReason',
     meaning: 'a message stream\'s suppressions: HardBounce, SpamComplaint or ManualSuppression',
     source: 'https://postmarkapp.com/developer/api/suppressions-api',
   },
   {
+    format: 'ses-notifications', signature: ['emailAddress', 'notificationType', 'bounceType', 'bounceSubType', 'timestamp'], exact: true,
+    reasonColumn: 'notificationType',
+    optOut: [
+      // As the webhook endpoint does: only a Permanent bounce suppresses; SES could not say for an Undetermined one.
+      { column: 'bounceType', subscribed: ['transient', 'undetermined'] },
+      { column: 'notificationType', subscribed: ['delivery', 'send', 'open', 'click', 'deliverydelay', 'reject', 'rendering failure'] },
+    ],
+    meaning: 'SES event notifications (JSON or NDJSON, as SNS sends them, in its envelope or not): a row per bounced or complained recipient',
+    source: 'https://docs.aws.amazon.com/ses/latest/dg/notification-contents.html',
+  },
+  {
+    format: 'klaviyo-suppressions', signature: ['Email', 'Suppression Reason'], reasonColumn: 'Suppression Reason',
+    meaning: 'suppressed profiles: Unsubscribed, Bounced, Spam complaint, Manually suppressed (User suppressed), Invalid email',
+    source: 'https://help.klaviyo.com/hc/en-us/articles/115005246108',
+  },
+  {
+    format: 'sfmc-bounces', reason: 'bounced', signature: ['EmailAddress', 'EventType', 'BounceCategory'],
+    optOut: [
+      { column: 'EventType', subscribed: ['softbounce'] },
+      { column: 'BounceCategory', subscribed: ['soft', 'soft bounce', 'softbounce'] },
+    ],
+    meaning: 'a tracking extract\'s bounces; soft bounces are skipped',
+    source: 'https://help.salesforce.com/s/articleView?id=mktg.mc_as_bounces.htm&language=en_US&type=5',
+  },
+  {
     format: 'hubspot-contacts', signature: ['Record ID', 'Email', 'Unsubscribed from all email'],
-    optOut: { column: 'Unsubscribed from all email', subscribed: ['false', 'no'] },
+    optOut: [{ column: 'Unsubscribed from all email', subscribed: ['false', 'no'] }],
     meaning: 'contacts; rows with `Unsubscribed from all email` true are opt-outs',
     source: 'https://knowledge.hubspot.com/contacts/export-contacts',
   },
   {
     format: 'brevo-contacts', signature: ['EMAIL', 'EMAIL_BLACKLISTED'],
-    optOut: { column: 'EMAIL_BLACKLISTED', subscribed: ['no', 'false', '0'] },
+    optOut: [{ column: 'EMAIL_BLACKLISTED', subscribed: ['no', 'false', '0'] }],
     meaning: 'contacts; rows with `EMAIL_BLACKLISTED` Yes are opt-outs',
     source: 'https://help.brevo.com/hc/en-us/articles/209499265',
+  },
+  {
+    format: 'activecampaign-contacts', signature: ['Email', 'First Name', 'Last Name', 'Status'], reasonColumn: 'Status',
+    optOut: [{ column: 'Status', subscribed: ['active', 'subscribed', 'unconfirmed'] }],
+    meaning: 'contacts; rows with `Status` Unsubscribed or Bounced are opt-outs',
+    source: 'https://help.activecampaign.com/hc/en-us/articles/221073788',
   },
   {
     format: 'mailchimp-cleaned', reason: 'bounced', signature: ['Email Address', 'CLEAN_TIME'],
@@ -115,12 +154,26 @@ export function detectCsvProvider(names: string[]): CsvProvider | undefined {
   });
 }
 
-/** The provider's opt-out flag as a filter over this header. */
-export function providerFilter(p: CsvProvider, names: string[]): RowFilter | undefined {
-  if (p.optOut === undefined) return undefined;
-  const wanted = headerKey(p.optOut.column);
-  const column = names.findIndex((n) => headerKey(n) === wanted);
-  return column < 0 ? undefined : { column, name: names[column] as string, values: p.optOut.subscribed, mode: 'skip' };
+/** The index of a provider's column in this header, or -1. */
+function providerColumn(name: string, names: string[]): number {
+  const wanted = headerKey(name);
+  return names.findIndex((n) => headerKey(n) === wanted);
+}
+
+/** The provider's opt-out flags as filters over this header. */
+export function providerFilters(p: CsvProvider, names: string[]): RowFilter[] {
+  const out: RowFilter[] = [];
+  for (const flag of p.optOut ?? []) {
+    const column = providerColumn(flag.column, names);
+    if (column >= 0) out.push({ column, name: names[column] as string, values: flag.subscribed, mode: 'skip' });
+  }
+  return out;
+}
+
+/** The provider's reason column in this header, if it has one. */
+export function providerReasonColumn(p: CsvProvider, names: string[]): number | undefined {
+  const column = p.reasonColumn === undefined ? -1 : providerColumn(p.reasonColumn, names);
+  return column < 0 ? undefined : column;
 }
 
 /**
@@ -134,6 +187,16 @@ export function parseWhere(where: string, names: string[], hasHeader: boolean): 
   }
   const column = where.slice(0, eq);
   const values = where.slice(eq + 1).split(',').map((v) => v.trim().toLowerCase());
+  const index = namedColumn(column, names, hasHeader, '--where');
+  return { column: index, name: hasHeader ? names[index] as string : String(index + 1), values, mode: 'keep' };
+}
+
+/**
+ * A column named by an option (`--where`, `--reason-column`): a header name (exact, then
+ * case-insensitive) or a 1-based number.
+ * @throws OptoutError OPTOUT_ERR_COLUMN_NOT_FOUND when the header has no such column.
+ */
+export function namedColumn(column: string, names: string[], hasHeader: boolean, option: string): number {
   let index = -1;
   if (/^\d+$/.test(column)) index = Number(column) - 1;
   else if (hasHeader) {
@@ -141,8 +204,8 @@ export function parseWhere(where: string, names: string[], hasHeader: boolean): 
     if (index < 0) index = names.findIndex((n) => n.trim().toLowerCase() === column.trim().toLowerCase());
   }
   if (index < 0 || index >= names.length) {
-    throw new OptoutError('OPTOUT_ERR_COLUMN_NOT_FOUND', `--where names no column \`${printable(column, 64)}\` ` +
+    throw new OptoutError('OPTOUT_ERR_COLUMN_NOT_FOUND', `${option} names no column \`${printable(column, 64)}\` ` +
       `(${hasHeader ? 'a header name or ' : ''}a number from 1 to ${names.length})`, { location: { line: 1, column } });
   }
-  return { column: index, name: hasHeader ? names[index] as string : String(index + 1), values, mode: 'keep' };
+  return index;
 }

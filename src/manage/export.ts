@@ -5,7 +5,7 @@
 import { OptoutError, describeValue } from '../errors.js';
 import { csvCell } from '../report/csv-cell.js';
 import { normalizeReason, normalizeUnit } from '../options.js';
-import { JobMetas } from '../store/jobs.js';
+import { entryMetaOf, JobMetas } from '../store/jobs.js';
 import { ACCOUNT_WIDE, type Ledger } from '../store/store.js';
 
 export type ExportFormat = 'csv' | 'ndjson';
@@ -70,8 +70,9 @@ export async function* exportRows(store: Pick<Ledger, 'scanEntries' | 'getJob'>,
   const jobs = new JobMetas(store);
   for await (const entries of store.scanEntries(scope)) {
     const rows: ExportRow[] = [];
-    for (const { scope: s, key, jobId, address } of entries) {
-      const meta = await jobs.get(jobId);
+    for (const entry of entries) {
+      const { scope: s, key, jobId, address } = entry;
+      const meta = entryMetaOf(entry, await jobs.get(jobId));
       if (reason !== undefined && meta.reason !== reason) continue;
       rows.push({ email: address ?? key, key, unit: s === ACCOUNT_WIDE ? '' : s, reason: meta.reason, source: meta.source, job: jobId, added_at: meta.addedAt });
     }

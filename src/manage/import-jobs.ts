@@ -42,6 +42,8 @@ export interface ImportRequest {
   encoding?: string | undefined;
   unit?: string | undefined;
   reason?: string | undefined;
+  /** The column giving each row's own reason (see ImportOptions `reasonColumn`). @default none, or a recognised export's */
+  reasonColumn?: string | undefined;
   /** The label kept as the entries' source. @default `upload` or the URL */
   source?: string | undefined;
   /** Write without waiting for a confirmation (scripts, syncs). @default false */
@@ -351,7 +353,7 @@ export class ImportJobs {
       source: request.source ?? origin.url ?? 'upload',
       fingerprint: {
         path: null, size: null, mtimeMs: null, column: options.column ?? null, delimiter: options.delimiter ?? null,
-        encoding: options.encoding, rejects: null,
+        encoding: options.encoding, rejects: null, ...(options.reasonColumn === undefined ? {} : { reasonColumn: options.reasonColumn }),
       },
       confirmed: request.yes ? 'yes' : 'count', confirmedCount: null,
       createdAt: now, updatedAt: now, finishedAt: null, resumedCount: 0,
@@ -495,14 +497,15 @@ export class ImportJobs {
   #options(request: ImportRequest): ReturnType<typeof normalizeImportOptions> {
     return normalizeImportOptions({
       source: { kind: 'file', path: this.#dir }, column: request.column, delimiter: request.delimiter, encoding: request.encoding,
-      unit: request.unit, reason: request.reason, sourceLabel: request.source, confirm: { mode: 'yes' },
+      unit: request.unit, reason: request.reason, reasonColumn: request.reasonColumn, sourceLabel: request.source, confirm: { mode: 'yes' },
     });
   }
 
   #requestOf(job: JobRecord): ImportRequest {
     return {
       column: job.fingerprint.column ?? undefined, delimiter: job.fingerprint.delimiter ?? undefined, encoding: job.fingerprint.encoding,
-      unit: job.scope === '*' ? undefined : job.scope, reason: job.reason, source: job.source, yes: job.confirmed === 'yes',
+      unit: job.scope === '*' ? undefined : job.scope, reason: job.reason, reasonColumn: job.fingerprint.reasonColumn, source: job.source,
+      yes: job.confirmed === 'yes',
     };
   }
 
@@ -516,7 +519,7 @@ export class ImportJobs {
       jobId: id,
       origin,
       column: request.column, delimiter: request.delimiter, encoding: request.encoding,
-      unit: request.unit, reason: request.reason, sourceLabel: request.source,
+      unit: request.unit, reason: request.reason, reasonColumn: request.reasonColumn, sourceLabel: request.source,
       rejects: this.rejectsPath(id),
       threads: this.#threads,
       pool: this.#pool,

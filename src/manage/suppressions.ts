@@ -6,7 +6,7 @@ import { hashKeyTuple } from '../filter/hash.js';
 import { OptoutError, describeValue } from '../errors.js';
 import { normalizeReason, normalizeUnit } from '../options.js';
 import { normalizeEmail } from '../policy/email.js';
-import { JobMetas } from '../store/jobs.js';
+import { entryMetaOf, JobMetas } from '../store/jobs.js';
 import type { SuppressionReason } from '../store/jobs.js';
 import { ACCOUNT_WIDE, type Ledger } from '../store/store.js';
 
@@ -108,7 +108,7 @@ export async function lookupSuppressions(store: Pick<Ledger, 'entriesOf' | 'getJ
   const metas = new JobMetas(store);
   const out: Suppression[] = [];
   for (const { scope, entry } of await store.entriesOf(hashed)) {
-    const meta = await metas.get(entry.jobId);
+    const meta = entryMetaOf(entry, await metas.get(entry.jobId));
     out.push({ address: entry.address ?? hashed.key, key: hashed.key, scope, reason: meta.reason, source: meta.source, job: entry.jobId, addedAt: meta.addedAt });
   }
   return out;
@@ -125,7 +125,8 @@ export async function removeSuppression(store: Ledger, o: RemoveOptions): Promis
     throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `Expected \`why\` to be a text of 1 to ${MAX_WHY} characters, got ${describeValue(o.why)}`);
   }
   const actor = o.actor ?? 'library';
-  const { entry, meta } = await store.removeSuppression(scope, hashed, ({ entry: e, meta: m, heldBy }) => {
+  const { entry, meta: jobMeta } = await store.removeSuppression(scope, hashed, ({ entry: e, meta: jobOf, heldBy }) => {
+    const m = entryMetaOf(e, jobOf);
     // Thrown before the ledger writes anything: the removal does not happen.
     if (o.onlyJob !== undefined && (e.jobId !== o.onlyJob || heldBy.length > 0)) {
       throw new OptoutError('OPTOUT_ERR_LINK_UNDO', `The suppression of ${hashed.key} changed since job ${o.onlyJob}: it stays`);
@@ -135,6 +136,7 @@ export async function removeSuppression(store: Ledger, o: RemoveOptions): Promis
       details: { ...o.details, why: o.why, reason: m.reason, source: m.source, addedAt: m.addedAt, heldBy },
     });
   });
+  const meta = entryMetaOf(entry, jobMeta);
   const removed: Suppression = {
     address: entry.address ?? hashed.key, key: hashed.key, scope, reason: meta.reason, source: meta.source, job: entry.jobId, addedAt: meta.addedAt,
   };

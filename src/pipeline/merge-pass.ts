@@ -2,7 +2,8 @@ import type { KeyFilter } from '../filter/bloom.js';
 import { throwIfAborted } from '../errors.js';
 import type { BucketResult } from '../workers/chunk-task.js';
 import type { ChunkPool } from '../workers/pool.js';
-import type { JobRecord } from '../store/jobs.js';
+import { reasonOfCode } from '../csv/reasons.js';
+import type { JobRecord, SuppressionReason } from '../store/jobs.js';
 import { shiftAdded, type ChunkKeyCodec, type ChunkResult, type ChunkWriter, type Ledger } from '../store/store.js';
 import type { BucketSpool } from './spool.js';
 import type { ImportCounts } from '../store/counts.js';
@@ -132,14 +133,19 @@ export async function writeMergePass(o: MergeOptions, job: JobRecord, onDurable:
     result.addressRows.forEach((row, j) => addresses.set(row, addressList[j] as string));
     const h = result.hashes;
     const every = o.yieldEvery ?? Infinity;
+    // A key's own reason is stored only when it differs from the job's.
+    const reasonAt = (i: number): SuppressionReason | undefined => {
+      const reason = result.reasons.length === 0 ? undefined : reasonOfCode(result.reasons[i] as number);
+      return reason === job.reason ? undefined : reason;
+    };
     for (let i = 0; i < c.keys.length; i++) {
       const key = c.keys[i] as string;
       if (c.present[i]) {
-        chunk.putHold(key, addresses.get(i));
+        chunk.putHold(key, addresses.get(i), reasonAt(i));
       } else {
         // In the filter before the chunk is acknowledged: a check never sees a stored key as absent.
         o.filter?.add(h[i * 3] as number, h[i * 3 + 1] as number);
-        chunk.putEntry(key, addresses.get(i));
+        chunk.putEntry(key, addresses.get(i), reasonAt(i));
       }
       if (i % every === every - 1) await nextTurn();
     }

@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { OptoutError, throwIfAborted } from '../errors.js';
 import { chooseEmailColumn, SAMPLE_CELLS } from '../csv/email-column.js';
-import { detectCsvProvider, parseWhere, providerFilter, type RowFilter } from '../csv/providers.js';
+import { detectCsvProvider, namedColumn, parseWhere, providerFilters, providerReasonColumn, type RowFilter } from '../csv/providers.js';
+import { rowsPerReason } from '../csv/reasons.js';
 import { createChunkPool, type ChunkPool } from '../workers/pool.js';
 import { normalizeImportOptions, type ImportOptions, type NormalizedImportOptions } from '../options.js';
 import { RejectsFile } from '../report/rejects.js';
@@ -11,7 +12,7 @@ import type { ImportReport } from '../report/summary.js';
 import { splitSource, type Chunk, type HeaderRecord } from '../source/chunks.js';
 import { asCsv } from '../source/records.js';
 import { describeSource, openSource, type OpenedSource, type SourceInfo, type SourceSpec } from '../source/open-source.js';
-import { errorOfJob, jobErrorOf, type JobError, type JobFingerprint, type JobRecord } from '../store/jobs.js';
+import { errorOfJob, jobErrorOf, type Checkpoint, type JobError, type JobFingerprint, type JobRecord } from '../store/jobs.js';
 import { moveJob } from '../store/job-states.js';
 import type { SuppressionReason } from '../store/jobs.js';
 import { LevelStore } from '../store/level/level-store.js';
@@ -25,6 +26,7 @@ import { countPass, writeMergePass, type MergeOptions } from './merge-pass.js';
 import { scanChunks, type ScannedChunk } from './scan.js';
 import { BucketSpool, bucketBitsFor } from './spool.js';
 import { spoolPass, type SpoolState } from './spool-pass.js';
+import { audienceMembers, importMembers } from './zip-members.js';
 import { countsMismatch, emptyCounts, type ImportCounts } from '../store/counts.js';
 
 interface OpenedScan {
@@ -35,8 +37,10 @@ interface OpenedScan {
   hasHeader: boolean;
   /** `csv`, or the export recognised by its header. */
   format: string;
-  /** The rows that are skipped, if any: a recognised export's flag, or `--where`. */
-  filter: RowFilter | undefined;
+  /** The rows that are skipped, if any: a recognised export's flags, or `--where`. */
+  filters: RowFilter[];
+  /** The column of each row's own reason: `--reason-column`, or a recognised export's. */
+  reasonColumn: number | undefined;
   /** The reason every row of a recognised export stands for, if it has one. */
   reason: SuppressionReason | undefined;
   scan: AsyncGenerator<ScannedChunk>;
@@ -51,7 +55,8 @@ async function openScan(spec: SourceSpec, o: NormalizedImportOptions, pool: Chun
   let columnIndex: number;
   let hasHeader: boolean;
   let format: string;
-  let filter: RowFilter | undefined;
+  let filters: RowFilter[] = [];
+  let reasonColumn: number | undefined;
   let reason: SuppressionReason | undefined;
   try {
     const records = await asCsv(source.bytes, o.format);
@@ -68,8 +73,10 @@ async function openScan(spec: SourceSpec, o: NormalizedImportOptions, pool: Chun
     chunks = hasHeader ? split.chunks : split.chunksWithHeader;
     const provider = hasHeader ? detectCsvProvider(header.names) : undefined;
     if (provider !== undefined) ({ format, reason } = provider);
-    filter = o.where !== undefined ? parseWhere(o.where, header.names, hasHeader)
-      : provider !== undefined && !o.allRows ? providerFilter(provider, header.names) : undefined;
+    filters = o.where !== undefined ? [parseWhere(o.where, header.names, hasHeader)]
+      : provider !== undefined && !o.allRows ? providerFilters(provider, header.names) : [];
+    reasonColumn = o.reasonColumn !== undefined ? namedColumn(o.reasonColumn, header.names, hasHeader, '--reason-column')
+      : provider !== undefined ? providerReasonColumn(provider, header.names) : undefined;
   } catch (err) {
     source.close();
     throw err;
@@ -82,9 +89,10 @@ async function openScan(spec: SourceSpec, o: NormalizedImportOptions, pool: Chun
     maxRecordBytes: o.maxRecordBytes,
     bucketBits,
     substitutes: source.substitutes(),
-    filter: filter && { column: filter.column, values: filter.values, keep: filter.mode === 'keep' },
+    filters: filters.map((f) => ({ column: f.column, values: f.values, keep: f.mode === 'keep' })),
+    reasonColumn,
   }, start);
-  return { source, header, columnIndex, hasHeader, format, filter, reason, scan: abortable(scan, o.signal) };
+  return { source, header, columnIndex, hasHeader, format, filters, reasonColumn, reason, scan: abortable(scan, o.signal) };
 }
 
 async function* abortable<T>(it: AsyncGenerator<T>, signal: AbortSignal | undefined): AsyncGenerator<T> {
@@ -106,6 +114,7 @@ function fingerprintOf(info: SourceInfo, o: NormalizedImportOptions): JobFingerp
     ...(o.header === undefined ? {} : { header: o.header }),
     ...(o.where === undefined ? {} : { where: o.where }),
     ...(o.allRows ? { allRows: true } : {}),
+    ...(o.reasonColumn === undefined ? {} : { reasonColumn: o.reasonColumn }),
     ...(o.format === undefined ? {} : { format: o.format }),
     ...(o.member === undefined ? {} : { member: o.member }),
   };
@@ -287,7 +296,8 @@ async function openRunScan(run: ImportRun, bits: number, resume?: { offset: numb
 }
 
 function reportOf(run: ImportRun, counts: ImportCounts, scan: OpenedScan,
-  extra: Partial<ImportReport> & { bytes: number; invalidUtf8: number }): ImportReport {
+  extra: Partial<ImportReport> & { bytes: number; invalidUtf8: number; ownReasons: number[] | undefined }): ImportReport {
+  const { ownReasons, ...rest } = extra;
   const durationMs = performance.now() - run.started;
   return {
     ...counts,
@@ -305,12 +315,15 @@ function reportOf(run: ImportRun, counts: ImportCounts, scan: OpenedScan,
     header: scan.hasHeader ? 'row' : 'none',
     format: scan.format,
     member: scan.source.member()?.name ?? null,
-    skipRule: scan.filter === undefined ? null : describeFilter(scan.filter),
+    skipRule: scan.filters.length === 0 ? null : scan.filters.map(describeFilter).join('; '),
+    reasonColumn: scan.reasonColumn === undefined ? null : scan.hasHeader ? scan.header.names[scan.reasonColumn] ?? null : String(scan.reasonColumn + 1),
     delimiter: scan.header.dialect.delimiter,
     rejectsFile: run.o.rejects ?? null,
+    reasons: rowsPerReason(counts.valid, ownReasons, run.o.reason),
+    members: null,
     peakRssBytes: peakRss(),
     error: null,
-    ...extra,
+    ...rest,
   };
 }
 
@@ -331,6 +344,11 @@ function readCounts(st: SpoolState): ImportCounts {
   return { ...emptyCounts(), rows: st.rows, valid: st.valid, invalid: st.invalid, skipped: st.skipped };
 }
 
+/** The checkpoint's fields that a reading of the whole source sets. */
+function readCheckpoint(st: SpoolState): Pick<Checkpoint, 'offset' | 'lines' | 'counts' | 'rejectsBytes' | 'invalidUtf8' | 'reasons'> {
+  return { offset: st.offset, lines: st.lines, counts: readCounts(st), rejectsBytes: st.rejectsBytes, invalidUtf8: st.invalidUtf8, reasons: st.reasons };
+}
+
 /**
  * Confirmation comes first and writes nothing to the store, not even to resume a job: the
  * source is read into a spool of its own and counted. Resolves the report to return when the
@@ -349,7 +367,7 @@ async function analyse(run: ImportRun): Promise<{ done: ImportReport } | { confi
   takeExportReason(run, scan);
   run.analysisSpool = new BucketSpool(join(scratchOf(run).path, 'analysis'), run.bits);
   run.rejects = o.rejects === undefined ? undefined : await RejectsFile.open(o.rejects);
-  const zero: SpoolState = { offset: 0, lines: 0, rows: 0, valid: 0, invalid: 0, skipped: 0, invalidUtf8: 0, rejectsBytes: 0 };
+  const zero: SpoolState = { offset: 0, lines: 0, rows: 0, valid: 0, invalid: 0, skipped: 0, invalidUtf8: 0, rejectsBytes: 0, reasons: [] };
   const { state, error } = await spoolPass(scan.scan, run.analysisSpool, run.rejects, zero,
     (st) => progress(run, 'reading', scan.source.bytesRead(), scan.source.info.size, st.rows));
   run.analysisSpool.flush();
@@ -357,7 +375,7 @@ async function analyse(run: ImportRun): Promise<{ done: ImportReport } | { confi
   run.rejects = undefined;
   const counts = await countPass(mergeOptions(run, run.analysisSpool, readCounts(state), 0, 'counting'));
   const result = reportOf(run, counts, scan, {
-    bytes: state.offset, invalidUtf8: state.invalidUtf8, dryRun: o.confirm.mode === 'dry-run', error: error ?? null,
+    bytes: state.offset, invalidUtf8: state.invalidUtf8, ownReasons: state.reasons, dryRun: o.confirm.mode === 'dry-run', error: error ?? null,
   });
   if (o.confirm.mode === 'dry-run') return { done: result };
   const confirm = o.confirm;
@@ -393,11 +411,12 @@ async function adoptOrCreateJob(run: StoreRun, analysed: Analysis | undefined): 
   const scan = analysed?.scan ?? await openRunScan(run, cp?.spool.bits ?? run.bits,
     cp && cp.offset > 0 ? { offset: cp.offset, lines: cp.lines, rows: cp.counts.rows } : undefined);
   if (job !== undefined && analysed !== undefined && job.checkpoint.phase === 'spool') {
-    // The analysis just read the whole file: its spool replaces the job's unfinished one.
+    // The analysis just read the whole file: its spool, and what it counted, replace the job's
+    // unfinished reading (whose counts cover only the part it had read).
     rmSync(job.checkpoint.spool.dir, { recursive: true, force: true });
     job = { ...job, checkpoint: {
-      ...job.checkpoint, phase: 'merge', bucket: 0, ...stoppedBy(analysed.error),
-      spool: { ...job.checkpoint.spool, dir: adopt(run.analysisSpool as BucketSpool, spoolRootOf(store), job.id) },
+      ...job.checkpoint, ...readCheckpoint(analysed.state), phase: 'merge', bucket: 0, ...stoppedBy(analysed.error),
+      spool: { ...job.checkpoint.spool, bits: run.bits, dir: adopt(run.analysisSpool as BucketSpool, spoolRootOf(store), job.id) },
     } };
     run.analysisSpool = undefined;
   }
@@ -413,11 +432,7 @@ async function adoptOrCreateJob(run: StoreRun, analysed: Analysis | undefined): 
       createdAt: now, updatedAt: now, finishedAt: null, resumedCount: 0,
       checkpoint: {
         phase: st ? 'merge' : 'spool',
-        offset: st?.offset ?? 0,
-        lines: st?.lines ?? 0,
-        counts: st ? readCounts(st) : emptyCounts(),
-        rejectsBytes: st?.rejectsBytes ?? 0,
-        invalidUtf8: st?.invalidUtf8 ?? 0,
+        ...(st ? readCheckpoint(st) : { offset: 0, lines: 0, counts: emptyCounts(), rejectsBytes: 0, invalidUtf8: 0 }),
         spool: { dir: '', bits: run.bits, lengths: [] },
         bucket: 0,
         ...stoppedBy(analysed?.error),
@@ -457,13 +472,14 @@ async function readPhase(run: StoreRun, job: JobRecord, scan: OpenedScan, spool:
   const from: SpoolState = {
     offset: start.offset, lines: start.lines, rows: start.counts.rows, valid: start.counts.valid,
     invalid: start.counts.invalid, skipped: start.counts.skipped ?? 0, invalidUtf8: start.invalidUtf8, rejectsBytes: start.rejectsBytes,
+    reasons: start.reasons ?? [],
   };
   const toCheckpoint = (st: SpoolState, lengths: number[]): JobRecord => ({
     ...current,
     updatedAt: new Date().toISOString(),
     checkpoint: {
       ...current.checkpoint, phase: 'spool', offset: st.offset, lines: st.lines, counts: readCounts(st),
-      rejectsBytes: st.rejectsBytes, invalidUtf8: st.invalidUtf8, spool: { ...current.checkpoint.spool, lengths },
+      rejectsBytes: st.rejectsBytes, invalidUtf8: st.invalidUtf8, spool: { ...current.checkpoint.spool, lengths }, reasons: st.reasons,
     },
   });
   const read = await spoolPass(scan.scan, spool, run.rejects, from,
@@ -512,11 +528,11 @@ async function finishJob(run: StoreRun, job: JobRecord, spool: BucketSpool, scan
   await store.putJob(moveJob(job, 'completed', { finishedAt }), store.audit({
     actor: o.origin.actor, action: 'import', key: null, job: job.id,
     unit: job.scope === ACCOUNT_WIDE ? null : job.scope,
-    details: { source: run.label, reason: job.reason, ...counts },
+    details: { source: run.label, reason: job.reason, ...counts, reasons: rowsPerReason(counts.valid, job.checkpoint.reasons, job.reason) },
   }));
   spool.remove();
   return reportOf(run, counts, scan, {
-    bytes: job.checkpoint.offset, invalidUtf8: job.checkpoint.invalidUtf8, jobId: job.id, confirmed: true, resumed,
+    bytes: job.checkpoint.offset, invalidUtf8: job.checkpoint.invalidUtf8, ownReasons: job.checkpoint.reasons, jobId: job.id, confirmed: true, resumed,
   });
 }
 
@@ -535,6 +551,8 @@ async function finishJob(run: StoreRun, job: JobRecord, spool: BucketSpool, scan
  * (a dry run, no confirmation) carries it in `error`.
  */
 export async function runImport(input: ImportOptions): Promise<ImportReport> {
+  const audience = await audienceMembers(input);
+  if (audience !== undefined) return importMembers(input, audience, runImport);
   const run = await startRun(input);
   try {
     let analysed: Analysis | undefined;

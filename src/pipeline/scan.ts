@@ -9,7 +9,8 @@ export interface ScanParams {
   maxRecordBytes: number;
   bucketBits: number;
   substitutes: boolean;
-  filter?: ChunkTask['filter'];
+  filters?: ChunkTask['filters'];
+  reasonColumn?: ChunkTask['reasonColumn'];
 }
 
 export type { ChunkProgress };

@@ -1,3 +1,4 @@
+import { addReasonCounts } from '../csv/reasons.js';
 import type { OptoutError } from '../errors.js';
 import type { RejectsFile } from '../report/rejects.js';
 import { jobErrorOf, type JobError } from '../store/jobs.js';
@@ -14,6 +15,8 @@ export interface SpoolState {
   skipped: number;
   invalidUtf8: number;
   rejectsBytes: number;
+  /** Valid rows that gave their own reason, per reason code (csv/reasons.ts). */
+  reasons: number[];
 }
 
 /** What a reading pass got through: the state after the last complete chunk, and what stopped it. */
@@ -40,7 +43,7 @@ const CHECKPOINT_EVERY = 8;
 export async function spoolPass(scan: AsyncIterable<ScannedChunk>, spool: BucketSpool, rejects: RejectsFile | undefined,
   start: SpoolState, onChunk: (state: SpoolState) => void,
   checkpoint?: (state: SpoolState, lengths: number[]) => Promise<void>): Promise<SpoolResult> {
-  const state = { ...start };
+  const state = { ...start, reasons: [...start.reasons] };
   let sinceCheckpoint = 0;
   try {
     for await (const s of scan) {
@@ -54,11 +57,12 @@ export async function spoolPass(scan: AsyncIterable<ScannedChunk>, spool: Bucket
       state.invalid += r.rejects.length - r.skipped;
       state.skipped += r.skipped;
       state.invalidUtf8 += r.invalidUtf8;
+      addReasonCounts(state.reasons, r.reasons);
       state.rejectsBytes = rejects?.bytes ?? 0;
       onChunk(state);
       if (checkpoint && ++sinceCheckpoint >= CHECKPOINT_EVERY) {
         sinceCheckpoint = 0;
-        await checkpoint({ ...state }, spool.flush());
+        await checkpoint({ ...state, reasons: [...state.reasons] }, spool.flush());
       }
     }
   } catch (err) {

@@ -3,6 +3,7 @@ import Assembler from 'stream-json/assembler.js';
 import { jsonParser, type parser } from 'stream-json/parser.js';
 import { OptoutError, describeValue } from '../errors.js';
 import { peek, prepend } from './decode.js';
+import { spreadSesEvents } from './ses-events.js';
 
 /** How a source's records are written. */
 export type SourceFormat = 'csv' | 'json' | 'ndjson';
@@ -197,5 +198,5 @@ export async function asCsv(bytes: AsyncIterable<Buffer>, format: SourceFormat |
   const found = format ?? sniffFormat(head);
   const all = prepend(head, it);
   if (found === 'csv') return { format: found, bytes: all };
-  return { format: found, bytes: asCsvLines(found === 'json' ? jsonRows(all) : ndjsonRows(all)) };
+  return { format: found, bytes: asCsvLines(spreadSesEvents(found === 'json' ? jsonRows(all) : ndjsonRows(all))) };
 }

@@ -1,4 +1,5 @@
 import { once } from 'node:events';
+import { open } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import yauzl, { type Entry, type ZipFile } from 'yauzl';
 import { OptoutError } from '../errors.js';
@@ -55,6 +56,50 @@ async function readHead(zip: ZipFile, entry: Entry): Promise<Buffer> {
 /** Text, not binary: no NUL byte (UTF-16 members are not read from a ZIP). */
 const isText = (head: Buffer): boolean => head.length > 0 && !head.includes(0);
 
+/** The archive's files, and of those its candidate lists (text, not subscribed contacts) and its lists of subscribed contacts. */
+async function listMembers(zip: ZipFile, files: readonly Entry[]): Promise<{ candidates: Entry[]; subscribed: string[] }> {
+  const candidates: Entry[] = [];
+  const subscribed: string[] = [];
+  for (const e of files) {
+    if (!isText(await readHead(zip, e))) continue;
+    if (SUBSCRIBED_MEMBERS.test(e.fileName)) subscribed.push(e.fileName);
+    else candidates.push(e);
+  }
+  return { candidates, subscribed };
+}
+
+/** Files of the archive: no folders, no macOS resource forks. */
+async function filesOf(zip: ZipFile): Promise<Entry[]> {
+  return (await entries(zip)).filter((e) => !e.fileName.endsWith('/') && !e.fileName.startsWith('__MACOSX/'));
+}
+
+async function openZip(path: string, label: string): Promise<ZipFile> {
+  try {
+    return await yauzl.openPromise(path, { lazyEntries: true, autoClose: false });
+  } catch (cause) {
+    throw new OptoutError('OPTOUT_ERR_SOURCE', `${label} is not a valid ZIP archive: ${(cause as Error).message}`, { cause });
+  }
+}
+
+/** The lists of a ZIP archive and its lists of subscribed contacts, by name; undefined for a file that is not a ZIP archive. */
+export async function zipLists(path: string, label: string): Promise<{ lists: string[]; subscribed: string[] } | undefined> {
+  const fd = await open(path, 'r');
+  try {
+    const head = Buffer.alloc(4);
+    await fd.read(head, 0, 4, 0);
+    if (!isZip(head)) return undefined;
+  } finally {
+    await fd.close();
+  }
+  const zip = await openZip(path, label);
+  try {
+    const { candidates, subscribed } = await listMembers(zip, await filesOf(zip));
+    return { lists: candidates.map((e) => e.fileName), subscribed };
+  } finally {
+    zip.close();
+  }
+}
+
 /**
  * The list member of a ZIP archive: the one given (`member`: its path in the archive, or its
  * file name), else the one member whose content is text and that is not a list of subscribed
@@ -64,31 +109,20 @@ const isText = (head: Buffer): boolean => head.length > 0 && !head.includes(0);
  *   several members could be the list (listing them); OPTOUT_ERR_SOURCE for a broken archive.
  */
 export async function openZipMember(path: string, label: string, member: string | undefined): Promise<ZipMember> {
-  let zip: ZipFile;
+  const zip = await openZip(path, label);
   try {
-    zip = await yauzl.openPromise(path, { lazyEntries: true, autoClose: false });
-  } catch (cause) {
-    throw new OptoutError('OPTOUT_ERR_SOURCE', `${label} is not a valid ZIP archive: ${(cause as Error).message}`, { cause });
-  }
-  try {
-    const files = (await entries(zip)).filter((e) => !e.fileName.endsWith('/') && !e.fileName.startsWith('__MACOSX/'));
+    const files = await filesOf(zip);
+    const { candidates, subscribed } = member === undefined ? await listMembers(zip, files) : { candidates: [], subscribed: [] };
     const names = files.map((e) => e.fileName);
     const list = (shown: string[]): string => shown.slice(0, 20).map((n) => `\`${printable(n, 120)}\``).join(', ') +
       (shown.length > 20 ? ` and ${shown.length - 20} more` : '');
     let chosen: Entry | undefined;
-    const subscribed: string[] = [];
     if (member !== undefined) {
       chosen = files.find((e) => e.fileName === member) ?? files.find((e) => e.fileName.split('/').at(-1) === member);
       if (chosen === undefined) {
         throw new OptoutError('OPTOUT_ERR_ZIP_MEMBER', `${label} has no member \`${printable(member, 120)}\`. Its members: ${list(names)}.`);
       }
     } else {
-      const candidates: Entry[] = [];
-      for (const e of files) {
-        if (!isText(await readHead(zip, e))) continue;
-        if (SUBSCRIBED_MEMBERS.test(e.fileName)) subscribed.push(e.fileName);
-        else candidates.push(e);
-      }
       if (candidates.length !== 1) {
         throw new OptoutError('OPTOUT_ERR_ZIP_MEMBER', candidates.length === 0
           ? `${label} holds no list: no member is a text file${subscribed.length > 0 ? ' other than lists of subscribed contacts' : ''}. Its members: ${list(names)}.`

@@ -31,6 +31,11 @@ export interface Checkpoint {
   /** Buckets already written to the store. */
   bucket: number;
   /**
+   * Valid rows read so far that gave their own reason, per reason code (csv/reasons.ts); absent
+   * when none did (and in jobs recorded before rows had reasons).
+   */
+  reasons?: number[];
+  /**
    * A broken record that ended the reading: the rows before it are written all the same, then
    * the job fails with this error. Kept here so that a resumed job still ends that way.
    */
@@ -61,6 +66,8 @@ export interface JobFingerprint {
   /** `--where`, `--all-rows`; absent when not given. */
   where?: string;
   allRows?: boolean;
+  /** `--reason-column`; absent when not given. */
+  reasonColumn?: string;
   /** `--format`, `--member`; absent when not given. */
   format?: string;
   member?: string;
@@ -161,6 +168,11 @@ const UNKNOWN_JOB: JobMeta = Object.freeze({ reason: 'unknown', source: 'unknown
 /** What an entry inherits from the job that stored it; a placeholder for a job that is gone. */
 export function jobMetaOf(job: AnyJob | undefined): JobMeta {
   return job === undefined ? UNKNOWN_JOB : { reason: job.reason, source: job.source, addedAt: job.createdAt };
+}
+
+/** What an entry shows: its job's metadata, with the entry's own reason when it has one. */
+export function entryMetaOf(entry: { reason?: SuppressionReason | undefined }, meta: JobMeta): JobMeta {
+  return entry.reason === undefined ? meta : { ...meta, reason: entry.reason };
 }
 
 /**

@@ -71,6 +71,11 @@ export interface StoredEntry {
   jobId: string;
   /** The address as first seen, when it differs from the key. */
   address: string | undefined;
+  /**
+   * The entry's own reason, when its row gave one other than its job's (an import with a reason
+   * column); absent, the entry has its job's reason (see `entryMetaOf` in jobs.ts).
+   */
+  reason?: SuppressionReason | undefined;
 }
 
 /** An entry with its place: what export and lookups walk. */
@@ -158,16 +163,17 @@ export interface ChunkKeyCodec {
 export interface ChunkWriter {
   /**
    * A key the scope did not hold: a new entry of the job, with its address when it differs from
-   * the key. The writer does not touch the key filter: the caller, which has the key's hashes
+   * the key, and its own reason when it differs from the job's (the caller leaves it out otherwise:
+   * the common case stores none). The writer does not touch the key filter: the caller, which has the key's hashes
    * from the workers, adds the key to it first, so that it covers the entry before `commit`
    * resolves.
    */
-  putEntry(chunkKey: string, address: string | undefined): void;
+  putEntry(chunkKey: string, address: string | undefined, reason?: SuppressionReason): void;
   /**
    * A key the scope already held: the job holds it too (a rollback of its owner keeps it).
-   * `address` is stored only if the key turns out to be gone by the commit (see `commit`).
+   * `address` and `reason` are stored only if the key turns out to be gone by the commit (see `commit`).
    */
-  putHold(chunkKey: string, address?: string): void;
+  putHold(chunkKey: string, address?: string, reason?: SuppressionReason): void;
   /**
    * Writes the entries, the holds, the scope's counter and `job` (its checkpoint) atomically,
    * and resolves how many entries it really stored. With one writer (the embedded stores, under

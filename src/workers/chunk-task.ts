@@ -27,10 +27,19 @@ export interface ChunkTask {
    */
   substitutes: boolean;
   /**
-   * Rows that are not opt-outs, by another column's value (trimmed, lower-cased): skipped when
-   * it is one of `values` (`keep` false), or unless it is (`keep` true).
+   * Rows that are not opt-outs, by other columns' values (trimmed, lower-cased): a row is
+   * skipped when any filter says so: its value is one of `values` (`keep` false), or is not (`keep` true).
    */
-  filter?: { column: number; values: string[]; keep: boolean } | undefined;
+  filters?: RowTest[] | undefined;
+  /** 0-based column holding each row's own reason (see csv/reasons.ts), if the file has one. */
+  reasonColumn?: number | undefined;
+}
+
+/** One column's test of whether a row is an opt-out (see {@link ChunkTask.filters}). */
+export interface RowTest {
+  column: number;
+  values: string[];
+  keep: boolean;
 }
 
 /** A rejected row, positioned relative to the chunk; the main thread adds the chunk's base. */
@@ -52,9 +61,12 @@ export interface ChunkResult {
   valid: number;
   /**
    * Per bucket, one line per valid row in row order: `key\n`, or `key\taddress\n` when the
-   * address differs from its key (keys and addresses never hold tabs or line breaks).
+   * address differs from its key (keys and addresses never hold tabs or line breaks), and
+   * `key\t[address]\t<reason>\n` for a row with its own reason (the address empty when it is the key).
    */
   buckets: string[];
+  /** Valid rows with their own reason, per reason code (csv/reasons.ts `reasonCode`, index 0 unused). */
+  reasons: number[];
   /** Rejected rows: the invalid ones, then (`skipped` of them, last) the skipped ones. */
   rejects: ChunkReject[];
   /** Rows the filter skipped: not opt-outs. Counted apart from the invalid ones. */
@@ -84,6 +96,11 @@ export interface BucketResult {
   addressRows: number[];
   /** Three 32-bit hashes per distinct key (see filter/hash.ts). */
   hashes: Uint32Array;
+  /**
+   * Per distinct key, the reason code (csv/reasons.ts) of its first row, 0 for none; empty when
+   * no row of the bucket had its own reason.
+   */
+  reasons: Uint8Array;
 }
 
 /** Why a row was skipped (the export says it is not an opt-out), in the rejects file. */

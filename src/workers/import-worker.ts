@@ -1,6 +1,8 @@
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { extractColumn } from '../csv/extract.js';
 import { hashHex, hashKey } from '../filter/hash.js';
+import { reasonCode, reasonOfCell } from '../csv/reasons.js';
+import { SUPPRESSION_REASONS } from '../store/jobs.js';
 import { readCell } from './cell.js';
 import {
   MAX_REJECT_VALUE_CHARS, SKIP_REASON, bucketOf, type BucketResult, type BucketTask, type ChunkReject, type ChunkResult, type ChunkTask,
@@ -29,6 +31,8 @@ export default function processChunk(task: ChunkTask): ChunkResult {
 
   const bytes = task.bytes;
   const skip = skippedRows(task);
+  const own = rowReasons(task);
+  const reasons = new Array<number>(SUPPRESSION_REASONS.length + 1).fill(0);
   const skippedRejects: ChunkReject[] = [];
   const result = extractColumn(bytes, 0, bytes.length, {
     delimiter: task.delimiter,
@@ -45,7 +49,13 @@ export default function processChunk(task: ChunkTask): ChunkResult {
     if (n.valid) {
       hashKey(n.key, h, 0);
       const b = bucketOf(h[0] as number, task.bucketBits);
-      buckets[b] += n.address === n.key ? n.key + '\n' : n.key + '\t' + n.address + '\n';
+      const code = own === undefined ? 0 : own[record] as number;
+      if (code === 0) {
+        buckets[b] += n.address === n.key ? n.key + '\n' : n.key + '\t' + n.address + '\n';
+      } else {
+        buckets[b] += n.key + '\t' + (n.address === n.key ? '' : n.address) + '\t' + code + '\n';
+        reasons[code] = (reasons[code] as number) + 1;
+      }
       valid++;
     } else {
       if (n.reason === 'INVALID_ENCODING') invalidUtf8++;
@@ -60,6 +70,7 @@ export default function processChunk(task: ChunkTask): ChunkResult {
     lines: result.lines,
     valid,
     buckets,
+    reasons,
     rejects: skippedRejects.length === 0 ? rejects : rejects.concat(skippedRejects).sort((a, b) => a.record - b.record),
     skipped: skippedRejects.length,
     invalidUtf8,
@@ -73,19 +84,38 @@ function capped(value: string): string {
 }
 
 /**
- * Per record of the chunk, 1 when the filter skips it. A second pass of the extractor over the
- * filter column: records end at the same places whatever the column, and the pass runs only for
- * files that have a filter.
+ * Per record of the chunk, 1 when a filter skips it. A second pass of the extractor per filter
+ * column: records end at the same places whatever the column, and the passes run only for
+ * files that have filters.
  */
 function skippedRows(task: ChunkTask): Uint8Array | undefined {
-  const f = task.filter;
-  if (f === undefined) return undefined;
+  const filters = task.filters ?? [];
+  if (filters.length === 0) return undefined;
+  let marks: Uint8Array | undefined;
+  for (const f of filters) {
+    const column = cellsOf(task, f.column, (value) => {
+      const listed = value !== undefined && f.values.includes(value.trim().toLowerCase());
+      return listed !== f.keep ? 1 : 0;
+    });
+    if (marks === undefined) marks = column;
+    else for (let i = 0; i < marks.length; i++) marks[i] = (marks[i] as number) | (column[i] as number);
+  }
+  return marks;
+}
+
+/** Per record of the chunk, the reason code of its own reason (0 for none), when the file has a reason column. */
+function rowReasons(task: ChunkTask): Uint8Array | undefined {
+  if (task.reasonColumn === undefined) return undefined;
+  return cellsOf(task, task.reasonColumn, (value) => reasonCode(reasonOfCell(value)));
+}
+
+/** One small number per record of the chunk, from its cell in `column`. */
+function cellsOf(task: ChunkTask, column: number, mark: (value: string | undefined) => number): Uint8Array {
   const marks: number[] = [];
   extractColumn(task.bytes, 0, task.bytes.length, {
-    delimiter: task.delimiter, column: f.column, maxRecordBytes: task.maxRecordBytes, final: task.final,
+    delimiter: task.delimiter, column, maxRecordBytes: task.maxRecordBytes, final: task.final,
   }, (value) => {
-    const listed = value !== undefined && f.values.includes(value.trim().toLowerCase());
-    marks.push(listed !== f.keep ? 1 : 0);
+    marks.push(mark(value));
   });
   return Uint8Array.from(marks);
 }
@@ -110,15 +140,18 @@ export const DEDUP_LIMITS: Readonly<DedupLimits> = { pieceBytes: 8 * 1024 * 1024
 /**
  * Worker-pool entry: the distinct keys of one spool bucket, sorted. Every copy of a key lands in
  * the same bucket, so dedup within a bucket is dedup over the whole file, exact and in memory
- * bounded by the bucket's distinct keys. The first occurrence's address is kept. The keys come
- * back in store order: sorted batches halved LevelDB's time per batch (7.3k keys in ~9 ms
- * instead of ~20 ms), and buckets in hash order make a whole import one sorted run.
+ * bounded by the bucket's distinct keys. The first occurrence's address and reason are kept
+ * (rows reach a bucket in file order). The keys come back in store order: sorted batches halved
+ * LevelDB's time per batch (7.3k keys in ~9 ms instead of ~20 ms), and buckets in hash order
+ * make a whole import one sorted run.
  */
 export function dedupBucket(task: BucketTask, limits: Readonly<DedupLimits> = DEDUP_LIMITS): BucketResult {
   const seen = new Set<string>();
   const keys: string[] = [];
   /** Per distinct key: its address, or '' when the address is the key. */
   const addressOf: string[] = [];
+  /** Per distinct key: its first row's reason code; allocated at the first row that has one. */
+  let reasonOf: number[] | undefined;
   let lines = 0;
   for (const text of linePieces(task.path, limits.pieceBytes)) {
     let start = 0;
@@ -135,7 +168,17 @@ export function dedupBucket(task: BucketTask, limits: Readonly<DedupLimits> = DE
       seen.add(key);
       if (seen.size !== before) {
         keys.push(key);
-        addressOf.push(hasAddress ? text.slice(tab + 1, end) : '');
+        let address = hasAddress ? text.slice(tab + 1, end) : '';
+        // A row with its own reason: `key\t[address]\t<code>`. The first row of a key decides.
+        const second = address.indexOf('\t');
+        if (second >= 0) {
+          reasonOf ??= new Array<number>(keys.length - 1).fill(0);
+          reasonOf.push(Number(address.slice(second + 1)));
+          address = address.slice(0, second);
+        } else {
+          reasonOf?.push(0);
+        }
+        addressOf.push(address);
       }
       start = end + 1;
     }
@@ -169,8 +212,10 @@ export function dedupBucket(task: BucketTask, limits: Readonly<DedupLimits> = DE
   const storeKeys = new Array<string>(n);
   const addresses: string[] = [];
   const addressRows: number[] = [];
+  const reasons = new Uint8Array(reasonOf === undefined ? 0 : n);
   for (let i = 0; i < n; i++) {
     const row = rows[i] as number;
+    if (reasonOf !== undefined) reasons[i] = reasonOf[row] as number;
     const address = addressOf[row] as string;
     if (address !== '') {
       addresses.push(address);
@@ -182,7 +227,9 @@ export function dedupBucket(task: BucketTask, limits: Readonly<DedupLimits> = DE
     hashes[i * 3 + 2] = keyHashes[row * 3 + 2] as number;
     storeKeys[i] = task.codec.prefix + (task.codec.withHash ? hashHex(h1) : '') + (keys[row] as string);
   }
-  return { lines, keys: joinInParts(storeKeys, limits.keysPerPart), addresses: joinInParts(addresses, limits.keysPerPart), addressRows, hashes };
+  return {
+    lines, keys: joinInParts(storeKeys, limits.keysPerPart), addresses: joinInParts(addresses, limits.keysPerPart), addressRows, hashes, reasons,
+  };
 }
 
 function joinInParts(items: readonly string[], perPart: number): string[] {

@@ -111,6 +111,20 @@ describe('imports over HTTP', () => {
     expect((await call('POST', `/v1/imports/${id}/confirm`, keys.admin, { count: 2 })).code).toBe('OPTOUT_ERR_JOB_STATE');
   });
 
+  it('takes reasonColumn: each row\'s entry shows its own reason; an unknown column fails the job with its code', async () => {
+    const posted = await call('POST', '/v1/imports?yes=true&reason=manual&reasonColumn=Why', keys.admin,
+      'email,why\nrc1@reasons.test,BOUNCE\nrc2@reasons.test,spam\nrc3@reasons.test,\n', { 'content-type': 'text/csv' });
+    expect(posted.status).toBe(202);
+    expect(await waitWhile(posted.json['id'] as string, ['analyzing', 'importing'])).toMatchObject({ state: 'completed', reason: 'manual', counts: { added: 3 } });
+    const reasons = [];
+    for (const email of ['rc1@reasons.test', 'rc2@reasons.test', 'rc3@reasons.test']) {
+      reasons.push(((await call('GET', `/v1/suppressions/${email}`, keys.admin)).json['suppressions'] as Array<{ reason: string }>)[0]?.reason);
+    }
+    expect(reasons).toEqual(['bounced', 'complaint', 'manual']);
+    const missing = await call('POST', '/v1/imports?yes=true&reasonColumn=cause', keys.admin, 'email,why\nrc4@reasons.test,bounce\n', { 'content-type': 'text/csv' });
+    expect(await waitWhile(missing.json['id'] as string, ['analyzing', 'importing'])).toMatchObject({ state: 'failed', error: { code: 'OPTOUT_ERR_COLUMN_NOT_FOUND' } });
+  });
+
   it('accepts a gzip body and yes=true; a rollback keeps what another job also holds', async () => {
     const first = await call('POST', '/v1/imports?yes=true', keys.admin, gzipSync('email\nr1@roll.test\nr2@roll.test\n'), { 'content-type': 'application/gzip' });
     expect(first.status).toBe(202);

@@ -255,6 +255,20 @@ describe.concurrent('import: confirmation', () => {
 });
 
 describe.concurrent('import: business units', () => {
+  it('--reason-column gives each row its own reason; a recognised export keeps its own reason without --reason', async () => {
+    const db = await freshDb();
+    const list = await csvFile('email,why\nrc1@example.com,hard_bounce\nrc2@example.com,Spam\nrc3@example.com,\n');
+    const { res, report } = await importJson(db, list, '--yes', '--reason-column', 'why');
+    expect(res.code, res.stderr).toBe(0);
+    expect(report).toMatchObject({ reason: 'unsubscribed', reasonColumn: 'why', reasons: { bounced: 1, complaint: 1, unsubscribed: 1 } });
+    const shown = await cli(db, 'show', 'rc2@example.com', '--json');
+    expect(shown.stdout).toContain('"reason":"complaint"');
+    const exported = await cli(db, 'export', '--reason', 'bounced');
+    expect(exported.stdout.trim().split('\n').slice(1).map((l) => l.split(',')[0])).toEqual(['rc1@example.com']);
+    const cleaned = await csvFile('Email Address,First Name,CLEAN_TIME\ngone@example.com,Gone,2026-01-01\n', 'cleaned.csv');
+    expect((await importJson(db, cleaned, '--yes')).report).toMatchObject({ format: 'mailchimp-cleaned', reason: 'bounced' });
+  });
+
   it('a unit import suppresses in that unit only', async () => {
     const db = await freshDb();
     const { res, report } = await importJson(db, SAMPLE, '--yes', '--unit', 'A');

@@ -1,7 +1,8 @@
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { crc32, deflateRawSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
+import { openStore } from '../../src/check/open-store.js';
 import type { ImportOptions } from '../../src/options.js';
 import { failureCode, removeTempDirs, tempDir } from '../helpers.js';
 import { runImport, suppressed } from '../inline.js';
@@ -86,11 +87,69 @@ describe('ZIP archives', () => {
       'unsubscribed_members_export_1.csv': mailchimp.unsubscribed,
       'cleaned_members_export_1.csv': mailchimp.cleaned,
     };
-    expect(await failureCode(() => importZip(members))).toBe('OPTOUT_ERR_ZIP_MEMBER');
+    // Lists that are not all of an audience export: which are opt-outs is the user's to say.
+    expect(await failureCode(() => importZip({ ...members, 'bounces.csv': 'email\nx@example.com\n' }))).toBe('OPTOUT_ERR_ZIP_MEMBER');
+    expect(await failureCode(() => importZip({ 'a.csv': 'email\na@example.com\n', 'b.csv': 'email\nb@example.com\n' }))).toBe('OPTOUT_ERR_ZIP_MEMBER');
     expect((await importZip(members, { member: 'cleaned_members_export_1.csv' })).report)
       .toMatchObject({ format: 'mailchimp-cleaned', member: 'cleaned_members_export_1.csv', rows: 1, added: 1 });
     expect(await failureCode(() => importZip(members, { member: 'nope.csv' }))).toBe('OPTOUT_ERR_ZIP_MEMBER');
     expect(await failureCode(() => importZip({ 'subscribed_members_export_1.csv': mailchimp.subscribed }))).toBe('OPTOUT_ERR_ZIP_MEMBER');
+  });
+
+  it('a Mailchimp audience export imports its unsubscribed and cleaned members with zero flags; the subscribed one is skipped whole', async () => {
+    const members = {
+      'audience_export_1a2b/subscribed_members_export_1a2b.csv': mailchimp.subscribed,
+      'audience_export_1a2b/unsubscribed_members_export_1a2b.csv': mailchimp.unsubscribed,
+      'audience_export_1a2b/cleaned_members_export_1a2b.csv': mailchimp.cleaned + 'not-an-address,Bad,B,1,2025-01-01,2026-01-01,Spring\n',
+    };
+    const dir = await tempDir('optout-zip-');
+    const rejects = join(dir, 'rejects.csv');
+    const { report, db } = await importZip(members, { rejects });
+    expect(report).toMatchObject({
+      format: 'mailchimp-audience', confirmed: true, rows: 6, valid: 3, invalid: 1, skipped: 2, unique: 3, added: 3, jobId: null,
+      reasons: { unsubscribed: 2, bounced: 1 }, skipRule: 'audience_export_1a2b/subscribed_members_export_1a2b.csv lists subscribed members',
+    });
+    expect(report.members).toEqual([
+      { name: 'audience_export_1a2b/unsubscribed_members_export_1a2b.csv', format: 'mailchimp-unsubscribed', reason: 'unsubscribed',
+        jobId: expect.any(String), subscribed: false, rows: 2, valid: 2, invalid: 0, skipped: 0, unique: 2, duplicates: 0, added: 2, alreadySuppressed: 0 },
+      { name: 'audience_export_1a2b/cleaned_members_export_1a2b.csv', format: 'mailchimp-cleaned', reason: 'bounced',
+        jobId: expect.any(String), subscribed: false, rows: 2, valid: 1, invalid: 1, skipped: 0, unique: 1, duplicates: 0, added: 1, alreadySuppressed: 0 },
+      { name: 'audience_export_1a2b/subscribed_members_export_1a2b.csv', format: 'csv', reason: null,
+        jobId: null, subscribed: true, rows: 2, valid: 0, invalid: 0, skipped: 2, unique: 0, duplicates: 0, added: 0, alreadySuppressed: 0 },
+    ]);
+    expect(report.rows).toBe(report.valid + report.invalid + report.skipped);
+    const s = await openStore(db);
+    try {
+      const emails = ['left1@example.com', 'left2@example.com', 'gone@example.com', 'sub1@example.com', 'sub2@example.com'];
+      const decisions = await s.checkMany(emails.map((email) => ({ email })));
+      expect(decisions.map((d) => (d.eligible ? 'eligible' : d.suppression?.reason)))
+        .toEqual(['unsubscribed', 'unsubscribed', 'bounced', 'eligible', 'eligible']);
+    } finally {
+      await s.close();
+    }
+    // Each member's invalid rows in a rejects file of its own.
+    expect(readFileSync(join(dir, 'rejects-cleaned_members_export_1a2b.csv'), 'utf8')).toContain('not-an-address,NO_AT_SIGN');
+  });
+
+  it('an audience export is confirmed as a whole: the sum of its members\' unique addresses, before any member is written', async () => {
+    const members = {
+      'subscribed_members_export_9.csv': mailchimp.subscribed,
+      'unsubscribed_members_export_9.csv': mailchimp.unsubscribed,
+      'cleaned_members_export_9.csv': mailchimp.cleaned,
+    };
+    const dry = await importZip(members, { confirm: { mode: 'dry-run' } });
+    expect(dry.report).toMatchObject({ format: 'mailchimp-audience', dryRun: true, confirmed: false, rows: 5, unique: 3, added: 3, skipped: 2 });
+    const wrong = await importZip(members, { confirm: { mode: 'count', count: 2 } });
+    expect(wrong.report).toMatchObject({ confirmed: false, expectedCount: 2, unique: 3 });
+    expect(await suppressed(wrong.db, ['left1@example.com', 'gone@example.com'])).toEqual([]);
+    let asked: number | undefined;
+    const right = await importZip(members, { confirm: { mode: 'ask', ask: async (a) => {
+      asked = a.unique;
+      return a.unique;
+    } } });
+    expect(asked).toBe(3);
+    expect(right.report).toMatchObject({ confirmed: true, added: 3 });
+    expect(await suppressed(right.db, ['left1@example.com', 'gone@example.com', 'sub1@example.com'])).toEqual(['left1@example.com', 'gone@example.com']);
   });
 
   it('a JSON member, and a broken archive', async () => {

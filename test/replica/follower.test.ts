@@ -93,6 +93,23 @@ await withPgDatabase('FeedFollower', (url) => {
     expect(checker.decide({ email: 'late@x.org' })).toMatchObject({ eligible: false, reason: 'suppressed' });
   });
 
+  it('keeps each entry\'s own reason, from the snapshot and from the feed, and checks answer with it', async () => {
+    await importKeys(ledger, ACCOUNT_WIDE, ['snap-bounce@x.org', 'snap-plain@x.org'], new Map([['snap-bounce@x.org', 'bounced']]));
+    const { view, follower } = await follow(await tempDir('optout-replica-'));
+    await importKeys(ledger, 'unitA', ['feed-spam@x.org', 'feed-plain@x.org'], new Map([['feed-spam@x.org', 'complaint']]));
+    expect(await follower.waitFor(await ledger.head(), 10_000)).toBe(true);
+    await expectViewOf(view, ledger);
+    expect(Object.fromEntries((await entries(view)).map((e) => [e.key, e.reason]))).toEqual({
+      'snap-bounce@x.org': 'bounced', 'snap-plain@x.org': undefined, 'feed-spam@x.org': 'complaint', 'feed-plain@x.org': undefined,
+    });
+    const checker = new Checker(view, await view.filter(), ledger);
+    // The import's own reason (importFields: unsubscribed) for the rows without one.
+    expect(checker.decide({ email: 'snap-bounce@x.org' }).suppression).toMatchObject({ scope: ACCOUNT_WIDE, reason: 'bounced' });
+    expect(checker.decide({ email: 'snap-plain@x.org' }).suppression).toMatchObject({ reason: 'unsubscribed' });
+    expect(checker.decide({ email: 'feed-spam@x.org', unit: 'unitA' }).suppression).toMatchObject({ scope: 'unitA', reason: 'complaint' });
+    expect(checker.decide({ email: 'feed-plain@x.org', unit: 'unitA' }).suppression).toMatchObject({ reason: 'unsubscribed' });
+  });
+
   it('is woken by the database when a change commits, long before its next poll', async () => {
     const { follower } = await follow(await tempDir('optout-replica-'), ledger, { pollMs: 600_000 });
     // A separate process's write: another pool, as another replica or importer would have.

@@ -10,13 +10,13 @@ import fc from 'fast-check';
 import { rollbackJob } from '../../src/manage/rollback.js';
 import { failureCode } from '../helpers.js';
 import type { AuditRecord } from '../../src/store/audit.js';
-import { jobMetaOf, type AnyJob, type JobRecord } from '../../src/store/jobs.js';
+import { jobMetaOf, type AnyJob, type JobRecord, type SuppressionReason } from '../../src/store/jobs.js';
 import {
   addKey, auditOf, chunkKey, entries, hashed, importFields, importKeys, removeKey, viewOf, writeChunk, type ContractStore,
 } from './ledger-writes.js';
 import {
   ACCOUNT_WIDE, type AddOutcome, type Change, type CheckView, type DeliveredEvent, type NewSuppression, type StoreCapabilities, type Ledger,
-  type StoredApiKey, type SyncRecord,
+  type ScopedEntry, type StoredApiKey, type StoredEntry, type SyncRecord,
 } from '../../src/store/store.js';
 
 async function countOf(store: Ledger, scope: string): Promise<number | undefined> {
@@ -70,11 +70,16 @@ async function expectConsistent(store: ContractStore, only?: readonly string[]):
     const h = hashed(e.key);
     if (view && filter) {
       expect(filter.mightContain(h.h1, h.h2), `filter covers ${e.key}`).toBe(true);
-      expect(view.entrySync(e.scope, e.key, h.h1)).toEqual({ jobId: e.jobId, address: e.address });
+      expect(view.entrySync(e.scope, e.key, h.h1)).toEqual(entryOf(e));
     }
-    expect(await store.entriesOf(h)).toContainEqual({ scope: e.scope, entry: { jobId: e.jobId, address: e.address } });
+    expect(await store.entriesOf(h)).toContainEqual({ scope: e.scope, entry: entryOf(e) });
     expect(await store.presentKeys([chunkKey(store.chunkKeyCodec(e.scope), e.key)])).toEqual([true]);
   }
+}
+
+/** A scanned entry's stored part, its own reason only when it has one (as every backend gives it back). */
+function entryOf(e: ScopedEntry): StoredEntry {
+  return e.reason === undefined ? { jobId: e.jobId, address: e.address } : { jobId: e.jobId, address: e.address, reason: e.reason };
 }
 
 /** Runs the shared cases on the stores `factory` opens. */
@@ -227,6 +232,38 @@ export function storeContract(name: string, factory: StoreFactory, supports: Sto
         expect((await removeKey(store, ACCOUNT_WIDE, 'a@x.org')).heldBy).toEqual([]);
         await expectConsistent(store);
       });
+    });
+
+    it('keeps an entry\'s own reason: read back, looked up, removed, through the feed and its snapshot, and on rollback', async () => {
+      const first = await importKeys(store, ACCOUNT_WIDE, ['a@x.org', 'b@x.org', 'c@x.org', 'd@x.org'],
+        new Map<string, SuppressionReason>([['a@x.org', 'bounced'], ['c@x.org', 'complaint']]));
+      expect(Object.fromEntries((await entries(store)).map((e) => [e.key, e.reason])))
+        .toEqual({ 'a@x.org': 'bounced', 'b@x.org': undefined, 'c@x.org': 'complaint', 'd@x.org': undefined });
+      expect(await store.entriesOf(hashed('a@x.org'))).toStrictEqual([{ scope: ACCOUNT_WIDE, entry: { jobId: first, address: undefined, reason: 'bounced' } }]);
+      expect(await store.entriesOf(hashed('b@x.org'))).toStrictEqual([{ scope: ACCOUNT_WIDE, entry: { jobId: first, address: undefined } }]);
+      const view = viewOf(store);
+      if (view) expect(view.entrySync(ACCOUNT_WIDE, 'c@x.org', hashed('c@x.org').h1)).toStrictEqual({ jobId: first, address: undefined, reason: 'complaint' });
+      if (store.supports.feed) {
+        const follower = new Follower();
+        await follower.follow(store, 0);
+        await follower.expectSameAs(store);
+        const snapshot = new Follower();
+        for await (const part of store.feedSnapshot()) snapshot.apply({ ...part, del: [] });
+        await snapshot.expectSameAs(store);
+      }
+      // A later import holds a@x.org (its own reason for it is not stored: opt-out wins, the entry stays).
+      const second = await importKeys(store, ACCOUNT_WIDE, ['a@x.org'], new Map([['a@x.org', 'manual']]));
+      expect((await store.entriesOf(hashed('a@x.org')))[0]?.entry).toStrictEqual({ jobId: first, address: undefined, reason: 'bounced' });
+      expect((await removeKey(store, ACCOUNT_WIDE, 'c@x.org')).entry).toStrictEqual({ jobId: first, address: undefined, reason: 'complaint' });
+      // Rolled back, the entry another job held passes to it with its reason; the others go.
+      await rollbackJob(store, first, 'contract');
+      expect(await entries(store)).toStrictEqual([{ scope: ACCOUNT_WIDE, key: 'a@x.org', jobId: second, address: undefined, reason: 'bounced' }]);
+      if (store.supports.feed) {
+        const follower = new Follower();
+        await follower.follow(store, 0);
+        await follower.expectSameAs(store);
+      }
+      await expectConsistent(store);
     });
 
     it('keeps scopes apart: a unit, another unit and account-wide are separate scopes', async () => {
@@ -648,13 +685,13 @@ export function storeContract(name: string, factory: StoreFactory, supports: Sto
 
 /** What a follower of the feed holds: entries, the metadata of their jobs, API keys. */
 class Follower {
-  readonly #entries = new Map<string, { jobId: string; address: string | undefined }>();
+  readonly #entries = new Map<string, StoredEntry>();
   readonly #metas = new Map<string, unknown>();
   readonly #apiKeys = new Map<string, StoredApiKey>();
 
   apply(c: Omit<Change, 'seq'>): void {
     for (const d of c.del) this.#entries.delete(`${d.scope} ${d.key}`);
-    for (const p of c.put) this.#entries.set(`${p.scope} ${p.key}`, { jobId: p.jobId, address: p.address });
+    for (const p of c.put) this.#entries.set(`${p.scope} ${p.key}`, entryOf(p));
     for (const j of c.jobs) this.#metas.set(j.id, j.meta);
     for (const k of c.apiKeys) this.#apiKeys.set(k.id, k);
   }
@@ -679,7 +716,7 @@ class Follower {
 
   async expectSameAs(store: Ledger): Promise<void> {
     const stored = await entries(store);
-    expect(Object.fromEntries(this.#entries)).toEqual(Object.fromEntries(stored.map((e) => [`${e.scope} ${e.key}`, { jobId: e.jobId, address: e.address }])));
+    expect(Object.fromEntries(this.#entries)).toStrictEqual(Object.fromEntries(stored.map((e) => [`${e.scope} ${e.key}`, entryOf(e)])));
     for (const e of stored) expect(this.#metas.get(e.jobId), e.jobId).toEqual(jobMetaOf(await store.getJob(e.jobId)));
     expect([...this.#apiKeys.values()]).toEqual(await store.listApiKeys());
   }

@@ -6,7 +6,7 @@ import { expect } from 'vitest';
 import { hashHex, hashKeyTuple } from '../../src/filter/hash.js';
 import { emptyCounts } from '../../src/store/counts.js';
 import type { AuditAction } from '../../src/store/audit.js';
-import type { JobRecord } from '../../src/store/jobs.js';
+import type { JobRecord, SuppressionReason } from '../../src/store/jobs.js';
 import { ACCOUNT_WIDE, type CheckView, type ChunkKeyCodec, type HashedKey, type Ledger, type ScopedEntry } from '../../src/store/store.js';
 
 /**
@@ -57,7 +57,8 @@ export function importFields(scope: string): Omit<JobRecord, 'id'> {
  * the write lock, present keys held, new keys added to the filter first, then one commit.
  */
 export async function writeChunk(store: ContractStore, job: JobRecord, bucket: number, keys: readonly string[],
-  addresses: ReadonlyMap<string, string> = new Map()): Promise<{ applied: boolean; added: number; job: JobRecord }> {
+  addresses: ReadonlyMap<string, string> = new Map(), reasons: ReadonlyMap<string, SuppressionReason> = new Map(),
+): Promise<{ applied: boolean; added: number; job: JobRecord }> {
   return store.withWriteLock(async () => {
     const codec = store.chunkKeyCodec(job.scope);
     const chunkKeys = keys.map((k) => chunkKey(codec, k));
@@ -67,11 +68,11 @@ export async function writeChunk(store: ContractStore, job: JobRecord, bucket: n
     let added = 0;
     chunkKeys.forEach((ck, i) => {
       if (present[i]) {
-        writer.putHold(ck, addresses.get(keys[i] as string));
+        writer.putHold(ck, addresses.get(keys[i] as string), reasons.get(keys[i] as string));
       } else {
         const { h1, h2 } = hashed(keys[i] as string);
         filter?.add(h1, h2);
-        writer.putEntry(ck, addresses.get(keys[i] as string));
+        writer.putEntry(ck, addresses.get(keys[i] as string), reasons.get(keys[i] as string));
         added++;
       }
     });
@@ -83,9 +84,10 @@ export async function writeChunk(store: ContractStore, job: JobRecord, bucket: n
 }
 
 /** A whole import of one chunk, ended `completed` (so that it may be rolled back). */
-export async function importKeys(store: ContractStore, scope: string, keys: readonly string[]): Promise<string> {
+export async function importKeys(store: ContractStore, scope: string, keys: readonly string[],
+  reasons: ReadonlyMap<string, SuppressionReason> = new Map()): Promise<string> {
   const job = await store.createJob(importFields(scope));
-  const written = await writeChunk(store, job, 0, keys);
+  const written = await writeChunk(store, job, 0, keys, new Map(), reasons);
   await store.putJob({ ...written.job, state: 'completed', finishedAt: new Date().toISOString() });
   return job.id;
 }

@@ -19,6 +19,7 @@ interface ImportFlags {
   encoding?: string;
   unit?: string;
   reason?: string;
+  reasonColumn?: string;
   source?: string;
   maxRecordBytes?: string;
   rejects?: string;
@@ -60,7 +61,9 @@ export function registerImport(program: Command): void {
     .option('--delimiter <char>', 'field delimiter: , ; | or tab (default: detected)')
     .option('--encoding <name>', 'utf8, latin1, windows-1252, utf16le or utf16be', 'utf8')
     .option('--unit <id>', 'business unit (default: account-wide)')
-    .option('--reason <reason>', 'unsubscribed, bounced, complaint or manual', 'unsubscribed')
+    // No commander default: a recognised export's own reason (mailchimp-cleaned: bounced) applies unless one is given.
+    .option('--reason <reason>', 'unsubscribed, bounced, complaint or manual (default: a recognised export\'s own, else unsubscribed)')
+    .option('--reason-column <name>', 'column giving each row\'s own reason (bounce, complaint, unsubscribe, manual...); others keep --reason')
     .option('--source <label>', 'source label stored with the entries (default: file name)')
     .option('--max-record-bytes <n>', 'largest CSV record accepted', '1048576')
     .option('--rejects <file>', 'write invalid rows to this CSV file (line,row,value,reason)')
@@ -106,6 +109,7 @@ export function registerImport(program: Command): void {
           ...(flags.encoding === undefined ? {} : { encoding: flags.encoding }),
           ...(flags.unit === undefined ? {} : { unit: flags.unit }),
           ...(flags.reason === undefined ? {} : { reason: flags.reason }),
+          ...(flags.reasonColumn === undefined ? {} : { reasonColumn: flags.reasonColumn }),
           ...(flags.source === undefined ? {} : { sourceLabel: flags.source }),
           ...(flags.rejects === undefined ? {} : { rejects: flags.rejects }),
           maxRecordBytes: parseInteger('max-record-bytes', flags.maxRecordBytes ?? '1048576'),

@@ -4,7 +4,8 @@
  * prefixing and transcoding cost per key is measurable at that rate.
  *
  * ```
- * e<scope>\0<h><key>          entry: value = <jobId> or <jobId>\0<address> when the address differs from the key
+ * e<scope>\0<h><key>          entry: value = <jobId>, <jobId>\0<address> when the address differs from the key,
+ *                             <jobId>\0[<address>]\0<reason> when the entry has its own reason
  * f<generation padded>     filter log: the filter hashes of the entries that generation added (binary)
  * h<scope>\0<h><key>\0<jobId> a job also holds a key that an earlier job had already stored
  * j<jobId padded>          job record (JSON), including its checkpoint
@@ -28,6 +29,8 @@
 
 import { hashHex, hashKeyTuple } from '../../filter/hash.js';
 import type { AuditRecord } from '../audit.js';
+import type { SuppressionReason } from '../jobs.js';
+import type { StoredEntry } from '../store.js';
 
 export { ACCOUNT_WIDE, UNIT_ID_PATTERN } from '../store.js';
 
@@ -107,13 +110,18 @@ export function countKey(scope: string): string {
 
 export const COUNT_RANGE = { gt: metaKey('count' + SEP), lt: metaKey('count' + '\u0001') } as const;
 
-export function encodeEntryValue(jobId: string, address: string | undefined): string {
+export function encodeEntryValue(jobId: string, address: string | undefined, reason?: SuppressionReason): string {
+  if (reason !== undefined) return jobId + SEP + (address ?? '') + SEP + reason;
   return address === undefined ? jobId : jobId + SEP + address;
 }
 
-export function decodeEntryValue(value: string): { jobId: string; address: string | undefined } {
+export function decodeEntryValue(value: string): StoredEntry {
   const sep = value.indexOf(SEP);
-  return sep < 0 ? { jobId: value, address: undefined } : { jobId: value.slice(0, sep), address: value.slice(sep + 1) };
+  if (sep < 0) return { jobId: value, address: undefined };
+  const second = value.indexOf(SEP, sep + 1);
+  if (second < 0) return { jobId: value.slice(0, sep), address: value.slice(sep + 1) };
+  const address = value.slice(sep + 1, second);
+  return { jobId: value.slice(0, sep), address: address === '' ? undefined : address, reason: value.slice(second + 1) as SuppressionReason };
 }
 
 /** The range of every hold on one entry (of any job). */

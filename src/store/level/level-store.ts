@@ -337,7 +337,7 @@ export class LevelStore implements Store {
     this.#assertWritable();
     const batch = this.batch();
     return {
-      putEntry: (chunkKey, address) => batch.putEntry(chunkKey, encodeEntryValue(jobId, address)),
+      putEntry: (chunkKey, address, reason) => batch.putEntry(chunkKey, encodeEntryValue(jobId, address, reason)),
       putHold: (chunkKey) => batch.putHold(holdKeyOfEntry(chunkKey, jobId)),
       // In flight from the call on, before its first await: a single change that drains the
       // writes waits for this one (see withWriteLock).
@@ -774,7 +774,7 @@ export class LevelStore implements Store {
         const [h1, h2] = hashKeyTuple(p.key);
         const k = entryKeyOfHash(p.scope, h1, p.key);
         filter?.add(h1, h2);
-        b.put(k, encodeEntryValue(p.jobId, p.address));
+        b.put(k, encodeEntryValue(p.jobId, p.address, p.reason));
         log.addEntryKey(k);
         if (present.get(k) !== true) move(p.scope, 1);
         present.set(k, true);

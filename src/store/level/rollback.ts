@@ -89,11 +89,12 @@ export async function rollbackInLevel(db: ClassicLevel<string, string>, commit: 
           holders.push(holder);
         }
       }
-      const { jobId: owner, address } = decodeEntryValue(value);
+      // An entry passed to an heir keeps the reason its row gave.
+      const { jobId: owner, address, reason } = decodeEntryValue(value);
       if (owner === jobId) {
         if (holders.length > 0) {
           const heir = holders.reduce((a, b) => (Number(a) <= Number(b) ? a : b));
-          ops.push({ type: 'put', key: entryKey, value: encodeEntryValue(heir, address) });
+          ops.push({ type: 'put', key: entryKey, value: encodeEntryValue(heir, address, reason) });
           ops.push({ type: 'del', key: 'h' + body + SEP + heir });
           result.kept++;
         } else {

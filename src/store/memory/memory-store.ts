@@ -177,8 +177,8 @@ export class MemoryStore implements Store {
     let entries: Array<[string, StoredEntry]> = [];
     let holds: string[] = [];
     return {
-      putEntry: (chunkKey, address) => {
-        entries.push([parseChunkKey(chunkKey).key, { jobId, address }]);
+      putEntry: (chunkKey, address, reason) => {
+        entries.push([parseChunkKey(chunkKey).key, reason === undefined ? { jobId, address } : { jobId, address, reason }]);
       },
       putHold: (chunkKey) => {
         holds.push(parseChunkKey(chunkKey).key);

@@ -21,7 +21,7 @@ import type pg from 'pg';
 import { OptoutError } from '../../errors.js';
 import { auditId, type AuditRecord } from '../audit.js';
 import { moveJob } from '../job-states.js';
-import { addRecordOf, jobMetaOf, type AnyJob, type JobMeta, type JobRecord } from '../jobs.js';
+import { addRecordOf, jobMetaOf, type AnyJob, type JobMeta, type JobRecord, type SuppressionReason } from '../jobs.js';
 import {
   ACCOUNT_WIDE, shiftAdded, type AddOutcome, type AuditFields, type AuditScan, type Change, type ChunkKeyCodec, type ChunkResult,
   type ChunkWriter, type DeliveredEvent, type EventOutcome, type AddGroup, type AddGroupAudit, addEventsWith, addOneWith, type FeedSnapshotPart, type HashedKey, type Ledger, type RecordKind, assertRecordRef, type NewSuppression, type RemovedEntry, type RollbackCounts, type ScopedEntry,
@@ -49,6 +49,19 @@ type Db = pg.Pool | pg.PoolClient;
 
 /** The change's content, as the feed stores it. */
 type ChangeBody = Omit<Change, 'seq'>;
+
+/** An entry's columns as read. */
+interface EntryRow {
+  job: string;
+  address: string | null;
+  reason: string | null;
+}
+
+function entryOfRow(r: EntryRow): StoredEntry {
+  const entry: StoredEntry = { jobId: r.job, address: r.address ?? undefined };
+  if (r.reason !== null) entry.reason = r.reason as SuppressionReason;
+  return entry;
+}
 
 /**
  * Appends a change to the feed: the last statements of a writing transaction, right before its
@@ -279,17 +292,20 @@ export class PgLedger implements Ledger {
     this.#assertOpen();
     let keys: string[] = [];
     let addresses: Array<string | null> = [];
-    const put = (chunkKey: string, address: string | undefined): void => {
+    let reasons: Array<string | null> = [];
+    const put = (chunkKey: string, address: string | undefined, reason?: SuppressionReason): void => {
       keys.push(parseChunkKey(chunkKey).key);
       addresses.push(address ?? null);
+      reasons.push(reason ?? null);
     };
     return {
       putEntry: put,
       putHold: put,
-      commit: (job, added) => this.#inFlight.track(this.#commitChunk(scope, jobId, keys, addresses, job, added)),
+      commit: (job, added) => this.#inFlight.track(this.#commitChunk(scope, jobId, keys, addresses, reasons, job, added)),
       discard: async () => {
         keys = [];
         addresses = [];
+        reasons = [];
       },
     };
   }
@@ -299,7 +315,7 @@ export class PgLedger implements Ledger {
    * scope lacks it, held otherwise. Another process may have stored or removed a key since.
    */
   async #commitChunk(scope: string, jobId: string, keys: readonly string[], addresses: ReadonlyArray<string | null>,
-    job: JobRecord, added: number): Promise<ChunkResult> {
+    reasons: ReadonlyArray<string | null>, job: JobRecord, added: number): Promise<ChunkResult> {
     return this.#tx('commit an import chunk', async (c) => {
       // The row lock makes chunk commits of one job take turns; the checkpoint decides.
       const { rows: [stored] } = await c.query<{ record: AnyJob }>('SELECT record FROM jobs WHERE id = $1 FOR UPDATE', [jobId]);
@@ -309,10 +325,10 @@ export class PgLedger implements Ledger {
         return { applied: false, added: 0 };
       }
       // In key order: two chunks that share keys lock them in the same order and cannot deadlock.
-      const { rows: inserted } = await c.query<{ key: string; address: string | null }>(
-        `INSERT INTO entries (scope, key, job, address)
-         SELECT $1, t.key, $2, t.address FROM unnest($3::text[], $4::text[]) AS t(key, address) ORDER BY t.key
-         ON CONFLICT DO NOTHING RETURNING key, address`, [scope, jobId, keys, addresses]);
+      const { rows: inserted } = await c.query<EntryRow & { key: string }>(
+        `INSERT INTO entries (scope, key, job, address, reason)
+         SELECT $1, t.key, $2, t.address, t.reason FROM unnest($3::text[], $4::text[], $5::text[]) AS t(key, address, reason) ORDER BY t.key
+         ON CONFLICT DO NOTHING RETURNING key, job, address, reason`, [scope, jobId, keys, addresses, reasons]);
       const stored_ = new Set(inserted.map((r) => r.key));
       const held = keys.filter((k) => !stored_.has(k)).sort();
       if (held.length > 0) {
@@ -324,7 +340,7 @@ export class PgLedger implements Ledger {
       await addCount(c, scope, real);
       if (real > 0) {
         await appendChange(c, {
-          put: inserted.map((r) => ({ scope, key: r.key, jobId, address: r.address ?? undefined })),
+          put: inserted.map((r) => ({ scope, key: r.key, ...entryOfRow(r) })),
           jobs: [{ id: jobId, meta: jobMetaOf(written) }],
         });
       }
@@ -342,14 +358,14 @@ export class PgLedger implements Ledger {
 
   async removeSuppression(scope: string, key: HashedKey, audit: (removed: RemovedEntry) => AuditRecord): Promise<RemovedEntry> {
     return this.#tx('remove a suppression', async (c) => {
-      const { rows: [row] } = await c.query<{ job: string; address: string | null }>(
-        'SELECT job, address FROM entries WHERE scope = $1 AND key = $2 FOR UPDATE', [scope, key.key]);
+      const { rows: [row] } = await c.query<EntryRow>(
+        'SELECT job, address, reason FROM entries WHERE scope = $1 AND key = $2 FOR UPDATE', [scope, key.key]);
       if (row === undefined) {
         throw new OptoutError('OPTOUT_ERR_NOT_SUPPRESSED', `${key.key} is not suppressed ${scope === ACCOUNT_WIDE ? 'account-wide' : `in unit ${scope}`}`);
       }
       const { rows: holders } = await c.query<{ job: string }>('SELECT job FROM holds WHERE scope = $1 AND key = $2', [scope, key.key]);
       const removed: RemovedEntry = {
-        entry: { jobId: row.job, address: row.address ?? undefined },
+        entry: entryOfRow(row),
         meta: await jobMeta(c, row.job),
         heldBy: holders.map((h) => h.job).sort(byString),
       };
@@ -369,13 +385,14 @@ export class PgLedger implements Ledger {
       const scope = job.scope;
       const released = await c.query('DELETE FROM holds WHERE scope = $1 AND job = $2', [scope, job.id]);
       // The earliest other holder inherits an entry, as if it had been the first to store it.
-      const { rows: kept } = await c.query<{ key: string; job: string; address: string | null }>(
+      // An entry passed to an heir keeps the reason its row gave.
+      const { rows: kept } = await c.query<EntryRow & { key: string }>(
         `UPDATE entries e SET job = h.heir
          FROM (SELECT hd.key, min(hd.job) AS heir FROM holds hd
                JOIN entries owned ON owned.scope = hd.scope AND owned.key = hd.key
                WHERE hd.scope = $1 AND owned.job = $2 GROUP BY hd.key) AS h
          WHERE e.scope = $1 AND e.key = h.key AND e.job = $2
-         RETURNING e.key, e.job, e.address`, [scope, job.id]);
+         RETURNING e.key, e.job, e.address, e.reason`, [scope, job.id]);
       if (kept.length > 0) {
         await c.query(`DELETE FROM holds h USING unnest($2::text[], $3::bigint[]) AS k(key, heir)
           WHERE h.scope = $1 AND h.key = k.key AND h.job = k.heir`, [scope, kept.map((k) => k.key), kept.map((k) => k.job)]);
@@ -389,7 +406,7 @@ export class PgLedger implements Ledger {
         const heirs = [...new Set(kept.map((k) => k.job))];
         const jobs = await Promise.all(heirs.map(async (id) => ({ id, meta: await jobMeta(c, id) })));
         await appendChange(c, {
-          put: kept.map((k) => ({ scope, key: k.key, jobId: k.job, address: k.address ?? undefined })),
+          put: kept.map((k) => ({ scope, key: k.key, ...entryOfRow(k) })),
           del: gone.map((g) => ({ scope, key: g.key })),
           jobs,
         });
@@ -407,11 +424,11 @@ export class PgLedger implements Ledger {
     const found = new Map<string, Array<{ scope: string; entry: StoredEntry }>>();
     for (let i = 0; i < keys.length; i += LOOKUP_PAGE) {
       const page = [...new Set(keys.slice(i, i + LOOKUP_PAGE).map((k) => k.key))];
-      const { rows } = await this.#query<{ key: string; scope: string; job: string; address: string | null }>('look up keys',
-        `SELECT key, scope, job, address FROM entries WHERE key = ANY($1::text[]) ORDER BY key, scope <> '*', scope`, [page]);
+      const { rows } = await this.#query<EntryRow & { key: string; scope: string }>('look up keys',
+        `SELECT key, scope, job, address, reason FROM entries WHERE key = ANY($1::text[]) ORDER BY key, scope <> '*', scope`, [page]);
       for (const r of rows) {
         const list = found.get(r.key) ?? [];
-        list.push({ scope: r.scope, entry: { jobId: r.job, address: r.address ?? undefined } });
+        list.push({ scope: r.scope, entry: entryOfRow(r) });
         found.set(r.key, list);
       }
     }
@@ -495,10 +512,10 @@ export class PgLedger implements Ledger {
     for (;;) {
       const params: unknown[] = [after[0], after[1], size];
       if (scope !== undefined) params.push(scope);
-      const { rows } = await c.query<{ scope: string; key: string; job: string; address: string | null }>(
-        `SELECT scope, key, job, address FROM entries WHERE (scope, key) > ($1, $2) ${scope === undefined ? '' : 'AND scope = $4'}
+      const { rows } = await c.query<EntryRow & { scope: string; key: string }>(
+        `SELECT scope, key, job, address, reason FROM entries WHERE (scope, key) > ($1, $2) ${scope === undefined ? '' : 'AND scope = $4'}
          ORDER BY scope, key LIMIT $3`, params).catch((cause: unknown) => { throw this.#error(cause, 'scan entries'); });
-      if (rows.length > 0) yield rows.map((r) => ({ scope: r.scope, key: r.key, jobId: r.job, address: r.address ?? undefined }));
+      if (rows.length > 0) yield rows.map((r) => ({ scope: r.scope, key: r.key, ...entryOfRow(r) }));
       const last = rows.at(-1);
       if (last === undefined || rows.length < size) break;
       after = [last.scope, last.key];

@@ -9,7 +9,7 @@
  */
 
 /** The schema version this code reads and writes; `migrate` brings a database to it. */
-export const SCHEMA_VERSION = 4;
+export const SCHEMA_VERSION = 5;
 
 /**
  * Statements that take a database from version `index` to `index + 1`. Each runs in the
@@ -110,6 +110,11 @@ export const MIGRATIONS: readonly (readonly string[])[] = [
        id text COLLATE "C" PRIMARY KEY,
        seen_at timestamptz NOT NULL DEFAULT now()
      )`,
+  ],
+  [
+    // An entry's own reason, when its row gave one other than its job's (NULL: the job's).
+    // Nullable without a default: adding it rewrites no row, however many entries there are.
+    `ALTER TABLE entries ADD COLUMN IF NOT EXISTS reason text`,
   ],
 ];
 
