@@ -1,5 +1,5 @@
 import { ledgerChecker } from '../check/ledger-checker.js';
-import { pickEmailColumn } from '../csv/header.js';
+import { chooseEmailColumn, SAMPLE_CELLS } from '../csv/email-column.js';
 import { OptoutError } from '../errors.js';
 import { createChunkPool, type ChunkPool } from '../workers/pool.js';
 import { scanWith } from '../pipeline/scan.js';
@@ -10,6 +10,20 @@ import { normalizeScrubOptions, type ScrubOptions } from './options.js';
 import { PendingFile } from './pending-file.js';
 import type { ScrubReport } from './report.js';
 import { keysOfChunk, RowSorter } from './rows.js';
+
+/**
+ * The send list's email column, as an import finds it (`--column`, a header name, then the one
+ * column whose cells are addresses). A send list needs its header: the eligible file repeats it,
+ * and a first line that is itself a recipient would otherwise pass through unchecked as a header.
+ */
+async function sendListColumn(names: string[], sample: () => Promise<string[][]>, column: string | undefined): Promise<number> {
+  const choice = await chooseEmailColumn(names, sample, { column });
+  if (!choice.header) {
+    throw new OptoutError('OPTOUT_ERR_NO_EMAIL_COLUMN', `The send list has no header: its first line's column ${choice.index + 1} ` +
+      'is an address. Add a header line (the eligible file repeats it) and scrub again.', { location: { line: 1, column: choice.index + 1 } });
+  }
+  return choice.index;
+}
 
 function stopIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw new OptoutError('OPTOUT_ERR_ABORTED', 'The scrub was interrupted; no output was written', { cause: signal.reason });
@@ -37,10 +51,11 @@ export async function runScrub(input: ScrubOptions): Promise<ScrubReport> {
   try {
     const { checker, needsKeys, prepare } = await ledgerChecker(store, { filter: true });
     source = openSource(o.source, o.encoding);
-    const { header, chunks } = await splitSource(source.bytes, {
+    const split = await splitSource(source.bytes, {
       delimiter: o.delimiter, maxRecordBytes: o.maxRecordBytes, chunkBytes: o.chunkBytes,
     });
-    const columnIndex = pickEmailColumn(header.names, o.column);
+    const { header, chunks } = split;
+    const columnIndex = await sendListColumn(header.names, () => split.sample(SAMPLE_CELLS), o.column);
     const sorter = new RowSorter(checker, o.check, header, o.removed !== undefined);
     const headers = sorter.headers;
     const out = await PendingFile.open(o.out, '--out');
