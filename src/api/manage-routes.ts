@@ -181,10 +181,14 @@ export function registerManageRoutes(app: FastifyInstance, ctx: RouteContext): v
   registerImportRoutes(app, ctx);
 }
 
-interface UrlImport { url: string; column?: string; unit?: string; reason?: string; reasonColumn?: string; source?: string; yes?: boolean }
+interface UrlImport {
+  url: string; column?: string; unit?: string; reason?: string; reasonColumn?: string; source?: string; yes?: boolean;
+  header?: boolean; where?: string; allRows?: boolean; format?: string; member?: string;
+}
 
 const URL_IMPORT_FIELDS: Record<keyof UrlImport, 'string' | 'boolean'> = {
   url: 'string', column: 'string', unit: 'string', reason: 'string', reasonColumn: 'string', source: 'string', yes: 'boolean',
+  header: 'boolean', where: 'string', allRows: 'boolean', format: 'string', member: 'string',
 };
 
 const URL_IMPORT_SCHEMA = {
@@ -215,7 +219,11 @@ function storedLength(request: FastifyRequest): number | undefined {
 
 interface ImportQuery {
   column?: string; delimiter?: string; encoding?: string; unit?: string; reason?: string; reasonColumn?: string; source?: string; yes?: string;
+  header?: string; where?: string; allRows?: string; format?: string; member?: string;
 }
+
+const BOOLEAN_TEXT = { type: 'string', enum: ['true', 'false'] } as const;
+const booleanOf = (text: string | undefined): boolean | undefined => (text === undefined ? undefined : text === 'true');
 
 function registerImportRoutes(app: FastifyInstance, ctx: RouteContext): void {
   const importQuery = {
@@ -223,7 +231,10 @@ function registerImportRoutes(app: FastifyInstance, ctx: RouteContext): void {
     properties: {
       column: { type: 'string', minLength: 1, maxLength: 200 }, delimiter: { type: 'string', maxLength: 3 },
       encoding: { type: 'string', maxLength: 20 }, unit: UNIT, reason: REASON, reasonColumn: { type: 'string', minLength: 1, maxLength: 200 },
-      source: { type: 'string', minLength: 1, maxLength: 200 }, yes: { type: 'string', enum: ['true', 'false'] },
+      source: { type: 'string', minLength: 1, maxLength: 200 }, yes: BOOLEAN_TEXT,
+      // As the import command's --header / --no-header, --where, --all-rows, --format, --member.
+      header: BOOLEAN_TEXT, where: { type: 'string', minLength: 3, maxLength: 1000 }, allRows: BOOLEAN_TEXT,
+      format: { type: 'string', enum: ['csv', 'json', 'ndjson', 'zip'] }, member: { type: 'string', minLength: 1, maxLength: 1000 },
     },
   } as const;
 
@@ -256,7 +267,7 @@ function registerImportRoutes(app: FastifyInstance, ctx: RouteContext): void {
       const q = request.query;
       const req: ImportRequest = {
         column: q.column, delimiter: q.delimiter, encoding: q.encoding, unit: q.unit, reason: q.reason, reasonColumn: q.reasonColumn, source: q.source,
-        yes: q.yes === 'true',
+        yes: q.yes === 'true', header: booleanOf(q.header), where: q.where, allRows: booleanOf(q.allRows), format: q.format, member: q.member,
       };
       const body = request.body;
       const origin = { via: 'http' as const, actor: actorOf(request) };

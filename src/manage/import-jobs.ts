@@ -44,6 +44,16 @@ export interface ImportRequest {
   reason?: string | undefined;
   /** The column giving each row's own reason (see ImportOptions `reasonColumn`). @default none, or a recognised export's */
   reasonColumn?: string | undefined;
+  /** Whether the first record is a header (ImportOptions `header`). @default detected */
+  header?: boolean | undefined;
+  /** Only rows whose column holds one of the values: `<column>=<value>[,<value>]` (ImportOptions `where`). */
+  where?: string | undefined;
+  /** Every row, even those a recognised export marks as not opted out (ImportOptions `allRows`). @default false */
+  allRows?: boolean | undefined;
+  /** `csv`, `json`, `ndjson` or `zip` (ImportOptions `format`). @default detected */
+  format?: string | undefined;
+  /** The member of a ZIP archive to read (ImportOptions `member`). */
+  member?: string | undefined;
   /** The label kept as the entries' source. @default `upload` or the URL */
   source?: string | undefined;
   /** Write without waiting for a confirmation (scripts, syncs). @default false */
@@ -353,7 +363,9 @@ export class ImportJobs {
       source: request.source ?? origin.url ?? 'upload',
       fingerprint: {
         path: null, size: null, mtimeMs: null, column: options.column ?? null, delimiter: options.delimiter ?? null,
-        encoding: options.encoding, rejects: null, ...(options.reasonColumn === undefined ? {} : { reasonColumn: options.reasonColumn }),
+        encoding: options.encoding, rejects: null,
+        // Kept so that a job taken up after a restart reads its file the same way.
+        ...definedOf({ header: request.header, where: request.where, allRows: request.allRows, reasonColumn: request.reasonColumn, format: request.format, member: request.member }),
       },
       confirmed: request.yes ? 'yes' : 'count', confirmedCount: null,
       createdAt: now, updatedAt: now, finishedAt: null, resumedCount: 0,
@@ -496,15 +508,17 @@ export class ImportJobs {
   /** Validates a request's options the way the import will, before anything is stored. */
   #options(request: ImportRequest): ReturnType<typeof normalizeImportOptions> {
     return normalizeImportOptions({
-      source: { kind: 'file', path: this.#dir }, column: request.column, delimiter: request.delimiter, encoding: request.encoding,
-      unit: request.unit, reason: request.reason, reasonColumn: request.reasonColumn, sourceLabel: request.source, confirm: { mode: 'yes' },
+      source: { kind: 'file', path: this.#dir }, ...readingOptions(request),
+      unit: request.unit, reason: request.reason, sourceLabel: request.source, confirm: { mode: 'yes' },
     });
   }
 
   #requestOf(job: JobRecord): ImportRequest {
+    const f = job.fingerprint;
     return {
-      column: job.fingerprint.column ?? undefined, delimiter: job.fingerprint.delimiter ?? undefined, encoding: job.fingerprint.encoding,
-      unit: job.scope === '*' ? undefined : job.scope, reason: job.reason, reasonColumn: job.fingerprint.reasonColumn, source: job.source,
+      column: f.column ?? undefined, delimiter: f.delimiter ?? undefined, encoding: f.encoding,
+      header: f.header, where: f.where, allRows: f.allRows, reasonColumn: f.reasonColumn, format: f.format, member: f.member,
+      unit: job.scope === '*' ? undefined : job.scope, reason: job.reason, source: job.source,
       yes: job.confirmed === 'yes',
     };
   }
@@ -518,8 +532,8 @@ export class ImportJobs {
       store: this.#store,
       jobId: id,
       origin,
-      column: request.column, delimiter: request.delimiter, encoding: request.encoding,
-      unit: request.unit, reason: request.reason, reasonColumn: request.reasonColumn, sourceLabel: request.source,
+      ...readingOptions(request),
+      unit: request.unit, reason: request.reason, sourceLabel: request.source,
       rejects: this.rejectsPath(id),
       threads: this.#threads,
       pool: this.#pool,
@@ -648,6 +662,19 @@ export class ImportJobs {
 
 /** How often a server looks for confirmations of its waiting jobs left by others. */
 const RELAY_POLL_MS = 250;
+
+/** How a request's file is read, as {@link ImportOptions} takes it. */
+function readingOptions(r: ImportRequest): Pick<ImportOptions, 'column' | 'delimiter' | 'encoding' | 'header' | 'where' | 'allRows' | 'reasonColumn' | 'format' | 'member'> {
+  return {
+    column: r.column, delimiter: r.delimiter, encoding: r.encoding, header: r.header, where: r.where, allRows: r.allRows,
+    reasonColumn: r.reasonColumn, format: r.format, member: r.member,
+  };
+}
+
+/** The fields of `o` that are set: a record keeps no `undefined`. */
+function definedOf<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
 
 function countsOf(r: ImportReport): ImportCounts {
   return {

@@ -125,6 +125,34 @@ describe('imports over HTTP', () => {
     expect(await waitWhile(missing.json['id'] as string, ['analyzing', 'importing'])).toMatchObject({ state: 'failed', error: { code: 'OPTOUT_ERR_COLUMN_NOT_FOUND' } });
   });
 
+  it('takes the reading options of the import command: header, where, allRows, format, and keeps them for a resumed job', async () => {
+    const headerless = await call('POST', '/v1/imports?yes=true&header=false', keys.admin, 'hl1@opts.test,a\nhl2@opts.test,b\n', { 'content-type': 'text/csv' });
+    expect(await waitWhile(headerless.json['id'] as string, ['analyzing', 'importing'])).toMatchObject({ state: 'completed', counts: { rows: 2, added: 2 } });
+    expect(await eligible('hl1@opts.test')).toBe(false);
+
+    const csv = 'email,status\nw1@opts.test,unsubscribed\nw2@opts.test,active\nw3@opts.test,bounced\n';
+    const where = await call('POST', `/v1/imports?yes=true&where=${encodeURIComponent('status=unsubscribed,bounced')}`, keys.admin, csv, { 'content-type': 'text/csv' });
+    expect(await waitWhile(where.json['id'] as string, ['analyzing', 'importing'])).toMatchObject({ state: 'completed', counts: { rows: 3, skipped: 1, added: 2 } });
+    expect(await eligible('w2@opts.test')).toBe(true);
+
+    // A HubSpot contacts export: its own flag skips the subscribed rows, unless allRows.
+    const hubspot = 'Record ID,First Name,Email,Unsubscribed from all email\n1,A,hs1@opts.test,true\n2,B,hs2@opts.test,false\n';
+    const flagged = await call('POST', '/v1/imports?yes=true', keys.admin, hubspot, { 'content-type': 'text/csv' });
+    expect(await waitWhile(flagged.json['id'] as string, ['analyzing', 'importing'])).toMatchObject({ counts: { skipped: 1, added: 1 } });
+    const all = await call('POST', '/v1/imports?yes=true&allRows=true', keys.admin, hubspot, { 'content-type': 'text/csv' });
+    expect(await waitWhile(all.json['id'] as string, ['analyzing', 'importing'])).toMatchObject({ counts: { skipped: 0, added: 1, alreadySuppressed: 1 } });
+
+    const ndjson = await call('POST', '/v1/imports?yes=true&format=ndjson', keys.admin, '{"email":"nd1@opts.test"}\n{"email":"nd2@opts.test"}\n',
+      { 'content-type': 'application/octet-stream' });
+    expect(await waitWhile(ndjson.json['id'] as string, ['analyzing', 'importing'])).toMatchObject({ state: 'completed', counts: { added: 2 } });
+    const stored = await store.store.getJob(where.json['id'] as string);
+    expect(stored?.kind === 'import' ? stored.fingerprint : undefined).toMatchObject({ where: 'status=unsubscribed,bounced' });
+
+    for (const bad of ['header=yes', 'format=xml', 'allRows=1', 'where=x']) {
+      expect((await call('POST', `/v1/imports?yes=true&${bad}`, keys.admin, csv, { 'content-type': 'text/csv' })).status).toBe(400);
+    }
+  });
+
   it('accepts a gzip body and yes=true; a rollback keeps what another job also holds', async () => {
     const first = await call('POST', '/v1/imports?yes=true', keys.admin, gzipSync('email\nr1@roll.test\nr2@roll.test\n'), { 'content-type': 'application/gzip' });
     expect(first.status).toBe(202);
