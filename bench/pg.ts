@@ -2,13 +2,17 @@
  * PostgreSQL and API replicas, each figure beside its anchor in the same run:
  * - chunk commits (an import's writing phase: exactly-once chunks of 32,768 new keys) into
  *   PostgreSQL against the same chunks into the embedded LevelDB store;
+ * - whole imports (`runImport` with its worker threads: read, spool, dedup, write) of one
+ *   generated list into PostgreSQL and into the embedded store, wall time and rows/s;
+ * - an empty replica's start-up (`openReplicaView` + `FeedFollower.start`) from a database of
+ *   many entries (10M by default), with the process's peak RSS while it loads;
  * - loading an empty replica's view from a snapshot of the database (keys/s);
  * - checks answered from a replica's view against the embedded store holding the same entries
  *   (in-process, half of the addresses suppressed);
  * - feed lag under single adds at a fixed rate: from each add's acknowledgement to the moment a
  *   replica has applied it, and the add's own latency from its scheduled time.
  *
- * `npm run bench:pg -- [--entries 2000000] [--runs 3] [--rate 200] [--duration 10] [--update-readme]`
+ * `npm run bench:pg -- [--entries 2000000] [--import-rows 2000000] [--replica-entries 10000000] [--runs 3] [--rate 200] [--duration 10] [--update-readme]`
  *
  * PostgreSQL: `$OPTOUT_BENCH_PG_URL` (a database this benchmark may empty), else a throwaway
  * cluster of the installed server (fsync off, as the tests' clusters: the figures then leave out
@@ -23,6 +27,7 @@ import { Checker } from '../src/check/checker.js';
 import { hashHex, hashKeyTuple } from '../src/filter/hash.js';
 import { FeedFollower } from '../src/replica/follower.js';
 import { openReplicaView } from '../src/replica/open-view.js';
+import { runImport } from '../src/pipeline/run-import.js';
 import { emptyCounts } from '../src/store/counts.js';
 import type { JobRecord } from '../src/store/jobs.js';
 import { LevelStore } from '../src/store/level/level-store.js';
@@ -30,28 +35,32 @@ import { migrate } from '../src/store/pg/migrate.js';
 import { PgLedger } from '../src/store/pg/pg-ledger.js';
 import { ACCOUNT_WIDE, type Ledger } from '../src/store/store.js';
 import { Latencies } from './lib/load.js';
-import { formatNumber, formatRate, markdownTable, median } from './lib/measure.js';
+import { formatBytes, formatNumber, formatRate, formatSeconds, markdownTable, median } from './lib/measure.js';
 import { BenchFailure, makeLog, packageRoot, parseCount, runIfMain, updateReadme } from './lib/harness.js';
+import { writeList } from './generate.js';
 import { admin, serverBinaries, startCluster, waitForServer } from './lib/pg-cluster.js';
 
 const log = makeLog('bench:pg');
-const USAGE = 'Usage: npm run bench:pg -- [--entries N] [--runs R] [--rate ADDS_PER_S] [--duration S] [--update-readme]';
+const USAGE = 'Usage: npm run bench:pg -- [--entries N] [--import-rows N] [--replica-entries N] [--runs R] [--rate ADDS_PER_S] [--duration S] [--update-readme]';
 const SECTION = 'bench:pg';
 const CHUNK = 32_768;
 const CHECKS = 400_000;
 
-interface Options { entries: number; runs: number; rate: number; duration: number; updateReadme: boolean }
+interface Options { entries: number; importRows: number; replicaEntries: number; runs: number; rate: number; duration: number; updateReadme: boolean }
 
 function parseOptions(argv: readonly string[]): Options {
   const { values } = parseArgs({
     args: [...argv], strict: true,
     options: {
-      entries: { type: 'string', default: '2000000' }, runs: { type: 'string', default: '3' }, rate: { type: 'string', default: '200' },
+      entries: { type: 'string', default: '2000000' }, 'import-rows': { type: 'string', default: '2000000' },
+      'replica-entries': { type: 'string', default: '10000000' }, runs: { type: 'string', default: '3' }, rate: { type: 'string', default: '200' },
       duration: { type: 'string', default: '10' }, 'update-readme': { type: 'boolean', default: false },
     },
   });
   return {
     entries: parseCount('--entries', values.entries, CHUNK, 50_000_000),
+    importRows: parseCount('--import-rows', values['import-rows'], 1_000, 50_000_000),
+    replicaEntries: parseCount('--replica-entries', values['replica-entries'], 1_000, 100_000_000),
     runs: parseCount('--runs', values.runs, 1, 20),
     rate: parseCount('--rate', values.rate, 1, 5_000),
     duration: parseCount('--duration', values.duration, 1, 600),
@@ -93,6 +102,66 @@ async function commitChunks(store: Ledger, n: number): Promise<number> {
   }
   await store.putJob({ ...job, state: 'completed', finishedAt: new Date().toISOString() });
   return (performance.now() - started) / 1000;
+}
+
+/** Seconds `runImport` takes to import `list` into `db` (a folder or a migrated database), with its report. */
+async function importSeconds(list: string, db: string): Promise<{ seconds: number; unique: number; rows: number }> {
+  const started = performance.now();
+  const report = await runImport({ source: { kind: 'file', path: list }, db, confirm: { mode: 'yes' } });
+  return { seconds: (performance.now() - started) / 1000, unique: report.unique, rows: report.rows };
+}
+
+/**
+ * Fills the empty ledger at `url` with `n` entries of one completed import job, straight in SQL
+ * (as fast as the server inserts, and without `n` keys in the feed): what a replica starts from.
+ */
+async function fillEntries(url: string, n: number): Promise<void> {
+  const ledger = await PgLedger.open(url);
+  try {
+    const job = await ledger.createJob(importJob());
+    await ledger.putJob({ ...job, state: 'completed', finishedAt: new Date().toISOString() });
+    // Batches keep each statement well under the pool's statement timeout.
+    const batch = 1_000_000;
+    await admin(url, async (c) => {
+      for (let from = 0; from < n; from += batch) {
+        await c.query(`INSERT INTO entries (scope, key, job) SELECT $1, 'u' || i || '@ex' || (i % 1000) || '.example', $2
+          FROM generate_series($3::bigint, $4::bigint) AS i`, [ACCOUNT_WIDE, job.id, from, Math.min(n, from + batch) - 1]);
+        log(`  ${formatNumber(Math.min(n, from + batch))} entries`);
+      }
+      await c.query('INSERT INTO count_deltas (scope, delta) VALUES ($1, $2)', [ACCOUNT_WIDE, n]);
+      await c.query('VACUUM ANALYZE entries');
+    });
+  } finally {
+    await ledger.close();
+  }
+}
+
+/** An empty replica view loaded from the ledger at `url`: seconds, and the process's peak RSS meanwhile (sampled every 50 ms). */
+async function replicaStartup(url: string, dir: string, n: number): Promise<{ seconds: number; peakRss: number; before: number }> {
+  const ledger = await PgLedger.open(url);
+  const before = process.memoryUsage().rss;
+  let peakRss = before;
+  const sampler = setInterval(() => {
+    peakRss = Math.max(peakRss, process.memoryUsage().rss);
+  }, 50);
+  try {
+    const started = performance.now();
+    const view = await openReplicaView(dir, ledger);
+    const follower = new FeedFollower(ledger, view);
+    try {
+      await follower.start();
+      const seconds = (performance.now() - started) / 1000;
+      peakRss = Math.max(peakRss, process.memoryUsage().rss);
+      if (view.totalEntries() !== n) throw new BenchFailure(`the replica view holds ${view.totalEntries()} entries, not ${n}`);
+      return { seconds, peakRss, before };
+    } finally {
+      await follower.stop();
+      await view.close();
+    }
+  } finally {
+    clearInterval(sampler);
+    await ledger.close();
+  }
 }
 
 /** Checks/s of `checker` over `n` keys spread over [0, 2 * entries): half of them stored. */
@@ -206,6 +275,27 @@ async function main(argv: readonly string[]): Promise<number> {
     const replicaChecks: number[] = [];
     const embeddedChecks: number[] = [];
     let lagResult: Awaited<ReturnType<typeof feedLag>> | undefined;
+    const pgImport: number[] = [];
+    const levelImport: number[] = [];
+    const list = join(work, 'list.csv');
+    log(`generating a list of ${formatNumber(o.importRows)} rows`);
+    await writeList({ rows: o.importRows, seed: 20_261_207, out: list });
+    let importUnique = 0;
+    for (let run = 1; run <= o.runs; run++) {
+      log(`run ${run}/${o.runs}: importing ${formatNumber(o.importRows)} rows into PostgreSQL and into LevelDB`);
+      await emptyDatabase(pg.url);
+      const level = join(work, `import-${run}`);
+      // The order alternates from run to run: neither always gets the cooler machine.
+      const order = run % 2 === 1 ? ['pg', 'level'] as const : ['level', 'pg'] as const;
+      const got: Record<string, { seconds: number; unique: number }> = {};
+      for (const which of order) got[which] = await importSeconds(list, which === 'pg' ? pg.url : level);
+      await rm(level, { recursive: true, force: true });
+      const [onPg, onLevel] = [got['pg'], got['level']] as [{ seconds: number; unique: number }, { seconds: number; unique: number }];
+      if (onPg.unique !== onLevel.unique) throw new BenchFailure(`PostgreSQL counted ${onPg.unique} distinct keys, LevelDB ${onLevel.unique}`);
+      importUnique = onPg.unique;
+      pgImport.push(onPg.seconds);
+      levelImport.push(onLevel.seconds);
+    }
     for (let run = 1; run <= o.runs; run++) {
       log(`run ${run}/${o.runs}: ${formatNumber(o.entries)} keys into PostgreSQL and into LevelDB`);
       await emptyDatabase(pg.url);
@@ -263,7 +353,18 @@ async function main(argv: readonly string[]): Promise<number> {
         await rm(join(work, `replica-${run}`), { recursive: true, force: true });
       }
     }
+    log(`replica start-up: filling a database with ${formatNumber(o.replicaEntries)} entries`);
+    await emptyDatabase(pg.url);
+    await fillEntries(pg.url, o.replicaEntries);
+    log('loading an empty replica view from it');
+    const startup = await replicaStartup(pg.url, join(work, 'replica-startup'), o.replicaEntries);
+    await rm(join(work, 'replica-startup'), { recursive: true, force: true });
+
     const commitPg = spread(pgCommit);
+    const importPg = spread(pgImport);
+    const importLevel = spread(levelImport);
+    const wall = (t: Spread): string => `${formatSeconds(t.median)} s (${formatSeconds(t.min)}-${formatSeconds(t.max)}), ` +
+      `${formatRate(o.importRows / t.median)} rows/s (${formatRate(o.importRows / t.max)}-${formatRate(o.importRows / t.min)})`;
     const commitLevel = spread(levelCommit);
     const checksReplica = spread(replicaChecks);
     const checksEmbedded = spread(embeddedChecks);
@@ -271,18 +372,27 @@ async function main(argv: readonly string[]): Promise<number> {
     const add = (lagResult as NonNullable<typeof lagResult>).add.summary();
     const ms = (v: number): string => `${formatNumber(v, 1)} ms`;
     const table = markdownTable(['what', 'PostgreSQL / replica', 'embedded, same run', 'ratio', 'target'], [
-      ['chunk commits, 32,768 new keys each', rate(commitPg, 'keys/s'), rate(commitLevel, 'keys/s'), `${(commitPg.median / commitLevel.median).toFixed(2)}x`, '>= 0.5x (whole import)'],
+      ['chunk commits, 32,768 new keys each', rate(commitPg, 'keys/s'), rate(commitLevel, 'keys/s'), `${(commitPg.median / commitLevel.median).toFixed(2)}x`, ''],
+      [`whole import, ${formatNumber(o.importRows)} rows (\`runImport\`)`, wall(importPg), wall(importLevel),
+        `${(importLevel.median / importPg.median).toFixed(2)}x`, '>= 0.5x'],
       ['checks in-process, half suppressed', rate(checksReplica, 'checks/s'), rate(checksEmbedded, 'checks/s'), `${(checksReplica.median / checksEmbedded.median).toFixed(2)}x`, '>= 0.9x'],
       ['empty replica loaded from a snapshot', rate(spread(bootstrap), 'keys/s'), '', '', ''],
+      [`replica start-up, ${formatNumber(o.replicaEntries)} entries`, `${formatSeconds(startup.seconds)} s, ${formatRate(o.replicaEntries / startup.seconds)} keys/s, ` +
+        `peak RSS ${formatBytes(startup.peakRss)}`, '', '', ''],
       [`feed lag, ${o.rate} single adds/s: ack -> applied`, `p50 ${ms(lag.p50)}, p99 ${ms(lag.p99)}`, '', '', 'p99 <= 100 ms'],
       [`single add, from its scheduled time`, `p50 ${ms(add.p50)}, p99 ${ms(add.p99)}`, '', '', ''],
     ], ['left', 'right', 'right', 'right', 'left']);
     const block = [
-      `\`npm run bench:pg -- --entries ${o.entries} --runs ${o.runs} --rate ${o.rate} --duration ${o.duration} --update-readme\``,
+      `\`npm run bench:pg -- --entries ${o.entries} --import-rows ${o.importRows} --replica-entries ${o.replicaEntries} --runs ${o.runs} ` +
+      `--rate ${o.rate} --duration ${o.duration} --update-readme\``,
       '',
       table,
       '',
-      `${formatNumber(o.entries)} distinct keys, median of ${o.runs} runs (min-max); feed lag from the last run: ${formatNumber(o.rate * o.duration)} adds from another pool (up to ${IN_FLIGHT} in flight), ` +
+      `Chunk commits, snapshot loads and checks: ${formatNumber(o.entries)} distinct keys, median of ${o.runs} runs (min-max). ` +
+      `Whole imports: one generated list of ${formatNumber(o.importRows)} rows (${formatNumber(importUnique)} distinct keys; duplicates, invalid cells, ` +
+      `mixed case) into an empty database and an empty folder, worker threads as \`optout import\` uses them, the two in turns; ` +
+      `the ratio is LevelDB's time over PostgreSQL's. Replica start-up: one run, \`openReplicaView\` and \`FeedFollower.start\` on an empty folder until ` +
+      `the view holds every entry, RSS sampled every 50 ms (${formatBytes(startup.before)} before). Feed lag from the last run: ${formatNumber(o.rate * o.duration)} adds from another pool (up to ${IN_FLIGHT} in flight), ` +
       `the replica woken by LISTEN/NOTIFY and polling every 100 ms. PostgreSQL ${pg.fsync ? 'with fsync on' : 'with fsync off (commits skip the WAL flush a production commit waits for)'}, on the same machine. ` +
       `Checks: \`Checker.decide\` on ${formatNumber(CHECKS)} addresses. Load average ${load.toFixed(1)} before, ${(loadavg()[0] ?? 0).toFixed(1)} after. ` +
       `Machine: ${cpus().length} cores (${cpus()[0]?.model.trim() ?? '?'}), ${(totalmem() / 1e9).toFixed(1)} GB RAM, Node ${process.version}, ${platform()} ${arch()}.`,

@@ -35,6 +35,11 @@ export interface StartedCluster {
   stop(): Promise<void>;
   /** Sends `signal` to the server and every process it started (SIGSTOP pauses the whole server, SIGCONT resumes it). */
   signal(signal: NodeJS.Signals): Promise<void>;
+  /**
+   * Starts the server again on the same data folder and port, after it was killed (SIGKILL):
+   * what a machine's restart does, crash recovery from the WAL included.
+   */
+  start(): Promise<void>;
 }
 
 export async function startCluster(bin: string): Promise<StartedCluster> {
@@ -51,8 +56,11 @@ export async function startCluster(bin: string): Promise<StartedCluster> {
   try {
     const port = await freePort();
     await as(join(bin, 'initdb'), ['-D', data, '-A', 'trust', '-U', 'postgres', '-E', 'UTF8', '--locale=C.UTF-8', '--no-sync']);
-    await as(join(bin, 'pg_ctl'), ['-D', data, '-l', join(dir, 'server.log'), '-w', '-t', '60',
-      '-o', `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off`, 'start']);
+    const start = async (): Promise<void> => {
+      await as(join(bin, 'pg_ctl'), ['-D', data, '-l', join(dir, 'server.log'), '-w', '-t', '60',
+        '-o', `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off`, 'start']);
+    };
+    await start();
     const signal = async (sig: NodeJS.Signals): Promise<void> => {
       const postmaster = Number((await readFile(join(data, 'postmaster.pid'), 'utf8')).split('\n')[0]);
       const { stdout } = await run('pgrep', ['-P', String(postmaster)]).catch(() => ({ stdout: '' }));
@@ -60,12 +68,44 @@ export async function startCluster(bin: string): Promise<StartedCluster> {
       const children = stdout.split('\n').filter((l) => /^\d+$/.test(l)).map(Number);
       const order = sig === 'SIGCONT' ? [...children, postmaster] : [postmaster, ...children];
       for (const pid of order) process.kill(pid, sig);
+      if (sig === 'SIGKILL') {
+        // Killed processes still hold the server's shared memory for a moment: a start must wait.
+        await gone(order);
+        // A killed postmaster may linger as a zombie (in a container whose first process reaps
+        // none), and the server refuses to start while the pid in its lock files exists.
+        for (const lock of [join(data, 'postmaster.pid'), join(dir, `.s.PGSQL.${port}.lock`), join(dir, `.s.PGSQL.${port}`)]) {
+          await rm(lock, { force: true });
+        }
+      }
     };
-    return { url: `postgres://postgres@127.0.0.1:${port}/postgres`, stop, signal };
+    return { url: `postgres://postgres@127.0.0.1:${port}/postgres`, stop, signal, start };
   } catch (err) {
     await stop();
     throw err;
   }
+}
+
+/** Whether process `pid` has ended (a zombie has: it holds nothing but its exit status). */
+async function ended(pid: number): Promise<boolean> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
+  if (stat === undefined) {
+    try {
+      process.kill(pid, 0);
+      return false;
+    } catch {
+      return true;
+    }
+  }
+  return stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z');
+}
+
+/** Waits, a bounded time, until every process of `pids` has ended. */
+async function gone(pids: readonly number[]): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if ((await Promise.all(pids.map(ended))).every(Boolean)) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`PostgreSQL processes ${pids.join(', ')} did not end within 10 s of SIGKILL`);
 }
 
 async function postgresIds(): Promise<[number, number]> {

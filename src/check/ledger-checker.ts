@@ -19,7 +19,7 @@ const MAX_KNOWN_JOBS = 100_000;
  * checker answers as `unavailable`: never a guess.
  */
 export class LookupView implements CheckLookups {
-  readonly supports = { syncLookups: true, feed: false, exclusive: false } as const;
+  readonly supports = { syncLookups: true, feed: false, exclusive: false, settlesChunks: false } as const;
   readonly #ledger: Pick<Ledger, 'entriesOfMany' | 'getJob'>;
   #found = new Map<string, ReadonlyArray<{ scope: string; entry: StoredEntry }>>();
   #metas: JobMetas;

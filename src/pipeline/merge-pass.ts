@@ -11,7 +11,7 @@ import type { ImportCounts } from '../store/counts.js';
 export interface MergeOptions {
   spool: BucketSpool;
   pool: ChunkPool;
-  store: Pick<Ledger, 'presentKeys' | 'beginChunk' | 'withWriteLock'>;
+  store: Pick<Ledger, 'presentKeys' | 'beginChunk' | 'withWriteLock' | 'supports'>;
   /** The store's key filter; without one, every key is looked up in the ledger. */
   filter: KeyFilter | undefined;
   /** The ledger's chunk keys for the scope, built by the workers. */
@@ -64,11 +64,16 @@ function splitParts(parts: readonly string[]): string[] {
   return parts.length === 1 ? (parts[0] as string).split('\n') : parts.flatMap((p) => p.split('\n'));
 }
 
-/** Looks up, in the store, only the keys the filter may have seen. */
-async function classify(result: BucketResult, o: MergeOptions): Promise<Classified> {
+/**
+ * Looks up, in the store, only the keys the filter may have seen. With `lookup` false every key
+ * is taken as new: the writing pass on a ledger that settles each key at commit
+ * (`supports.settlesChunks`), whose commit says how many it really stored.
+ */
+async function classify(result: BucketResult, o: MergeOptions, lookup = true): Promise<Classified> {
   const n = result.hashes.length / 3;
   const keys = splitParts(result.keys);
   const present = new Array<boolean>(n).fill(false);
+  if (!lookup) return { result, keys, present };
   const maybe: number[] = [];
   const h = result.hashes;
   for (let i = 0; i < n; i++) {
@@ -112,8 +117,9 @@ export async function countPass(o: MergeOptions): Promise<ImportCounts> {
 export async function writeMergePass(o: MergeOptions, job: JobRecord, onDurable: (job: JobRecord) => void): Promise<JobRecord> {
   let counts = { ...o.counts };
   let inFlight: { write: Promise<ChunkResult>; job: JobRecord; added: number } | undefined;
-  // A shared ledger may store more or fewer keys than classified (another writer raced this
-  // one); the ledger wrote the corrected checkpoint, and the tally follows it.
+  // A ledger that settles keys at commit may store fewer keys than classified (another writer
+  // raced this one, or, unasked, the scope already held them) or more; it wrote the corrected
+  // checkpoint, and the tally follows it.
   const settle = async (pending: { write: Promise<ChunkResult>; job: JobRecord; added: number }): Promise<void> => {
     const result = await pending.write;
     const delta = result.applied ? result.added - pending.added : 0;
@@ -125,8 +131,9 @@ export async function writeMergePass(o: MergeOptions, job: JobRecord, onDurable:
     }
     onDurable(pending.job);
   };
+  const lookup = !o.store.supports.settlesChunks;
   const step = async (bucket: number, result: BucketResult): Promise<void> => {
-    const c = await classify(result, o);
+    const c = await classify(result, o, lookup);
     const chunk: ChunkWriter = o.store.beginChunk(job.scope, job.id);
     const addresses = new Map<number, string>();
     const addressList = splitParts(result.addresses);

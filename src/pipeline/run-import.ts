@@ -503,8 +503,11 @@ async function writePhase(run: StoreRun, job: JobRecord, spool: BucketSpool, onD
   return writeMergePass(mergeOptions(run, spool, cp.counts, cp.bucket, 'writing'), job, onDurable);
 }
 
+const RESUME_HINT = /run the same import again/i;
+
 /**
- * Ends the job: `completed` with its audit record, or `failed` (`interrupted` when aborted) with
+ * Ends the job: `completed` with its audit record, or `failed` (`interrupted` when aborted or
+ * when the store failed) with
  * the error, which is thrown. Every row before a broken record is written by now: the job
  * fails with it.
  */
@@ -514,11 +517,23 @@ async function finishJob(run: StoreRun, job: JobRecord, spool: BucketSpool, scan
   const broke = job.checkpoint.inputError;
   if (failure === undefined && broke !== undefined) failure = errorOfJob(broke);
   if (failure !== undefined) {
-    const err = failure as OptoutError;
-    await store.putJob(moveJob(job, err.code === 'OPTOUT_ERR_ABORTED' ? 'interrupted' : 'failed', {
-      error: err.code === undefined ? { code: 'OPTOUT_ERR_STORE', message: err.message } : jobErrorOf(err),
-    }));
-    if (err.code !== 'OPTOUT_ERR_ABORTED') spool.remove();
+    let err = failure as OptoutError;
+    // What the job wrote is exact and its spool whole: a store that failed (a database that went
+    // away, a connection that broke) leaves it to be resumed by the same command, not redone.
+    const resumable = err.code === 'OPTOUT_ERR_ABORTED' || err.code === 'OPTOUT_ERR_STORE';
+    if (err.code === 'OPTOUT_ERR_STORE' && !RESUME_HINT.test(err.message)) {
+      err = new OptoutError('OPTOUT_ERR_STORE', `${err.message}. Job ${job.id} keeps what it wrote: run the same import again to resume it`, { cause: err });
+    }
+    try {
+      await store.putJob(moveJob(job, resumable ? 'interrupted' : 'failed', {
+        error: err.code === undefined ? { code: 'OPTOUT_ERR_STORE', message: err.message } : jobErrorOf(err),
+      }));
+    } catch (recording) {
+      // The store that failed the job may refuse its record too; the job then stays `importing`,
+      // which the next run resumes the same way. The error that ended it is the one to tell.
+      if (!resumable) throw recording;
+    }
+    if (!resumable) spool.remove();
     throw err;
   }
   const counts = job.checkpoint.counts;

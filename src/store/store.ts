@@ -44,6 +44,14 @@ export interface StoreCapabilities {
    * write at once (PostgreSQL) says false, and nobody clears files another may be using.
    */
   readonly exclusive: boolean;
+  /**
+   * A chunk's commit settles every key against the ledger itself: an entry when the scope lacks
+   * the key, a hold otherwise, whatever `putEntry` or `putHold` said. An import's writing pass
+   * then skips looking its keys up first (`presentKeys`, a second read of every key); the
+   * counting pass, which writes nothing, still asks. The embedded stores write what they are
+   * told (their one writer classifies under the write lock) and say false.
+   */
+  readonly settlesChunks: boolean;
 }
 
 /**
@@ -162,9 +170,10 @@ export interface ChunkKeyCodec {
  */
 export interface ChunkWriter {
   /**
-   * A key the scope did not hold: a new entry of the job, with its address when it differs from
-   * the key, and its own reason when it differs from the job's (the caller leaves it out otherwise:
-   * the common case stores none). The writer does not touch the key filter: the caller, which has the key's hashes
+   * A key the scope did not hold (or, where `supports.settlesChunks`, a key not looked up): a
+   * new entry of the job, with its address when it differs from the key, and its own reason when
+   * it differs from the job's (the caller leaves it out otherwise: the common case stores none).
+   * The writer does not touch the key filter: the caller, which has the key's hashes
    * from the workers, adds the key to it first, so that it covers the entry before `commit`
    * resolves.
    */

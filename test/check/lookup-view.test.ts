@@ -14,7 +14,7 @@ import type { Ledger } from '../../src/store/store.js';
 function ledgerOnly(store: MemoryStore, failing = { lookups: false }): Ledger {
   return new Proxy(store, {
     get(target, prop, receiver) {
-      if (prop === 'supports') return { syncLookups: false, feed: true, exclusive: false };
+      if (prop === 'supports') return { syncLookups: false, feed: true, exclusive: false, settlesChunks: false };
       if (prop === 'entriesOfMany' && failing.lookups) return async () => { throw Object.assign(new Error('connection lost'), { code: 'OPTOUT_ERR_STORE' }); };
       const v = Reflect.get(target, prop, receiver) as unknown;
       return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;

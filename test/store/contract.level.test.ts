@@ -8,4 +8,4 @@ storeContract('LevelStore', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'optout-contract-'));
   const store = await LevelStore.open(dir);
   return { store, cleanup: async () => { await store.close(); await rm(dir, { recursive: true, force: true }); } };
-}, { syncLookups: true, feed: false, exclusive: true });
+}, { syncLookups: true, feed: false, exclusive: true, settlesChunks: false });

@@ -232,6 +232,42 @@ export function storeContract(name: string, factory: StoreFactory, supports: Sto
         expect((await removeKey(store, ACCOUNT_WIDE, 'a@x.org')).heldBy).toEqual([]);
         await expectConsistent(store);
       });
+
+      it.runIf(supports.settlesChunks)('settle every key at commit, whatever the caller classified, and the checkpoint follows', async () => {
+        const owner = await importKeys(store, ACCOUNT_WIDE, ['a@x.org', 'b@x.org']);
+        const job = await store.createJob(importFields(ACCOUNT_WIDE));
+        const codec = store.chunkKeyCodec(ACCOUNT_WIDE);
+        // Not looked up: a@x.org is put as new though the scope holds it, c@x.org as held though it is absent.
+        const writer = store.beginChunk(ACCOUNT_WIDE, job.id);
+        writer.putEntry(chunkKey(codec, 'a@x.org'), undefined);
+        writer.putEntry(chunkKey(codec, 'd@x.org'), 'D+tag@x.org');
+        writer.putHold(chunkKey(codec, 'c@x.org'), 'C@x.org');
+        const counts = { ...job.checkpoint.counts, rows: 3, valid: 3, unique: 3, added: 2, alreadySuppressed: 1 };
+        const next: JobRecord = { ...job, checkpoint: { ...job.checkpoint, phase: 'merge', bucket: 1, counts } };
+        expect(await writer.commit(next, 2)).toEqual({ applied: true, added: 2 });
+        expect(await owners(store)).toEqual({ '* a@x.org': owner, '* b@x.org': owner, '* c@x.org': job.id, '* d@x.org': job.id });
+        expect((await entries(store)).map((e) => [e.key, e.address])).toEqual(
+          [['a@x.org', undefined], ['b@x.org', undefined], ['c@x.org', 'C@x.org'], ['d@x.org', 'D+tag@x.org']]);
+        const stored = await store.getJob(job.id) as JobRecord;
+        expect(stored.checkpoint.counts).toMatchObject({ added: 2, alreadySuppressed: 1 });
+        // The job holds the key it found stored: a rollback of its owner passes it on.
+        expect((await removeKey(store, ACCOUNT_WIDE, 'a@x.org')).heldBy).toEqual([job.id]);
+        await expectConsistent(store);
+      });
+
+      it.runIf(supports.settlesChunks)('correct the checkpoint by what the commit really stored', async () => {
+        await importKeys(store, ACCOUNT_WIDE, ['a@x.org', 'b@x.org']);
+        const job = await store.createJob(importFields(ACCOUNT_WIDE));
+        const codec = store.chunkKeyCodec(ACCOUNT_WIDE);
+        const writer = store.beginChunk(ACCOUNT_WIDE, job.id);
+        for (const k of ['a@x.org', 'b@x.org', 'e@x.org']) writer.putEntry(chunkKey(codec, k), undefined);
+        const counts = { ...job.checkpoint.counts, rows: 3, valid: 3, unique: 3, added: 3, alreadySuppressed: 0 };
+        const next: JobRecord = { ...job, checkpoint: { ...job.checkpoint, phase: 'merge', bucket: 1, counts } };
+        expect(await writer.commit(next, 3)).toEqual({ applied: true, added: 1 });
+        expect(((await store.getJob(job.id)) as JobRecord).checkpoint.counts).toMatchObject({ added: 1, alreadySuppressed: 2 });
+        expect(await countOf(store, ACCOUNT_WIDE)).toBe(3);
+        await expectConsistent(store);
+      });
     });
 
     it('keeps an entry\'s own reason: read back, looked up, removed, through the feed and its snapshot, and on rollback', async () => {

@@ -7,7 +7,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { rm } from 'node:fs/promises';
-import { admin, serverBinaries, startCluster, waitForServer, withDatabase } from '../../bench/lib/pg-cluster.js';
+import { admin, serverBinaries, startCluster, waitForServer, withDatabase, type StartedCluster } from '../../bench/lib/pg-cluster.js';
 import { defaultWorkDir } from '../../src/store/pg/pg-ledger.js';
 
 /** A database of the test file's own, or the reason there is none. */
@@ -53,6 +53,33 @@ export async function pgTestDatabase(): Promise<PgTestDatabase> {
     await stop();
     throw err;
   }
+}
+
+/**
+ * A cluster of the test's own, for a test that kills or pauses the server (never the one of
+ * `OPTOUT_TEST_PG_URL`, which other files share): started here from the installed binaries, or
+ * the reason there are none (under `CI=true`, a failure: the test must not pass unrun).
+ */
+export async function ownCluster(): Promise<StartedCluster | { skip: string }> {
+  const bin = serverBinaries();
+  if (bin === undefined) {
+    if (process.env['CI'] === 'true') throw new Error('CI=true and no PostgreSQL server binaries: the server drills must run in CI');
+    return { skip: 'PostgreSQL server drills skipped: no PostgreSQL server binaries (apt-get install postgresql)' };
+  }
+  const cluster = await startCluster(bin);
+  try {
+    await waitForServer(cluster.url);
+  } catch (err) {
+    await cluster.stop();
+    throw err;
+  }
+  return cluster;
+}
+
+/** Creates database `name` on the cluster at `url`; gives its URL. */
+export async function createDatabase(url: string, name: string): Promise<string> {
+  await admin(url, (c) => c.query(`CREATE DATABASE ${name}`));
+  return withDatabase(url, name);
 }
 
 /** Empties the database (its public schema), for a test that needs a ledger of its own. */

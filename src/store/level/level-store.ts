@@ -102,7 +102,7 @@ export interface Following {
  * so that a second process can say who holds it.
  */
 export class LevelStore implements Store {
-  readonly supports = { syncLookups: true, feed: false, exclusive: true } as const;
+  readonly supports = { syncLookups: true, feed: false, exclusive: true, settlesChunks: false } as const;
   readonly dir: string;
   readonly db: ClassicLevel<string, string>;
   readonly #jobMeta: JobMetaCache;

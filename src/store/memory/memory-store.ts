@@ -29,7 +29,7 @@ const byString = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
 /** The Map-backed {@link Store}. */
 export class MemoryStore implements Store {
-  readonly supports = { syncLookups: true, feed: true, exclusive: true } as const;
+  readonly supports = { syncLookups: true, feed: true, exclusive: true, settlesChunks: false } as const;
   /** The change feed: change `seq` is at index `seq - 1`. */
   readonly #changes: Change[] = [];
   readonly #feedId = randomUUID();

@@ -54,6 +54,13 @@ export function createPool(url: string, options: PgPoolOptions = {}): pg.Pool {
   // An idle connection that breaks emits here; without a listener it would end the process.
   // The next query on the pool gets a new connection or the error.
   pool.on('error', () => undefined);
+  // A checked-out connection that breaks (the server killed or restarted mid-transaction) emits
+  // on itself, and the pool listens only to idle ones: unheard, the event would end the process
+  // with a stack trace. Its query fails with the same error, which the caller reports; the pool
+  // drops the connection when it is released.
+  pool.on('connect', (client) => {
+    client.on('error', () => undefined);
+  });
   return pool;
 }
 

@@ -32,6 +32,7 @@ import { CHANGES_CHANNEL, ChangeListener } from './listen.js';
 import { checkSchema } from './migrate.js';
 import { FEED_LOCK, IMPORT_LOCK, LOCK_CLASS } from './schema.js';
 import { InFlight, TurnQueue } from '../turns.js';
+import { settleChunk, type StagedKey } from './stage.js';
 
 /** Scopes and keys cannot contain it (see the address policy), and PostgreSQL text cannot either. */
 const SEP = '\u0000';
@@ -99,7 +100,7 @@ export function defaultWorkDir(url: string): string {
 
 /** The {@link Ledger} on a PostgreSQL database migrated by `migrate`. */
 export class PgLedger implements Ledger {
-  readonly supports = { syncLookups: false, feed: true, exclusive: false } as const;
+  readonly supports = { syncLookups: false, feed: true, exclusive: false, settlesChunks: true } as const;
   readonly workDir: string;
   readonly #pool: pg.Pool;
   readonly #url: string;
@@ -111,6 +112,8 @@ export class PgLedger implements Ledger {
   readonly #writers = new TurnQueue();
   readonly #importers = new TurnQueue();
   readonly #inFlight = new InFlight();
+  /** Import jobs whose last chunk committed here found keys the scope held. */
+  readonly #overlapping = new Set<string>();
   readonly #listener: ChangeListener;
 
   private constructor(pool: pg.Pool, url: string, workDir: string) {
@@ -290,32 +293,30 @@ export class PgLedger implements Ledger {
 
   beginChunk(scope: string, jobId: string): ChunkWriter {
     this.#assertOpen();
-    let keys: string[] = [];
-    let addresses: Array<string | null> = [];
-    let reasons: Array<string | null> = [];
+    let rows: StagedKey[] = [];
+    let held = 0;
     const put = (chunkKey: string, address: string | undefined, reason?: SuppressionReason): void => {
-      keys.push(parseChunkKey(chunkKey).key);
-      addresses.push(address ?? null);
-      reasons.push(reason ?? null);
+      rows.push({ key: parseChunkKey(chunkKey).key, address: address ?? null, reason: reason ?? null });
     };
     return {
       putEntry: put,
-      putHold: put,
-      commit: (job, added) => this.#inFlight.track(this.#commitChunk(scope, jobId, keys, addresses, reasons, job, added)),
+      putHold: (chunkKey, address, reason) => {
+        held++;
+        put(chunkKey, address, reason);
+      },
+      commit: (job, added) => this.#inFlight.track(this.#commitChunk(scope, jobId, rows, job, added, held === 0 && !this.#overlapping.has(jobId))),
       discard: async () => {
-        keys = [];
-        addresses = [];
-        reasons = [];
+        rows = [];
       },
     };
   }
 
   /**
-   * Every key of the chunk is settled here, whatever the caller classified: stored when the
-   * scope lacks it, held otherwise. Another process may have stored or removed a key since.
+   * Every key of the chunk is settled here, whatever the caller classified (`supports.settlesChunks`):
+   * stored when the scope lacks it, held otherwise. Another process may have stored or removed a
+   * key since, and an importer may not have looked its keys up at all.
    */
-  async #commitChunk(scope: string, jobId: string, keys: readonly string[], addresses: ReadonlyArray<string | null>,
-    reasons: ReadonlyArray<string | null>, job: JobRecord, added: number): Promise<ChunkResult> {
+  async #commitChunk(scope: string, jobId: string, rows: readonly StagedKey[], job: JobRecord, added: number, expectNew: boolean): Promise<ChunkResult> {
     return this.#tx('commit an import chunk', async (c) => {
       // The row lock makes chunk commits of one job take turns; the checkpoint decides.
       const { rows: [stored] } = await c.query<{ record: AnyJob }>('SELECT record FROM jobs WHERE id = $1 FOR UPDATE', [jobId]);
@@ -324,23 +325,18 @@ export class PgLedger implements Ledger {
       if (prior?.kind === 'import' && prior.checkpoint.phase === 'merge' && prior.checkpoint.bucket >= job.checkpoint.bucket) {
         return { applied: false, added: 0 };
       }
-      // In key order: two chunks that share keys lock them in the same order and cannot deadlock.
-      const { rows: inserted } = await c.query<EntryRow & { key: string }>(
-        `INSERT INTO entries (scope, key, job, address, reason)
-         SELECT $1, t.key, $2, t.address, t.reason FROM unnest($3::text[], $4::text[], $5::text[]) AS t(key, address, reason) ORDER BY t.key
-         ON CONFLICT DO NOTHING RETURNING key, job, address, reason`, [scope, jobId, keys, addresses, reasons]);
-      const stored_ = new Set(inserted.map((r) => r.key));
-      const held = keys.filter((k) => !stored_.has(k)).sort();
-      if (held.length > 0) {
-        await c.query(`INSERT INTO holds (scope, key, job) SELECT $1, k, $2 FROM unnest($3::text[]) AS k ON CONFLICT DO NOTHING`, [scope, jobId, held]);
-      }
+      const { stored: inserted, allNew } = await settleChunk(c, scope, jobId, rows, expectNew);
+      // The job's next chunks go straight to settling key by key once one found keys present
+      // (a list imported again, or one that overlaps the scope): trying them as all new would fail.
+      if (allNew) this.#overlapping.delete(jobId);
+      else this.#overlapping.add(jobId);
       const real = inserted.length;
       const written: JobRecord = real === added ? job : { ...job, checkpoint: { ...job.checkpoint, counts: shiftAdded(job.checkpoint.counts, real - added) } };
       await putJobRow(c, written);
       await addCount(c, scope, real);
       if (real > 0) {
         await appendChange(c, {
-          put: inserted.map((r) => ({ scope, key: r.key, ...entryOfRow(r) })),
+          put: inserted.map((r) => ({ scope, key: r.key, ...entryOfRow({ job: jobId, address: r.address, reason: r.reason }) })),
           jobs: [{ id: jobId, meta: jobMetaOf(written) }],
         });
       }

@@ -55,7 +55,7 @@ describe('a folder --db', () => {
     expect((await errorOf(() => migrateDatabase(dir)))?.code).toBe('OPTOUT_ERR_INVALID_OPTION');
     expect((await errorOf(() => openLedger(join(dir, 'none'), { create: false })))?.code).toBe('OPTOUT_ERR_INVALID_OPTION');
     const store = await openLedger(join(dir, 'db'));
-    expect(store.supports).toEqual({ syncLookups: true, feed: false, exclusive: true });
+    expect(store.supports).toEqual({ syncLookups: true, feed: false, exclusive: true, settlesChunks: false });
     await store.close();
   });
 });
@@ -72,7 +72,7 @@ await withPgDatabase('openLedger on PostgreSQL', (url) => {
     expect(await migrateDatabase(url)).toEqual({ from: 0, version: SCHEMA_VERSION });
     expect(await migrateDatabase(url)).toEqual({ from: SCHEMA_VERSION, version: SCHEMA_VERSION });
     const ledger = await openLedger(url, { create: false });
-    expect(ledger.supports).toEqual({ syncLookups: false, feed: true, exclusive: false });
+    expect(ledger.supports).toEqual({ syncLookups: false, feed: true, exclusive: false, settlesChunks: true });
     await ledger.close();
   });
 

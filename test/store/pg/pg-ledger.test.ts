@@ -214,6 +214,56 @@ await withPgDatabase('PgLedger', (url) => {
     });
   });
 
+  describe('chunk staging', () => {
+    beforeEach(async () => {
+      await migrate(url);
+    });
+
+    it('stores keys and addresses byte for byte, whatever characters COPY\'s text format escapes', async () => {
+      const ledger = await open();
+      const job = await ledger.createJob(importFields(ACCOUNT_WIDE));
+      const codec = ledger.chunkKeyCodec(ACCOUNT_WIDE);
+      const rows: Array<[string, string | undefined]> = [
+        ['"a\\b"@x.org', '"A\\b"@X.org'], ['tab@x.org', 'Tab\t@x.org'], ['nl@x.org', 'N\nl\r@x.org'],
+        ['n@x.org', '\\N'], ['plain@x.org', undefined], ['é@x.org', 'É@x.org'],
+      ];
+      const writer = ledger.beginChunk(ACCOUNT_WIDE, job.id);
+      for (const [key, address] of rows) writer.putEntry(codec.prefix + key, address);
+      const next: JobRecord = { ...job, checkpoint: { ...job.checkpoint, phase: 'merge', bucket: 1 } };
+      expect(await writer.commit(next, rows.length)).toEqual({ applied: true, added: rows.length });
+      const stored: Array<[string, string | undefined]> = [];
+      for await (const batch of ledger.scanEntries(ACCOUNT_WIDE)) stored.push(...batch.map((e): [string, string | undefined] => [e.key, e.address]));
+      expect(stored).toEqual([...rows].sort((a, b) => (a[0] < b[0] ? -1 : 1)));
+      const fed = (await ledger.changesSince(0, 10)).flatMap((c) => c.put.map((p): [string, string | undefined] => [p.key, p.address]));
+      expect(fed.sort((a, b) => (a[0] < b[0] ? -1 : 1))).toEqual(stored);
+    });
+
+    it('stages each chunk alone: nothing of an earlier chunk on the same connection, failed or committed', async () => {
+      const ledger = await PgLedger.open(url, { max: 1 });
+      opened.push({ end: () => ledger.close() });
+      const codec = ledger.chunkKeyCodec(ACCOUNT_WIDE);
+      const job = await ledger.createJob(importFields(ACCOUNT_WIDE));
+      const failing = ledger.beginChunk(ACCOUNT_WIDE, job.id);
+      failing.putEntry(codec.prefix + 'lost@x.org', undefined);
+      // A checkpoint the jobs table refuses (its scope NULL) fails the transaction after the keys were staged.
+      const broken = { ...job, scope: null, checkpoint: { ...job.checkpoint, phase: 'merge', bucket: 1 } } as unknown as JobRecord;
+      expect(await failureCode(() => failing.commit(broken, 1))).toBe('OPTOUT_ERR_STORE');
+      const writer = ledger.beginChunk(ACCOUNT_WIDE, job.id);
+      writer.putEntry(codec.prefix + 'kept@x.org', undefined);
+      const next: JobRecord = { ...job, checkpoint: { ...job.checkpoint, phase: 'merge', bucket: 1 } };
+      expect(await writer.commit(next, 1)).toEqual({ applied: true, added: 1 });
+      const last = ledger.beginChunk(ACCOUNT_WIDE, job.id);
+      last.putEntry(codec.prefix + 'last@x.org', undefined);
+      expect(await last.commit({ ...next, checkpoint: { ...next.checkpoint, bucket: 2 } }, 1)).toEqual({ applied: true, added: 1 });
+      const keys: string[] = [];
+      for await (const batch of ledger.scanEntries()) keys.push(...batch.map((e) => e.key));
+      expect(keys).toEqual(['kept@x.org', 'last@x.org']);
+      expect((await ledger.scopeCounts()).get(ACCOUNT_WIDE)).toBe(2);
+      const { rows } = await (await client()).query<{ n: string }>('SELECT count(*) AS n FROM holds');
+      expect(rows[0]?.n, 'no hold of the job on its own keys').toBe('0');
+    });
+  });
+
   describe('import lease', () => {
     beforeEach(async () => {
       await migrate(url);
