@@ -64,11 +64,15 @@ export function sesEventRows(record: Row): Row[] | undefined {
   }));
 }
 
-/** Records as rows, SES events spread to a row per recipient; any other record as it is. */
-export async function* spreadSesEvents(records: AsyncIterable<Row>): AsyncGenerator<Row> {
-  for await (const record of records) {
-    const rows = sesEventRows(record);
-    if (rows === undefined) yield record;
-    else yield* rows;
+/** Records as rows, SES events spread to a row per recipient; any other record as it is. In batches, as they come. */
+export async function* spreadSesEvents(batches: AsyncIterable<Row[]>): AsyncGenerator<Row[]> {
+  for await (const records of batches) {
+    const out: Row[] = [];
+    for (const record of records) {
+      const rows = sesEventRows(record);
+      if (rows === undefined) out.push(record);
+      else for (const r of rows) out.push(r);
+    }
+    yield out;
   }
 }
