@@ -151,6 +151,8 @@ export class FeedFollower {
       await this.#view.applyFollowed([{ ...part, del: [] }], { seq: part.seq, complete: false });
     }
     if (seq === undefined) throw new OptoutError('OPTOUT_ERR_STORE', 'The ledger gave an empty snapshot');
+    // Before the view answers anything: see compactEntries.
+    await this.#view.compactEntries();
     await this.#view.applyFollowed([], { seq, complete: true });
   }
 
