@@ -116,9 +116,9 @@ export function registerManageRoutes(app: FastifyInstance, ctx: RouteContext): v
     const options = normalizeExportOptions({ unit: q.unit, reason: q.reason, format: q.format, spreadsheetSafe: q.spreadsheetSafe === 'true' });
     const current = ctx.current();
     const ledger = current.ledger;
-    // What the export reads changes with each change to the list: the embedded store counts
-    // them, a shared ledger numbers them in its feed.
-    const version = current.replica === undefined ? current.store.generation : await ledger.head();
+    // What the export reads changes with each change to the list: a ledger with a feed numbers
+    // them, the embedded store counts them.
+    const version = ledger.supports.feed ? await ledger.head() : current.store.generation;
     const tag = entityTag(version, options);
     if (isNotModified(request, reply, tag, exportClock.modifiedAt(version))) return reply.code(304).send();
     void reply.type(options.format === 'csv' ? 'text/csv; charset=utf-8' : 'application/x-ndjson; charset=utf-8');

@@ -406,12 +406,7 @@ export class ImportJobs {
       const state = job.state === 'awaiting_confirmation' ? 'no longer awaiting confirmation' : `${job.state}, not awaiting_confirmation`;
       throw new OptoutError('OPTOUT_ERR_JOB_STATE', `Job ${id} is ${state}`);
     }
-    if (typeof count !== 'number' || !Number.isInteger(count) || count < 0) {
-      throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `Expected \`count\` to be an integer from 0 and up, got ${describeValue(count)}`);
-    }
-    if (count !== waiting.unique) {
-      throw new OptoutError('OPTOUT_ERR_NOT_CONFIRMED', `The count ${count} does not match: the job would suppress ${waiting.unique} addresses. It keeps waiting.`);
-    }
+    assertConfirmedCount(count, waiting.unique);
     delete entry.confirm;
     // Moved here rather than by the pipeline once it resumes, so that the answer (and any read
     // after it) shows the state the confirmation led to.
@@ -432,12 +427,7 @@ export class ImportJobs {
    * the ledger for that server, which takes it within a poll. Answers the job once it has moved.
    */
   async #confirmElsewhere(job: ImportJobView, count: unknown): Promise<ImportJobView> {
-    if (typeof count !== 'number' || !Number.isInteger(count) || count < 0) {
-      throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `Expected \`count\` to be an integer from 0 and up, got ${describeValue(count)}`);
-    }
-    if (count !== job.counts.unique) {
-      throw new OptoutError('OPTOUT_ERR_NOT_CONFIRMED', `The count ${count} does not match: the job would suppress ${job.counts.unique} addresses. It keeps waiting.`);
-    }
+    assertConfirmedCount(count, job.counts.unique);
     await this.#store.putRecord('confirmation', job.id, { count, at: new Date().toISOString() }, undefined);
     const deadline = Date.now() + this.#relayWait;
     for (;;) {
@@ -662,6 +652,16 @@ export class ImportJobs {
 
 /** How often a server looks for confirmations of its waiting jobs left by others. */
 const RELAY_POLL_MS = 250;
+
+/** @throws OptoutError OPTOUT_ERR_INVALID_OPTION for a count that is none, OPTOUT_ERR_NOT_CONFIRMED for another than `unique`. */
+function assertConfirmedCount(count: unknown, unique: number): asserts count is number {
+  if (typeof count !== 'number' || !Number.isInteger(count) || count < 0) {
+    throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `Expected \`count\` to be an integer from 0 and up, got ${describeValue(count)}`);
+  }
+  if (count !== unique) {
+    throw new OptoutError('OPTOUT_ERR_NOT_CONFIRMED', `The count ${count} does not match: the job would suppress ${unique} addresses. It keeps waiting.`);
+  }
+}
 
 /** How a request's file is read, as {@link ImportOptions} takes it. */
 function readingOptions(r: ImportRequest): Pick<ImportOptions, 'column' | 'delimiter' | 'encoding' | 'header' | 'where' | 'allRows' | 'reasonColumn' | 'format' | 'member'> {
