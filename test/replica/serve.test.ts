@@ -254,6 +254,15 @@ await withPgDatabase('API replicas', (url) => {
     expect(nobody.json['message']).toContain('has not taken the confirmation within 1 s');
   });
 
+  it('refuses a folder as the database, a staleness bound that is no whole number of ms, and a database that does not exist', async () => {
+    const dir = await tempDir('optout-replica-');
+    for (const bound of [0, 1.5, -1]) {
+      await expect(openReplica(url, dir, { maxStalenessMs: bound })).rejects.toMatchObject({ code: 'OPTOUT_ERR_INVALID_OPTION' });
+    }
+    await expect(openReplica(await tempDir('optout-folder-'), dir)).rejects.toMatchObject({ code: 'OPTOUT_ERR_INVALID_OPTION' });
+    await expect(openReplica(url.replace(/\/[^/?]+(\?|$)/, '/optout_no_such_database$1'), dir)).rejects.toMatchObject({ code: 'OPTOUT_ERR_STORE' });
+  });
+
   describe('syncs', () => {
     const servers: TestServer[] = [];
     afterEach(async () => {
