@@ -41,6 +41,8 @@ const SAME: ReadonlyArray<keyof ImportReport> = ['rows', 'valid', 'invalid', 'sk
 interface Outcome {
   report: Partial<ImportReport>;
   format: string;
+  /** The bytes read: an NDJSON source's own when the workers read its lines, those of its CSV text when it was turned into one. */
+  bytes: number;
   rejects: string;
   stored: Array<[string, string]>;
 }
@@ -55,6 +57,7 @@ async function importText(name: string, text: string | Buffer, options: Partial<
   return {
     report: Object.fromEntries(SAME.map((k) => [k, report[k]])),
     format: report.format,
+    bytes: report.bytes,
     rejects: readFileSync(rejects, 'utf8'),
     stored: durableEntries(await dumpStore(db)),
   };
@@ -90,6 +93,7 @@ describe('NDJSON imports as the CSV of the same rows', () => {
     }));
     const out = await agree(records);
     expect(out.report).toMatchObject({ rows: 40, header: 'row', column: 'email' });
+    expect(out.bytes).toBe(Buffer.byteLength(ndjsonOf(records)));
     expect(out.rejects.split('\n').length).toBeGreaterThan(3);
   });
 
@@ -203,6 +207,31 @@ describe('NDJSON imports as the CSV of the same rows', () => {
     const unique = (await importText('list.csv', csvOf(records), { confirm: { mode: 'dry-run' } })).report.unique as number;
     await agree(records, { chunkBytes: 4096, confirm: { mode: 'count', count: unique } });
     await agree(records, { chunkBytes: 4096, confirm: { mode: 'count', count: unique + 1 } });
+  });
+
+  it('a first record that is data (--no-header, a key that is an address) reads as the CSV of the records does', async () => {
+    const records = recordsOf(['email', 'n'], [['a@example.com', 1], ['b@example.com', 2]]);
+    expect((await agree(records, { header: false, column: '1' })).report).toMatchObject({ header: 'none', rows: 3, valid: 2, invalid: 1 });
+    const keyed = [{ 'x@example.com': 'y@example.com' }, { 'x@example.com': 'z@example.com' }];
+    expect((await agree(keyed)).report).toMatchObject({ header: 'none', rows: 3, valid: 3 });
+  });
+
+  it('bytes that are not UTF-8 in an address: the row is INVALID_ENCODING, as in a CSV', async () => {
+    const bad = (before: string, after: string) => Buffer.concat([Buffer.from(before), Buffer.from([0xe9]), Buffer.from(after)]);
+    const csv = await importText('list.csv', bad('email,name\nok@example.com,x\nren', '@example.com,y\n'), {});
+    const ndjson = await importText('list.ndjson', bad('{"email":"ok@example.com","name":"x"}\n{"email":"ren', '@example.com","name":"y"}\n'), {});
+    expect(ndjson.report).toEqual(csv.report);
+    expect(ndjson.rejects).toBe(csv.rejects);
+    expect(ndjson.report).toMatchObject({ valid: 1, invalid: 1, invalidUtf8: 1 });
+    // A value with bad bytes elsewhere in the record leaves its address alone.
+    const other = await importText('list.ndjson', bad('{"email":"ok@example.com","name":"', '"}\n'), {});
+    expect(other.report).toMatchObject({ valid: 1, invalid: 0, invalidUtf8: 0 });
+  });
+
+  it('rejects are numbered by record, also after a value that holds a line break', async () => {
+    const records: Row[] = [{ email: 'a@example.com', note: 'two\nlines' }, { email: 'broken', note: '' }, { email: 'also broken', note: 'x' }];
+    const out = await importText('list.ndjson', ndjsonOf(records), {});
+    expect(out.rejects).toBe('line,row,value,reason\n3,2,broken,NO_AT_SIGN\n4,3,also broken,INVALID_CHARACTER\n');
   });
 
   it('a line that is not JSON, or not an object, stops the import with its line (empty lines counted); nothing is written', async () => {
