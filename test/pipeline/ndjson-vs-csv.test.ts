@@ -9,6 +9,9 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { ImportOptions } from '../../src/options.js';
 import type { ImportReport } from '../../src/report/summary.js';
+import { ndjsonAsCsv } from '../../src/source/records.js';
+import type { JobRecord } from '../../src/store/jobs.js';
+import { LevelStore } from '../../src/store/level/level-store.js';
 import { dumpStore, durableEntries, removeTempDirs, tempDir } from '../helpers.js';
 import { runImport } from '../inline.js';
 
@@ -26,6 +29,10 @@ const csvCell = (s: string): string => (/[",\r\n]/.test(s) ? `"${s.replaceAll('"
 function csvOf(records: readonly Row[]): string {
   const keys = Object.keys(records[0] ?? {});
   return [keys.map(csvCell).join(','), ...records.map((r) => keys.map((k) => csvCell(cellText(r[k]))).join(','))].join('\n') + '\n';
+}
+
+async function* pieces(bytes: Buffer): AsyncGenerator<Buffer> {
+  for (let i = 0; i < bytes.length; i += 65536) yield bytes.subarray(i, i + 65536);
 }
 
 const ndjsonOf = (records: readonly Row[]): string => records.map((r) => JSON.stringify(r)).join('\n') + '\n';
@@ -84,6 +91,20 @@ function hubspot(): Row[] {
       'Owner, Jane', i % 5 === 0 ? 'customer' : 'lead', i % 3 === 0 && i <= 24 ? 'true' : 'false', '2026-01-02 10:00'];
   }));
 }
+
+/** A contacts export as NDJSON (HubSpot's columns), every 97th address broken; its path. */
+function writeContacts(dir: string, rows: number): string {
+  const path = join(dir, 'contacts.ndjson');
+  writeFileSync(path, Array.from({ length: rows }, (_, i) =>
+    JSON.stringify({ 'Record ID': i, Email: i % 97 === 0 ? `bad${i}` : `c${i}@example.com`, 'Unsubscribed from all email': i % 4 === 0 })).join('\n'));
+  return path;
+}
+
+/** Imports a file into `db` in one thread, its rejects file beside the store. */
+const importContacts = (path: string, db: string, more: Partial<ImportOptions> = {}): Promise<ImportReport> =>
+  runImport({ source: { kind: 'file', path }, db, confirm: { mode: 'yes' }, threads: 1, rejects: `${db}.rejects.csv`, ...more });
+
+const countsOf = (r: ImportReport) => [r.rows, r.valid, r.invalid, r.skipped, r.unique, r.added, r.format];
 
 describe('NDJSON imports as the CSV of the same rows', () => {
   it('a plain list: invalid rows, duplicates, plus tags and case, other columns of any type', async () => {
@@ -251,27 +272,60 @@ describe('NDJSON imports as the CSV of the same rows', () => {
 
   it('an interrupted NDJSON import resumes to the store and counts of a clean run', async () => {
     const dir = await tempDir('optout-ndjson-csv-');
-    const path = join(dir, 'contacts.ndjson');
-    writeFileSync(path, Array.from({ length: 60_000 }, (_, i) =>
-      JSON.stringify({ 'Record ID': i, Email: i % 97 === 0 ? `bad${i}` : `c${i}@example.com`, 'Unsubscribed from all email': i % 4 === 0 })).join('\n'));
-    const run = (db: string, signal?: AbortSignal, onProgress?: ImportOptions['onProgress']) => runImport({
-      source: { kind: 'file', path }, db, confirm: { mode: 'yes' }, chunkBytes: 4096, threads: 1, rejects: `${db}.rejects.csv`,
-      ...(signal ? { signal } : {}), ...(onProgress ? { onProgress } : {}),
-    });
-    const clean = await run(join(dir, 'clean'));
+    const path = writeContacts(dir, 60_000);
+    const clean = await importContacts(path, join(dir, 'clean'));
     const controller = new AbortController();
     let reads = 0;
-    const stopped = await run(join(dir, 'cut'), controller.signal, (p) => {
-      if (p.phase === 'reading') reads++;
-      if (reads === 3) controller.abort();
+    const stopped = await importContacts(path, join(dir, 'cut'), {
+      signal: controller.signal,
+      onProgress: (p) => {
+        if (p.phase === 'reading') reads++;
+        if (reads === 3) controller.abort();
+      },
     }).catch((e: unknown) => e);
-    expect((stopped as { code?: string }).code, JSON.stringify([reads, stopped, String(stopped)])).toBe("OPTOUT_ERR_ABORTED");
-    const resumed = await run(join(dir, 'cut'));
-    const counts = (r: ImportReport) => [r.rows, r.valid, r.invalid, r.skipped, r.unique, r.added, r.format, r.bytes];
+    expect((stopped as { code?: string }).code).toBe('OPTOUT_ERR_ABORTED');
+    const resumed = await importContacts(path, join(dir, 'cut'));
     expect(resumed.resumed).toBe(true);
-    expect(counts(resumed)).toEqual(counts(clean));
+    expect([...countsOf(resumed), resumed.bytes]).toEqual([...countsOf(clean), clean.bytes]);
     expect(clean).toMatchObject({ format: 'hubspot-contacts', rows: 60_000 });
     expect(readFileSync(join(dir, 'cut.rejects.csv'), 'utf8')).toBe(readFileSync(join(dir, 'clean.rejects.csv'), 'utf8'));
     expect(durableEntries(await dumpStore(join(dir, 'cut')))).toEqual(durableEntries(await dumpStore(join(dir, 'clean'))));
+  });
+
+  it('a job checkpointed while it read an NDJSON file as CSV text resumes reading it that way', async () => {
+    // Its offset counts that text's bytes, and its checkpoint does not say ndjsonLines.
+    const dir = await tempDir('optout-ndjson-csv-');
+    // Enough for a checkpoint (every 8 chunks of 1 MiB) before the reading stops.
+    const path = writeContacts(dir, 200_000);
+    const clean = await importContacts(path, join(dir, 'clean'));
+    const old = join(dir, 'old');
+    const again = new AbortController();
+    let seen = 0;
+    await importContacts(path, old, {
+      signal: again.signal,
+      onProgress: (p) => {
+        if (p.phase === 'reading' && ++seen === 10) again.abort();
+      },
+    }).catch(() => undefined);
+    let csvText = '';
+    const store = await LevelStore.open(old);
+    try {
+      const job = (await store.listImports())[0] as JobRecord;
+      expect([job.state, job.checkpoint.phase, job.checkpoint.ndjsonLines, job.checkpoint.offset > 0]).toEqual(['interrupted', 'spool', true, true]);
+      for await (const piece of ndjsonAsCsv(pieces(readFileSync(path)))) csvText += piece.toString();
+      const csvLines = csvText.split('\n');
+      const { ndjsonLines: _, ...rest } = job.checkpoint;
+      const rows = rest.counts.rows;
+      const offset = Buffer.byteLength(csvLines.slice(0, rows + 1).join('\n')) + 1;
+      await store.putJob({ ...job, checkpoint: { ...rest, offset, lines: rows + 1 } });
+    } finally {
+      await store.close();
+    }
+    const fromCsvText = await importContacts(path, old);
+    expect(fromCsvText.resumed).toBe(true);
+    expect(countsOf(fromCsvText)).toEqual(countsOf(clean));
+    expect(fromCsvText.bytes).toBe(Buffer.byteLength(csvText));
+    expect(readFileSync(`${old}.rejects.csv`, 'utf8')).toBe(readFileSync(join(dir, 'clean.rejects.csv'), 'utf8'));
+    expect(durableEntries(await dumpStore(old))).toEqual(durableEntries(await dumpStore(join(dir, 'clean'))));
   });
 });
