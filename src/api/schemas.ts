@@ -4,6 +4,7 @@
  * server.ts), so that a field missing from a schema can never be dropped from a decision.
  */
 import { JOB_STATES } from '../store/job-states.js';
+import { SUPPRESSION_REASONS } from '../store/jobs.js';
 
 /** Every non-2xx answer. */
 export const ERROR_SCHEMA = {
@@ -29,6 +30,11 @@ export const JOB_SCHEMA = {
   type: 'object', required: ['id', 'state'], additionalProperties: true,
   properties: {
     id: { type: 'string' }, state: { type: 'string', enum: JOB_STATES }, counts: OPEN_OBJECT,
+    reasons: {
+      type: 'object', additionalProperties: false,
+      description: 'valid rows per reason: each row\'s own (a reason column), else the job\'s; they add up to `counts.valid`',
+      properties: Object.fromEntries(SUPPRESSION_REASONS.map((r) => [r, { type: 'integer', minimum: 1 }])),
+    },
     error: { type: ['object', 'null'], additionalProperties: true },
   },
 } as const;
