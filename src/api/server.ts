@@ -20,7 +20,7 @@ import { LogController, fastify, type FastifyInstance, type FastifyReply, type F
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { CheckRequest } from '../check/checker.js';
 import type { OptoutStore, ReplicaFreshness } from '../check/open-store.js';
-import type { Decision, SendType } from '../check/rules.js';
+import type { Decision, DecisionReason, SendType } from '../check/rules.js';
 import { KeyRing, type KeyRecord, type KeyScope } from '../auth/api-keys.js';
 import { isOptoutError } from '../errors.js';
 import { ImportJobs, normalizeImportJobsOptions, type ImportJobsOptions } from '../manage/import-jobs.js';
@@ -34,7 +34,8 @@ import { enforceStrictDecoding, frameworkErrors, parseQuery } from './strict-dec
 import { clientErrorHandler, manageConnections } from './connection.js';
 import { RouteMethods } from './methods.js';
 import { logRequests, loggerOptions, type RequestLogOptions } from './request-log.js';
-import { DECISION_SCHEMA, answers, listOf, textOf } from './schemas.js';
+import { COMPACT_DECISION_SCHEMA, DECISION_SCHEMA, answers, listOf, textOf } from './schemas.js';
+import { batchAnswer } from './batch-answer.js';
 import { registerLinkRoutes, type LinkRouteOptions } from './link-routes.js';
 
 export const MAX_BATCH = 10_000;
@@ -73,7 +74,7 @@ declare module 'fastify' {
 }
 
 interface EligibilityQuery { email: string; unit?: string; type?: SendType; legalBasis?: string; minSeq?: string }
-interface EligibilityBody { emails: string[]; unit?: string; type?: SendType; legalBasis?: string; minSeq?: number }
+interface EligibilityBody { emails: string[]; unit?: string; type?: SendType; legalBasis?: string; minSeq?: number; compact?: boolean }
 
 const OPTIONS_SCHEMA = {
   unit: { type: 'string', maxLength: 64 },
@@ -299,8 +300,24 @@ export function createServer(options: ServerOptions): OptoutServer {
     if (bound !== null && unit !== bound) throw new ApiError('OPTOUT_ERR_FORBIDDEN', `This key may only ask about unit ${bound}`);
   }
 
+  // One counter child per reason, found once: a label lookup per decision costs a batch more
+  // than its lookups do.
+  const byReason = new Map<DecisionReason, Counter.Internal>();
+  const countOf = (reason: DecisionReason): Counter.Internal => {
+    let c = byReason.get(reason);
+    if (c === undefined) byReason.set(reason, (c = checks.labels({ reason })));
+    return c;
+  };
+
+  /** Counts the decisions (once a request, by reason) and refuses an answer with any `unavailable` in it. */
   function failClosed(decisions: readonly Decision[]): void {
-    for (const d of decisions) checks.inc({ reason: d.reason });
+    if (decisions.length === 1) {
+      countOf((decisions[0] as Decision).reason).inc();
+    } else {
+      const tally = new Map<DecisionReason, number>();
+      for (const d of decisions) tally.set(d.reason, (tally.get(d.reason) ?? 0) + 1);
+      for (const [reason, n] of tally) countOf(reason).inc(n);
+    }
     if (decisions.some((d) => d.reason === 'unavailable')) throw new ApiError('OPTOUT_ERR_STORE', 'The store could not answer');
   }
 
@@ -342,11 +359,12 @@ export function createServer(options: ServerOptions): OptoutServer {
           properties: {
             emails: { type: 'array', items: { type: 'string', maxLength: MAX_EMAIL_CHARS } }, ...OPTIONS_SCHEMA,
             minSeq: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
+            compact: { type: 'boolean', description: 'Answer each address with `eligible` and `reason` only (and `invalidReason`), in input order' },
           },
         },
-        response: answers({ 200: listOf('results', DECISION_SCHEMA) }),
+        response: answers({ 200: listOf('results', { anyOf: [DECISION_SCHEMA, COMPACT_DECISION_SCHEMA] }) }),
       },
-    }, async (request) => {
+    }, async (request, reply) => {
       const b = request.body;
       if (b.emails.length > MAX_BATCH) {
         throw new ApiError('OPTOUT_ERR_PAYLOAD_TOO_LARGE', `At most ${MAX_BATCH} emails a request, got ${b.emails.length}`);
@@ -355,7 +373,9 @@ export function createServer(options: ServerOptions): OptoutServer {
       const caller = `key:${request.apiKey?.id ?? '?'}`;
       const results = await current().checkMany(b.emails.map((email) => ({ email, unit: b.unit, type: b.type, legalBasis: b.legalBasis, caller })), { minSeq: b.minSeq });
       failClosed(results);
-      return { results };
+      // Serialized once, to the bytes sent: a string answer would be measured again by the
+      // compression hook and by the reply, and encoded on the way out.
+      return reply.type('application/json; charset=utf-8').send(batchAnswer(results, b.compact === true));
     });
 
     registerManageRoutes(api, {
