@@ -90,7 +90,7 @@ export function enforceStrictDecoding(app: FastifyInstance): void {
     }
     json(request, text, done);
   });
-  app.addHook('preValidation', async (request) => {
-    if (MALFORMED in (request.query as object)) throw invalidEncoding('query string');
+  app.addHook('preValidation', (request, _reply, done) => {
+    done(MALFORMED in (request.query as object) ? invalidEncoding('query string') : undefined);
   });
 }
