@@ -20,7 +20,12 @@ export type ParsedQuery = Record<string, string | string[]>;
 /** Marks a query that did not decode: the parser may not throw (it runs inside the router). */
 const MALFORMED = Symbol('optout.malformedQuery');
 
+/** What decoding could change: an escape or a `+`. */
+const ENCODED = /[%+]/;
+
 function decodeComponent(text: string): string | undefined {
+  // Most names and many values hold neither: they decode to themselves.
+  if (!ENCODED.test(text)) return text;
   try {
     return decodeURIComponent(text.replaceAll('+', ' '));
   } catch {
