@@ -401,7 +401,7 @@ export function createServer(options: ServerOptions): OptoutServer {
       }
       assertUnit(request, b.unit);
       const caller = `key:${request.apiKey?.id ?? '?'}`;
-      const results = await current().checkMany(b.emails.map((email) => ({ email, unit: b.unit, type: b.type, legalBasis: b.legalBasis, caller })), { minSeq: b.minSeq });
+      const results = await current().checkEmails(b.emails, { unit: b.unit, type: b.type, legalBasis: b.legalBasis, caller }, { minSeq: b.minSeq });
       failClosed(results);
       // Serialized once, to the bytes sent: a string answer would be measured again by the
       // compression hook and by the reply, and encoded on the way out.

@@ -111,7 +111,7 @@ describe('fail closed', () => {
     const broken: OptoutStore = {
       ...real,
       check: async (req) => unavailable(req.email),
-      checkMany: async (reqs) => reqs.map((r, i) => (i === 1 ? unavailable(r.email) : { address: r.email, key: r.email, eligible: true, reason: 'not_suppressed' })),
+      checkEmails: async (emails) => emails.map((e, i) => (i === 1 ? unavailable(e) : { address: e, key: e, eligible: true, reason: 'not_suppressed' })),
       close: () => real.close(),
     };
     const { base } = await start(broken);
