@@ -26,6 +26,16 @@ export const DECISION_SCHEMA = {
   },
 } as const;
 
+/** A decision of a batch asked with `compact: true`: the address is the one at the same position. */
+export const COMPACT_DECISION_SCHEMA = {
+  type: 'object', required: ['eligible', 'reason'], additionalProperties: false,
+  properties: {
+    eligible: DECISION_SCHEMA.properties.eligible,
+    reason: DECISION_SCHEMA.properties.reason,
+    invalidReason: DECISION_SCHEMA.properties.invalidReason,
+  },
+} as const;
+
 export const JOB_SCHEMA = {
   type: 'object', required: ['id', 'state'], additionalProperties: true,
   properties: {
