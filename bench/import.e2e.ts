@@ -37,7 +37,7 @@ const COUNT_FIELDS = ['rows', 'valid', 'invalid', 'unique', 'duplicates', 'added
 
 const USAGE = 'Usage: npm run bench:import -- --rows N[,N...] [--seed S] [--runs R] [--update-readme]';
 const SECTION = 'bench:import';
-/** NDJSON is parsed on the main thread (then read as CSV): it should import at half the CSV's rate or better. */
+/** NDJSON lines are parsed in the workers as CSV is: it should import at half the CSV's rate or better. */
 const NDJSON_TARGET = 0.5;
 
 

@@ -16,7 +16,8 @@
  *
  * PostgreSQL: `$OPTOUT_BENCH_PG_URL` (a database this benchmark may empty), else a throwaway
  * cluster of the installed server (fsync off, as the tests' clusters: the figures then leave out
- * the WAL flush a production commit waits for; the table says which). Progress goes to stderr,
+ * the WAL flush a production commit waits for; and {@link CLUSTER_SETTINGS}). The table states
+ * the server's settings that bear on the figures. Progress goes to stderr,
  * the markdown result to stdout. Exit 1 on a failure (a wrong count or answer), 2 on bad arguments.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -176,21 +177,39 @@ function checkRate(checker: Checker, entries: number, n = CHECKS): number {
   return n / seconds;
 }
 
-interface Cluster { url: string; fsync: boolean; stop(): Promise<void> }
+/**
+ * The throwaway cluster's settings besides fsync off: memory for the server's pages as a server
+ * given to the ledger would have (the default, 128 MB, is sized for small machines; the entries'
+ * table and key index outgrow it at 2M keys, and every chunk then evicts pages the next one reads
+ * back), and WAL between checkpoints enough that a whole import does not checkpoint every few
+ * chunks (after each checkpoint, the first change to a page writes the whole page to the WAL).
+ */
+const CLUSTER_SETTINGS = { shared_buffers: '1GB', max_wal_size: '4GB' };
+/** The server settings the table states. */
+const SHOWN = ['fsync', 'synchronous_commit', 'shared_buffers', 'max_wal_size'] as const;
+
+interface Cluster { url: string; settings: Record<string, string>; stop(): Promise<void> }
+
+async function settingsOf(url: string): Promise<Record<string, string>> {
+  return admin(url, async (c) => {
+    const shown: Record<string, string> = {};
+    for (const name of SHOWN) shown[name] = String(Object.values((await c.query(`SHOW ${name}`)).rows[0] ?? {})[0] ?? '?');
+    return shown;
+  });
+}
 
 async function cluster(): Promise<Cluster> {
   const given = process.env['OPTOUT_BENCH_PG_URL'];
   if (given !== undefined && given !== '') {
     await waitForServer(given);
-    const fsync = await admin(given, async (c) => (await c.query<{ fsync: string }>('SHOW fsync')).rows[0]?.fsync === 'on');
-    return { url: given, fsync, stop: async () => undefined };
+    return { url: given, settings: await settingsOf(given), stop: async () => undefined };
   }
   const bin = serverBinaries();
   if (bin === undefined) throw new BenchFailure('No PostgreSQL: set OPTOUT_BENCH_PG_URL or install the server (apt-get install postgresql)');
   log('starting a throwaway PostgreSQL cluster');
-  const started = await startCluster(bin);
+  const started = await startCluster(bin, CLUSTER_SETTINGS);
   await waitForServer(started.url);
-  return { ...started, fsync: false };
+  return { ...started, settings: await settingsOf(started.url) };
 }
 
 async function emptyDatabase(url: string): Promise<void> {
@@ -393,7 +412,8 @@ async function main(argv: readonly string[]): Promise<number> {
       `mixed case) into an empty database and an empty folder, worker threads as \`optout import\` uses them, the two in turns; ` +
       `the ratio is LevelDB's time over PostgreSQL's. Replica start-up: one run, \`openReplicaView\` and \`FeedFollower.start\` on an empty folder until ` +
       `the view holds every entry, RSS sampled every 50 ms (${formatBytes(startup.before)} before). Feed lag from the last run: ${formatNumber(o.rate * o.duration)} adds from another pool (up to ${IN_FLIGHT} in flight), ` +
-      `the replica woken by LISTEN/NOTIFY and polling every 100 ms. PostgreSQL ${pg.fsync ? 'with fsync on' : 'with fsync off (commits skip the WAL flush a production commit waits for)'}, on the same machine. ` +
+      `the replica woken by LISTEN/NOTIFY and polling every 100 ms. PostgreSQL ${pg.settings['fsync'] === 'on' ? 'with fsync on' : 'with fsync off (commits skip the WAL flush a production commit waits for)'}, on the same machine, ` +
+      `${SHOWN.filter((n) => n !== 'fsync').map((n) => `${n} ${pg.settings[n] ?? '?'}`).join(', ')}. ` +
       `Checks: \`Checker.decide\` on ${formatNumber(CHECKS)} addresses. Load average ${load.toFixed(1)} before, ${(loadavg()[0] ?? 0).toFixed(1)} after. ` +
       `Machine: ${cpus().length} cores (${cpus()[0]?.model.trim() ?? '?'}), ${(totalmem() / 1e9).toFixed(1)} GB RAM, Node ${process.version}, ${platform()} ${arch()}.`,
     ].join('\n');

@@ -1,7 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createReadStream } from 'node:fs';
+import { createReadStream, readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { BenchFailure, tail } from './harness.js';
+import { timeChild } from './measure.js';
 
 function percentile(sorted: Float64Array, p: number): number {
   if (sorted.length === 0) return Number.NaN;
@@ -34,7 +35,23 @@ export class Latencies {
 
 export interface ChildServer {
   url: string;
+  pid: number;
   stop(): Promise<void>;
+}
+
+/**
+ * CPU seconds (user + system) process `pid` has used so far, from /proc; undefined where /proc is
+ * not there. Clock ticks are taken as 100 a second, Linux's USER_HZ.
+ */
+export function cpuSeconds(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name, which may hold spaces and ends with the last ')'.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Spawns a server that prints `listening on http://...` on stderr, and waits for that line. */
@@ -60,7 +77,7 @@ export function startChildServer(args: readonly string[]): Promise<ChildServer> 
       const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(stderr);
       if (m?.[1] !== undefined) {
         clearTimeout(timer);
-        resolveStart({ url: m[1], stop });
+        resolveStart({ url: m[1], pid: child.pid ?? 0, stop });
       }
     });
     child.once('error', (err) => {
@@ -109,7 +126,7 @@ export async function* firstColumn(file: string): AsyncGenerator<string> {
 }
 
 /** `concurrency` closed loops for `seconds`: the most a server answers at that concurrency. */
-export async function closedLoop(concurrency: number, seconds: number, once: (i: number) => Promise<number>): Promise<{ rate: number; p50: number; p99: number; errors: number }> {
+export async function closedLoop(concurrency: number, seconds: number, once: (i: number) => Promise<number>): Promise<LoadResult> {
   const lat = new Latencies();
   let items = 0;
   let errors = 0;
@@ -131,4 +148,60 @@ export async function closedLoop(concurrency: number, seconds: number, once: (i:
     }
   }));
   return { rate: items / ((performance.now() - started) / 1000), ...lat.summary(), errors };
+}
+
+/** What a load of requests gave: requests (or checks) a second, latency in ms, failed requests. */
+export interface LoadResult {
+  rate: number;
+  p50: number;
+  p99: number;
+  errors: number;
+}
+
+/** A Lua long string holding `text`, of a level that `text` does not close. */
+function luaLongString(text: string): string {
+  let level = '';
+  while (text.includes(`]${level}]`)) level += '=';
+  return `[${level}[${text}]${level}]`;
+}
+
+/**
+ * A wrk script that cycles through `requests` (path, and body when POST), and prints its own
+ * summary as one JSON line: wrk's text output rounds latencies to two digits.
+ */
+export function wrkScript(method: 'GET' | 'POST', requests: ReadonlyArray<{ path: string; body?: string }>, headers: Readonly<Record<string, string>>): string {
+  const lua = (s: string): string => JSON.stringify(s);
+  return [
+    `local method = ${lua(method)}`,
+    `local headers = { ${Object.entries(headers).map(([k, v]) => `[${lua(k)}] = ${lua(v)}`).join(', ')} }`,
+    'local reqs = {',
+    ...requests.map((r) => `  { ${lua(r.path)}, ${r.body === undefined ? 'nil' : luaLongString(r.body)} },`),
+    '}',
+    'local i = 0',
+    'request = function()',
+    '  i = i % #reqs + 1',
+    '  local r = reqs[i]',
+    '  return wrk.format(method, r[1], headers, r[2])',
+    'end',
+    'done = function(summary, latency, requests)',
+    '  local e = summary.errors',
+    '  io.write(string.format(\'WRK_RESULT {"requests":%d,"us":%d,"errors":%d,"p50":%f,"p99":%f}\\n\',',
+    '    summary.requests, summary.duration, e.connect + e.read + e.write + e.status + e.timeout,',
+    '    latency:percentile(50) / 1000, latency:percentile(99) / 1000))',
+    'end',
+    '',
+  ].join('\n');
+}
+
+/**
+ * A closed-loop load from wrk (one thread, `connections` keep-alive connections) for `seconds`,
+ * with `script` from {@link wrkScript}. `perRequest` counts the items of one request (the
+ * addresses of a batch). Latencies are wrk's, from each request's send to its answer.
+ */
+export async function runWrk(url: string, scriptFile: string, connections: number, seconds: number, perRequest = 1): Promise<LoadResult> {
+  const r = await timeChild('wrk', ['-t1', `-c${connections}`, `-d${seconds}s`, '--timeout', '30s', '-s', scriptFile, url]);
+  const line = /WRK_RESULT (\{.*\})/.exec(r.stdout)?.[1];
+  if (r.exitCode !== 0 || line === undefined) throw new BenchFailure(`wrk failed (${r.exitCode ?? r.signal ?? '?'}):\n${tail(r.stdout + r.stderr)}`);
+  const s = JSON.parse(line) as { requests: number; us: number; errors: number; p50: number; p99: number };
+  return { rate: (s.requests * perRequest) / (s.us / 1e6), p50: s.p50, p99: s.p99, errors: s.errors };
 }

@@ -27,7 +27,6 @@ export function serverBinaries(): string | undefined {
   return undefined;
 }
 
-/** Starts a loopback-only cluster in a folder under /tmp; as root, as the OS user postgres (it refuses root). */
 /** A cluster started here. */
 export interface StartedCluster {
   url: string;
@@ -42,7 +41,11 @@ export interface StartedCluster {
   start(): Promise<void>;
 }
 
-export async function startCluster(bin: string): Promise<StartedCluster> {
+/**
+ * Starts a loopback-only cluster in a folder under /tmp; as root, as the OS user postgres (it
+ * refuses root). fsync is off; `settings` are further server settings (name to value).
+ */
+export async function startCluster(bin: string, settings: Readonly<Record<string, string>> = {}): Promise<StartedCluster> {
   const root = process.getuid?.() === 0;
   const dir = await mkdtemp('/tmp/optout-test-pg.');
   if (root) await chown(dir, ...(await postgresIds()));
@@ -58,7 +61,7 @@ export async function startCluster(bin: string): Promise<StartedCluster> {
     await as(join(bin, 'initdb'), ['-D', data, '-A', 'trust', '-U', 'postgres', '-E', 'UTF8', '--locale=C.UTF-8', '--no-sync']);
     const start = async (): Promise<void> => {
       await as(join(bin, 'pg_ctl'), ['-D', data, '-l', join(dir, 'server.log'), '-w', '-t', '60',
-        '-o', `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off`, 'start']);
+        '-o', [`-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off`, ...Object.entries(settings).map(([k, v]) => `-c ${k}=${v}`)].join(' '), 'start']);
     };
     await start();
     const signal = async (sig: NodeJS.Signals): Promise<void> => {

@@ -1,19 +1,17 @@
 /**
  * Redis as the reference a shared suppression list is usually built on: the same addresses in
- * one set, asked with SISMEMBER by redis-benchmark (Redis's own C client), one command per round
- * trip and pipelined. Runs only where `redis-server`, `redis-cli` and `redis-benchmark` are
- * installed; the server is a child of the benchmark, on a free loopback port, with persistence off.
+ * one set, asked with SISMEMBER about many different addresses (the load's own pool, half of
+ * them members), one command per round trip and pipelined. The server is a child of the
+ * benchmark, on a free loopback port, with persistence off; it runs only where `redis-server`
+ * and `redis-cli` are installed. The client speaks RESP over plain sockets, so that every
+ * command names another address: redis-benchmark repeats one command line.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { Socket, connect } from 'node:net';
 import { BenchFailure, freePort } from './harness.js';
+import { Latencies, type LoadResult } from './load.js';
 import { timeChild } from './measure.js';
-
-export interface RedisResult {
-  rate: number;
-  p50: number;
-  p99: number;
-}
 
 const SET_KEY = 'optout';
 const MEMBERS_PER_COMMAND = 1_000;
@@ -22,6 +20,12 @@ export const REDIS_PIPELINE = 16;
 
 function resp(args: readonly string[]): string {
   return `*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`;
+}
+
+export interface RedisServer {
+  port: number;
+  size: number;
+  stop(): Promise<void>;
 }
 
 async function startRedis(port: number): Promise<ChildProcess> {
@@ -72,41 +76,86 @@ async function load(port: number, members: AsyncIterable<string>): Promise<numbe
   return Number(card.stdout.trim());
 }
 
-async function sismember(port: number, member: string, requests: number, pipeline: number): Promise<RedisResult> {
-  const r = await timeChild('redis-benchmark', ['-p', String(port), '-c', String(REDIS_CLIENTS), '-n', String(requests),
-    '-P', String(pipeline), '--csv', 'SISMEMBER', SET_KEY, member]);
-  const line = r.stdout.trim().split('\n').at(-1) ?? '';
-  const cells = line.split(',').map((c) => c.replaceAll('"', ''));
-  // "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
-  const [rate, p50, p99] = [Number(cells[1]), Number(cells[4]), Number(cells[6])];
-  if (r.exitCode !== 0 || !(rate > 0)) throw new BenchFailure(`redis-benchmark failed (${r.exitCode ?? r.signal ?? '?'}):\n${r.stdout}${r.stderr}`);
-  return { rate, p50, p99 };
+/** A Redis loaded with `members` in one set, until `stop`. */
+export async function startLoadedRedis(members: AsyncIterable<string>, log: (line: string) => void): Promise<RedisServer> {
+  const port = await freePort();
+  const server = await startRedis(port);
+  const stop = async (): Promise<void> => {
+    if (server.exitCode !== null || server.signalCode !== null) return;
+    const exited = once(server, 'exit');
+    server.kill('SIGTERM');
+    await exited;
+  };
+  try {
+    log('redis: loading the set');
+    return { port, size: await load(port, members), stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+/** Integer replies (`:0` / `:1`) read off a socket, handed to the oldest waiter. */
+class ReplyReader {
+  #buffered = '';
+  readonly #waiting: Array<(hit: boolean) => void> = [];
+
+  constructor(socket: Socket) {
+    socket.setEncoding('latin1');
+    socket.on('data', (s: string) => {
+      this.#buffered += s;
+      let at = 0;
+      for (;;) {
+        const end = this.#buffered.indexOf('\r\n', at);
+        if (end < 0) break;
+        const line = this.#buffered.slice(at, end);
+        at = end + 2;
+        if (line !== ':0' && line !== ':1') throw new BenchFailure(`redis answered ${JSON.stringify(line)} to SISMEMBER`);
+        this.#waiting.shift()?.(line === ':1');
+      }
+      this.#buffered = this.#buffered.slice(at);
+    });
+  }
+
+  next(): Promise<boolean> {
+    return new Promise((r) => this.#waiting.push(r));
+  }
 }
 
 /**
- * Loads `members` into a fresh Redis and measures SISMEMBER of `probe` (a member: a hit) for
- * about `seconds` each way.
+ * `clients` connections, each sending `pipeline` SISMEMBERs of the next addresses of `probes`
+ * at once and waiting for their replies, for `seconds`. Latency is that of a round trip.
  */
-export async function measureRedis(members: AsyncIterable<string>, probe: string, seconds: number,
-  log: (line: string) => void): Promise<{ size: number; single: RedisResult; pipelined: RedisResult }> {
-  const port = await freePort();
-  const server = await startRedis(port);
+export async function sismemberLoad(port: number, probes: readonly string[], pipeline: number, seconds: number): Promise<LoadResult & { hits: number }> {
+  const commands = probes.map((p) => resp(['SISMEMBER', SET_KEY, p]));
+  const sockets = await Promise.all(Array.from({ length: REDIS_CLIENTS }, async () => {
+    const s = connect(port, '127.0.0.1');
+    s.setNoDelay(true);
+    await once(s, 'connect');
+    return s;
+  }));
+  const lat = new Latencies();
+  let done = 0;
+  let hits = 0;
+  let next = 0;
+  const started = performance.now();
+  const deadline = started + seconds * 1000;
   try {
-    log('redis: loading the set');
-    const size = await load(port, members);
-    log(`redis: ${size} members; SISMEMBER, ${REDIS_CLIENTS} clients`);
-    // A first short run sizes the measured ones to about `seconds`.
-    const probeRun = await sismember(port, probe, 20_000, 1);
-    const single = await sismember(port, probe, Math.ceil(probeRun.rate * seconds), 1);
-    log(`redis: SISMEMBER, ${REDIS_CLIENTS} clients, pipelined ${REDIS_PIPELINE}`);
-    const probePipelined = await sismember(port, probe, 200_000, REDIS_PIPELINE);
-    const pipelined = await sismember(port, probe, Math.ceil(probePipelined.rate * seconds), REDIS_PIPELINE);
-    return { size, single, pipelined };
+    await Promise.all(sockets.map(async (socket) => {
+      const reader = new ReplyReader(socket);
+      while (performance.now() < deadline) {
+        let text = '';
+        for (let i = 0; i < pipeline; i++) text += commands[next++ % commands.length];
+        const t = performance.now();
+        const replies = Array.from({ length: pipeline }, () => reader.next());
+        socket.write(text);
+        for (const hit of await Promise.all(replies)) if (hit) hits++;
+        lat.add(performance.now() - t);
+        done += pipeline;
+      }
+    }));
   } finally {
-    if (server.exitCode === null && server.signalCode === null) {
-      const exited = once(server, 'exit');
-      server.kill('SIGTERM');
-      await exited;
-    }
+    for (const s of sockets) s.destroy();
   }
+  return { rate: done / ((performance.now() - started) / 1000), ...lat.summary(), errors: 0, hits };
 }

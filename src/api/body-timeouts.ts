@@ -52,8 +52,12 @@ export function hasBody(request: FastifyRequest): boolean {
 
 /** Arms the whole-body deadline on every request with a body. */
 export function limitBodyTime(app: FastifyInstance, timeouts: Readonly<Required<BodyTimeouts>>): void {
-  app.addHook('onRequest', async (request, reply) => {
-    if (!hasBody(request)) return;
+  // Hooks on the path of every request take a callback: an async hook costs a promise each time.
+  app.addHook('onRequest', (request, reply, done) => {
+    if (!hasBody(request)) {
+      done();
+      return;
+    }
     const timer = setTimeout(() => {
       deadlines.delete(request.raw);
       if (request.raw.complete || reply.sent) return;
@@ -69,6 +73,7 @@ export function limitBodyTime(app: FastifyInstance, timeouts: Readonly<Required<
     };
     request.raw.once('end', clear);
     reply.raw.once('close', clear);
+    done();
   });
 }
 

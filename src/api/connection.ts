@@ -69,18 +69,19 @@ export function manageConnections(app: FastifyInstance): void {
 
   // preParsing runs after every onRequest hook (the key, the scope, the rate limit) and before
   // the body is read: the moment the client may send it.
-  app.addHook('preParsing', async (request, reply, payload) => {
-    if (expectsContinue(request) && !reply.raw.headersSent) reply.raw.writeContinue();
-    return payload;
+  app.addHook('preParsing', (request, reply, payload, done) => {
+    if (request.headers.expect !== undefined && expectsContinue(request) && !reply.raw.headersSent) reply.raw.writeContinue();
+    done(null, payload);
   });
 
-  app.addHook('onSend', async (request, reply, payload) => {
+  app.addHook('onSend', (request, reply, payload, done) => {
     const socket = request.raw.socket;
-    if (!(socket instanceof Socket) || !hasBody(request) || request.raw.complete) return payload;
-    // The rest of the body will not be read: this connection cannot carry another request.
-    void reply.header('connection', 'close');
-    closeGracefullyAfterAnswer(socket);
-    return payload;
+    if (socket instanceof Socket && hasBody(request) && !request.raw.complete) {
+      // The rest of the body will not be read: this connection cannot carry another request.
+      void reply.header('connection', 'close');
+      closeGracefullyAfterAnswer(socket);
+    }
+    done(null, payload);
   });
 }
 

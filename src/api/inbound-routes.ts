@@ -3,7 +3,7 @@
  * provider authenticates its deliveries its own way (a signature, basic auth), checked over the
  * body's exact bytes, so the body is kept raw whatever its Content-Type (SNS sends text/plain).
  */
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, onRequestHookHandler } from 'fastify';
 import { Counter, type Registry } from 'prom-client';
 import type { KeyScope } from '../auth/api-keys.js';
 import type { OptoutStore } from '../check/open-store.js';
@@ -15,7 +15,7 @@ import { receiveInbound, type ReceiveOptions } from '../inbound/receive.js';
 export interface InboundRouteContext {
   current(): OptoutStore;
   /** The API key check of the management routes. */
-  guard(scope: KeyScope): (request: FastifyRequest, reply: FastifyReply) => Promise<void>;
+  guard(scope: KeyScope): onRequestHookHandler;
   /** Where `optout_inbound_events_total` is registered. */
   registry: Registry;
   options?: ReceiveOptions;

@@ -5,7 +5,7 @@
  */
 import { createReadStream, existsSync } from 'node:fs';
 import { Readable } from 'node:stream';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify';
 import { createKey, listKeys, revokeKey, type KeyRing, type KeyScope } from '../auth/api-keys.js';
 import type { OptoutStore } from '../check/open-store.js';
 import { readAudit } from '../manage/audit-log.js';
@@ -20,7 +20,7 @@ import { ApiError } from './errors.js';
 import { JOB_SCHEMA, OPEN_OBJECT, answers, listOf, textOf } from './schemas.js';
 
 export interface RouteContext {
-  guard(scope: KeyScope): (request: FastifyRequest, reply: FastifyReply) => Promise<void>;
+  guard(scope: KeyScope): onRequestHookHandler;
   keys(): KeyRing;
   assertUnit(request: FastifyRequest, unit: string | undefined): void;
   current(): OptoutStore;

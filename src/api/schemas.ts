@@ -4,6 +4,7 @@
  * server.ts), so that a field missing from a schema can never be dropped from a decision.
  */
 import { JOB_STATES } from '../store/job-states.js';
+import { SUPPRESSION_REASONS } from '../store/jobs.js';
 
 /** Every non-2xx answer. */
 export const ERROR_SCHEMA = {
@@ -25,10 +26,25 @@ export const DECISION_SCHEMA = {
   },
 } as const;
 
+/** A decision of a batch asked with `compact: true`: the address is the one at the same position. */
+export const COMPACT_DECISION_SCHEMA = {
+  type: 'object', required: ['eligible', 'reason'], additionalProperties: false,
+  properties: {
+    eligible: DECISION_SCHEMA.properties.eligible,
+    reason: DECISION_SCHEMA.properties.reason,
+    invalidReason: DECISION_SCHEMA.properties.invalidReason,
+  },
+} as const;
+
 export const JOB_SCHEMA = {
   type: 'object', required: ['id', 'state'], additionalProperties: true,
   properties: {
     id: { type: 'string' }, state: { type: 'string', enum: JOB_STATES }, counts: OPEN_OBJECT,
+    reasons: {
+      type: 'object', additionalProperties: false,
+      description: 'valid rows per reason: each row\'s own (a reason column), else the job\'s; they add up to `counts.valid`',
+      properties: Object.fromEntries(SUPPRESSION_REASONS.map((r) => [r, { type: 'integer', minimum: 1 }])),
+    },
     error: { type: ['object', 'null'], additionalProperties: true },
   },
 } as const;

@@ -16,11 +16,11 @@
  */
 import compress from '@fastify/compress';
 import swagger from '@fastify/swagger';
-import { LogController, fastify, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { LogController, fastify, type FastifyInstance, type FastifyReply, type FastifyRequest, type onRequestHookHandler } from 'fastify';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { CheckRequest } from '../check/checker.js';
 import type { OptoutStore, ReplicaFreshness } from '../check/open-store.js';
-import type { Decision, SendType } from '../check/rules.js';
+import type { Decision, DecisionReason, SendType } from '../check/rules.js';
 import { KeyRing, type KeyRecord, type KeyScope } from '../auth/api-keys.js';
 import { isOptoutError } from '../errors.js';
 import { ImportJobs, normalizeImportJobsOptions, type ImportJobsOptions } from '../manage/import-jobs.js';
@@ -33,8 +33,9 @@ import { limitBodyTime, normalizeBodyTimeouts, streamedBody, type BodyTimeouts }
 import { enforceStrictDecoding, frameworkErrors, parseQuery } from './strict-decoding.js';
 import { clientErrorHandler, manageConnections } from './connection.js';
 import { RouteMethods } from './methods.js';
-import { logRequests, loggerOptions, type RequestLogOptions } from './request-log.js';
-import { DECISION_SCHEMA, answers, listOf, textOf } from './schemas.js';
+import { bufferedStdout, logRequests, loggerOptions, logs, type RequestLogOptions } from './request-log.js';
+import { COMPACT_DECISION_SCHEMA, DECISION_SCHEMA, answers, listOf, textOf } from './schemas.js';
+import { batchAnswer } from './batch-answer.js';
 import { registerLinkRoutes, type LinkRouteOptions } from './link-routes.js';
 
 export const MAX_BATCH = 10_000;
@@ -73,7 +74,7 @@ declare module 'fastify' {
 }
 
 interface EligibilityQuery { email: string; unit?: string; type?: SendType; legalBasis?: string; minSeq?: string }
-interface EligibilityBody { emails: string[]; unit?: string; type?: SendType; legalBasis?: string; minSeq?: number }
+interface EligibilityBody { emails: string[]; unit?: string; type?: SendType; legalBasis?: string; minSeq?: number; compact?: boolean }
 
 const OPTIONS_SCHEMA = {
   unit: { type: 'string', maxLength: 64 },
@@ -114,8 +115,9 @@ function replicaGauges(registry: Registry, replica: ReplicaFreshness): void {
 export function createServer(options: ServerOptions): OptoutServer {
   // Checked now rather than once the store has opened, where a bad option would only be logged.
   normalizeImportJobsOptions(options.imports);
+  const stdout = logs(options.logger) && (options.logger === true || (options.logger as RequestLogOptions).stream === undefined) ? bufferedStdout() : undefined;
   const app = fastify({
-    logger: loggerOptions(options.logger),
+    logger: loggerOptions(options.logger, stdout?.stream),
     // Our own line per request, without the URL: a check's query holds the address.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: DEFAULT_BODY_LIMIT,
@@ -164,8 +166,9 @@ export function createServer(options: ServerOptions): OptoutServer {
   app.addHook('preClose', async () => {
     closing = true;
   });
-  app.addHook('onRequest', async () => {
-    if (closing) throw new ApiError('OPTOUT_ERR_NOT_READY', 'The server is shutting down', { connection: 'close' });
+  // Hooks on the path of every request take a callback: an async hook costs a promise each time.
+  app.addHook('onRequest', (_request, _reply, done) => {
+    done(closing ? new ApiError('OPTOUT_ERR_NOT_READY', 'The server is shutting down', { connection: 'close' }) : undefined);
   });
   enforceStrictDecoding(app);
   const timeouts = normalizeBodyTimeouts(options.timeouts);
@@ -198,6 +201,7 @@ export function createServer(options: ServerOptions): OptoutServer {
   app.addHook('onClose', async () => {
     // Together: the scheduler waits for the import of its current run, which closing the jobs stops.
     await Promise.all([scheduler?.close(), imports?.close()]);
+    stdout?.close();
   });
   if (options.store instanceof Promise) {
     // The server must not crash on a store that never opens: /readyz keeps saying 503.
@@ -239,12 +243,22 @@ export function createServer(options: ServerOptions): OptoutServer {
     },
   });
 
-  app.addHook('onResponse', async (request, reply) => {
+  // Label children found once each: prom-client hashes the labels of every `inc` and `observe`.
+  const requestsBy = new Map<string, Counter.Internal>();
+  const latencyBy = new Map<string, Histogram.Internal<'route'>>();
+  app.addHook('onResponse', (request, reply, done) => {
     const route = request.routeOptions.url ?? 'unmatched';
-    requests.inc({ route, method: request.method, status: String(reply.statusCode) });
-    latency.observe({ route }, reply.elapsedTime / 1000);
+    const status = reply.statusCode;
+    const id = `${status} ${request.method} ${route}`;
+    let counter = requestsBy.get(id);
+    if (counter === undefined) requestsBy.set(id, (counter = requests.labels({ route, method: request.method, status: String(status) })));
+    let histogram = latencyBy.get(route);
+    if (histogram === undefined) latencyBy.set(route, (histogram = latency.labels({ route })));
+    counter.inc();
+    histogram.observe(reply.elapsedTime / 1000);
+    done();
   });
-  logRequests(app);
+  if (logs(options.logger)) logRequests(app);
 
   app.setErrorHandler(async (err, _request, reply) => {
     const api = toApiError(err);
@@ -260,34 +274,48 @@ export function createServer(options: ServerOptions): OptoutServer {
 
   const limiter = new RateLimiter();
 
-  /** onRequest hook: runs before the body is read, so nothing about the request is looked at first. */
-  function guard(scope: KeyScope) {
-    return async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
-      assertReady();
-      const header = request.headers.authorization;
-      const match = header === undefined ? null : /^Bearer[ ]+(\S+)[ ]*$/i.exec(header);
-      let key: KeyRecord | undefined;
+  /**
+   * onRequest hook: runs before the body is read, so nothing about the request is looked at first.
+   * A callback hook, not an async one: it runs on every check.
+   */
+  function guard(scope: KeyScope): onRequestHookHandler {
+    return (request: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void): void => {
       try {
-        key = match?.[1] === undefined ? undefined : keys?.verify(match[1]);
+        authorize(scope, request, reply);
       } catch (err) {
-        // A key that matched but may not be used: its holder is told why.
-        if (isOptoutError(err) && err.code === 'OPTOUT_ERR_UNAUTHORIZED') {
-          throw new ApiError('OPTOUT_ERR_UNAUTHORIZED', err.message, { 'www-authenticate': 'Bearer error="invalid_token"' });
-        }
-        throw err;
+        done(err as Error);
+        return;
       }
-      if (key === undefined) {
-        // One answer for a missing, malformed, unknown or revoked key.
-        void reply.header('www-authenticate', 'Bearer');
-        throw new ApiError('OPTOUT_ERR_UNAUTHORIZED', 'A valid API key is required (Authorization: Bearer <key>)');
-      }
-      if (scope === 'admin' && key.scope !== 'admin') throw new ApiError('OPTOUT_ERR_FORBIDDEN', 'This key may not use this route');
-      if (key.rateLimit !== null) {
-        const wait = limiter.take(key.id, key.rateLimit);
-        if (wait > 0) throw new ApiError('OPTOUT_ERR_RATE_LIMITED', `Rate limit of ${key.rateLimit}/s exceeded`, { 'retry-after': String(wait) });
-      }
-      request.apiKey = key;
+      done();
     };
+  }
+
+  /** The key, its scope and its rate limit; throws the error to answer. */
+  function authorize(scope: KeyScope, request: FastifyRequest, reply: FastifyReply): void {
+    assertReady();
+    const header = request.headers.authorization;
+    const match = header === undefined ? null : /^Bearer[ ]+(\S+)[ ]*$/i.exec(header);
+    let key: KeyRecord | undefined;
+    try {
+      key = match?.[1] === undefined ? undefined : keys?.verify(match[1]);
+    } catch (err) {
+      // A key that matched but may not be used: its holder is told why.
+      if (isOptoutError(err) && err.code === 'OPTOUT_ERR_UNAUTHORIZED') {
+        throw new ApiError('OPTOUT_ERR_UNAUTHORIZED', err.message, { 'www-authenticate': 'Bearer error="invalid_token"' });
+      }
+      throw err;
+    }
+    if (key === undefined) {
+      // One answer for a missing, malformed, unknown or revoked key.
+      void reply.header('www-authenticate', 'Bearer');
+      throw new ApiError('OPTOUT_ERR_UNAUTHORIZED', 'A valid API key is required (Authorization: Bearer <key>)');
+    }
+    if (scope === 'admin' && key.scope !== 'admin') throw new ApiError('OPTOUT_ERR_FORBIDDEN', 'This key may not use this route');
+    if (key.rateLimit !== null) {
+      const wait = limiter.take(key.id, key.rateLimit);
+      if (wait > 0) throw new ApiError('OPTOUT_ERR_RATE_LIMITED', `Rate limit of ${key.rateLimit}/s exceeded`, { 'retry-after': String(wait) });
+    }
+    request.apiKey = key;
   }
 
   /**
@@ -299,8 +327,24 @@ export function createServer(options: ServerOptions): OptoutServer {
     if (bound !== null && unit !== bound) throw new ApiError('OPTOUT_ERR_FORBIDDEN', `This key may only ask about unit ${bound}`);
   }
 
+  // One counter child per reason, found once: a label lookup per decision costs a batch more
+  // than its lookups do.
+  const byReason = new Map<DecisionReason, Counter.Internal>();
+  const countOf = (reason: DecisionReason): Counter.Internal => {
+    let c = byReason.get(reason);
+    if (c === undefined) byReason.set(reason, (c = checks.labels({ reason })));
+    return c;
+  };
+
+  /** Counts the decisions (once a request, by reason) and refuses an answer with any `unavailable` in it. */
   function failClosed(decisions: readonly Decision[]): void {
-    for (const d of decisions) checks.inc({ reason: d.reason });
+    if (decisions.length === 1) {
+      countOf((decisions[0] as Decision).reason).inc();
+    } else {
+      const tally = new Map<DecisionReason, number>();
+      for (const d of decisions) tally.set(d.reason, (tally.get(d.reason) ?? 0) + 1);
+      for (const [reason, n] of tally) countOf(reason).inc(n);
+    }
     if (decisions.some((d) => d.reason === 'unavailable')) throw new ApiError('OPTOUT_ERR_STORE', 'The store could not answer');
   }
 
@@ -313,6 +357,9 @@ export function createServer(options: ServerOptions): OptoutServer {
   void app.register(async (api) => {
     api.get<{ Querystring: EligibilityQuery }>('/v1/eligibility', {
       onRequest: guard('check'),
+      // A decision is a few hundred bytes, under the 1 KiB from which answers are compressed:
+      // the compression hooks would only look at it and let it go.
+      compress: false,
       // A HEAD would run the check and record a legal-basis decision that nobody reads: 405.
       exposeHeadRoute: false,
       schema: {
@@ -342,20 +389,23 @@ export function createServer(options: ServerOptions): OptoutServer {
           properties: {
             emails: { type: 'array', items: { type: 'string', maxLength: MAX_EMAIL_CHARS } }, ...OPTIONS_SCHEMA,
             minSeq: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
+            compact: { type: 'boolean', description: 'Answer each address with `eligible` and `reason` only (and `invalidReason`), in input order' },
           },
         },
-        response: answers({ 200: listOf('results', DECISION_SCHEMA) }),
+        response: answers({ 200: listOf('results', { anyOf: [DECISION_SCHEMA, COMPACT_DECISION_SCHEMA] }) }),
       },
-    }, async (request) => {
+    }, async (request, reply) => {
       const b = request.body;
       if (b.emails.length > MAX_BATCH) {
         throw new ApiError('OPTOUT_ERR_PAYLOAD_TOO_LARGE', `At most ${MAX_BATCH} emails a request, got ${b.emails.length}`);
       }
       assertUnit(request, b.unit);
       const caller = `key:${request.apiKey?.id ?? '?'}`;
-      const results = await current().checkMany(b.emails.map((email) => ({ email, unit: b.unit, type: b.type, legalBasis: b.legalBasis, caller })), { minSeq: b.minSeq });
+      const results = await current().checkEmails(b.emails, { unit: b.unit, type: b.type, legalBasis: b.legalBasis, caller }, { minSeq: b.minSeq });
       failClosed(results);
-      return { results };
+      // Serialized once, to the bytes sent: a string answer would be measured again by the
+      // compression hook and by the reply, and encoded on the way out.
+      return reply.type('application/json; charset=utf-8').send(batchAnswer(results, b.compact === true));
     });
 
     registerManageRoutes(api, {

@@ -20,7 +20,12 @@ export type ParsedQuery = Record<string, string | string[]>;
 /** Marks a query that did not decode: the parser may not throw (it runs inside the router). */
 const MALFORMED = Symbol('optout.malformedQuery');
 
+/** What decoding could change: an escape or a `+`. */
+const ENCODED = /[%+]/;
+
 function decodeComponent(text: string): string | undefined {
+  // Most names and many values hold neither: they decode to themselves.
+  if (!ENCODED.test(text)) return text;
   try {
     return decodeURIComponent(text.replaceAll('+', ' '));
   } catch {
@@ -90,7 +95,7 @@ export function enforceStrictDecoding(app: FastifyInstance): void {
     }
     json(request, text, done);
   });
-  app.addHook('preValidation', async (request) => {
-    if (MALFORMED in (request.query as object)) throw invalidEncoding('query string');
+  app.addHook('preValidation', (request, _reply, done) => {
+    done(MALFORMED in (request.query as object) ? invalidEncoding('query string') : undefined);
   });
 }

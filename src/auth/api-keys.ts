@@ -7,7 +7,7 @@
  * presented key is hashed and compared in constant time, so a wrong secret for a known id takes
  * as long to reject as a right one takes to accept.
  */
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, hash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { OptoutError, describeValue } from '../errors.js';
 import { UNIT_ID_PATTERN, type CheckView, type Ledger, type StoredApiKey } from '../store/store.js';
 
@@ -113,9 +113,14 @@ function idOf(presented: string): string | undefined {
   return ID_PATTERN.test(id) && presented[PREFIX.length + 16] === '_' ? id : undefined;
 }
 
+/** Stored hashes as bytes, decoded once a record: a server compares one on every request. */
+const hashBytes = new WeakMap<StoredKey, Buffer>();
+
 function matches(stored: StoredKey, presented: string): boolean {
-  const a = Buffer.from(hashOf(presented), 'hex');
-  const b = Buffer.from(stored.hash, 'hex');
+  // The one-shot hash: a Hash object and a hex round trip cost more than the digest itself.
+  const a = hash('sha256', presented, 'buffer');
+  let b = hashBytes.get(stored);
+  if (b === undefined) hashBytes.set(stored, (b = Buffer.from(stored.hash, 'hex')));
   return a.length === b.length && timingSafeEqual(a, b);
 }
 

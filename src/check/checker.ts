@@ -108,6 +108,41 @@ export class Checker {
   }
 
   /**
+   * Decisions for many addresses asked with the same options (a batch of the HTTP API), in input
+   * order, each as {@link decide} answers it: the options are validated once for the batch, not
+   * once an address. Throws only on invalid options or an address that is not a string.
+   */
+  decideMany(emails: readonly string[], options: Omit<CheckRequest, 'email'>): Decision[] {
+    const r = normalizeCheckOptions(options);
+    const out = new Array<Decision>(emails.length);
+    for (let i = 0; i < emails.length; i++) {
+      const email = emails[i];
+      if (typeof email !== 'string') {
+        throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `Expected \`email\` to be a string, got ${describeValue(email)}`);
+      }
+      const n = normalizeEmail(email);
+      if (!n.valid) {
+        out[i] = { address: null, key: null, eligible: false, reason: 'invalid_address', invalidReason: n.reason };
+        continue;
+      }
+      hashKey(n.key, this.#hashes, 0);
+      const d = this.decideKey(n.key, this.#hashes[0] as number, this.#hashes[1] as number, r);
+      out[i] = d.suppression === undefined
+        ? { address: n.address, key: n.key, eligible: d.eligible, reason: d.reason }
+        : { address: n.address, key: n.key, eligible: d.eligible, reason: d.reason, suppression: d.suppression };
+    }
+    return out;
+  }
+
+  /** Appends the audit records of the decisions of {@link decideMany} that used a legal basis. */
+  async recordMany(options: Omit<CheckRequest, 'email'>, decisions: readonly Decision[]): Promise<void> {
+    const used = decisions.filter((d) => d.reason === 'legal_basis' && d.key !== null);
+    if (used.length === 0) return;
+    const r = normalizeCheckOptions(options);
+    await this.#audit.appendAudit(used.map((d) => this.#legalBasisAudit(d.key as string, r, d.suppression)));
+  }
+
+  /**
    * The decision for a key the address policy already produced, with its first two hashes
    * (filter/hash.ts): for bulk callers whose workers normalized and hashed the addresses. The
    * same rules as {@link decide}, which calls it; a store error answers `unavailable`.

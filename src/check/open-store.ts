@@ -51,6 +51,8 @@ export interface OptoutStore {
   check(req: CheckRequest, wait?: CheckWait): Promise<Decision>;
   /** Decisions in input order. */
   checkMany(reqs: readonly CheckRequest[], wait?: CheckWait): Promise<Decision[]>;
+  /** As {@link checkMany} for addresses asked with the same options (a batch of the HTTP API). */
+  checkEmails(emails: readonly string[], options: Omit<CheckRequest, 'email'>, wait?: CheckWait): Promise<Decision[]>;
   /**
    * Called once a write has committed: the feed position that includes it (for `X-Optout-Seq`),
    * once this process's view holds it or can no longer answer checks (a replica waits up to its
@@ -63,7 +65,7 @@ export interface OptoutStore {
 
 /** An {@link OptoutStore}'s checks through `checker`, after `ready` has said the view may answer. */
 export function checksOf(checker: Checker, ready: (wait: CheckWait | undefined) => Promise<void> | undefined):
-Pick<OptoutStore, 'check' | 'checkMany'> {
+Pick<OptoutStore, 'check' | 'checkMany' | 'checkEmails'> {
   return {
     async check(req, wait) {
       const waiting = ready(wait);
@@ -77,6 +79,13 @@ Pick<OptoutStore, 'check' | 'checkMany'> {
       if (waiting !== undefined) await waiting;
       const decisions = reqs.map((r) => checker.decide(r));
       await checker.record(reqs, decisions);
+      return decisions;
+    },
+    async checkEmails(emails, options, wait) {
+      const waiting = ready(wait);
+      if (waiting !== undefined) await waiting;
+      const decisions = checker.decideMany(emails, options);
+      await checker.recordMany(options, decisions);
       return decisions;
     },
   };

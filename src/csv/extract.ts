@@ -64,7 +64,8 @@ export interface ExtractOptions {
 }
 
 export interface ExtractError {
-  code: 'OPTOUT_ERR_CSV_PARSE' | 'OPTOUT_ERR_RECORD_TOO_LARGE';
+  /** `OPTOUT_ERR_JSON_PARSE` only from NDJSON lines (source/ndjson.ts). */
+  code: 'OPTOUT_ERR_CSV_PARSE' | 'OPTOUT_ERR_RECORD_TOO_LARGE' | 'OPTOUT_ERR_JSON_PARSE';
   /** 0-based physical line offset, from `start`, of the broken record's first line. */
   line: number;
   /** 0-based index of the broken record among the records from `start`. */

@@ -44,6 +44,16 @@ export function rowsPerReason(valid: number, own: readonly number[] | undefined,
   return out;
 }
 
+/**
+ * Counts per reason (a report's `reasons`) as counts per reason code: {@link rowsPerReason} gives
+ * them back unchanged, whatever the import's reason.
+ */
+export function reasonCodeCounts(counts: Partial<Record<SuppressionReason, number>>): number[] {
+  const out = new Array<number>(SUPPRESSION_REASONS.length + 1).fill(0);
+  for (const reason of SUPPRESSION_REASONS) out[reasonCode(reason)] = counts[reason] ?? 0;
+  return out;
+}
+
 /** Adds one chunk's counts per reason code to a running total. */
 export function addReasonCounts(total: number[], chunk: readonly number[]): void {
   for (let i = 0; i < chunk.length; i++) total[i] = (total[i] ?? 0) + (chunk[i] as number);

@@ -29,7 +29,8 @@ import { removeOrphanSpools, runImport } from '../pipeline/run-import.js';
 import { emptyCounts, type ImportCounts } from '../store/counts.js';
 import type { ImportReport } from '../report/summary.js';
 import { canMove, moveJob } from '../store/job-states.js';
-import type { JobError, JobOrigin, JobRecord, JobState } from '../store/jobs.js';
+import type { JobError, JobOrigin, JobRecord, JobState, SuppressionReason } from '../store/jobs.js';
+import { reasonCodeCounts, rowsPerReason } from '../csv/reasons.js';
 import type { Ledger } from '../store/store.js';
 import { fetchSource, type FetchSourceOptions } from '../fetch/fetch-source.js';
 import type { ChunkPool } from '../workers/pool.js';
@@ -73,6 +74,11 @@ export interface ImportJobView {
   finishedAt: string | null;
   /** After analysis: what a confirmation must name (`unique`). */
   counts: ImportCounts;
+  /**
+   * Valid rows per reason, as the import report's `reasons`: each row's own (a reason column),
+   * else the job's reason; they add up to `counts.valid`.
+   */
+  reasons: Partial<Record<SuppressionReason, number>>;
   progress: { phase: string; bytes: number; totalBytes: number | null; rows: number } | null;
   /**
    * Why the job failed; before that, a broken record that ended the reading (with its `line`):
@@ -538,7 +544,7 @@ export class ImportJobs {
             entry.confirm = waiting;
             abort.signal.addEventListener('abort', () => reject(new OptoutError('OPTOUT_ERR_ABORTED', 'The server is closing')), { once: true });
             // The clock is armed once the job is stored as waiting: an expiry never precedes that.
-            this.#setState(id, 'awaiting_confirmation', countsOf(analysis), analysis.error ?? undefined).then((job) => {
+            this.#setState(id, 'awaiting_confirmation', countsOf(analysis), analysis.error ?? undefined, reasonCodeCounts(analysis.reasons)).then((job) => {
               if (job === undefined) return;
               waiting.expiresAt = Date.parse(job.createdAt) + this.#ttl;
               this.#armExpiry();
@@ -624,12 +630,12 @@ export class ImportJobs {
   }
 
   /** Moves a job to `state`; resolves the record stored, or undefined when the job could not move. */
-  async #setState(id: string, state: JobState, counts?: ImportCounts, inputError?: JobError): Promise<JobRecord | undefined> {
+  async #setState(id: string, state: JobState, counts?: ImportCounts, inputError?: JobError, reasons?: number[]): Promise<JobRecord | undefined> {
     const job = await this.#store.getJob(id);
     // A job that ended meanwhile (failed, stopped) keeps its state.
     if (job?.kind !== 'import' || !canMove(job.state, state)) return undefined;
     const moved = moveJob(job, state,
-      counts ? { checkpoint: { ...job.checkpoint, counts, ...(inputError ? { inputError } : {}) } } : {});
+      counts ? { checkpoint: { ...job.checkpoint, counts, ...(inputError ? { inputError } : {}), ...(reasons ? { reasons } : {}) } } : {});
     await this.#store.putJob(moved);
     return moved;
   }
@@ -640,6 +646,7 @@ export class ImportJobs {
       id: job.id, state: job.state, scope: job.scope, reason: job.reason, source: job.source, origin: job.origin ?? null,
       createdAt: job.createdAt, updatedAt: job.updatedAt, finishedAt: job.finishedAt,
       counts: job.checkpoint.counts,
+      reasons: rowsPerReason(job.checkpoint.counts.valid, job.checkpoint.reasons, job.reason),
       progress: running?.progress ?? null,
       error: job.error ?? job.checkpoint.inputError ?? null,
     };

@@ -138,22 +138,31 @@ export async function countPass(o: MergeOptions): Promise<ImportCounts> {
  * The writing phase: one atomic chunk per bucket with its new entries, the holds of keys the
  * scope already had, the per-scope counter and the job's checkpoint. While one batch
  * is written (on libuv's thread pool), the next bucket is classified; buckets hold disjoint
- * keys, so it cannot depend on the batch in flight. Batches are submitted one at a time, in order.
+ * keys, so it cannot depend on the batch in flight. Batches are submitted in order, one at a
+ * time, or as many as the store's `supports.chunksInFlight` (the store then commits them in order).
  */
 export async function writeMergePass(o: MergeOptions, job: JobRecord, onDurable: (job: JobRecord) => void): Promise<JobRecord> {
   let counts = { ...o.counts };
-  let inFlight: { write: Promise<ChunkResult>; job: JobRecord; added: number } | undefined;
+  type Pending = { write: Promise<ChunkResult>; job: JobRecord; added: number };
+  const inFlight: Pending[] = [];
+  const most = Math.max(1, o.store.supports.chunksInFlight ?? 1);
+  const shift = (j: JobRecord, delta: number): JobRecord => ({ ...j, checkpoint: { ...j.checkpoint, counts: shiftAdded(j.checkpoint.counts, delta) } });
   // A ledger that settles keys at commit may store fewer keys than classified (another writer
   // raced this one, or, unasked, the scope already held them) or more; it wrote the corrected
-  // checkpoint, and the tally follows it.
-  const settle = async (pending: { write: Promise<ChunkResult>; job: JobRecord; added: number }): Promise<void> => {
+  // checkpoint, and the tally follows it, as do the checkpoints of the chunks submitted after
+  // it (their counts include its own; the ledger corrects them the same way).
+  const settle = async (): Promise<void> => {
+    const pending = inFlight[0] as Pending;
     const result = await pending.write;
+    inFlight.shift();
     const delta = result.applied ? result.added - pending.added : 0;
     if (delta !== 0) {
       counts = shiftAdded(counts, delta);
-      const current = job === pending.job;
-      pending.job = { ...pending.job, checkpoint: { ...pending.job.checkpoint, counts: shiftAdded(pending.job.checkpoint.counts, delta) } };
-      if (current) job = pending.job;
+      for (const p of [pending, ...inFlight]) {
+        const current = job === p.job;
+        p.job = shift(p.job, delta);
+        if (current) job = p.job;
+      }
     }
     onDurable(pending.job);
   };
@@ -191,12 +200,11 @@ export async function writeMergePass(o: MergeOptions, job: JobRecord, onDurable:
     }
     const added = tally(counts, c);
     try {
-      if (inFlight) await settle(inFlight);
+      while (inFlight.length >= most) await settle();
     } catch (err) {
       await chunk.discard();
       throw err;
     }
-    inFlight = undefined;
     job = {
       ...job,
       updatedAt: new Date().toISOString(),
@@ -205,7 +213,7 @@ export async function writeMergePass(o: MergeOptions, job: JobRecord, onDurable:
     const write = chunk.commit(job, added);
     // Awaited with the next bucket; until then a failure must not count as unhandled.
     write.catch(() => undefined);
-    inFlight = { write, job, added };
+    inFlight.push({ write, job, added });
   };
   try {
     for await (const { bucket, result } of dedupedBuckets(o)) {
@@ -216,12 +224,15 @@ export async function writeMergePass(o: MergeOptions, job: JobRecord, onDurable:
       await o.store.withWriteLock(() => step(bucket, result), { drain: false });
       o.onBucket(bucket, counts);
     }
-    if (inFlight) await settle(inFlight);
-    inFlight = undefined;
+    while (inFlight.length > 0) await settle();
   } finally {
     // Never leave a write running behind the caller's back; when failing, still report the last
     // durable checkpoint, so the job record written on failure does not go back in time.
-    if (inFlight) await settle(inFlight).catch(() => undefined);
+    while (inFlight.length > 0) {
+      await settle().catch(() => {
+        inFlight.shift();
+      });
+    }
   }
   return job;
 }

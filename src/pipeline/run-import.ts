@@ -2,15 +2,15 @@ import { createWriteStream, existsSync, mkdirSync, readdirSync, renameSync, rmSy
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { OptoutError, throwIfAborted } from '../errors.js';
-import { chooseEmailColumn, SAMPLE_CELLS } from '../csv/email-column.js';
+import { chooseEmailColumn, SAMPLE_CELLS, type EmailColumn } from '../csv/email-column.js';
 import { detectCsvProvider, namedColumn, parseWhere, providerFilters, providerReasonColumn, type RowFilter } from '../csv/providers.js';
 import { rowsPerReason } from '../csv/reasons.js';
 import { createChunkPool, type ChunkPool } from '../workers/pool.js';
 import { normalizeImportOptions, type ImportOptions, type NormalizedImportOptions } from '../options.js';
 import { RejectsFile } from '../report/rejects.js';
 import type { ImportReport } from '../report/summary.js';
-import { splitSource, type Chunk, type HeaderRecord } from '../source/chunks.js';
-import { asCsv } from '../source/records.js';
+import { splitSource, type Chunk, type HeaderRecord, type SplitSource } from '../source/chunks.js';
+import { ndjsonAsCsv, openRecords, splitNdjson } from '../source/records.js';
 import { describeSource, openSource, type OpenedSource, type SourceInfo, type SourceSpec } from '../source/open-source.js';
 import { errorOfJob, jobErrorOf, type Checkpoint, type JobError, type JobFingerprint, type JobRecord } from '../store/jobs.js';
 import { moveJob } from '../store/job-states.js';
@@ -43,12 +43,23 @@ interface OpenedScan {
   reasonColumn: number | undefined;
   /** The reason every row of a recognised export stands for, if it has one. */
   reason: SuppressionReason | undefined;
+  /** NDJSON read line by line in the workers, under these keys; undefined for a source read as CSV text. */
+  recordKeys: string[] | undefined;
   scan: AsyncGenerator<ScannedChunk>;
+}
+
+/** Where a job's reading resumes: its checkpoint's offset, lines and rows, and what its offset counts. */
+interface ResumeAt {
+  offset: number;
+  lines: number;
+  rows: number;
+  /** The offset counts an NDJSON source's own bytes (Checkpoint `ndjsonLines`), not those of its CSV text. */
+  ndjsonLines: boolean;
 }
 
 /** Opens the source, reads the header, picks the email column and starts the chunk scan. */
 async function openScan(spec: SourceSpec, o: NormalizedImportOptions, pool: ChunkPool, bucketBits: number,
-  resume?: { offset: number; lines: number; rows: number }): Promise<OpenedScan> {
+  resume?: ResumeAt): Promise<OpenedScan> {
   const source = openSource(spec, o.encoding, o.member);
   let header: HeaderRecord;
   let chunks: AsyncGenerator<Chunk>;
@@ -58,18 +69,31 @@ async function openScan(spec: SourceSpec, o: NormalizedImportOptions, pool: Chun
   let filters: RowFilter[] = [];
   let reasonColumn: number | undefined;
   let reason: SuppressionReason | undefined;
+  let recordKeys: string[] | undefined;
   try {
-    const records = await asCsv(source.bytes, o.format);
+    const records = await openRecords(source.bytes, o.format);
     format = records.format;
-    const split = await splitSource(records.bytes, {
+    const splitOptions = {
       delimiter: o.delimiter,
       maxRecordBytes: o.maxRecordBytes,
       chunkBytes: o.chunkBytes,
       ...(resume ? { startOffset: resume.offset } : {}),
-    });
+    };
+    // NDJSON is read by the workers, line by line; as CSV text (on this thread) when its first
+    // record is data or has no keys, and for a job whose checkpoint counted the CSV text's bytes.
+    const lines = format === 'ndjson' && (resume === undefined || resume.ndjsonLines) ? await splitNdjson(records.bytes, splitOptions) : undefined;
+    let split: SplitSource = lines ?? await splitSource(format === 'ndjson' ? ndjsonAsCsv(records.bytes) : records.bytes, splitOptions);
+    const choose = (): Promise<EmailColumn> =>
+      chooseEmailColumn(split.header.names, () => split.sample(SAMPLE_CELLS), { column: o.column, header: o.header });
+    let choice = lines === undefined || lines.header.names.length > 0 ? await choose() : undefined;
+    if (lines !== undefined && choice?.header !== true) {
+      split = await splitSource(lines.csv(), splitOptions);
+      choice = await choose();
+    } else if (lines !== undefined) {
+      recordKeys = lines.header.names;
+    }
     header = split.header;
-    const choice = await chooseEmailColumn(header.names, () => split.sample(SAMPLE_CELLS), { column: o.column, header: o.header });
-    ({ index: columnIndex, header: hasHeader } = choice);
+    ({ index: columnIndex, header: hasHeader } = choice as EmailColumn);
     chunks = hasHeader ? split.chunks : split.chunksWithHeader;
     const provider = hasHeader ? detectCsvProvider(header.names) : undefined;
     if (provider !== undefined) ({ format, reason } = provider);
@@ -91,8 +115,9 @@ async function openScan(spec: SourceSpec, o: NormalizedImportOptions, pool: Chun
     substitutes: source.substitutes(),
     filters: filters.map((f) => ({ column: f.column, values: f.values, keep: f.mode === 'keep' })),
     reasonColumn,
+    recordKeys,
   }, start);
-  return { source, header, columnIndex, hasHeader, format, filters, reasonColumn, reason, scan: abortable(scan, o.signal) };
+  return { source, header, columnIndex, hasHeader, format, filters, reasonColumn, reason, recordKeys, scan: abortable(scan, o.signal) };
 }
 
 async function* abortable<T>(it: AsyncGenerator<T>, signal: AbortSignal | undefined): AsyncGenerator<T> {
@@ -289,7 +314,7 @@ async function closeRun(run: ImportRun): Promise<void> {
   }
 }
 
-async function openRunScan(run: ImportRun, bits: number, resume?: { offset: number; lines: number; rows: number }): Promise<OpenedScan> {
+async function openRunScan(run: ImportRun, bits: number, resume?: ResumeAt): Promise<OpenedScan> {
   const scan = await openScan(run.spec, run.o, run.pool, bits, resume);
   run.scans.push(scan);
   return scan;
@@ -409,13 +434,13 @@ async function adoptOrCreateJob(run: StoreRun, analysed: Analysis | undefined): 
   const cp = job?.checkpoint;
   const reading = analysed === undefined && (cp === undefined || cp.phase === 'spool');
   const scan = analysed?.scan ?? await openRunScan(run, cp?.spool.bits ?? run.bits,
-    cp && cp.offset > 0 ? { offset: cp.offset, lines: cp.lines, rows: cp.counts.rows } : undefined);
+    cp && cp.offset > 0 ? { offset: cp.offset, lines: cp.lines, rows: cp.counts.rows, ndjsonLines: cp.ndjsonLines === true } : undefined);
   if (job !== undefined && analysed !== undefined && job.checkpoint.phase === 'spool') {
     // The analysis just read the whole file: its spool, and what it counted, replace the job's
     // unfinished reading (whose counts cover only the part it had read).
     rmSync(job.checkpoint.spool.dir, { recursive: true, force: true });
     job = { ...job, checkpoint: {
-      ...job.checkpoint, ...readCheckpoint(analysed.state), phase: 'merge', bucket: 0, ...stoppedBy(analysed.error),
+      ...job.checkpoint, ...readCheckpoint(analysed.state), ...offsetsOf(scan), phase: 'merge', bucket: 0, ...stoppedBy(analysed.error),
       spool: { ...job.checkpoint.spool, bits: run.bits, dir: adopt(run.analysisSpool as BucketSpool, spoolRootOf(store), job.id) },
     } };
     run.analysisSpool = undefined;
@@ -435,6 +460,7 @@ async function adoptOrCreateJob(run: StoreRun, analysed: Analysis | undefined): 
         ...(st ? readCheckpoint(st) : { offset: 0, lines: 0, counts: emptyCounts(), rejectsBytes: 0, invalidUtf8: 0 }),
         spool: { dir: '', bits: run.bits, lengths: [] },
         bucket: 0,
+        ...offsetsOf(scan),
         ...stoppedBy(analysed?.error),
       },
       error: null,
@@ -607,6 +633,11 @@ function takeExportReason(run: ImportRun, scan: OpenedScan): void {
 function describeFilter(f: RowFilter): string {
   const values = f.values.map((v) => (v === '' ? '(empty)' : v)).join(' or ');
   return f.mode === 'skip' ? `${f.name} is ${values}` : `${f.name} is not ${values}`;
+}
+
+/** The checkpoint field that says its offsets count an NDJSON source's own bytes and lines, when they do. */
+function offsetsOf(scan: OpenedScan): { ndjsonLines?: true } {
+  return scan.recordKeys === undefined ? {} : { ndjsonLines: true };
 }
 
 /** The checkpoint field that records a broken record which ended the reading, if one did. */

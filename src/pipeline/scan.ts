@@ -1,5 +1,6 @@
 import { OptoutError } from '../errors.js';
 import type { ChunkPool } from '../workers/pool.js';
+import type { ExtractError } from '../csv/extract.js';
 import type { ChunkProgress, ChunkResult, ChunkTask } from '../workers/chunk-task.js';
 import { concatShared, type Chunk } from '../source/chunks.js';
 
@@ -11,6 +12,7 @@ export interface ScanParams {
   substitutes: boolean;
   filters?: ChunkTask['filters'];
   reasonColumn?: ChunkTask['reasonColumn'];
+  recordKeys?: ChunkTask['recordKeys'];
 }
 
 export type { ChunkProgress };
@@ -43,8 +45,25 @@ interface InFlight<R> {
 /** {@link scanWith} with the import's task: a chunk's valid keys by spool bucket, and its rejects. */
 export function scanChunks(chunks: AsyncIterable<Chunk>, pool: ChunkPool, params: ScanParams,
   start: ScanStart): AsyncGenerator<ScannedChunk> {
-  return scanWith(chunks, pool.threads, (bytes, final) => pool.run({ ...params, bytes, final }), start);
+  const scan = scanWith(chunks, pool.threads, (bytes, final) => pool.run({ ...params, bytes, final }), start);
+  return params.recordKeys === undefined ? scan : numberedAsCsv(scan);
 }
+
+/**
+ * NDJSON rows are rejected under the line the CSV of the same records gives them: the row's
+ * number + 1 (the header first), whatever empty lines the file holds. Lines still count the
+ * file's own for everything else (checkpoints, a broken line's error).
+ */
+async function* numberedAsCsv(scan: AsyncGenerator<ScannedChunk>): AsyncGenerator<ScannedChunk> {
+  for await (const s of scan) {
+    for (const r of s.result.rejects) r.line = s.baseRow + r.record + 2 - s.baseLine;
+    yield s;
+  }
+}
+
+const ERROR_TITLES: Readonly<Record<ExtractError['code'], string>> = {
+  OPTOUT_ERR_CSV_PARSE: 'Broken CSV', OPTOUT_ERR_RECORD_TOO_LARGE: 'Record too large', OPTOUT_ERR_JSON_PARSE: 'Broken NDJSON',
+};
 
 /**
  * Runs chunks through the worker pool, several at a time, and yields their results in input
@@ -81,7 +100,7 @@ export async function* scanWith<R extends ChunkProgress>(chunks: AsyncIterable<C
     if (result.error) {
       const e = result.error;
       const where = { line: scanned.baseLine + e.line, row: scanned.baseRow + e.record + 1, ...(e.column === undefined ? {} : { column: e.column }) };
-      throw new OptoutError(e.code, `${e.code === 'OPTOUT_ERR_RECORD_TOO_LARGE' ? 'Record too large' : 'Broken CSV'} at line ${where.line} ` +
+      throw new OptoutError(e.code, `${ERROR_TITLES[e.code]} at line ${where.line} ` +
         `(row ${where.row}${e.column === undefined ? '' : `, column ${e.column}`}): ${e.detail}`, { location: where });
     }
     if (result.consumed < head.chunk.bytes.length) {

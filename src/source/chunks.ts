@@ -204,8 +204,22 @@ export function concatShared(parts: readonly Buffer[], length = parts.reduce((n,
   return out;
 }
 
+/** Offset just past the last line feed of `b`, or 0: where lines of JSON may be cut (a CR is white space in them). */
+function afterLastLineFeed(b: Buffer): number {
+  return b.lastIndexOf(LF) + 1;
+}
+
+/**
+ * Cuts a stream of NDJSON into chunks that end right after a line feed: `first`, the bytes read
+ * so far from the stream's start, then the rest of `it`. A line longer than a chunk is carried
+ * to the next, up to `maxRecordBytes`.
+ */
+export function cutLineChunks(first: Buffer, it: AsyncIterator<Buffer>, ended: boolean, options: SplitOptions): AsyncGenerator<Chunk> {
+  return cutChunks(first, 0, it, ended, options, afterLastLineFeed);
+}
+
 async function* cutChunks(first: Buffer, firstOffset: number, it: AsyncIterator<Buffer>, alreadyEnded: boolean,
-  options: SplitOptions): AsyncGenerator<Chunk> {
+  options: SplitOptions, cutAt: (b: Buffer) => number = afterLastLineBreak): AsyncGenerator<Chunk> {
   const chunkBytes = options.chunkBytes ?? 1024 * 1024;
   let offset = firstOffset;
   let pending: Buffer[] = [];
@@ -236,7 +250,7 @@ async function* cutChunks(first: Buffer, firstOffset: number, it: AsyncIterator<
     }
     if (ended) break;
     const whole = concatShared(pending, pendingLen);
-    const cut = afterLastLineBreak(whole);
+    const cut = cutAt(whole);
     // No line break at all: keep reading, but only up to the record limit, so that the worker
     // can report the oversized record instead of this loop buffering without end.
     const end = cut > 0 ? cut : whole.length > options.maxRecordBytes + chunkBytes ? whole.length : 0;

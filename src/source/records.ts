@@ -2,7 +2,9 @@ import { getManyValues, isMany, none } from 'stream-chain/defs.js';
 import Assembler from 'stream-json/assembler.js';
 import { jsonParser, type parser } from 'stream-json/parser.js';
 import { OptoutError, describeValue } from '../errors.js';
+import { cutLineChunks, SAMPLE_BYTES, type SplitOptions, type SplitSource } from './chunks.js';
 import { peek, prepend } from './decode.js';
+import { BrokenLine, cellText, forEachRow, isRecord, parseRecordLine, type Row } from './ndjson.js';
 import { spreadSesEvents } from './ses-events.js';
 
 /** How a source's records are written. */
@@ -20,8 +22,6 @@ export function normalizeFormat(value: unknown): SourceFormat | undefined {
 
 /** CSV text is handed on in pieces of about this size. */
 const PIECE_CHARS = 256 * 1024;
-
-type Row = Record<string, unknown>;
 
 /**
  * Records as CSV: a header of the first record's keys, then one line per record in that column
@@ -53,12 +53,13 @@ async function* asCsvLines(batches: AsyncIterable<Row[]>): AsyncGenerator<Buffer
 const NEEDS_QUOTES = /[",\r\n]/;
 
 function cell(value: unknown): string {
-  const s = typeof value === 'string' ? value : value === null || value === undefined ? '' : typeof value === 'object' ? JSON.stringify(value) : String(value);
+  const s = cellText(value);
   return NEEDS_QUOTES.test(s) ? `"${s.replaceAll('"', '""')}"` : s;
 }
 
-function isRecord(v: unknown): v is Row {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
+/** The error for line `line` of an NDJSON source, which holds no record. */
+function brokenLine(line: number, broken: BrokenLine): OptoutError {
+  return new OptoutError('OPTOUT_ERR_JSON_PARSE', `Broken NDJSON at line ${line}: ${broken.why}`, { location: { line } });
 }
 
 /**
@@ -70,17 +71,9 @@ async function* ndjsonRows(bytes: AsyncIterable<Buffer>): AsyncGenerator<Row[]> 
   let line = 0;
   const parse = (text: string): Row | undefined => {
     line++;
-    if (text.trim() === '') return undefined;
-    let value: unknown;
-    try {
-      value = JSON.parse(text);
-    } catch (cause) {
-      throw new OptoutError('OPTOUT_ERR_JSON_PARSE', `Broken NDJSON at line ${line}: ${(cause as Error).message}`, { cause, location: { line } });
-    }
-    if (!isRecord(value)) {
-      throw new OptoutError('OPTOUT_ERR_JSON_PARSE', `NDJSON line ${line} is not an object: ${describeValue(value)}`, { location: { line } });
-    }
-    return value;
+    const parsed = parseRecordLine(text);
+    if (parsed instanceof BrokenLine) throw brokenLine(line, parsed);
+    return parsed;
   };
   const decoder = new TextDecoder();
   for await (const chunk of bytes) {
@@ -202,12 +195,124 @@ export function sniffFormat(head: Buffer): SourceFormat {
   }
 }
 
-/** The source as CSV bytes, and the format it was written in (`format` given, or sniffed). */
-export async function asCsv(bytes: AsyncIterable<Buffer>, format: SourceFormat | undefined): Promise<{ format: SourceFormat; bytes: AsyncIterable<Buffer> }> {
+/**
+ * The source's format (`format` given, or sniffed) and its bytes: CSV as it is, JSON as CSV
+ * text (see asCsvLines), NDJSON as it is: {@link splitNdjson} cuts its lines for the workers.
+ */
+export async function openRecords(bytes: AsyncIterable<Buffer>, format: SourceFormat | undefined): Promise<{ format: SourceFormat; bytes: AsyncIterable<Buffer> }> {
   const it = bytes[Symbol.asyncIterator]();
   const head = await peek(it, SNIFF_BYTES);
   const found = format ?? sniffFormat(head);
   const all = prepend(head, it);
-  if (found === 'csv') return { format: found, bytes: all };
-  return { format: found, bytes: asCsvLines(spreadSesEvents(found === 'json' ? jsonRows(all) : ndjsonRows(all))) };
+  return { format: found, bytes: found === 'json' ? asCsvLines(spreadSesEvents(jsonRows(all))) : all };
+}
+
+/** NDJSON as CSV text, for a reading the workers do not do from its lines (see {@link NdjsonSplit.csv}). */
+export function ndjsonAsCsv(bytes: AsyncIterable<Buffer>): AsyncIterable<Buffer> {
+  return asCsvLines(spreadSesEvents(ndjsonRows(bytes)));
+}
+
+/** An NDJSON source cut into chunks of whole lines, which the workers read as rows (source/ndjson.ts). */
+export interface NdjsonSplit extends SplitSource {
+  /**
+   * The same source as CSV text, from its first byte: what reads its first record as data, not
+   * as the header (`--no-header`, a key that is an address), or a source whose first record has
+   * no keys. Only before any chunk is read.
+   */
+  csv(): AsyncIterable<Buffer>;
+}
+
+const LF = 0x0a;
+
+/**
+ * Reads an NDJSON source up to its first record, whose keys (those of its first row: an SES
+ * event's are the spread rows') are the header's names, and cuts it into chunks of whole lines
+ * from its first byte on: every record is data. The sample for column detection is the first
+ * rows, as cells.
+ *
+ * @throws OptoutError OPTOUT_ERR_JSON_PARSE for a line before the first record that is not one,
+ *   OPTOUT_ERR_RECORD_TOO_LARGE for a first record over `maxRecordBytes`.
+ */
+export async function splitNdjson(bytes: AsyncIterable<Buffer>, options: SplitOptions): Promise<NdjsonSplit> {
+  const it = bytes[Symbol.asyncIterator]();
+  let buf: Buffer = Buffer.alloc(0);
+  let ended = false;
+  const readMore = async (enough: (length: number) => boolean): Promise<void> => {
+    const parts = [buf];
+    let length = buf.length;
+    while (!ended && !enough(length)) {
+      const next = await it.next();
+      if (next.done) ended = true;
+      else {
+        parts.push(next.value);
+        length += next.value.length;
+      }
+    }
+    buf = Buffer.concat(parts, length);
+  };
+
+  let names: string[] = [];
+  /** Where the first record's line starts: the sample's first row. */
+  let firstAt = 0;
+  let pos = 0;
+  let line = 0;
+  for (;;) {
+    const end = buf.indexOf(LF, pos);
+    if (end < 0 && !ended) {
+      if (buf.length - pos > options.maxRecordBytes) {
+        throw new OptoutError('OPTOUT_ERR_RECORD_TOO_LARGE', `Record too large at line ${line + 1}: the record is larger than ` +
+          `${options.maxRecordBytes} bytes (maxRecordBytes)`, { location: { line: line + 1 } });
+      }
+      const want = Math.min(buf.length + 64 * 1024, pos + options.maxRecordBytes + 1);
+      await readMore((length) => length >= want);
+      continue;
+    }
+    if (pos >= buf.length) break;
+    const lineEnd = end < 0 ? buf.length : end;
+    line++;
+    const parsed = parseRecordLine(buf.toString('utf8', pos, lineEnd));
+    if (parsed instanceof BrokenLine) throw brokenLine(line, parsed);
+    if (parsed !== undefined) {
+      firstAt = pos;
+      forEachRow(parsed, (row) => {
+        if (names.length === 0) names = Object.keys(row);
+      });
+      break;
+    }
+    pos = lineEnd + 1;
+  }
+  let sampled: string[][] | undefined;
+  const sample = async (max: number): Promise<string[][]> => {
+    if (sampled !== undefined) return sampled;
+    const rows: string[][] = [];
+    const take = (row: Row): void => {
+      if (rows.length < max) rows.push(names.map((k) => cellText(row[k])));
+    };
+    let at = firstAt;
+    while (rows.length < max) {
+      const end = buf.indexOf(LF, at);
+      if (end < 0 && !ended && buf.length - firstAt < SAMPLE_BYTES) {
+        const want = buf.length + 256 * 1024;
+        await readMore((length) => length >= want);
+        continue;
+      }
+      if (at >= buf.length || (end < 0 && !ended)) break;
+      const lineEnd = end < 0 ? buf.length : end;
+      const parsed = parseRecordLine(buf.toString('utf8', at, lineEnd));
+      // A broken record ends the sample quietly: the import reports it where it is.
+      if (parsed instanceof BrokenLine) break;
+      if (parsed !== undefined) forEachRow(parsed, take);
+      at = lineEnd + 1;
+    }
+    sampled = rows;
+    return sampled;
+  };
+  const chunks = (async function* () {
+    yield* cutLineChunks(buf, it, ended, options);
+  })();
+  return {
+    header: { names, dialect: { delimiter: ',' }, byteLength: 0, bytes: Buffer.alloc(0), lines: 0, skippedBytes: 0, skippedLines: 0 },
+    chunks, chunksWithHeader: chunks, sample,
+    csv: () => ndjsonAsCsv(prepend(buf, it)),
+  };
 }

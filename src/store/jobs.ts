@@ -22,6 +22,12 @@ export interface Checkpoint {
   offset: number;
   /** Physical lines before `offset`, header included. */
   lines: number;
+  /**
+   * Set when the source is NDJSON read line by line in the workers: `offset` and `lines` count
+   * its own bytes and lines. Absent for NDJSON read as CSV text (as every job before this field
+   * was), whose offsets count the bytes of that text: such a job resumes reading it that way.
+   */
+  ndjsonLines?: true;
   counts: ImportCounts;
   /** Length of the rejects file covering every record before `offset`. */
   rejectsBytes: number;

@@ -52,6 +52,12 @@ export interface StoreCapabilities {
    * told (their one writer classifies under the write lock) and say false.
    */
   readonly settlesChunks: boolean;
+  /**
+   * How many chunk commits an import may have submitted and not yet settled (absent: 1). A store
+   * that takes more commits them in the order submitted, and fails a chunk whose predecessor
+   * failed (a later checkpoint must never pass over a chunk that was not written).
+   */
+  readonly chunksInFlight?: number;
 }
 
 /**

@@ -33,6 +33,11 @@ export interface ChunkTask {
   filters?: RowTest[] | undefined;
   /** 0-based column holding each row's own reason (see csv/reasons.ts), if the file has one. */
   reasonColumn?: number | undefined;
+  /**
+   * Set for NDJSON: the bytes are JSON records, one a line (source/ndjson.ts), read as rows
+   * under these keys (the first record's); the columns above index them. `delimiter` is unused.
+   */
+  recordKeys?: string[] | undefined;
 }
 
 /** One column's test of whether a row is an opt-out (see {@link ChunkTask.filters}). */

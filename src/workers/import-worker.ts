@@ -1,6 +1,7 @@
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
-import { extractColumn } from '../csv/extract.js';
 import { move, transferableSymbol, valueSymbol } from 'piscina';
+import { extractColumn, type ExtractResult } from '../csv/extract.js';
+import { cellText, readNdjson } from '../source/ndjson.js';
 import { hashKey } from '../filter/hash.js';
 import { reasonCode, reasonOfCell } from '../csv/reasons.js';
 import { SUPPRESSION_REASONS } from '../store/jobs.js';
@@ -30,18 +31,11 @@ export default function processChunk(task: ChunkTask): ChunkResult {
     });
   };
 
-  const bytes = task.bytes;
-  const skip = skippedRows(task);
-  const own = rowReasons(task);
-  const reasons = new Array<number>(SUPPRESSION_REASONS.length + 1).fill(0);
   const skippedRejects: ChunkReject[] = [];
-  const result = extractColumn(bytes, 0, bytes.length, {
-    delimiter: task.delimiter,
-    column: task.column,
-    maxRecordBytes: task.maxRecordBytes,
-    final: task.final,
-  }, (value, line, _start, _end, _next, _fields, undecodable) => {
-    if (skip?.[record] === 1) {
+  const reasons = new Array<number>(SUPPRESSION_REASONS.length + 1).fill(0);
+  /** One row: its email cell, whether a filter skips it, its own reason's code (0 for none). */
+  const row = (value: string | undefined, line: number, undecodable: boolean, skipped: boolean, code: number): void => {
+    if (skipped) {
       skippedRejects.push({ line, record, value: capped(value ?? ''), reason: SKIP_REASON });
       record++;
       return;
@@ -50,7 +44,6 @@ export default function processChunk(task: ChunkTask): ChunkResult {
     if (n.valid) {
       hashKey(n.key, h, 0);
       const b = bucketOf(h[0] as number, task.bucketBits);
-      const code = own === undefined ? 0 : own[record] as number;
       if (code === 0) {
         buckets[b] += n.address === n.key ? n.key + '\n' : n.key + '\t' + n.address + '\n';
       } else {
@@ -63,7 +56,25 @@ export default function processChunk(task: ChunkTask): ChunkResult {
       reject(value ?? '', line, n.reason);
     }
     record++;
-  });
+  };
+
+  let result: ExtractResult;
+  const keys = task.recordKeys;
+  if (keys !== undefined) {
+    result = readNdjsonRows(task, keys, row);
+  } else {
+    const bytes = task.bytes;
+    const skip = skippedRows(task);
+    const own = rowReasons(task);
+    result = extractColumn(bytes, 0, bytes.length, {
+      delimiter: task.delimiter,
+      column: task.column,
+      maxRecordBytes: task.maxRecordBytes,
+      final: task.final,
+    }, (value, line, _start, _end, _next, _fields, undecodable) => {
+      row(value, line, undecodable, skip?.[record] === 1, own === undefined ? 0 : own[record] as number);
+    });
+  }
 
   const out: ChunkResult = {
     consumed: result.consumed,
@@ -82,6 +93,27 @@ export default function processChunk(task: ChunkTask): ChunkResult {
 
 function capped(value: string): string {
   return value.length > MAX_REJECT_VALUE_CHARS ? value.slice(0, MAX_REJECT_VALUE_CHARS) + '…' : value;
+}
+
+/**
+ * The rows of a chunk of NDJSON, each record parsed once: a row's email cell, whether a filter
+ * skips it and its own reason come from the same parse.
+ */
+function readNdjsonRows(task: ChunkTask, keys: readonly string[], row: (value: string | undefined, line: number, undecodable: boolean,
+  skipped: boolean, code: number) => void): ExtractResult {
+  const emailKey = keys[task.column] as string;
+  const filters = (task.filters ?? []).map((f) => ({ key: keys[f.column] as string, values: f.values, keep: f.keep }));
+  const reasonKey = task.reasonColumn === undefined ? undefined : keys[task.reasonColumn];
+  return readNdjson(task.bytes, task, (record, line, undecodable) => {
+    let skipped = false;
+    for (const f of filters) {
+      if (f.values.includes(cellText(record[f.key]).trim().toLowerCase()) !== f.keep) skipped = true;
+    }
+    const code = reasonKey === undefined ? 0 : reasonCode(reasonOfCell(cellText(record[reasonKey])));
+    const value = cellText(record[emailKey]);
+    // The line's bad bytes may lie in another value: only a U+FFFD in this one can stand for them.
+    row(value, line, undecodable && value.includes('\uFFFD'), skipped, code);
+  });
 }
 
 /**

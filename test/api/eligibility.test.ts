@@ -119,6 +119,24 @@ describe('POST /v1/eligibility', () => {
     }
   });
 
+  it('answers the compact form on request: eligible and reason in input order, the policy reason of an invalid address', async () => {
+    const emails = ['fresh@example.com', 'acct@example.com', 'bad', 'unit@example.com', 'a@b'];
+    for (const options of [{}, { unit: 'emea' }, { type: 'one-to-one', legalBasis: 'contract 42' }]) {
+      const res = await app.inject({ method: 'POST', url: '/v1/eligibility', headers: { ...auth, 'content-type': 'application/json' }, payload: JSON.stringify({ emails, compact: true, ...options }) });
+      expect(res.statusCode).toBe(200);
+      expect(res.headers['content-type']).toBe('application/json; charset=utf-8');
+      const full = await store.checkMany(emails.map((email) => ({ email, ...options } as CheckRequest)));
+      const compact = full.map((d) => ({ eligible: d.eligible, reason: d.reason, ...(d.invalidReason === undefined ? {} : { invalidReason: d.invalidReason }) }));
+      expect(res.json()).toEqual({ results: compact });
+    }
+  });
+
+  it('refuses a compact flag that is not a boolean', async () => {
+    const { status, body } = await post(JSON.stringify({ emails: ['a@example.com'], compact: 'yes' }));
+    expect(status).toBe(400);
+    expect(body['code']).toBe('OPTOUT_ERR_INVALID_OPTION');
+  });
+
   it('accepts 10,000 emails and answers 413 above', async () => {
     const emails = Array.from({ length: 10_000 }, (_, i) => `user${i}@example.com`);
     const ok = await post(JSON.stringify({ emails }));

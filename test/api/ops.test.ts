@@ -111,7 +111,7 @@ describe('fail closed', () => {
     const broken: OptoutStore = {
       ...real,
       check: async (req) => unavailable(req.email),
-      checkMany: async (reqs) => reqs.map((r, i) => (i === 1 ? unavailable(r.email) : { address: r.email, key: r.email, eligible: true, reason: 'not_suppressed' })),
+      checkEmails: async (emails) => emails.map((e, i) => (i === 1 ? unavailable(e) : { address: e, key: e, eligible: true, reason: 'not_suppressed' })),
       close: () => real.close(),
     };
     const { base } = await start(broken);
@@ -155,16 +155,22 @@ describe('metrics', () => {
     await call(`${base}/v1/eligibility?email=fresh@example.com`, checkKey);
     await call(`${base}/v1/eligibility?email=nope`, checkKey);
     await call(`${base}/v1/eligibility?email=listed@example.com`);
+    const batch = await fetch(`${base}/v1/eligibility`, {
+      method: 'POST', headers: { authorization: `Bearer ${checkKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ emails: ['listed@example.com', 'fresh@example.com', 'new@example.com', 'nope'], compact: true }),
+    });
+    expect(batch.status).toBe(200);
     const m = await call(`${base}/metrics`, adminKey);
     expect(m.status).toBe(200);
     expect(String(m.type)).toMatch(/^text\/plain/);
     expect(m.text).toContain('optout_http_requests_total{route="/v1/eligibility",method="GET",status="200"} 3');
     expect(m.text).toContain('optout_http_requests_total{route="/v1/eligibility",method="GET",status="401"} 1');
     expect(m.text).toMatch(/optout_http_request_duration_seconds_bucket\{le="[0-9.]+",route="\/v1\/eligibility"\} \d+/);
-    expect(m.text).toContain('optout_http_request_duration_seconds_count{route="/v1/eligibility"} 4');
-    expect(m.text).toContain('optout_checks_total{reason="suppressed"} 1');
-    expect(m.text).toContain('optout_checks_total{reason="not_suppressed"} 1');
-    expect(m.text).toContain('optout_checks_total{reason="invalid_address"} 1');
+    expect(m.text).toContain('optout_http_request_duration_seconds_count{route="/v1/eligibility"} 5');
+    expect(m.text).toContain('optout_http_requests_total{route="/v1/eligibility",method="POST",status="200"} 1');
+    expect(m.text).toContain('optout_checks_total{reason="suppressed"} 2');
+    expect(m.text).toContain('optout_checks_total{reason="not_suppressed"} 3');
+    expect(m.text).toContain('optout_checks_total{reason="invalid_address"} 2');
     expect(m.text).toContain('optout_store_entries 3');
     // An embedded server follows no feed: no replica gauge that would read as a fresh replica.
     expect(m.text).not.toContain('optout_replica_');

@@ -82,6 +82,33 @@ describe('openStore().check', () => {
     expect(ds.map((d) => d.reason)).toEqual(['not_suppressed', 'suppressed', 'invalid_address', 'suppressed', 'suppressed']);
   });
 
+  it('answers checkEmails as checkMany answers the same addresses with the same options, and records legal-basis decisions alike', async () => {
+    const emails = ['fresh@x.org', 'all@x.org', 'bad', 'unit@x.org', 'ALL@X.ORG', 'unit+tag@x.org'];
+    for (const options of [{}, { unit: 'A' }, { unit: 'A', type: 'one-to-one' as const, legalBasis: 'order 5', caller: 'key-2' }]) {
+      const before = await legalRecords();
+      const many = await opened.checkMany(emails.map((email) => ({ email, ...options })));
+      const viaMany = (await legalRecords()).slice(before.length);
+      const batch = await opened.checkEmails(emails, options);
+      const viaBatch = (await legalRecords()).slice(before.length + viaMany.length);
+      expect(batch).toEqual(many);
+      const content = (r: AuditRecord): unknown => ({ ...r, id: undefined, time: undefined });
+      expect(viaBatch.map(content)).toEqual(viaMany.map(content));
+      if (options.type === 'one-to-one') {
+        expect(viaBatch).toMatchObject([
+          { key: 'all@x.org', actor: 'key-2', unit: 'A', job: '1', details: { scope: '*', basis: 'order 5' } },
+          { key: 'unit@x.org', job: '2', details: { scope: 'A' } }, { key: 'all@x.org' }, { key: 'unit@x.org' },
+        ]);
+      }
+    }
+  });
+
+  it('refuses a batch with an address that is not a string, or bad options', async () => {
+    for (const [emails, options] of [[['a@x.org', 42 as never], {}], [['a@x.org'], { unit: 'bad unit' }]] as const) {
+      const err = await opened.checkEmails(emails, options).catch((e: unknown) => e);
+      expect(isOptoutError(err) && err.code).toBe('OPTOUT_ERR_INVALID_OPTION');
+    }
+  });
+
   it('rejects bad options with OPTOUT_ERR_INVALID_OPTION', async () => {
     for (const req of [{ email: 'a@x.org', unit: 'bad unit' }, { email: 'a@x.org', type: 'bulk' as never }, { email: 42 as never }]) {
       const err = await opened.check(req).catch((e: unknown) => e);

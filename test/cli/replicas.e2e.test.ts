@@ -17,9 +17,14 @@ afterEach(async () => {
   await removeTempDirs();
 });
 
-/** A replica process, once it listens and its view has caught up. */
+/**
+ * A replica process, once it listens and its view has caught up. Its bound is wider than the
+ * default: these tests are about what the replicas answer, not about the bound (test/replica has
+ * those), and on a busy machine a feed poll can start more than a second after the previous one.
+ */
 async function replica(url: string, dir: string, extra: string[] = []): Promise<{ server: StartedCli; base: string }> {
-  const server = startCli(['serve', '--host', '127.0.0.1', '--port', '0', '--db', url, '--replica', dir, '--log-level', 'silent', ...extra]);
+  const server = startCli(['serve', '--host', '127.0.0.1', '--port', '0', '--db', url, '--replica', dir, '--log-level', 'silent',
+    '--max-staleness', '5000', ...extra]);
   started.push(server);
   const port = await listeningPort(server, 30_000);
   for (let i = 0; i < 1500 && !/ready in \d+ ms/.test(server.stderr()); i++) {

@@ -9,5 +9,5 @@ await withPgDatabase('store contract: PgLedger', (url) => {
     await migrate(url);
     const store = await PgLedger.open(url);
     return { store, cleanup: () => store.close() };
-  }, { syncLookups: false, feed: true, exclusive: false, settlesChunks: true });
+  }, { syncLookups: false, feed: true, exclusive: false, settlesChunks: true, chunksInFlight: 2 });
 });

@@ -30,9 +30,9 @@ import {
 import { createPool, redact, storeError, type PgPoolOptions } from './connect.js';
 import { CHANGES_CHANNEL, ChangeListener } from './listen.js';
 import { checkSchema } from './migrate.js';
-import { FEED_LOCK, IMPORT_LOCK, LOCK_CLASS } from './schema.js';
+import { CHUNK_LOCK_CLASS, FEED_LOCK, IMPORT_LOCK, LOCK_CLASS } from './schema.js';
 import { InFlight, TurnQueue } from '../turns.js';
-import { settleChunk, type StagedKey } from './stage.js';
+import { settleChunk, StagedChunk, STAGED_ARRAYS } from './stage.js';
 
 /** Scopes and keys cannot contain it (see the address policy), and PostgreSQL text cannot either. */
 const SEP = '\u0000';
@@ -48,8 +48,17 @@ const SNAPSHOT_IDLE_LIMIT = '5min';
 
 type Db = pg.Pool | pg.PoolClient;
 
-/** The change's content, as the feed stores it. */
+/** The change's content. */
 type ChangeBody = Omit<Change, 'seq'>;
+
+/** The entries an import chunk stored, in its change record: the rows of its staging table, all of one scope and job. */
+interface StagedPut {
+  scope: string;
+  job: string;
+}
+
+/** A change's body as the feed stores it; a chunk's `put` is in the row's arrays (see {@link appendChange}). */
+type StoredChangeBody = ChangeBody & { chunk?: StagedPut };
 
 /** An entry's columns as read. */
 interface EntryRow {
@@ -72,15 +81,55 @@ function entryOfRow(r: EntryRow): StoredEntry {
  * below it. A plain sequence would not do: a transaction that took 5 may commit after one that
  * took 6, and a reader at 6 would never look back for 5.
  */
-export async function appendChange(client: pg.ClientBase, body: Partial<ChangeBody>): Promise<number> {
-  const full: ChangeBody = { put: [], del: [], jobs: [], apiKeys: [], ...body };
+export async function appendChange(client: pg.ClientBase, body: Partial<ChangeBody>, chunk?: StagedPut): Promise<number> {
+  const full: StoredChangeBody = { put: [], del: [], jobs: [], apiKeys: [], ...body, ...(chunk === undefined ? {} : { chunk }) };
   await client.query('SELECT pg_advisory_xact_lock($1, $2)', [LOCK_CLASS, FEED_LOCK]);
+  const next = '(SELECT coalesce(max(seq), 0) + 1 FROM changes)';
+  const insert = chunk === undefined
+    ? `INSERT INTO changes (seq, body) SELECT ${next}, $1 RETURNING seq`
+    : `INSERT INTO changes (seq, body, keys, addresses, reasons) SELECT ${next}, $1, s.keys, s.addresses, s.reasons FROM (${STAGED_ARRAYS}) s RETURNING seq`;
   // The notification goes out at COMMIT (none for a rolled-back transaction).
   const { rows } = await client.query<{ seq: string }>(
-    `WITH appended AS (INSERT INTO changes (seq, body) SELECT coalesce(max(seq), 0) + 1, $1 FROM changes RETURNING seq)
-     SELECT seq, pg_notify('${CHANGES_CHANNEL}', seq::text) FROM appended`, [JSON.stringify(full)]);
+    `WITH appended AS (${insert}) SELECT seq, pg_notify('${CHANGES_CHANNEL}', seq::text) FROM appended`, [JSON.stringify(full)]);
   return Number((rows[0] as { seq: string }).seq);
 }
+
+/** A change row as read: an import chunk's stored rows come as arrays beside its body. */
+interface ChangeRow {
+  seq: string;
+  body: StoredChangeBody;
+  keys: string[] | null;
+  addresses: Array<string | null> | null;
+  reasons: Array<string | null> | null;
+}
+
+function changeOfRow(r: ChangeRow): Change {
+  const { chunk, ...body } = r.body;
+  const change: Change = { seq: Number(r.seq), ...body };
+  if (chunk !== undefined && r.keys !== null) {
+    const { addresses, reasons } = r;
+    change.put = r.keys.map((key, i) => ({
+      scope: chunk.scope, key, ...entryOfRow({ job: chunk.job, address: addresses?.[i] ?? null, reason: reasons?.[i] ?? null }),
+    }));
+  }
+  return change;
+}
+
+/** A chunk submitted for commit, as the next chunk of its job waits for it. */
+interface ChunkLink {
+  job: JobRecord;
+  /** Entries as classified. */
+  added: number;
+  /** Resolves once its transaction holds its chunk lock (or has failed before). */
+  locked: Promise<void>;
+  write: Promise<ChunkResult>;
+}
+
+/**
+ * The lock of job $2's chunk of bucket $3, under {@link CHUNK_LOCK_CLASS}: one per chunk, never
+ * reused by a later chunk of the job (which would wait for a lock its predecessor's successor holds).
+ */
+const CHUNK_LOCK_KEY = '(($2::bigint * 65536 + $3::bigint) % 2147483648)::int';
 
 /** Options of {@link PgLedger.open}. */
 export interface PgLedgerOptions extends PgPoolOptions {
@@ -100,7 +149,7 @@ export function defaultWorkDir(url: string): string {
 
 /** The {@link Ledger} on a PostgreSQL database migrated by `migrate`. */
 export class PgLedger implements Ledger {
-  readonly supports = { syncLookups: false, feed: true, exclusive: false, settlesChunks: true } as const;
+  readonly supports = { syncLookups: false, feed: true, exclusive: false, settlesChunks: true, chunksInFlight: 2 } as const;
   readonly workDir: string;
   readonly #pool: pg.Pool;
   readonly #url: string;
@@ -112,6 +161,8 @@ export class PgLedger implements Ledger {
   readonly #writers = new TurnQueue();
   readonly #importers = new TurnQueue();
   readonly #inFlight = new InFlight();
+  /** Per import job, the last chunk submitted here, until it is written (a failed one stays). */
+  readonly #chunks = new Map<string, ChunkLink>();
   /** Import jobs whose last chunk committed here found keys the scope held. */
   readonly #overlapping = new Set<string>();
   readonly #listener: ChangeListener;
@@ -293,10 +344,10 @@ export class PgLedger implements Ledger {
 
   beginChunk(scope: string, jobId: string): ChunkWriter {
     this.#assertOpen();
-    let rows: StagedKey[] = [];
+    let rows = new StagedChunk();
     let held = 0;
     const put = (chunkKey: string, address: string | undefined, reason?: SuppressionReason): void => {
-      rows.push({ key: parseChunkKey(chunkKey).key, address: address ?? null, reason: reason ?? null });
+      rows.add({ key: parseChunkKey(chunkKey).key, address: address ?? null, reason: reason ?? null });
     };
     return {
       putEntry: put,
@@ -304,9 +355,26 @@ export class PgLedger implements Ledger {
         held++;
         put(chunkKey, address, reason);
       },
-      commit: (job, added) => this.#inFlight.track(this.#commitChunk(scope, jobId, rows, job, added, held === 0 && !this.#overlapping.has(jobId))),
+      commit: (job, added) => {
+        const before = this.#chunks.get(jobId);
+        let onLocked!: () => void;
+        const locked = new Promise<void>((resolve) => {
+          onLocked = resolve;
+        });
+        const expectNew = held === 0 && !this.#overlapping.has(jobId);
+        // A chunk at or below the last one submitted redoes it (a resumed job): no predecessor.
+        const after = before !== undefined && before.job.checkpoint.bucket < job.checkpoint.bucket ? before : undefined;
+        const link: ChunkLink = { job, added, locked, write: undefined as unknown as Promise<ChunkResult> };
+        link.write = this.#inFlight.track(this.#commitChunk(scope, jobId, rows, link, onLocked, after, expectNew));
+        this.#chunks.set(jobId, link);
+        // A failed chunk stays the job's last: a chunk submitted after it must fail too.
+        link.write.then(() => {
+          if (this.#chunks.get(jobId) === link) this.#chunks.delete(jobId);
+        }, () => undefined).finally(onLocked);
+        return link.write;
+      },
       discard: async () => {
-        rows = [];
+        rows = new StagedChunk();
       },
     };
   }
@@ -315,30 +383,58 @@ export class PgLedger implements Ledger {
    * Every key of the chunk is settled here, whatever the caller classified (`supports.settlesChunks`):
    * stored when the scope lacks it, held otherwise. Another process may have stored or removed a
    * key since, and an importer may not have looked its keys up at all.
+   *
+   * Two chunks of a job may be in flight (`supports.chunksInFlight`), each on a connection of its
+   * own: the second stores its keys (buckets hold disjoint keys) while the first commits, then
+   * waits in the server for the first's transaction to end (an advisory lock the first holds,
+   * so the server sees the wait and breaks any deadlock it closes), and commits only after it:
+   * its checkpoint must never pass over a chunk that was not written, so it fails when the first
+   * did. The checkpoint, read under the job's row lock, still decides: a replay writes nothing.
    */
-  async #commitChunk(scope: string, jobId: string, rows: readonly StagedKey[], job: JobRecord, added: number, expectNew: boolean): Promise<ChunkResult> {
+  async #commitChunk(scope: string, jobId: string, rows: StagedChunk, link: ChunkLink, onLocked: () => void, before: ChunkLink | undefined,
+    expectNew: boolean): Promise<ChunkResult> {
+    const { job, added } = link;
+    const replayed = (prior: AnyJob | undefined): boolean =>
+      prior?.kind === 'import' && prior.checkpoint.phase === 'merge' && prior.checkpoint.bucket >= job.checkpoint.bucket;
     return this.#tx('commit an import chunk', async (c) => {
+      try {
+        await c.query(`SELECT pg_advisory_xact_lock($1, ${CHUNK_LOCK_KEY})`, [CHUNK_LOCK_CLASS, jobId, job.checkpoint.bucket]);
+      } finally {
+        onLocked();
+      }
+      // Settled already (an acknowledgement lost, a resumed job): nothing to store.
+      if (replayed(await jobRecord(c, jobId))) return { applied: false, added: 0 };
+      await c.query('SAVEPOINT optout_chunk');
+      const { stored: real, allNew } = await settleChunk(c, scope, jobId, rows, expectNew);
+      let carried = 0;
+      if (before !== undefined) {
+        await before.locked;
+        await c.query(`SELECT pg_advisory_xact_lock_shared($1, ${CHUNK_LOCK_KEY})`, [CHUNK_LOCK_CLASS, jobId, before.job.checkpoint.bucket]);
+        // Its transaction has ended; its counts moved by what it really stored, and so do these.
+        const result = await before.write.catch(() => undefined);
+        carried = result?.applied === true ? result.added - before.added : 0;
+      }
       // The row lock makes chunk commits of one job take turns; the checkpoint decides.
-      const { rows: [stored] } = await c.query<{ record: AnyJob }>('SELECT record FROM jobs WHERE id = $1 FOR UPDATE', [jobId]);
-      const prior = stored?.record;
+      const prior = await jobRecord(c, jobId, 'FOR UPDATE');
       if (this.#leasePid !== undefined) await assertLease(c, this.#leasePid);
-      if (prior?.kind === 'import' && prior.checkpoint.phase === 'merge' && prior.checkpoint.bucket >= job.checkpoint.bucket) {
+      if (replayed(prior)) {
+        await c.query('ROLLBACK TO SAVEPOINT optout_chunk');
         return { applied: false, added: 0 };
       }
-      const { stored: inserted, allNew } = await settleChunk(c, scope, jobId, rows, expectNew);
+      if (before !== undefined && !(prior?.kind === 'import' && prior.checkpoint.phase === 'merge' && prior.checkpoint.bucket >= before.job.checkpoint.bucket)) {
+        throw new OptoutError('OPTOUT_ERR_STORE', 'The import chunk before this one was not written, so this one was not either. ' +
+          'Run the same import again to resume it.');
+      }
       // The job's next chunks go straight to settling key by key once one found keys present
       // (a list imported again, or one that overlaps the scope): trying them as all new would fail.
       if (allNew) this.#overlapping.delete(jobId);
       else this.#overlapping.add(jobId);
-      const real = inserted.length;
-      const written: JobRecord = real === added ? job : { ...job, checkpoint: { ...job.checkpoint, counts: shiftAdded(job.checkpoint.counts, real - added) } };
+      const shift = real - added + carried;
+      const written: JobRecord = shift === 0 ? job : { ...job, checkpoint: { ...job.checkpoint, counts: shiftAdded(job.checkpoint.counts, shift) } };
       await putJobRow(c, written);
       await addCount(c, scope, real);
       if (real > 0) {
-        await appendChange(c, {
-          put: inserted.map((r) => ({ scope, key: r.key, ...entryOfRow({ job: jobId, address: r.address, reason: r.reason }) })),
-          jobs: [{ id: jobId, meta: jobMetaOf(written) }],
-        });
+        await appendChange(c, { jobs: [{ id: jobId, meta: jobMetaOf(written) }] }, { scope, job: jobId });
       }
       return { applied: true, added: real };
     });
@@ -502,19 +598,22 @@ export class PgLedger implements Ledger {
     c.release(broken);
   }
 
-  /** Every entry (of one scope, or all), in key order, in pages of `size`, read on `c`. */
+  /**
+   * Every entry (of one scope, or all), in the primary key's order (key, then scope), in pages of
+   * `size`, read on `c`. One scope's pages walk the same index and skip the other scopes' keys.
+   */
   async *#entryPages(c: pg.PoolClient, size: number, scope?: string): AsyncGenerator<ScopedEntry[]> {
     let after: [string, string] = ['', ''];
     for (;;) {
       const params: unknown[] = [after[0], after[1], size];
       if (scope !== undefined) params.push(scope);
       const { rows } = await c.query<EntryRow & { scope: string; key: string }>(
-        `SELECT scope, key, job, address, reason FROM entries WHERE (scope, key) > ($1, $2) ${scope === undefined ? '' : 'AND scope = $4'}
-         ORDER BY scope, key LIMIT $3`, params).catch((cause: unknown) => { throw this.#error(cause, 'scan entries'); });
+        `SELECT scope, key, job, address, reason FROM entries WHERE (key, scope) > ($1, $2) ${scope === undefined ? '' : 'AND scope = $4'}
+         ORDER BY key, scope LIMIT $3`, params).catch((cause: unknown) => { throw this.#error(cause, 'scan entries'); });
       if (rows.length > 0) yield rows.map((r) => ({ scope: r.scope, key: r.key, ...entryOfRow(r) }));
       const last = rows.at(-1);
       if (last === undefined || rows.length < size) break;
-      after = [last.scope, last.key];
+      after = [last.key, last.scope];
     }
   }
 
@@ -633,9 +732,9 @@ export class PgLedger implements Ledger {
   }
 
   async changesSince(after: number, limit: number): Promise<Change[]> {
-    const { rows } = await this.#query<{ seq: string; body: ChangeBody }>('read the feed',
-      'SELECT seq, body FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2', [Math.max(0, after), Math.max(0, limit)]);
-    return rows.map((r) => ({ seq: Number(r.seq), ...r.body }));
+    const { rows } = await this.#query<ChangeRow>('read the feed',
+      'SELECT seq, body, keys, addresses, reasons FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2', [Math.max(0, after), Math.max(0, limit)]);
+    return rows.map(changeOfRow);
   }
 
   async close(): Promise<void> {
@@ -778,9 +877,13 @@ async function putJobRow(c: Db, job: AnyJob): Promise<void> {
   [job.id, job.kind, job.scope, job.state, JSON.stringify(job)]);
 }
 
+async function jobRecord(c: Db, id: string, lock: '' | 'FOR UPDATE' = ''): Promise<AnyJob | undefined> {
+  const { rows } = await c.query<{ record: AnyJob }>(`SELECT record FROM jobs WHERE id = $1 ${lock}`, [id]);
+  return rows[0]?.record;
+}
+
 async function jobMeta(c: Db, id: string): Promise<JobMeta> {
-  const { rows } = await c.query<{ record: AnyJob }>('SELECT record FROM jobs WHERE id = $1', [id]);
-  return jobMetaOf(rows[0]?.record);
+  return jobMetaOf(await jobRecord(c, id));
 }
 
 async function addCount(c: Db, scope: string, delta: number): Promise<void> {

@@ -44,18 +44,21 @@ const CREATE_STAGE = `CREATE TEMPORARY TABLE IF NOT EXISTS ${STAGE} (${COLUMNS.m
  * In key order: two chunks that share keys lock them in the same order and cannot deadlock.
  * The holds are the staged keys the insert did not return: an anti-join against the returned
  * keys, never against the entries table (the staging table has no statistics, and a join with
- * the big table made the planner scan it for every chunk).
+ * the big table made the planner scan it for every chunk). The held keys leave the staging
+ * table, which then holds the rows the chunk stored.
  */
 const SETTLE = `WITH stored AS (
     INSERT INTO entries (scope, job, ${NAMES})
     SELECT $1::text, $2::bigint, ${NAMES} FROM ${STAGE} ORDER BY key
-    ON CONFLICT DO NOTHING RETURNING ${NAMES}
+    ON CONFLICT DO NOTHING RETURNING key
   ), held AS (
+    DELETE FROM ${STAGE} s WHERE NOT EXISTS (SELECT 1 FROM stored WHERE stored.key = s.key) RETURNING s.key
+  ), holds AS (
     INSERT INTO holds (scope, key, job)
-    SELECT $1::text, s.key, $2::bigint FROM ${STAGE} s WHERE NOT EXISTS (SELECT 1 FROM stored WHERE stored.key = s.key) ORDER BY s.key
+    SELECT $1::text, key, $2::bigint FROM held ORDER BY key
     ON CONFLICT DO NOTHING
   )
-  SELECT ${NAMES} FROM stored`;
+  SELECT count(*)::int AS n FROM stored`;
 
 /**
  * Every staged key as a new entry, in the same key order: it fails whole on the first key the
@@ -75,49 +78,74 @@ function copyField(value: string | null): string {
   return value.replace(ESCAPED, (ch) => ESCAPES[ch] as string);
 }
 
-/** Bytes of COPY text per write: large enough for few writes, small enough not to copy a chunk twice in memory. */
+/** Bytes of COPY text per piece: large enough for few writes, small enough not to copy a chunk twice in memory. */
 const PIECE = 1 << 16;
 
-function* copyText(rows: readonly StagedKey[]): Generator<string> {
-  let piece = '';
-  for (const row of rows) {
-    piece += COLUMNS.map((c) => copyField(row[c.name])).join('\t') + '\n';
-    if (piece.length >= PIECE) {
-      yield piece;
-      piece = '';
+/**
+ * A chunk's rows as COPY text, built a row at a time as the importer adds them: the text is
+ * ready when the chunk commits, so that work happens while the previous chunk's transaction
+ * runs in the server, not between the statements of this one.
+ */
+export class StagedChunk {
+  readonly #pieces: string[] = [];
+  #piece = '';
+  #rows = 0;
+
+  add(row: StagedKey): void {
+    this.#piece += COLUMNS.map((c) => copyField(row[c.name])).join('\t') + '\n';
+    this.#rows++;
+    if (this.#piece.length >= PIECE) {
+      this.#pieces.push(this.#piece);
+      this.#piece = '';
     }
   }
-  if (piece !== '') yield piece;
+
+  get rows(): number {
+    return this.#rows;
+  }
+
+  /** The COPY text, in pieces. */
+  pieces(): string[] {
+    return this.#piece === '' ? this.#pieces : [...this.#pieces, this.#piece];
+  }
 }
 
 /** What {@link settleChunk} stored. */
 export interface Settled {
-  /** The rows stored as entries; the others are held. */
-  stored: readonly StagedKey[];
+  /** How many rows were stored as entries; the others are held, and left the staging table. */
+  stored: number;
   /** Every row was new: a hint that the job's next chunk will be too. */
   allNew: boolean;
 }
 
 /**
- * Stores `rows` in `scope` for job `job` on `c`, inside the caller's transaction: entries for the
+ * Stores `chunk` in `scope` for job `job` on `c`, inside the caller's transaction: entries for the
  * keys the scope lacks, holds for the others. With `expectNew`, every key is first inserted as
  * new, under a savepoint; the first key found present rolls that back to the savepoint, and the
- * settling insert decides key by key.
+ * settling insert decides key by key. The staging table keeps the stored rows until the
+ * transaction ends: the chunk's change record is made of them (`STAGED_ARRAYS`).
  */
-export async function settleChunk(c: pg.ClientBase, scope: string, job: string, rows: readonly StagedKey[], expectNew: boolean): Promise<Settled> {
+export async function settleChunk(c: pg.ClientBase, scope: string, job: string, chunk: StagedChunk, expectNew: boolean): Promise<Settled> {
   await c.query(CREATE_STAGE);
-  if (rows.length === 0) return { stored: [], allNew: true };
-  await pipeline(Readable.from(copyText(rows)), c.query(copyFrom(`COPY ${STAGE} (${NAMES}) FROM STDIN`)));
+  if (chunk.rows === 0) return { stored: 0, allNew: true };
+  await pipeline(Readable.from(chunk.pieces()), c.query(copyFrom(`COPY ${STAGE} (${NAMES}) FROM STDIN`)));
   if (expectNew) {
     await c.query('SAVEPOINT optout_store_all');
     try {
       await c.query(STORE_ALL, [scope, job]);
-      return { stored: rows, allNew: true };
+      return { stored: chunk.rows, allNew: true };
     } catch (err) {
       if ((err as { code?: unknown }).code !== UNIQUE_VIOLATION) throw err;
       await c.query('ROLLBACK TO SAVEPOINT optout_store_all');
     }
   }
-  const { rows: stored } = await c.query<StagedKey>(SETTLE, [scope, job]);
-  return { stored, allNew: stored.length === rows.length };
+  const { rows: [settled] } = await c.query<{ n: number }>(SETTLE, [scope, job]);
+  const stored = (settled as { n: number }).n;
+  return { stored, allNew: stored === chunk.rows };
 }
+
+/**
+ * The rows a chunk stored, as one row of three arrays (keys, addresses, reasons) read from the
+ * staging table: what the chunk's change record carries (see `appendChange`).
+ */
+export const STAGED_ARRAYS = `SELECT array_agg(key) AS keys, array_agg(address) AS addresses, array_agg(reason) AS reasons FROM ${STAGE}`;

@@ -72,7 +72,7 @@ await withPgDatabase('openLedger on PostgreSQL', (url) => {
     expect(await migrateDatabase(url)).toEqual({ from: 0, version: SCHEMA_VERSION });
     expect(await migrateDatabase(url)).toEqual({ from: SCHEMA_VERSION, version: SCHEMA_VERSION });
     const ledger = await openLedger(url, { create: false });
-    expect(ledger.supports).toEqual({ syncLookups: false, feed: true, exclusive: false, settlesChunks: true });
+    expect(ledger.supports).toEqual({ syncLookups: false, feed: true, exclusive: false, settlesChunks: true, chunksInFlight: 2 });
     await ledger.close();
   });
 

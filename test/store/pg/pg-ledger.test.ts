@@ -10,7 +10,8 @@ import { emptyCounts } from '../../../src/store/counts.js';
 import type { JobRecord } from '../../../src/store/jobs.js';
 import { migrate } from '../../../src/store/pg/migrate.js';
 import { appendChange, PgLedger } from '../../../src/store/pg/pg-ledger.js';
-import { IMPORT_LOCK, LOCK_CLASS, SCHEMA_VERSION } from '../../../src/store/pg/schema.js';
+import { IMPORT_LOCK, LOCK_CLASS, MIGRATIONS, SCHEMA_VERSION } from '../../../src/store/pg/schema.js';
+import { POLICY_VERSION } from '../../../src/policy/email.js';
 import { ACCOUNT_WIDE } from '../../../src/store/store.js';
 import { failureCode } from '../../helpers.js';
 import { resetDatabase, withPgDatabase } from '../pg-cluster.js';
@@ -75,6 +76,27 @@ await withPgDatabase('PgLedger', (url) => {
       expect(await migrate(url)).toEqual({ from: SCHEMA_VERSION, version: SCHEMA_VERSION });
       const ledger = await open();
       expect(await ledger.head()).toBe(0);
+    });
+
+    it('upgrades a version 5 database with entries and a feed: both read as before, lookups by key and by scope use the new key', async () => {
+      const c = await client();
+      for (const sql of MIGRATIONS.slice(0, 5).flat()) await c.query(sql);
+      await c.query(`INSERT INTO optout_meta (name, value) VALUES ('schema_version', '5'), ('policy', $1)`, [POLICY_VERSION]);
+      await c.query(`INSERT INTO entries (scope, key, job, address, reason) VALUES ('*', 'a@x.org', 7, 'A@x.org', NULL), ('u1', 'a@x.org', 8, NULL, 'complaint')`);
+      const put = [{ scope: '*', key: 'a@x.org', jobId: '7', address: 'A@x.org' }, { scope: 'u1', key: 'a@x.org', jobId: '8', reason: 'complaint' }];
+      await c.query('INSERT INTO changes (seq, body) VALUES (1, $1)', [JSON.stringify({ put, del: [], jobs: [], apiKeys: [] })]);
+      expect(await failureCode(() => PgLedger.open(url))).toBe('OPTOUT_ERR_SCHEMA');
+      expect(await migrate(url)).toEqual({ from: 5, version: SCHEMA_VERSION });
+      const ledger = await open();
+      const [h1, h2] = hashKeyTuple('a@x.org');
+      expect(await ledger.entriesOf({ key: 'a@x.org', h1, h2 })).toEqual([
+        { scope: '*', entry: { jobId: '7', address: 'A@x.org' } },
+        { scope: 'u1', entry: { jobId: '8', address: undefined, reason: 'complaint' } },
+      ]);
+      expect(await ledger.changesSince(0, 10)).toEqual([{ seq: 1, put, del: [], jobs: [], apiKeys: [] }]);
+      const { rows } = await c.query<{ i: string }>(`SELECT indexrelid::regclass::text AS i FROM pg_index WHERE indrelid = 'entries'::regclass ORDER BY 1`);
+      expect(rows.map((r) => r.i)).toEqual(['entries_by_job', 'entries_pkey']);
+      await expect(c.query(`INSERT INTO entries (scope, key, job) VALUES ('u1', 'a@x.org', 9)`)).rejects.toThrow(/entries_pkey/);
     });
 
     it('refuses URLs of another kind with OPTOUT_ERR_INVALID_OPTION', async () => {
@@ -238,6 +260,26 @@ await withPgDatabase('PgLedger', (url) => {
       expect(fed.sort((a, b) => (a[0] < b[0] ? -1 : 1))).toEqual(stored);
     });
 
+    it('feeds exactly the keys a chunk stored, with their addresses and reasons, not the ones it held', async () => {
+      const ledger = await open();
+      await addOf(ledger, 'held@x.org');
+      const job = await ledger.createJob(importFields(ACCOUNT_WIDE));
+      const codec = ledger.chunkKeyCodec(ACCOUNT_WIDE);
+      const writer = ledger.beginChunk(ACCOUNT_WIDE, job.id);
+      writer.putEntry(codec.prefix + 'b@x.org', 'B@x.org', 'complaint');
+      writer.putEntry(codec.prefix + 'held@x.org', undefined);
+      writer.putEntry(codec.prefix + 'a@x.org', undefined);
+      const next: JobRecord = { ...job, checkpoint: { ...job.checkpoint, phase: 'merge', bucket: 1 } };
+      expect(await writer.commit(next, 3)).toEqual({ applied: true, added: 2 });
+      const [, chunk] = await ledger.changesSince(0, 10);
+      expect(chunk?.put.sort((x, y) => (x.key < y.key ? -1 : 1))).toEqual([
+        { scope: ACCOUNT_WIDE, key: 'a@x.org', jobId: job.id, address: undefined },
+        { scope: ACCOUNT_WIDE, key: 'b@x.org', jobId: job.id, address: 'B@x.org', reason: 'complaint' },
+      ]);
+      expect(chunk?.jobs.map((j) => j.id)).toEqual([job.id]);
+      expect(chunk).not.toHaveProperty('chunk');
+    });
+
     it('stages each chunk alone: nothing of an earlier chunk on the same connection, failed or committed', async () => {
       const ledger = await PgLedger.open(url, { max: 1 });
       opened.push({ end: () => ledger.close() });
@@ -261,6 +303,50 @@ await withPgDatabase('PgLedger', (url) => {
       expect((await ledger.scopeCounts()).get(ACCOUNT_WIDE)).toBe(2);
       const { rows } = await (await client()).query<{ n: string }>('SELECT count(*) AS n FROM holds');
       expect(rows[0]?.n, 'no hold of the job on its own keys').toBe('0');
+    });
+  });
+
+  describe('two chunks of a job in flight', () => {
+    beforeEach(async () => {
+      await migrate(url);
+    });
+
+    /** A chunk of `keys` (classified as new) at checkpoint bucket `bucket`, with the counts of every chunk up to it. */
+    function chunkOf(ledger: PgLedger, job: JobRecord, bucket: number, keys: readonly string[], total: number) {
+      const codec = ledger.chunkKeyCodec(job.scope);
+      const writer = ledger.beginChunk(job.scope, job.id);
+      for (const k of keys) writer.putEntry(codec.prefix + k, undefined);
+      const counts = { ...emptyCounts(), unique: total, valid: total, rows: total, added: total };
+      return (fields: Partial<JobRecord> = {}) => writer.commit({ ...job, ...fields, checkpoint: { ...job.checkpoint, phase: 'merge', bucket, counts } }, keys.length);
+    }
+
+    it('commits them in order, the second carrying what the first really stored into its counts', async () => {
+      const ledger = await open();
+      await addOf(ledger, 'a1@x.org');
+      const job = await ledger.createJob(importFields(ACCOUNT_WIDE));
+      const first = chunkOf(ledger, job, 1, ['a1@x.org', 'a2@x.org'], 2)();
+      const second = chunkOf(ledger, job, 2, ['b1@x.org', 'b2@x.org', 'b3@x.org'], 5)();
+      expect(await Promise.all([first, second])).toEqual([{ applied: true, added: 1 }, { applied: true, added: 3 }]);
+      expect(((await ledger.getJob(job.id)) as JobRecord).checkpoint).toMatchObject({ bucket: 2, counts: { unique: 5, added: 4, alreadySuppressed: 1 } });
+      const feed = await ledger.changesSince(0, 10);
+      expect(feed.map((c) => c.put.map((p) => p.key).sort())).toEqual([['a1@x.org'], ['a2@x.org'], ['b1@x.org', 'b2@x.org', 'b3@x.org']]);
+    });
+
+    it('does not write the second when the first fails: its checkpoint would pass over keys never written', async () => {
+      const ledger = await open();
+      const job = await ledger.createJob(importFields(ACCOUNT_WIDE));
+      // A checkpoint the jobs table refuses (its scope NULL) fails the first chunk's transaction.
+      const first = chunkOf(ledger, job, 1, ['a@x.org'], 1)({ scope: null } as unknown as Partial<JobRecord>);
+      const second = chunkOf(ledger, job, 2, ['b@x.org'], 2)();
+      expect(await failureCode(() => first)).toBe('OPTOUT_ERR_STORE');
+      expect(await failureCode(() => second)).toBe('OPTOUT_ERR_STORE');
+      expect(((await ledger.getJob(job.id)) as JobRecord).checkpoint.bucket).toBe(0);
+      expect((await ledger.scopeCounts()).get(ACCOUNT_WIDE) ?? 0).toBe(0);
+      expect(await ledger.head()).toBe(0);
+      // The job resumed from its checkpoint: the first chunk again, then the second.
+      expect(await chunkOf(ledger, job, 1, ['a@x.org'], 1)()).toEqual({ applied: true, added: 1 });
+      expect(await chunkOf(ledger, job, 2, ['b@x.org'], 2)()).toEqual({ applied: true, added: 1 });
+      expect((await ledger.scopeCounts()).get(ACCOUNT_WIDE)).toBe(2);
     });
   });
 
