@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { readFile, readdir, writeFile } from 'node:fs/promises';
 
 /** What one child process cost, measured from outside it. */
@@ -15,6 +16,12 @@ export interface ChildTiming {
    * /proc is not available.
    */
   peakRssBytes: number | undefined;
+  /**
+   * CPU seconds (user + system) of the child and every descendant it waited for, all threads:
+   * what the kernel adds to this process's children's times when it reaps the child. Undefined
+   * where /proc is not available.
+   */
+  cpuSeconds: number | undefined;
 }
 
 export interface TimeChildOptions {
@@ -42,6 +49,7 @@ export function timeChild(
   const maxChars = options.maxOutputChars ?? 1_048_576;
   const sampleMs = options.sampleMs ?? 50;
   return new Promise((resolve, reject) => {
+    const cpuBefore = childrenCpuSeconds();
     const started = process.hrtime.bigint();
     const child = spawn(command, args, {
       cwd: options.cwd,
@@ -82,10 +90,33 @@ export function timeChild(
     child.on('close', (exitCode, signal) => {
       clearInterval(timer);
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      resolve({ seconds, exitCode, signal, stdout, stderr, peakRssBytes: peak });
+      const cpuAfter = childrenCpuSeconds();
+      const cpuSeconds = cpuBefore === undefined || cpuAfter === undefined ? undefined : cpuAfter - cpuBefore;
+      resolve({ seconds, exitCode, signal, stdout, stderr, peakRssBytes: peak, cpuSeconds });
     });
   });
 }
+
+/**
+ * User + system seconds of this process's reaped children (and theirs), from /proc/self/stat
+ * (`cutime`, `cstime`); undefined without /proc. Only children run one at a time can be told
+ * apart by the difference before and after.
+ */
+export function childrenCpuSeconds(): number | undefined {
+  let stat: string;
+  try {
+    stat = readFileSync('/proc/self/stat', 'utf8');
+  } catch {
+    return undefined;
+  }
+  // Fields after the command name, which may hold spaces: state is field 3, cutime 16, cstime 17.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(fields[13]) + Number(fields[14]);
+  return Number.isFinite(ticks) ? ticks / CLOCK_TICKS : undefined;
+}
+
+/** Linux's USER_HZ, the unit of /proc times: 100 on every architecture Node runs on. */
+const CLOCK_TICKS = 100;
 
 function keepTail(s: string, max: number): string {
   return s.length > max ? s.slice(s.length - max) : s;

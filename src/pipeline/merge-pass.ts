@@ -11,7 +11,7 @@ import type { ImportCounts } from '../store/counts.js';
 export interface MergeOptions {
   spool: BucketSpool;
   pool: ChunkPool;
-  store: Pick<Ledger, 'presentKeys' | 'beginChunk' | 'withWriteLock' | 'supports'>;
+  store: Pick<Ledger, 'presentKeys' | 'beginChunk' | 'withWriteLock' | 'supports' | 'watchEmptyScope'>;
   /** The store's key filter; without one, every key is looked up in the ledger. */
   filter: KeyFilter | undefined;
   /** The ledger's chunk keys for the scope, built by the workers. */
@@ -33,9 +33,34 @@ const nextTurn = (): Promise<void> => new Promise((r) => setImmediate(r));
 
 interface Classified {
   result: BucketResult;
-  keys: string[];
-  /** Per distinct key: true when the scope already holds it. */
-  present: boolean[];
+  keys: BucketKeys;
+  /** Per distinct key: 1 when the scope already holds it. */
+  present: Uint8Array;
+}
+
+/** A bucket's chunk keys, as the workers wrote them (UTF-8, end to end). */
+class BucketKeys {
+  readonly count: number;
+  readonly #bytes: Buffer;
+  readonly #ends: Uint32Array;
+
+  constructor(r: BucketResult) {
+    // Moved from a worker, the bytes arrive as a plain Uint8Array.
+    this.#bytes = Buffer.from(r.keyBytes.buffer, r.keyBytes.byteOffset, r.keyBytes.length);
+    this.#ends = r.keyEnds;
+    this.count = r.keyEnds.length;
+  }
+
+  /** Key `i` as bytes, sharing the bucket's memory. */
+  bytes(i: number): Uint8Array {
+    const start = i === 0 ? 0 : (this.#ends[i - 1] as number);
+    return new Uint8Array(this.#bytes.buffer, this.#bytes.byteOffset + start, (this.#ends[i] as number) - start);
+  }
+
+  /** Key `i` as a string: for look-ups, holds, and ledgers that take strings. */
+  text(i: number): string {
+    return this.#bytes.toString('utf8', i === 0 ? 0 : (this.#ends[i - 1] as number), this.#ends[i] as number);
+  }
 }
 
 /** Dedups buckets in the worker pool, a few ahead of the one being settled, in bucket order. */
@@ -67,12 +92,13 @@ function splitParts(parts: readonly string[]): string[] {
 /**
  * Looks up, in the store, only the keys the filter may have seen. With `lookup` false every key
  * is taken as new: the writing pass on a ledger that settles each key at commit
- * (`supports.settlesChunks`), whose commit says how many it really stored.
+ * (`supports.settlesChunks`), whose commit says how many it really stored, or on a scope that
+ * held nothing but this import's own chunks (see `Ledger.watchEmptyScope`).
  */
 async function classify(result: BucketResult, o: MergeOptions, lookup = true): Promise<Classified> {
-  const n = result.hashes.length / 3;
-  const keys = splitParts(result.keys);
-  const present = new Array<boolean>(n).fill(false);
+  const keys = new BucketKeys(result);
+  const n = keys.count;
+  const present = new Uint8Array(n);
   if (!lookup) return { result, keys, present };
   const maybe: number[] = [];
   const h = result.hashes;
@@ -80,17 +106,17 @@ async function classify(result: BucketResult, o: MergeOptions, lookup = true): P
     if (o.filter === undefined || o.filter.mightContain(h[i * 3] as number, h[i * 3 + 1] as number)) maybe.push(i);
   }
   if (maybe.length > 0) {
-    const found = await o.store.presentKeys(maybe.map((i) => keys[i] as string));
+    const found = await o.store.presentKeys(maybe.map((i) => keys.text(i)));
     maybe.forEach((i, j) => {
-      present[i] = found[j] === true;
+      present[i] = found[j] === true ? 1 : 0;
     });
   }
   return { result, keys, present };
 }
 
 function tally(counts: ImportCounts, c: Classified): number {
-  const distinct = c.keys.length;
-  const already = c.present.reduce((n, p) => n + (p ? 1 : 0), 0);
+  const distinct = c.keys.count;
+  const already = c.present.reduce((n, p) => n + p, 0);
   counts.duplicates += c.result.lines - distinct;
   counts.unique += distinct;
   counts.alreadySuppressed += already;
@@ -140,10 +166,14 @@ export async function writeMergePass(o: MergeOptions, job: JobRecord, onDurable:
     }
     onDurable(pending.job);
   };
-  const lookup = !o.store.supports.settlesChunks;
+  const settles = o.store.supports.settlesChunks;
+  // Taken before the first chunk, with every earlier write settled: while it holds, no key of
+  // this import can be in the scope already (buckets hold disjoint keys), and none is looked up.
+  const watch = settles ? undefined : await o.store.withWriteLock(async () => o.store.watchEmptyScope?.(job.scope));
   const step = async (bucket: number, result: BucketResult): Promise<void> => {
-    const c = await classify(result, o, lookup);
+    const c = await classify(result, o, !settles && watch?.untouched() !== true);
     const chunk: ChunkWriter = o.store.beginChunk(job.scope, job.id);
+    const bytes = chunk.putEntryBytes?.bind(chunk);
     const addresses = new Map<number, string>();
     const addressList = splitParts(result.addresses);
     result.addressRows.forEach((row, j) => addresses.set(row, addressList[j] as string));
@@ -154,14 +184,17 @@ export async function writeMergePass(o: MergeOptions, job: JobRecord, onDurable:
       const reason = result.reasons.length === 0 ? undefined : reasonOfCode(result.reasons[i] as number);
       return reason === job.reason ? undefined : reason;
     };
-    for (let i = 0; i < c.keys.length; i++) {
-      const key = c.keys[i] as string;
-      if (c.present[i]) {
-        chunk.putHold(key, addresses.get(i), reasonAt(i));
+    const keys = c.keys;
+    for (let i = 0; i < keys.count; i++) {
+      if (c.present[i] === 1) {
+        chunk.putHold(keys.text(i), addresses.get(i), reasonAt(i));
       } else {
+        const h1 = h[i * 3] as number;
+        const h2 = h[i * 3 + 1] as number;
         // In the filter before the chunk is acknowledged: a check never sees a stored key as absent.
-        o.filter?.add(h[i * 3] as number, h[i * 3 + 1] as number);
-        chunk.putEntry(key, addresses.get(i), reasonAt(i));
+        o.filter?.add(h1, h2);
+        if (bytes) bytes(keys.bytes(i), h1, h2, addresses.get(i), reasonAt(i));
+        else chunk.putEntry(keys.text(i), addresses.get(i), reasonAt(i), h1, h2);
       }
       if (i % every === every - 1) await nextTurn();
     }

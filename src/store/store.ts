@@ -171,6 +171,19 @@ export interface ChunkKeyCodec {
 }
 
 /**
+ * A watch a ledger puts on a scope that holds no entry (see {@link Ledger.watchEmptyScope}).
+ */
+export interface EmptyScopeWatch {
+  /**
+   * True while every entry the scope has got since the watch began came from import chunks
+   * ({@link Ledger.beginChunk}): under the import lease, the watching import's own, whose
+   * buckets hold disjoint keys. A chunk classified while it is true needs no look-ups: none of
+   * its keys can be in the scope. Checked under the write lock, just before a chunk is built.
+   */
+  untouched(): boolean;
+}
+
+/**
  * One import chunk (a spool bucket's distinct keys), built a key at a time so that a large chunk
  * can give the event loop back between keys, then written in one atomic step.
  */
@@ -181,9 +194,17 @@ export interface ChunkWriter {
    * it differs from the job's (the caller leaves it out otherwise: the common case stores none).
    * The writer does not touch the key filter: the caller, which has the key's hashes
    * from the workers, adds the key to it first, so that it covers the entry before `commit`
-   * resolves.
+   * resolves. It passes the key's first two hashes (`h1`, `h2`, filter/hash.ts) too, so that a
+   * ledger that logs them (LevelDB's filter log) need not hash the key again; without them the
+   * ledger hashes the key itself.
    */
-  putEntry(chunkKey: string, address: string | undefined, reason?: SuppressionReason): void;
+  putEntry(chunkKey: string, address: string | undefined, reason?: SuppressionReason, h1?: number, h2?: number): void;
+  /**
+   * {@link putEntry} with the chunk key as the workers wrote it, UTF-8 bytes, and its hashes: a
+   * ledger that stores bytes (LevelDB) offers it, and the importer then makes no string and
+   * encodes nothing per key on its thread.
+   */
+  putEntryBytes?(chunkKey: Uint8Array, h1: number, h2: number, address: string | undefined, reason?: SuppressionReason): void;
   /**
    * A key the scope already held: the job holds it too (a rollback of its owner keeps it).
    * `address` and `reason` are stored only if the key turns out to be gone by the commit (see `commit`).
@@ -367,6 +388,13 @@ export interface Ledger {
   presentKeys(chunkKeys: readonly string[]): Promise<boolean[]>;
   /** A new chunk of job `jobId`'s import into `scope`. */
   beginChunk(scope: string, jobId: string): ChunkWriter;
+  /**
+   * A watch on `scope` when it holds no entry now, else undefined. Call it under the write lock
+   * (drained). Only a ledger that one process writes (`supports.exclusive`), whose every other
+   * writer takes the write lock, can keep such a watch; a ledger that other processes write
+   * does not implement it, and its importers look keys up (or let the commit settle them).
+   */
+  watchEmptyScope?(scope: string): EmptyScopeWatch | undefined;
 
   /** Suppresses one key in one scope, with its job record and audit record; holds it when present. */
   addSuppression(s: NewSuppression, audit: (outcome: AddOutcome) => AuditRecord): Promise<AddOutcome>;

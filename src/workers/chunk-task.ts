@@ -91,11 +91,14 @@ export interface BucketResult {
   /** Lines in the bucket: valid rows whose key falls in it. */
   lines: number;
   /**
-   * Distinct store keys joined by `\n`, in parts (one for a usual bucket), so that no string
-   * comes near V8's length limit however many keys a bucket holds.
+   * The distinct keys as the ledger's chunk keys (see `ChunkKeyCodec`), UTF-8, end to end in
+   * store order: key `i` is `keyBytes[keyEnds[i - 1] ?? 0, keyEnds[i])`. Bytes rather than one
+   * joined string: the worker writes them once, the main thread hands them to LevelDB as they
+   * are, and no string comes near V8's length limit however many keys a bucket holds.
    */
-  keys: string[];
-  /** Addresses that differ from their key, joined by `\n` in parts the same way... */
+  keyBytes: Uint8Array;
+  keyEnds: Uint32Array;
+  /** Addresses that differ from their key, joined by `\n` in parts (one for a usual bucket)... */
   addresses: string[];
   /** ...and the index of the key each belongs to. */
   addressRows: number[];

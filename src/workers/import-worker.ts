@@ -1,7 +1,8 @@
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { move, transferableSymbol, valueSymbol } from 'piscina';
 import { extractColumn, type ExtractResult } from '../csv/extract.js';
 import { cellText, readNdjson } from '../source/ndjson.js';
-import { hashHex, hashKey } from '../filter/hash.js';
+import { hashKey } from '../filter/hash.js';
 import { reasonCode, reasonOfCell } from '../csv/reasons.js';
 import { SUPPRESSION_REASONS } from '../store/jobs.js';
 import { readCell } from './cell.js';
@@ -163,11 +164,11 @@ export interface DedupLimits {
    * @default 8 MiB (a usual bucket, ~1 MB, is one piece)
    */
   pieceBytes: number;
-  /** Distinct keys per joined part of the result: with store keys of at most ~400 characters, a part stays far below that limit. @default 2^20 */
-  keysPerPart: number;
+  /** Addresses per joined part of the result: at most 254 octets each, a part stays far below V8's string limit. @default 2^20 */
+  addressesPerPart: number;
 }
 
-export const DEDUP_LIMITS: Readonly<DedupLimits> = { pieceBytes: 8 * 1024 * 1024, keysPerPart: 1 << 20 };
+export const DEDUP_LIMITS: Readonly<DedupLimits> = { pieceBytes: 8 * 1024 * 1024, addressesPerPart: 1 << 20 };
 
 /**
  * Worker-pool entry: the distinct keys of one spool bucket, sorted. Every copy of a key lands in
@@ -176,6 +177,9 @@ export const DEDUP_LIMITS: Readonly<DedupLimits> = { pieceBytes: 8 * 1024 * 1024
  * (rows reach a bucket in file order). The keys come back in store order: sorted batches halved
  * LevelDB's time per batch (7.3k keys in ~9 ms instead of ~20 ms), and buckets in hash order
  * make a whole import one sorted run.
+ *
+ * The chunk keys come back as UTF-8 bytes end to end, with their filter hashes: the main thread
+ * hands them to the ledger as they are, without joining, splitting, encoding or hashing a key.
  */
 export function dedupBucket(task: BucketTask, limits: Readonly<DedupLimits> = DEDUP_LIMITS): BucketResult {
   const seen = new Set<string>();
@@ -185,6 +189,7 @@ export function dedupBucket(task: BucketTask, limits: Readonly<DedupLimits> = DE
   /** Per distinct key: its first row's reason code; allocated at the first row that has one. */
   let reasonOf: number[] | undefined;
   let lines = 0;
+  let keyChars = 0;
   for (const text of linePieces(task.path, limits.pieceBytes)) {
     let start = 0;
     // The next tab at or after `start`, searched again only once passed: searching from every
@@ -200,6 +205,7 @@ export function dedupBucket(task: BucketTask, limits: Readonly<DedupLimits> = DE
       seen.add(key);
       if (seen.size !== before) {
         keys.push(key);
+        keyChars += key.length;
         let address = hasAddress ? text.slice(tab + 1, end) : '';
         // A row with its own reason: `key\t[address]\t<code>`. The first row of a key decides.
         const second = address.indexOf('\t');
@@ -241,7 +247,7 @@ export function dedupBucket(task: BucketTask, limits: Readonly<DedupLimits> = DE
     i = j;
   }
   const hashes = new Uint32Array(n * 3);
-  const storeKeys = new Array<string>(n);
+  const out = new ChunkKeyWriter(task.codec, n, keyChars);
   const addresses: string[] = [];
   const addressRows: number[] = [];
   const reasons = new Uint8Array(reasonOf === undefined ? 0 : n);
@@ -257,11 +263,87 @@ export function dedupBucket(task: BucketTask, limits: Readonly<DedupLimits> = DE
     hashes[i * 3] = h1;
     hashes[i * 3 + 1] = keyHashes[row * 3 + 1] as number;
     hashes[i * 3 + 2] = keyHashes[row * 3 + 2] as number;
-    storeKeys[i] = task.codec.prefix + (task.codec.withHash ? hashHex(h1) : '') + (keys[row] as string);
+    out.add(h1, keys[row] as string);
   }
-  return {
-    lines, keys: joinInParts(storeKeys, limits.keysPerPart), addresses: joinInParts(addresses, limits.keysPerPart), addressRows, hashes, reasons,
-  };
+  const { keyBytes, keyEnds } = out.finish();
+  return { lines, keyBytes, keyEnds, addresses: joinInParts(addresses, limits.addressesPerPart), addressRows, hashes, reasons };
+}
+
+/**
+ * {@link dedupBucket} as the worker pool runs it: the result's typed arrays are moved to the
+ * main thread, not copied.
+ */
+export function dedupBucketMoved(task: BucketTask): unknown {
+  const r = dedupBucket(task);
+  return move({ [transferableSymbol]: [r.keyBytes.buffer, r.keyEnds.buffer, r.hashes.buffer, r.reasons.buffer], [valueSymbol]: r } as never);
+}
+
+const HEX_DIGITS = Buffer.from('0123456789abcdef');
+
+/**
+ * Writes chunk keys (`prefix`, the hash part, the key) as UTF-8 into one buffer of their own
+ * (never Buffer's shared pool: the buffer is moved to another thread), growing it when keys
+ * hold multi-byte characters.
+ */
+class ChunkKeyWriter {
+  readonly #prefix: Buffer;
+  readonly #withHash: boolean;
+  readonly #ends: Uint32Array;
+  #buf: Buffer;
+  #at = 0;
+  #count = 0;
+
+  constructor(codec: BucketTask['codec'], keys: number, keyChars: number) {
+    this.#prefix = Buffer.from(codec.prefix);
+    this.#withHash = codec.withHash;
+    this.#ends = new Uint32Array(keys);
+    // Exact for ASCII keys, the usual case.
+    this.#buf = Buffer.allocUnsafeSlow(Math.max(1, keys * (this.#prefix.length + (codec.withHash ? 8 : 0)) + keyChars));
+  }
+
+  add(h1: number, key: string): void {
+    const fixed = this.#prefix.length + (this.#withHash ? 8 : 0);
+    if (this.#at + fixed + 3 * key.length > this.#buf.length) {
+      const need = fixed + Buffer.byteLength(key);
+      if (this.#at + need > this.#buf.length) this.#grow(need);
+    }
+    const buf = this.#buf;
+    let at = this.#at;
+    const prefix = this.#prefix;
+    for (let i = 0; i < prefix.length; i++) buf[at++] = prefix[i] as number;
+    if (this.#withHash) {
+      for (let shift = 28; shift >= 0; shift -= 4) buf[at++] = HEX_DIGITS[(h1 >>> shift) & 15] as number;
+    }
+    let i = 0;
+    const len = key.length;
+    for (; i < len; i++) {
+      const c = key.charCodeAt(i);
+      if (c >= 0x80) break;
+      buf[at++] = c;
+    }
+    if (i < len) at += buf.write(i === 0 ? key : key.slice(i), at, 'utf8');
+    this.#at = at;
+    this.#ends[this.#count++] = at;
+  }
+
+  #grow(need: number): void {
+    // Room for this key, and for the rest if they are as long as the keys so far.
+    const bigger = Buffer.allocUnsafeSlow(Math.max(this.#buf.length * 2, this.#at + need));
+    this.#buf.copy(bigger, 0, 0, this.#at);
+    this.#buf = bigger;
+  }
+
+  finish(): { keyBytes: Buffer; keyEnds: Uint32Array } {
+    // A buffer much larger than its keys (multi-byte keys made it grow) is not moved whole.
+    const keyBytes = this.#at * 2 < this.#buf.length ? copyOf(this.#buf.subarray(0, this.#at)) : this.#buf.subarray(0, this.#at);
+    return { keyBytes, keyEnds: this.#ends };
+  }
+}
+
+function copyOf(bytes: Buffer): Buffer {
+  const out = Buffer.allocUnsafeSlow(bytes.length);
+  bytes.copy(out);
+  return out;
 }
 
 function joinInParts(items: readonly string[], perPart: number): string[] {

@@ -9,26 +9,9 @@ import type { Ledger } from '../../src/store/store.js';
 import { emailRange, removeTempDirs, tempDir, writeEmails } from '../helpers.js';
 import { runImport } from '../inline.js';
 import { resetDatabase, withPgDatabase } from '../store/pg-cluster.js';
+import { watchedLedger as counting } from './watched-ledger.js';
 
 afterAll(removeTempDirs);
-
-/** `ledger`, counting the keys asked of `presentKeys`. */
-function counting(ledger: Ledger): { ledger: Ledger; asked: () => number } {
-  let asked = 0;
-  const proxy = new Proxy(ledger, {
-    get(target, prop) {
-      const v = Reflect.get(target, prop, target) as unknown;
-      if (prop === 'presentKeys') {
-        return (keys: readonly string[]) => {
-          asked += keys.length;
-          return target.presentKeys(keys);
-        };
-      }
-      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-    },
-  });
-  return { ledger: proxy, asked: () => asked };
-}
 
 await withPgDatabase('imports into PostgreSQL settled at commit', (url) => {
   let ledger: Ledger | undefined;

@@ -64,10 +64,10 @@ describe.skipIf(process.platform !== 'linux')('runImport', () => {
         const put = b.putEntry.bind(b);
         const span = { first: -1, last: -1 };
         spans.push(span);
-        b.putEntry = (key, value) => {
+        b.putEntry = (...entry) => {
           if (span.first < 0) span.first = turns;
           span.last = turns;
-          put(key, value);
+          put(...entry);
         };
         return b;
       };

@@ -233,6 +233,22 @@ export function storeContract(name: string, factory: StoreFactory, supports: Sto
         await expectConsistent(store);
       });
 
+      it.runIf(!supports.exclusive)('keep no watch on an empty scope where other processes write', () => {
+        expect(store.watchEmptyScope).toBeUndefined();
+      });
+
+      it.runIf(supports.exclusive)('watch an empty scope: untouched by import chunks, touched by a single add', async () => {
+        const watch = await store.withWriteLock(async () => store.watchEmptyScope?.('unitA'));
+        expect(watch?.untouched()).toBe(true);
+        const job = await store.createJob(importFields('unitA'));
+        await writeChunk(store, job, 0, ['a@x.org', 'b@x.org']);
+        expect(watch?.untouched()).toBe(true);
+        // A scope that holds entries has no such watch.
+        expect(await store.withWriteLock(async () => store.watchEmptyScope?.('unitA'))).toBeUndefined();
+        await addKey(store, 'unitA', 'c@x.org');
+        expect(watch?.untouched()).toBe(false);
+      });
+
       it.runIf(supports.settlesChunks)('settle every key at commit, whatever the caller classified, and the checkpoint follows', async () => {
         const owner = await importKeys(store, ACCOUNT_WIDE, ['a@x.org', 'b@x.org']);
         const job = await store.createJob(importFields(ACCOUNT_WIDE));

@@ -65,14 +65,18 @@ export async function writeChunk(store: ContractStore, job: JobRecord, bucket: n
     const present = await store.presentKeys(chunkKeys);
     const filter = await viewOf(store)?.filter();
     const writer = store.beginChunk(job.scope, job.id);
+    // The merge pass hands keys over as the workers' bytes where the writer takes them.
+    const bytes = writer.putEntryBytes?.bind(writer);
     let added = 0;
     chunkKeys.forEach((ck, i) => {
+      const key = keys[i] as string;
       if (present[i]) {
-        writer.putHold(ck, addresses.get(keys[i] as string), reasons.get(keys[i] as string));
+        writer.putHold(ck, addresses.get(key), reasons.get(key));
       } else {
-        const { h1, h2 } = hashed(keys[i] as string);
+        const { h1, h2 } = hashed(key);
         filter?.add(h1, h2);
-        writer.putEntry(ck, addresses.get(keys[i] as string), reasons.get(keys[i] as string));
+        if (bytes) bytes(Buffer.from(ck), h1, h2, addresses.get(key), reasons.get(key));
+        else writer.putEntry(ck, addresses.get(key), reasons.get(key), h1, h2);
         added++;
       }
     });

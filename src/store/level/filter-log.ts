@@ -38,18 +38,26 @@ export class FilterLogRecord {
   readonly #scratch = new Uint32Array(3);
 
   /**
-   * Adds the hashes of an entry key's key. They are computed here, from the very key written,
-   * rather than taken from the caller: the log must match what the store holds.
+   * Adds the hashes of an entry key's key, computed here from the very key written: the log
+   * must match what the store holds.
    */
   addEntryKey(dbKey: string): void {
     hashKey(dbKey, this.#scratch, 0, entryKeyStart(dbKey));
+    this.addHashes(this.#scratch[0] as number, this.#scratch[1] as number);
+  }
+
+  /**
+   * Adds the hashes of an entry written as bytes: an import's, whose workers hashed each key
+   * and wrote its entry key from the same key (and its first hash into it), once.
+   */
+  addHashes(h1: number, h2: number): void {
     if (2 * this.#count === this.#pairs.length) {
       const next = new Uint32Array(this.#pairs.length * 2);
       next.set(this.#pairs);
       this.#pairs = next;
     }
-    this.#pairs[2 * this.#count] = this.#scratch[0] as number;
-    this.#pairs[2 * this.#count + 1] = this.#scratch[1] as number;
+    this.#pairs[2 * this.#count] = h1;
+    this.#pairs[2 * this.#count + 1] = h2;
     this.#count++;
   }
 

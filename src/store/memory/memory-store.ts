@@ -14,7 +14,7 @@ import { auditId, type AuditRecord } from '../audit.js';
 import { moveJob } from '../job-states.js';
 import { addRecordOf, jobMetaOf, type AnyJob, type JobRecord } from '../jobs.js';
 import {
-  ACCOUNT_WIDE, type AddOutcome, type AuditFields, type AuditScan, type ChunkKeyCodec, type ChunkWriter, type HashedKey, type JobMeta,
+  ACCOUNT_WIDE, type AddOutcome, type AuditFields, type AuditScan, type ChunkKeyCodec, type ChunkWriter, type EmptyScopeWatch, type HashedKey, type JobMeta,
   type Change, type NewSuppression, type RemovedEntry, type RollbackCounts, type ScopedEntry, type Store, type StoredApiKey, type StoredEntry,
   type FeedSnapshotPart, type RecordKind, type SyncRecord, type DeliveredEvent, type EventOutcome, type AddGroup, type AddGroupAudit, addEventsWith, addOneWith, assertRecordRef, claimSyncUnderLock,
 } from '../store.js';
@@ -50,6 +50,8 @@ export class MemoryStore implements Store {
   readonly #audit = new Map<string, string>();
   /** key -> ids of the audit records about it. */
   readonly #auditByKey = new Map<string, string[]>();
+  /** Changes of entries other than import chunks' (see `watchEmptyScope`). */
+  #otherWrites = 0;
   #jobSeq = 0;
   #syncSeq = 0;
   #auditSeq = 0;
@@ -172,6 +174,14 @@ export class MemoryStore implements Store {
     });
   }
 
+  /** One writing process, whose every writer but import chunks counts its changes: see LevelStore's. */
+  watchEmptyScope(scope: string): EmptyScopeWatch | undefined {
+    this.#assertOpen();
+    if ((this.#counts.get(scope) ?? 0) !== 0) return undefined;
+    const at = this.#otherWrites;
+    return { untouched: () => this.#otherWrites === at };
+  }
+
   beginChunk(scope: string, jobId: string): ChunkWriter {
     this.#assertOpen();
     let entries: Array<[string, StoredEntry]> = [];
@@ -215,6 +225,7 @@ export class MemoryStore implements Store {
   /** Single adds, grouped by the event that brought them (none for a plain add): one change. */
   async #writeAdds(events: readonly AddGroup[], audit: AddGroupAudit): Promise<EventOutcome[]> {
     return this.withWriteLock(async () => {
+      this.#otherWrites++;
       const change: Pick<Change, 'put' | 'jobs'> = { put: [], jobs: [] };
       const out: EventOutcome[] = [];
       // Audit records first, applied after: a throwing callback leaves nothing half-written.
@@ -264,6 +275,7 @@ export class MemoryStore implements Store {
 
   async removeSuppression(scope: string, key: HashedKey, audit: (removed: RemovedEntry) => AuditRecord): Promise<RemovedEntry> {
     return this.withWriteLock(async () => {
+      this.#otherWrites++;
       const entry = this.#entries.get(scope)?.get(key.key);
       if (entry === undefined) {
         throw new OptoutError('OPTOUT_ERR_NOT_SUPPRESSED', `${key.key} is not suppressed ${scope === ACCOUNT_WIDE ? 'account-wide' : `in unit ${scope}`}`);
@@ -282,6 +294,7 @@ export class MemoryStore implements Store {
 
   async rollbackJob(job: AnyJob, audit: (counts: RollbackCounts) => AuditRecord): Promise<RollbackCounts> {
     this.#assertOpen();
+    this.#otherWrites++;
     const counts: RollbackCounts = { removed: 0, kept: 0, holdsReleased: 0 };
     const holds = this.#holds.get(job.scope);
     for (const holders of holds?.values() ?? []) {
