@@ -32,10 +32,13 @@ export interface CheckOptions {
 
 /** Validates a request's options; the email itself is judged by the address policy. */
 export function normalizeCheckRequest(req: CheckRequest): Required<Pick<CheckRequest, 'email'>> & CheckOptions {
-  if (typeof req.email !== 'string') {
-    throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `Expected \`email\` to be a string, got ${describeValue(req.email)}`);
-  }
-  return { email: req.email, ...normalizeCheckOptions(req) };
+  return { email: emailOf(req.email), ...normalizeCheckOptions(req) };
+}
+
+/** A request's address, which must be a string (the address policy judges the rest). */
+function emailOf(email: unknown): string {
+  if (typeof email !== 'string') throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `Expected \`email\` to be a string, got ${describeValue(email)}`);
+  return email;
 }
 
 /** Validates the options of checks that share them (a whole send list, say). */
@@ -98,7 +101,12 @@ export class Checker {
   /** The decision, without recording anything (see `record`). Throws only on invalid options. */
   decide(req: CheckRequest): Decision {
     const r = normalizeCheckRequest(req);
-    const n = normalizeEmail(r.email);
+    return this.#decideEmail(r.email, r);
+  }
+
+  /** The decision on an address, with options already validated. */
+  #decideEmail(email: string, r: Omit<CheckOptions, 'caller'>): Decision {
+    const n = normalizeEmail(email);
     if (!n.valid) return { address: null, key: null, eligible: false, reason: 'invalid_address', invalidReason: n.reason };
     hashKey(n.key, this.#hashes, 0);
     const d = this.decideKey(n.key, this.#hashes[0] as number, this.#hashes[1] as number, r);
@@ -116,20 +124,7 @@ export class Checker {
     const r = normalizeCheckOptions(options);
     const out = new Array<Decision>(emails.length);
     for (let i = 0; i < emails.length; i++) {
-      const email = emails[i];
-      if (typeof email !== 'string') {
-        throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `Expected \`email\` to be a string, got ${describeValue(email)}`);
-      }
-      const n = normalizeEmail(email);
-      if (!n.valid) {
-        out[i] = { address: null, key: null, eligible: false, reason: 'invalid_address', invalidReason: n.reason };
-        continue;
-      }
-      hashKey(n.key, this.#hashes, 0);
-      const d = this.decideKey(n.key, this.#hashes[0] as number, this.#hashes[1] as number, r);
-      out[i] = d.suppression === undefined
-        ? { address: n.address, key: n.key, eligible: d.eligible, reason: d.reason }
-        : { address: n.address, key: n.key, eligible: d.eligible, reason: d.reason, suppression: d.suppression };
+      out[i] = this.#decideEmail(emailOf(emails[i]), r);
     }
     return out;
   }
