@@ -1,4 +1,8 @@
-import cliProgress from 'cli-progress';
+import type cliProgress from 'cli-progress';
+import { loadOnUse } from '../load-on-use.js';
+
+/** Loaded by the first bar: only a terminal shows one. */
+const loadCliProgress = loadOnUse<typeof cliProgress>('cli-progress');
 import type { ImportProgress } from '../store/counts.js';
 
 /**
@@ -18,7 +22,8 @@ export class ProgressBar {
       this.#phaseStart = p.elapsedMs;
       this.#rowsAtStart = p.rows;
       const known = p.total !== null && p.total > 0;
-      this.#bar = new cliProgress.SingleBar({
+      const { SingleBar, Presets } = loadCliProgress();
+      this.#bar = new SingleBar({
         stream: process.stderr,
         format: known
           ? `${p.phase.padEnd(8)} [{bar}] {percentage}% | {rows} rows | {rate} rows/s | ETA {eta_formatted}`
@@ -26,7 +31,7 @@ export class ProgressBar {
         hideCursor: true,
         fps: 5,
         etaBuffer: 50,
-      }, cliProgress.Presets.shades_classic);
+      }, Presets.shades_classic);
       this.#bar.start(known ? (p.total as number) : 1, 0, { rows: '0', rate: '0' });
     }
     const seconds = (p.elapsedMs - this.#phaseStart) / 1000;

@@ -9,9 +9,13 @@
  */
 import { lookup as dnsLookup } from 'node:dns/promises';
 import { isIP, type LookupFunction } from 'node:net';
-import { Agent, buildConnector } from 'undici';
+import type { Agent, buildConnector } from 'undici';
 import { OptoutError, describeValue } from '../errors.js';
+import { loadOnUse } from '../load-on-use.js';
 import { normalizeAddressPolicy, type AddressPolicy, type AddressPolicyOptions } from './url-policy.js';
+
+/** Loaded by the first agent: most processes never fetch a URL. */
+const loadUndici = loadOnUse<typeof import('undici')>('undici');
 
 export interface ResolvedAddress {
   address: string;
@@ -100,7 +104,7 @@ function guardedConnector(policy: AddressPolicy, timeoutMs: number, resolve: Res
     const started = Date.now();
     const checked = resolveChecked(opts.hostname, port, policy, resolve);
     withDeadline(checked, timeoutMs, () => `Resolving ${opts.hostname} took longer than ${timeoutMs} ms`).then((addresses) => {
-      const connect = buildConnector({
+      const connect = loadUndici().buildConnector({
         timeout: Math.max(1, timeoutMs - (Date.now() - started)),
         lookup: answerWith(addresses),
         autoSelectFamily: true,
@@ -133,7 +137,7 @@ export function createSyncAgent(options: SyncAgentOptions = {}): Agent {
   if (options.resolve !== undefined && typeof options.resolve !== 'function') {
     throw new OptoutError('OPTOUT_ERR_INVALID_OPTION', `Expected \`resolve\` to be a function, got ${describeValue(options.resolve)}`);
   }
-  const agent = new Agent({ connect: guardedConnector(policy, timeoutMs, options.resolve ?? defaultResolve) });
+  const agent = new (loadUndici().Agent)({ connect: guardedConnector(policy, timeoutMs, options.resolve ?? defaultResolve) });
   policies.set(agent, policy);
   return agent;
 }

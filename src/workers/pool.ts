@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os';
-import { Piscina } from 'piscina';
 import { OptoutError } from '../errors.js';
+import { loadOnUse } from '../load-on-use.js';
 import type { ScrubResult, ScrubTask } from './scrub-task.js';
 import type { BucketResult, BucketTask, ChunkResult, ChunkTask } from './chunk-task.js';
 
@@ -21,6 +21,9 @@ async function wrapped<T>(p: Promise<T>): Promise<T> {
   }
 }
 
+/** Loaded by the first pool: a server loads it only once it imports. */
+const loadPiscina = loadOnUse<typeof import('piscina')>('piscina');
+
 /** Scrub's task lives in its own module; piscina loads it into the same threads on first use. */
 const SCRUB_WORKER = new URL('./scrub-worker.js', import.meta.url).href;
 
@@ -30,7 +33,7 @@ const SCRUB_WORKER = new URL('./scrub-worker.js', import.meta.url).href;
  * LevelDB's own threads take the rest.
  */
 export function createChunkPool(threads = availableParallelism()): ChunkPool {
-  const pool = new Piscina({
+  const pool = new (loadPiscina().Piscina)({
     filename: new URL('./import-worker.js', import.meta.url).href,
     minThreads: threads,
     maxThreads: threads,

@@ -2,7 +2,6 @@ import { createInterface } from 'node:readline/promises';
 import type { Command } from 'commander';
 import { OptoutError } from '../../errors.js';
 import type { Confirmation } from '../../options.js';
-import { runImport } from '../../pipeline/run-import.js';
 import { errorOfJob } from '../../store/jobs.js';
 import { formatSummary, type ImportReport } from '../../report/summary.js';
 import { ProgressBar } from '../progress.js';
@@ -94,6 +93,8 @@ export function registerImport(program: Command): void {
       // SIGTERM (a service manager, `kill`) stops the same way: the job keeps its checkpoint and the temporary files go.
       process.on('SIGINT', onSigint);
       process.on('SIGTERM', onSigint);
+      // The pipeline (and its worker pool) is loaded by this command only.
+      const { runImport } = await import('../../pipeline/run-import.js');
       let report: ImportReport;
       try {
         report = await runImport({

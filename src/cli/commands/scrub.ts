@@ -1,7 +1,6 @@
 import type { Command } from 'commander';
 import type { SendType } from '../../check/rules.js';
 import { formatScrubSummary, type ScrubReport } from '../../scrub/report.js';
-import { runScrub } from '../../scrub/run-scrub.js';
 import { ProgressBar } from '../progress.js';
 import { dbOption, parseInteger } from '../args.js';
 
@@ -41,6 +40,8 @@ export function registerScrub(program: Command): void {
         controller.abort();
       };
       process.on('SIGINT', onSigint);
+      // The pipeline (and its worker pool) is loaded by this command only.
+      const { runScrub } = await import('../../scrub/run-scrub.js');
       let report: ScrubReport;
       try {
         report = await runScrub({

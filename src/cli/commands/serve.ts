@@ -1,6 +1,5 @@
 import type { Command } from 'commander';
 import type { AddressInfo } from 'node:net';
-import { createServer } from '../../api/server.js';
 import { LOG_LEVELS, type LogLevel } from '../../api/request-log.js';
 import { openStore, type OptoutStore } from '../../check/open-store.js';
 import { DEFAULT_MAX_STALENESS_MS, DEFAULT_REPLICA_DIR, openReplica, type OpenedReplica } from '../../replica/open-replica.js';
@@ -82,6 +81,9 @@ export function registerServe(program: Command): void {
       const maxStalenessMs = parseInteger('max-staleness', flags.maxStaleness);
       const db = dbOption(cmd);
       const opening = performance.now();
+      // The HTTP server's modules load while the store opens (its key filter is read from disk).
+      const serverModule = import('../../api/server.js');
+      serverModule.catch(() => undefined);
       let store: OptoutStore;
       let ready: Promise<void>;
       if (isPgUrl(db)) {
@@ -105,6 +107,7 @@ export function registerServe(program: Command): void {
           `store ready in ${Math.round(performance.now() - opening)} ms\n`);
         ready = Promise.resolve();
       }
+      const { createServer } = await serverModule;
       const app = createServer({ store, imports, allowPrivateUrls: flags.allowPrivateUrls === true, logger: { level }, links: { rateLimit: linksRate } });
       try {
         await app.listen({ host: flags.host, port });

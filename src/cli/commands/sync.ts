@@ -1,6 +1,5 @@
 import { availableParallelism } from 'node:os';
 import type { Command } from 'commander';
-import { ImportJobs } from '../../manage/import-jobs.js';
 import { addSync, listSyncs, publicSync, removeSync, runSync, type SyncRunResult } from '../../sync/syncs.js';
 import { withStore } from '../args.js';
 
@@ -35,6 +34,7 @@ export function registerSync(program: Command): void {
     .option('--json', 'one JSON result per sync')
     .action(async (id: string | undefined, flags: { json?: boolean }, cmd: Command) => {
       const results = await withStore(cmd, 'optout sync run', async (store) => {
+        const { ImportJobs } = await import('../../manage/import-jobs.js');
         const jobs = new ImportJobs(store, { threads: availableParallelism() });
         const out: SyncRunResult[] = [];
         try {
