@@ -35,13 +35,19 @@ export interface Decision {
   suppression?: SuppressionInfo;
 }
 
+// Shared and frozen: checks decide millions of addresses a second.
+const NOT_SUPPRESSED = Object.freeze({ eligible: true, reason: 'not_suppressed' as const });
+const LEGAL_BASIS = Object.freeze({ eligible: true, reason: 'legal_basis' as const });
+const SUPPRESSED = Object.freeze({ eligible: false, reason: 'suppressed' as const });
+
 /**
  * Account-wide suppressions block marketing and sequences in every unit, a unit's only in that
  * unit (the checker only passes matches in scope). A one-to-one send to a suppressed address
  * needs a non-empty legal basis.
  */
-export function decide(match: SuppressionInfo | undefined, type: SendType, legalBasis: string | undefined): { eligible: boolean; reason: DecisionReason } {
-  if (match === undefined) return { eligible: true, reason: 'not_suppressed' };
-  if (type === 'one-to-one' && legalBasis !== undefined && legalBasis.trim() !== '') return { eligible: true, reason: 'legal_basis' };
-  return { eligible: false, reason: 'suppressed' };
+export function decide(match: SuppressionInfo | undefined, type: SendType, legalBasis: string | undefined): Readonly<{ eligible: boolean; reason: DecisionReason }> {
+  if (match === undefined) return NOT_SUPPRESSED;
+  if (type === 'one-to-one' && legalBasis !== undefined && legalBasis.trim() !== '') return LEGAL_BASIS;
+  return SUPPRESSED;
 }
+

@@ -48,6 +48,25 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
+describe('checks of one batch asked with different options', () => {
+  it('answers each with its own unit, type and legal basis, and refuses an invalid one whatever came before', async () => {
+    // The checker reuses the last validated options while the next check asks with the same ones.
+    const reqs = [
+      { email: 'unit@x.org', unit: 'A' },
+      { email: 'unit@x.org' },
+      { email: 'unit@x.org', unit: 'A', type: 'one-to-one' as const, legalBasis: 'contract' },
+      { email: 'unit@x.org', unit: 'A', type: 'one-to-one' as const },
+      { email: 'unit@x.org', type: 'sequence' as const },
+      { email: 'unit@x.org', unit: 'A' },
+      { email: 'unit@x.org', unit: 'B' },
+    ];
+    const answers = (await opened.checkMany(reqs)).map((d) => d.reason);
+    expect(answers).toEqual(['suppressed', 'not_suppressed', 'legal_basis', 'suppressed', 'not_suppressed', 'suppressed', 'not_suppressed']);
+    await expect(opened.checkMany([{ email: 'unit@x.org', unit: 'A' }, { email: 'unit@x.org', unit: 'A!' }])).rejects.toThrow(/unit/);
+    await expect(opened.checkMany([{ email: 'unit@x.org', type: 'sequence' }, { email: 'unit@x.org', type: 'bulk' as 'sequence' }])).rejects.toThrow(/type/);
+  });
+});
+
 describe('openStore().check', () => {
   it('applies account-wide suppressions in every unit, unit ones in their unit only', async () => {
     expect(await opened.check({ email: 'ALL@x.org' })).toMatchObject({ eligible: false, reason: 'suppressed', suppression: { scope: '*', reason: 'complaint', source: 'list-1.csv', jobId: '1' } });
