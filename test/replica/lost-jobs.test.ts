@@ -18,6 +18,7 @@ import { HOLDER_FILE } from '../../src/manage/job-holders.js';
 import { openReplica, type OpenedReplica } from '../../src/replica/open-replica.js';
 import type { AuditRecord } from '../../src/store/audit.js';
 import type { JobRecord } from '../../src/store/jobs.js';
+import type { ChunkWriter, Ledger } from '../../src/store/store.js';
 import { migrate } from '../../src/store/pg/migrate.js';
 import { PgLedger } from '../../src/store/pg/pg-ledger.js';
 import { createInlinePool } from '../../src/workers/inline-pool.js';
@@ -54,11 +55,11 @@ await withPgDatabase('lost replicas', (url) => {
   const open: Replica[] = [];
   let admin: string;
 
-  async function replica(imports: ImportJobsOptions): Promise<Replica> {
+  async function replica(imports: ImportJobsOptions, wrap: (ledger: Ledger) => Ledger = (l) => l): Promise<Replica> {
     const dir = await tempDir('optout-replica-');
     const store = await openReplica(url, dir, { pollMs: 20 });
     const notices: string[] = [];
-    const app = createServer({ store, imports: { pool, relayWaitMs: 1000, onNotice: (m) => notices.push(m), ...imports }, syncs: false });
+    const app = createServer({ store: { ...store, ledger: wrap(store.ledger) }, imports: { pool, relayWaitMs: 1000, onNotice: (m) => notices.push(m), ...imports }, syncs: false });
     await store.caughtUp;
     await app.ready();
     let closed = false;
@@ -201,6 +202,41 @@ await withPgDatabase('lost replicas', (url) => {
     expect(confirm).toMatchObject({ status: 409, json: { code: 'OPTOUT_ERR_JOB_STATE' } });
     expect((await job(other, id)).json['state']).toBe('expired');
     expect(await withLedger(async (ledger) => (await ledger.scopeCounts()).get('*') ?? 0)).toBe(0);
+  });
+
+  it('a holder cut off in the middle of an import commits nothing once another replica has failed its job', async () => {
+    // Its chunk commits wait here: the holder is stalled just before it writes.
+    let release!: () => void;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    const gated = (ledger: Ledger): Ledger => new Proxy(ledger, {
+      get(target, name) {
+        if (name === 'beginChunk') {
+          return (scope: string, jobId: string): ChunkWriter => {
+            const writer = target.beginChunk(scope, jobId);
+            return { ...writer, commit: async (job, added) => {
+              await gate;
+              return writer.commit(job, added);
+            } };
+          };
+        }
+        const value: unknown = Reflect.get(target, name, target);
+        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+    const late = await replica({ heartbeatMs: 1500 }, gated);
+    const id = await upload(late, `email\n${Array.from({ length: 20 }, (_, i) => `cut${i}@example.com`).join('\n')}\n`, true);
+    const other = await replica({ heartbeatMs: 50, lostAfterMs: 300 });
+    expect((await inState(other, id, ['failed'])).json).toMatchObject({ state: 'failed', error: { code: 'OPTOUT_ERR_HOLDER_LOST' } });
+    release();
+    const told = await until(async () => late.notices, (n) => n.some((m) => m.startsWith(`import job ${id}: another server ended it`)));
+    expect(told.filter((m) => m.startsWith(`import job ${id}: `))).toHaveLength(1);
+    expect(await until(async () => existsSync(join(late.dir, 'uploads', `${id}.csv`)), (e) => !e)).toBe(false);
+    expect((await job(other, id)).json).toMatchObject({ state: 'failed', error: { code: 'OPTOUT_ERR_HOLDER_LOST' } });
+    expect(await withLedger(async (ledger) => (await ledger.scopeCounts()).get('*') ?? 0)).toBe(0);
+    // Nothing to take back, but the rollback accepts it.
+    expect((await other.call('POST', `/v1/imports/${id}/rollback`)).json).toMatchObject({ removed: 0 });
   });
 
   it('jobs abandon refuses the job of a live holder, ends it with force, and audits who did', async () => {
