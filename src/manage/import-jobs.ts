@@ -129,7 +129,8 @@ export interface ImportJobsOptions {
   /**
    * On a ledger several servers share: how long, in ms, the server holding a job (its upload,
    * its spool) may go unseen before another server ends the job (`failed`, or `expired` when it
-   * waited for a confirmation) for an operator to roll back or import again. @default 10 minutes
+   * waited for a confirmation) for an operator to roll back or import again. Servers look for such
+   * jobs every tenth of it (at least every `heartbeatMs`). @default 10 minutes
    */
   lostAfterMs?: number | undefined;
   /**
@@ -236,6 +237,9 @@ export class ImportJobs {
   /** The first liveness record: a job records this server as its holder only once it is written. */
   #firstBeat: Promise<void> = Promise.resolve();
   #beating: Promise<void> | undefined;
+  /** How often, and next when, the heartbeat looks for jobs of lost servers: a tenth of the bound. */
+  readonly #sweepEvery: number;
+  #nextSweep = 0;
   /** Jobs of this server found ended by another, told once each. */
   readonly #leftEnded = new Set<string>();
 
@@ -250,6 +254,7 @@ export class ImportJobs {
     this.#quota = new UploadQuota(o.maxPendingBytes);
     this.#relayWait = o.relayWaitMs;
     this.#lostAfter = o.lostAfterMs;
+    this.#sweepEvery = Math.max(o.heartbeatMs, Math.floor(o.lostAfterMs / 10));
     this.#notice = o.onNotice;
     mkdirSync(this.#dir, { recursive: true });
     if (!store.supports.exclusive) {
@@ -482,12 +487,16 @@ export class ImportJobs {
     const self = this.#holder as string;
     try {
       await beat(this.#store, self, startedAt);
+      for (const id of [...this.#running.keys()]) {
+        const job = await this.#store.getJob(id);
+        if (job?.kind === 'import' && endedWithoutHolder(job)) this.#leaveEnded(job);
+      }
+      // Every job is read to find the lost ones: often enough for the bound, not every heartbeat.
+      if (Date.now() < this.#nextSweep) return;
+      this.#nextSweep = Date.now() + this.#sweepEvery;
       const seen = await lastSeen(this.#store);
       for (const job of await this.#store.listImports()) {
-        if (job.holder === self) {
-          if (endedWithoutHolder(job) && this.#running.has(job.id)) this.#leaveEnded(job);
-          continue;
-        }
+        if (job.holder === self) continue;
         const holding = holdingOf(job, seen, this.#lostAfter);
         if (holding?.lost !== true || this.#closed) continue;
         const ended = await endWithoutHolder(this.#store, job, { actor: `server:${self}`, holding, lostAfterMs: this.#lostAfter, forced: false });
