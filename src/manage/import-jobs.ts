@@ -479,9 +479,9 @@ export class ImportJobs {
   }
 
   /**
-   * One heartbeat: this server's liveness record; then the jobs of servers not seen within the
-   * bound, ended here unless another server gets there first (the ledger lets one move each);
-   * then this server's own jobs that another ended while this one was not seen.
+   * One heartbeat: this server's liveness record; its own running jobs that were ended elsewhere
+   * (while it was not seen, or by an operator); now and then, the jobs of servers not seen within
+   * the bound, ended here unless another server gets there first (the ledger lets one move each).
    */
   async #tick(startedAt: string): Promise<void> {
     const self = this.#holder as string;
@@ -508,15 +508,15 @@ export class ImportJobs {
   }
 
   /**
-   * A job of this server that another ended while this one was not seen: stopped here, its
-   * files deleted, its record left as it is (the ledger refuses anything this server would
-   * still write for it).
+   * A job of this server that was ended elsewhere (another server found this one lost, or an
+   * operator abandoned it): stopped here if it runs, its files deleted, its record left as it is
+   * (the ledger refuses anything this server would still write for it).
    */
   #leaveEnded(job: JobRecord): void {
     if (this.#leftEnded.has(job.id)) return;
     this.#leftEnded.add(job.id);
-    this.#notice(`import job ${job.id}: another server ended it (${job.state}) while this one was not seen, so it is stopped here and left ` +
-      `as it is: ${job.error?.message ?? ''}`);
+    this.#notice(`import job ${job.id}: ended elsewhere (${job.state}) without this server, which holds it; stopped here, its upload ` +
+      `deleted and the job left as it is: ${job.error?.message ?? ''}`);
     const entry = this.#running.get(job.id);
     if (entry === undefined) return;
     delete entry.confirm;

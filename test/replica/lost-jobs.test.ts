@@ -195,8 +195,8 @@ await withPgDatabase('lost replicas', (url) => {
     expect((await inState(other, id, ['expired'])).json).toMatchObject({ state: 'expired', error: { code: 'OPTOUT_ERR_HOLDER_LOST' } });
 
     // Back: its next heartbeat finds the job ended, stops it and deletes its upload.
-    const told = await until(async () => late.notices, (n) => n.some((m) => m.startsWith(`import job ${id}: another server ended it`)), 400, 25);
-    expect(told.join('\n')).toContain(`import job ${id}: another server ended it (expired)`);
+    const told = await until(async () => late.notices, (n) => n.some((m) => m.startsWith(`import job ${id}: ended elsewhere`)), 400, 25);
+    expect(told.join('\n')).toContain(`import job ${id}: ended elsewhere (expired)`);
     expect(await until(async () => existsSync(join(late.dir, 'uploads', `${id}.csv`)), (e) => !e)).toBe(false);
     const confirm = await late.call('POST', `/v1/imports/${id}/confirm`, { count: 2 });
     expect(confirm).toMatchObject({ status: 409, json: { code: 'OPTOUT_ERR_JOB_STATE' } });
@@ -230,7 +230,7 @@ await withPgDatabase('lost replicas', (url) => {
     const other = await replica({ heartbeatMs: 50, lostAfterMs: 300 });
     expect((await inState(other, id, ['failed'])).json).toMatchObject({ state: 'failed', error: { code: 'OPTOUT_ERR_HOLDER_LOST' } });
     release();
-    const told = await until(async () => late.notices, (n) => n.some((m) => m.startsWith(`import job ${id}: another server ended it`)));
+    const told = await until(async () => late.notices, (n) => n.some((m) => m.startsWith(`import job ${id}: ended elsewhere`)));
     expect(told.filter((m) => m.startsWith(`import job ${id}: `))).toHaveLength(1);
     expect(await until(async () => existsSync(join(late.dir, 'uploads', `${id}.csv`)), (e) => !e)).toBe(false);
     expect((await job(other, id)).json).toMatchObject({ state: 'failed', error: { code: 'OPTOUT_ERR_HOLDER_LOST' } });
@@ -261,7 +261,7 @@ await withPgDatabase('lost replicas', (url) => {
     expect(record?.actor).toMatch(/^key:/);
     // Once ended it stays so: a second abandon is refused, and the holder lets it go.
     expect(await operator.call('POST', `/v1/imports/${id}/abandon`, { force: true })).toMatchObject({ status: 409, json: { code: 'OPTOUT_ERR_JOB_STATE' } });
-    const told = await until(async () => holder.notices, (n) => n.some((m) => m.startsWith(`import job ${id}: another server ended it`)));
+    const told = await until(async () => holder.notices, (n) => n.some((m) => m.startsWith(`import job ${id}: ended elsewhere`)));
     expect(told.length).toBeGreaterThan(0);
   });
 });
