@@ -240,6 +240,8 @@ export class ImportJobs {
   /** How often, and next when, the heartbeat looks for jobs of lost servers: a tenth of the bound. */
   readonly #sweepEvery: number;
   #nextSweep = 0;
+  /** Each server's liveness record as this process last read it, and since when (performance.now()). */
+  readonly #records = new Map<string, { at: number | undefined; since: number }>();
   /** Jobs of this server found ended by another, told once each. */
   readonly #leftEnded = new Set<string>();
 
@@ -495,16 +497,36 @@ export class ImportJobs {
       if (Date.now() < this.#nextSweep) return;
       this.#nextSweep = Date.now() + this.#sweepEvery;
       const seen = await lastSeen(this.#store);
+      const unchanged = this.#watchRecords(seen);
       for (const job of await this.#store.listImports()) {
-        if (job.holder === self) continue;
+        if (job.holder === undefined || job.holder === self) continue;
         const holding = holdingOf(job, seen, this.#lostAfter);
-        if (holding?.lost !== true || this.#closed) continue;
+        if (holding?.lost !== true || unchanged(job.holder) <= this.#lostAfter || this.#closed) continue;
         const ended = await endWithoutHolder(this.#store, job, { actor: `server:${self}`, holding, lostAfterMs: this.#lostAfter, forced: false });
         if (ended !== undefined) this.#notice(`import job ${job.id} (${job.state}) is now ${ended.state}: ${ended.error?.message ?? ''}`);
       }
     } catch (err) {
       if (!this.#closed) this.#notice(`heartbeat of this server (folder id ${self}): ${(err as Error).message}; tried again in the next one`);
     }
+  }
+
+  /**
+   * How long, on this process's own clock, each server's liveness record has stayed as it is now.
+   * A server is taken as lost only when its record also looks old by the wall clock: a server
+   * whose clock runs ahead of the others', or behind, never makes a live one look lost, and one
+   * just started waits the whole bound before it ends anything.
+   */
+  #watchRecords(seen: ReadonlyMap<string, number>): (id: string) => number {
+    const now = performance.now();
+    for (const [id, at] of seen) {
+      if (this.#records.get(id)?.at !== at) this.#records.set(id, { at, since: now });
+    }
+    return (id) => {
+      let record = this.#records.get(id);
+      // A holder that never wrote its record: watched from now.
+      if (record === undefined) this.#records.set(id, (record = { at: undefined, since: now }));
+      return now - record.since;
+    };
   }
 
   /**

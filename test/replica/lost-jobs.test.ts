@@ -18,11 +18,12 @@ import { HOLDER_FILE } from '../../src/manage/job-holders.js';
 import { openReplica, type OpenedReplica } from '../../src/replica/open-replica.js';
 import type { AuditRecord } from '../../src/store/audit.js';
 import type { JobRecord } from '../../src/store/jobs.js';
-import type { ChunkWriter, Ledger } from '../../src/store/store.js';
+import { ACCOUNT_WIDE, type ChunkWriter, type Ledger } from '../../src/store/store.js';
 import { migrate } from '../../src/store/pg/migrate.js';
 import { PgLedger } from '../../src/store/pg/pg-ledger.js';
 import { createInlinePool } from '../../src/workers/inline-pool.js';
 import { removeTempDirs, tempDir } from '../helpers.js';
+import { importFields } from '../store/ledger-writes.js';
 import { resetDatabase, withPgDatabase } from '../store/pg-cluster.js';
 import { callReplica, type ReplicaAnswer } from './replica-call.js';
 
@@ -237,6 +238,36 @@ await withPgDatabase('lost replicas', (url) => {
     expect(await withLedger(async (ledger) => (await ledger.scopeCounts()).get('*') ?? 0)).toBe(0);
     // Nothing to take back, but the rollback accepts it.
     expect((await other.call('POST', `/v1/imports/${id}/rollback`)).json).toMatchObject({ removed: 0 });
+  });
+
+  it('a live holder whose clock is far behind is not taken as lost: its record keeps changing', async () => {
+    // A server an hour behind, beating every 20 ms, holding a waiting job.
+    const ledger = await PgLedger.open(url);
+    const id = (await ledger.createJob({ ...importFields(ACCOUNT_WIDE), state: 'awaiting_confirmation', holder: 'skewed', origin: { via: 'http', actor: 'test' } })).id;
+    let beating = true;
+    const behind = (async () => {
+      while (beating) {
+        await ledger.putRecord('server', 'skewed', { seenAt: new Date(Date.now() - 3_600_000).toISOString(), startedAt: '', host: 'x', pid: 1 }, undefined);
+        await sleep(20);
+      }
+    })();
+    try {
+      const watcher = await replica({ heartbeatMs: 20, lostAfterMs: 200 });
+      // By the wall clock the holder looks lost at once; the watcher sweeps for well over the bound.
+      const selfId = readFileSync(join(watcher.dir, HOLDER_FILE), 'utf8').trim();
+      const swept = async (): Promise<number> => Date.parse((await ledger.getRecord<{ seenAt: string }>('server', selfId))?.seenAt ?? '0');
+      const from = await swept();
+      expect(await until(swept, (at) => at > from + 1000)).toBeGreaterThan(from + 1000);
+      expect((await job(watcher, id)).json).toMatchObject({ state: 'awaiting_confirmation', holder: { id: 'skewed', lost: true } });
+      // Stopped: its record stays as it is, and the job ends after the bound.
+      beating = false;
+      await behind;
+      expect((await inState(watcher, id, ['expired'])).json).toMatchObject({ state: 'expired', error: { code: 'OPTOUT_ERR_HOLDER_LOST' } });
+    } finally {
+      beating = false;
+      await behind;
+      await ledger.close();
+    }
   });
 
   it('jobs abandon refuses the job of a live holder, ends it with force, and audits who did', async () => {
