@@ -129,10 +129,11 @@ await withPgDatabase('optout serve --replica', (url) => {
       const audit = await runCli(['--db', url, 'audit', '--json']);
       expect(audit.stdout).toMatch(new RegExp(`"actor":"cli","action":"abandon","key":null,"job":"${first}"`));
 
-      // Any other replica ends the rest once the lost one has not been seen for --lost-after.
+      // Any other replica ends the rest once the lost one has not been seen for --lost-after, as
+      // it watched: from its first heartbeat sweep (5 s), the job ends at its second or third.
       const other = await replica(url, join(await tempDir(), 'other'), ['--lost-after', '1s']);
       let job: Record<string, unknown> = {};
-      for (let i = 0; i < 400 && job['state'] !== 'expired'; i++) {
+      for (let i = 0; i < 2000 && job['state'] !== 'expired'; i++) {
         job = (await call(other.base, key, 'GET', `/v1/imports/${second}`)).json;
         if (job['state'] !== 'expired') await new Promise((r) => setTimeout(r, 25));
       }
