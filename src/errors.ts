@@ -26,6 +26,7 @@ export const ERROR_TABLE = {
   OPTOUT_ERR_NOT_SUPPRESSED: { exit: 2, http: 404, description: '`remove` of an address that scope does not suppress' },
   OPTOUT_ERR_JOB_NOT_FOUND: { exit: 2, http: 404, description: 'no job has that id' },
   OPTOUT_ERR_JOB_STATE: { exit: 2, http: 409, description: 'the job\'s state does not allow this, e.g. confirming a job that is not waiting or rolling back a running one' },
+  OPTOUT_ERR_HOLDER_LOST: { exit: 2, http: 409, description: 'an import job\'s server was not seen within `--lost-after`, or an operator abandoned the job (`optout jobs abandon`): the job ended without it; its message says what to do' },
   OPTOUT_ERR_STORE_NOT_OPEN: { exit: 1, http: 503, description: 'the store is not open (closed, or not opened yet)' },
   OPTOUT_ERR_STORE_CORRUPT: { exit: 1, http: 503, description: 'the store holds data of another format or address policy' },
   OPTOUT_ERR_STORE: { exit: 1, http: 503, description: 'the store failed to read or write' },

@@ -321,6 +321,16 @@ function registerImportRoutes(app: FastifyInstance, ctx: RouteContext): void {
     return existsSync(path) ? reply.send(createReadStream(path)) : 'line,row,value,reason\n';
   });
 
+  app.post<{ Params: { id: string }; Body: { force?: boolean } | undefined }>('/v1/imports/:id/abandon', {
+    onRequest: ctx.guard('admin'),
+    schema: {
+      summary: 'End an import job whose server is gone for good (see `optout jobs abandon`): it fails, or expires if it waited for a confirmation; answers the job',
+      params: ID_PARAM,
+      body: { type: ['object', 'null'], additionalProperties: false, properties: { force: { type: 'boolean', description: 'even if its server was seen within --lost-after, or none is recorded' } } },
+      response: answers({ 200: JOB_SCHEMA }),
+    },
+  }, async (request) => ctx.imports().abandon(request.params.id, actorOf(request), request.body?.force === true));
+
   app.post<{ Params: { id: string } }>('/v1/imports/:id/rollback', { onRequest: ctx.guard('admin'), schema: { params: ID_PARAM, response: answers({ 200: OPEN_OBJECT }) } }, async (request, reply) => {
     if (await ctx.imports().isRunning(request.params.id)) {
       throw new ApiError('OPTOUT_ERR_JOB_STATE', `Job ${request.params.id} is running; roll it back once it has ended`);

@@ -46,6 +46,11 @@ export const JOB_SCHEMA = {
       properties: Object.fromEntries(SUPPRESSION_REASONS.map((r) => [r, { type: 'integer', minimum: 1 }])),
     },
     error: { type: ['object', 'null'], additionalProperties: true },
+    holder: {
+      type: ['object', 'null'], additionalProperties: false,
+      description: 'on a PostgreSQL database, for a job not ended: the API replica that holds it (the id kept in its folder), when it was last seen, and whether it is taken as lost (not seen within --lost-after)',
+      properties: { id: { type: ['string', 'null'] }, seenAt: { type: ['string', 'null'] }, lost: { type: 'boolean' } },
+    },
   },
 } as const;
 

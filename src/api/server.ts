@@ -189,7 +189,8 @@ export function createServer(options: ServerOptions): OptoutServer {
     // Keys are read from the check view (an API replica's revocations come through its feed);
     // every write goes to the ledger.
     keys = new KeyRing(s.store);
-    imports = new ImportJobs(s.ledger, options.imports);
+    // What the jobs do on their own (a lost server's job ended) goes to the request log when there is one.
+    imports = new ImportJobs(s.ledger, { ...(logs(options.logger) ? { onNotice: (m: string) => app.log.warn(m) } : {}), ...options.imports });
     // Jobs a previous server left unfinished are taken up again; a failure there is logged, and
     // the jobs stay as they are for the next start.
     if (options.syncs !== false) scheduler = new SyncScheduler(s.ledger, imports, { onError: (err) => app.log.error(err), ...options.syncs });

@@ -36,6 +36,9 @@ import { fetchSource, type FetchSourceOptions } from '../fetch/fetch-source.js';
 import type { ChunkPool } from '../workers/pool.js';
 import { redactUrl, validateSyncUrl } from '../fetch/url-policy.js';
 import { UploadQuota } from './upload-quota.js';
+import {
+  DEFAULT_HEARTBEAT_MS, DEFAULT_LOST_AFTER_MS, UNENDED, abandonJob, beat, endWithoutHolder, holderIdOf, holdingOf, lastSeen, type Holding,
+} from './job-holders.js';
 
 export interface ImportRequest {
   column?: string | undefined;
@@ -85,6 +88,12 @@ export interface ImportJobView {
    * the counts cover the rows before it, which a confirmation writes before the job fails.
    */
   error: JobError | null;
+  /**
+   * On a ledger several servers share, for a job not ended: the server that holds it (the id
+   * of its folder), when that server was last seen, and whether it is taken as lost (not seen
+   * within `lostAfterMs`). Null on the embedded store and for ended jobs.
+   */
+  holder: Holding | null;
 }
 
 export interface ImportJobsOptions {
@@ -117,9 +126,25 @@ export interface ImportJobsOptions {
    * has not yet. @default 5000
    */
   relayWaitMs?: number | undefined;
+  /**
+   * On a ledger several servers share: how long, in ms, the server holding a job (its upload,
+   * its spool) may go unseen before another server ends the job (`failed`, or `expired` when it
+   * waited for a confirmation) for an operator to roll back or import again. Servers look for such
+   * jobs every tenth of it (at least every `heartbeatMs`). @default 10 minutes
+   */
+  lostAfterMs?: number | undefined;
+  /**
+   * On a ledger several servers share: how often, in ms, this server writes its liveness record
+   * and looks for jobs of servers not seen within `lostAfterMs`. @default 5000
+   */
+  heartbeatMs?: number | undefined;
+  /** Hears what the server does to jobs on its own (a lost server's job ended, one of its own found ended). @default stderr */
+  onNotice?: ((message: string) => void) | undefined;
 }
 
-export type NormalizedImportJobsOptions = Readonly<Required<Omit<ImportJobsOptions, 'pool'>> & { pool: ChunkPool | undefined }>;
+export type NormalizedImportJobsOptions = Readonly<Required<Omit<ImportJobsOptions, 'pool' | 'onNotice'>> & {
+  pool: ChunkPool | undefined; onNotice: (message: string) => void;
+}>;
 
 const DEFAULT_MAX_UPLOAD = 8 * 1024 ** 3;
 const DEFAULT_PENDING_TTL = 24 * 3_600_000;
@@ -140,6 +165,9 @@ export function normalizeImportJobsOptions(o: ImportJobsOptions = {}): Normalize
     pendingTtlMs: o.pendingTtlMs === undefined ? DEFAULT_PENDING_TTL : positiveInteger('pendingTtlMs', o.pendingTtlMs),
     maxPendingBytes: o.maxPendingBytes === undefined ? DEFAULT_MAX_PENDING : positiveInteger('maxPendingBytes', o.maxPendingBytes),
     relayWaitMs: o.relayWaitMs === undefined ? DEFAULT_RELAY_WAIT : positiveInteger('relayWaitMs', o.relayWaitMs),
+    lostAfterMs: o.lostAfterMs === undefined ? DEFAULT_LOST_AFTER_MS : positiveInteger('lostAfterMs', o.lostAfterMs),
+    heartbeatMs: o.heartbeatMs === undefined ? DEFAULT_HEARTBEAT_MS : positiveInteger('heartbeatMs', o.heartbeatMs),
+    onNotice: o.onNotice ?? ((m) => void process.stderr.write(`${m}\n`)),
   };
 }
 
@@ -201,6 +229,21 @@ export class ImportJobs {
   #expiryTimer: NodeJS.Timeout | undefined;
   /** On a shared ledger, while a job waits here: looks for confirmations other servers received. */
   #relayTimer: NodeJS.Timeout | undefined;
+  /** On a shared ledger: this server's id as the holder of the jobs it starts (job-holders.ts). */
+  readonly #holder: string | undefined;
+  readonly #lostAfter: number;
+  readonly #notice: (message: string) => void;
+  #heartbeat: NodeJS.Timeout | undefined;
+  /** The first liveness record: a job records this server as its holder only once it is written. */
+  #firstBeat: Promise<void> = Promise.resolve();
+  #beating: Promise<void> | undefined;
+  /** How often, and next when, the heartbeat looks for jobs of lost servers: a tenth of the bound. */
+  readonly #sweepEvery: number;
+  #nextSweep = 0;
+  /** Each server's liveness record as this process last read it, and since when (performance.now()). */
+  readonly #records = new Map<string, { at: number | undefined; since: number }>();
+  /** Jobs of this server found ended by another, told once each. */
+  readonly #leftEnded = new Set<string>();
 
   constructor(store: Ledger, options: ImportJobsOptions = {}) {
     const o = normalizeImportJobsOptions(options);
@@ -212,7 +255,22 @@ export class ImportJobs {
     this.#ttl = o.pendingTtlMs;
     this.#quota = new UploadQuota(o.maxPendingBytes);
     this.#relayWait = o.relayWaitMs;
+    this.#lostAfter = o.lostAfterMs;
+    this.#sweepEvery = Math.max(o.heartbeatMs, Math.floor(o.lostAfterMs / 10));
+    this.#notice = o.onNotice;
     mkdirSync(this.#dir, { recursive: true });
+    if (!store.supports.exclusive) {
+      this.#holder = holderIdOf(store.workDir);
+      const startedAt = new Date().toISOString();
+      this.#firstBeat = beat(store, this.#holder, startedAt);
+      this.#firstBeat.catch((err: unknown) => this.#notice(`cannot write this server's liveness record: ${(err as Error).message}`));
+      this.#heartbeat = setInterval(() => {
+        this.#beating ??= this.#tick(startedAt).finally(() => {
+          this.#beating = undefined;
+        });
+      }, o.heartbeatMs);
+      this.#heartbeat.unref();
+    }
     // Files of jobs a previous process left count from the start, before they are taken up.
     for (const name of readdirSync(this.#dir)) {
       const id = /^(\d+)\.csv$/.exec(name)?.[1];
@@ -251,7 +309,11 @@ export class ImportJobs {
       const id = /^(\d+)\.csv$/.exec(name)?.[1];
       // Uploads and fetches cut off before their job existed belong to no job; the file of a
       // job that has ended (a crash before its removal) is of no use to anyone.
-      if (id !== undefined && !live.has(id)) await this.#removeUpload(id);
+      if (id !== undefined && !live.has(id)) {
+        const ended = jobs.find((j) => j.id === id);
+        if (ended !== undefined && endedWithoutHolder(ended)) this.#leaveEnded(ended);
+        await this.#removeUpload(id);
+      }
       else if (name.startsWith('incoming-') || name.startsWith('optout-sync-')) await rm(join(this.#dir, name), { force: true });
     }
     const resumed: string[] = [];
@@ -312,7 +374,7 @@ export class ImportJobs {
       throw err;
     }
     this.#launch(job.id, request, origin, request.yes === true);
-    return this.#view(job);
+    return this.#view(job, this.#seenNow());
   }
 
   /** Moves a job's file under the store, where it counts against the pending quota until the job ends. */
@@ -351,7 +413,7 @@ export class ImportJobs {
     })();
     this.#fetching.add(fetching);
     void fetching.finally(() => this.#fetching.delete(fetching));
-    return this.#view(job);
+    return this.#view(job, this.#seenNow());
   }
 
   /** The job's view once it has ended (completed, failed, or stopped by `close`). */
@@ -363,9 +425,12 @@ export class ImportJobs {
 
   async #reserve(request: ImportRequest, origin: JobOrigin): Promise<JobRecord> {
     const options = this.#options(request);
+    // Recorded as this server's only once its liveness record exists; a failed first write is
+    // retried by the heartbeat, and meanwhile the job's age stands in for it (job-holders.ts).
+    await this.#firstBeat.catch(() => undefined);
     const now = new Date().toISOString();
     return this.#store.createJob({
-      kind: 'import', origin, state: request.yes ? 'importing' : 'analyzing', scope: options.scope, reason: options.reason,
+      kind: 'import', origin, ...(this.#holder === undefined ? {} : { holder: this.#holder }), state: request.yes ? 'importing' : 'analyzing', scope: options.scope, reason: options.reason,
       source: request.source ?? origin.url ?? 'upload',
       fingerprint: {
         path: null, size: null, mtimeMs: null, column: options.column ?? null, delimiter: options.delimiter ?? null,
@@ -382,11 +447,107 @@ export class ImportJobs {
 
   async get(id: string): Promise<ImportJobView | undefined> {
     const job = /^\d{1,12}$/.test(id) ? await this.#store.getJob(id) : undefined;
-    return job?.kind === 'import' ? this.#view(await this.#letGo(job)) : undefined;
+    if (job?.kind !== 'import') return undefined;
+    const shown = await this.#letGo(job);
+    return this.#view(shown, await this.#seen([shown]));
   }
 
   async list(): Promise<ImportJobView[]> {
-    return Promise.all((await this.#store.listImports()).map(async (j) => this.#view(await this.#letGo(j))));
+    const jobs = await Promise.all((await this.#store.listImports()).map((j) => this.#letGo(j)));
+    const seen = await this.#seen(jobs);
+    return jobs.map((j) => this.#view(j, seen));
+  }
+
+  /**
+   * Ends a job whose server an operator knows is gone (`optout jobs abandon`), without waiting
+   * for `lostAfterMs`: refused, unless `force`, while its server was seen within it. A job this
+   * server runs is not lost, and is never abandoned here.
+   */
+  async abandon(id: string, actor: string, force: boolean): Promise<ImportJobView> {
+    this.#assertOpen();
+    if (this.#running.has(id)) {
+      throw new OptoutError('OPTOUT_ERR_JOB_STATE', `Job ${id} runs on this server, which is not lost: wait for it to end (or expire), then roll it back if need be`);
+    }
+    return this.#view(await abandonJob(this.#store, id, { actor, force, lostAfterMs: this.#lostAfter }), new Map());
+  }
+
+  /** When the holders of `jobs` were last seen, read only when one of them has not ended. */
+  async #seen(jobs: readonly JobRecord[]): Promise<ReadonlyMap<string, number>> {
+    return this.#holder !== undefined && jobs.some((j) => j.holder !== undefined && UNENDED.has(j.state)) ? lastSeen(this.#store) : new Map();
+  }
+
+  #seenNow(): ReadonlyMap<string, number> {
+    return this.#holder === undefined ? new Map() : new Map([[this.#holder, Date.now()]]);
+  }
+
+  /**
+   * One heartbeat: this server's liveness record; its own running jobs that were ended elsewhere
+   * (while it was not seen, or by an operator); now and then, the jobs of servers not seen within
+   * the bound, ended here unless another server gets there first (the ledger lets one move each).
+   */
+  async #tick(startedAt: string): Promise<void> {
+    const self = this.#holder as string;
+    try {
+      await beat(this.#store, self, startedAt);
+      for (const id of [...this.#running.keys()]) {
+        const job = await this.#store.getJob(id);
+        if (job?.kind === 'import' && endedWithoutHolder(job)) this.#leaveEnded(job);
+      }
+      // Every job is read to find the lost ones: often enough for the bound, not every heartbeat.
+      if (Date.now() < this.#nextSweep) return;
+      this.#nextSweep = Date.now() + this.#sweepEvery;
+      const seen = await lastSeen(this.#store);
+      const unchanged = this.#watchRecords(seen);
+      for (const job of await this.#store.listImports()) {
+        if (job.holder === undefined || job.holder === self) continue;
+        const holding = holdingOf(job, seen, this.#lostAfter);
+        if (holding?.lost !== true || unchanged(job.holder) <= this.#lostAfter || this.#closed) continue;
+        const ended = await endWithoutHolder(this.#store, job, { actor: `server:${self}`, holding, lostAfterMs: this.#lostAfter, forced: false });
+        if (ended !== undefined) this.#notice(`import job ${job.id} (${job.state}) is now ${ended.state}: ${ended.error?.message ?? ''}`);
+      }
+    } catch (err) {
+      if (!this.#closed) this.#notice(`heartbeat of this server (folder id ${self}): ${(err as Error).message}; tried again in the next one`);
+    }
+  }
+
+  /**
+   * How long, on this process's own clock, each server's liveness record has stayed as it is now.
+   * A server is taken as lost only when its record also looks old by the wall clock: a server
+   * whose clock runs ahead of the others', or behind, never makes a live one look lost, and one
+   * just started waits the whole bound before it ends anything.
+   */
+  #watchRecords(seen: ReadonlyMap<string, number>): (id: string) => number {
+    const now = performance.now();
+    for (const [id, at] of seen) {
+      if (this.#records.get(id)?.at !== at) this.#records.set(id, { at, since: now });
+    }
+    return (id) => {
+      let record = this.#records.get(id);
+      // A holder that never wrote its record: watched from now.
+      if (record === undefined) this.#records.set(id, (record = { at: undefined, since: now }));
+      return now - record.since;
+    };
+  }
+
+  /**
+   * A job of this server that was ended elsewhere (another server found this one lost, or an
+   * operator abandoned it): stopped here if it runs, its files deleted, its record left as it is
+   * (the ledger refuses anything this server would still write for it).
+   */
+  #leaveEnded(job: JobRecord): void {
+    if (this.#leftEnded.has(job.id)) return;
+    this.#leftEnded.add(job.id);
+    this.#notice(`import job ${job.id}: ended elsewhere (${job.state}) without this server, which holds it; stopped here, its upload ` +
+      `deleted and the job left as it is: ${job.error?.message ?? ''}`);
+    const entry = this.#running.get(job.id);
+    if (entry === undefined) return;
+    delete entry.confirm;
+    this.#armExpiry();
+    entry.abort.abort();
+    void entry.done.then(async () => {
+      await this.#removeUpload(job.id);
+      await rm(this.rejectsPath(job.id), { force: true });
+    });
   }
 
   /**
@@ -491,6 +652,7 @@ export class ImportJobs {
   /** Stops every running job at a safe point; each is taken up again by the next `resumeAll`. */
   async close(): Promise<void> {
     this.#closed = true;
+    clearInterval(this.#heartbeat);
     clearTimeout(this.#expiryTimer);
     this.#expiryTimer = undefined;
     clearTimeout(this.#relayTimer);
@@ -498,7 +660,7 @@ export class ImportJobs {
     this.#closing.abort();
     const running = [...this.#running.values()];
     for (const r of running) r.abort.abort();
-    await Promise.allSettled([...running.map((r) => r.done), ...this.#fetching]);
+    await Promise.allSettled([...running.map((r) => r.done), ...this.#fetching, this.#beating]);
   }
 
   /** Validates a request's options the way the import will, before anything is stored. */
@@ -565,8 +727,11 @@ export class ImportJobs {
         await this.#removeUpload(id);
       } catch (err) {
         if ((err as OptoutError).code !== 'OPTOUT_ERR_ABORTED') {
+          const stored = await this.#store.getJob(id).catch(() => undefined);
+          // Its writes refused: the job was ended elsewhere while this server was not seen.
+          if (stored?.kind === 'import' && endedWithoutHolder(stored)) this.#leaveEnded(stored);
           // An expired job keeps its state: the table has no way from there to failed.
-          await this.#fail(id, err);
+          else await this.#fail(id, err);
           await this.#removeUpload(id);
         }
       } finally {
@@ -640,7 +805,7 @@ export class ImportJobs {
     return moved;
   }
 
-  #view(job: JobRecord): ImportJobView {
+  #view(job: JobRecord, seen: ReadonlyMap<string, number>): ImportJobView {
     const running = this.#running.get(job.id);
     return {
       id: job.id, state: job.state, scope: job.scope, reason: job.reason, source: job.source, origin: job.origin ?? null,
@@ -649,12 +814,18 @@ export class ImportJobs {
       reasons: rowsPerReason(job.checkpoint.counts.valid, job.checkpoint.reasons, job.reason),
       progress: running?.progress ?? null,
       error: job.error ?? job.checkpoint.inputError ?? null,
+      holder: this.#holder === undefined ? null : holdingOf(job, seen, this.#lostAfter) ?? null,
     };
   }
 
   #assertOpen(): void {
     if (this.#closed) throw new OptoutError('OPTOUT_ERR_STORE_NOT_OPEN', 'The server is closing');
   }
+}
+
+/** A job that ended because its holder was lost or abandoned (job-holders.ts). */
+function endedWithoutHolder(job: JobRecord): boolean {
+  return !UNENDED.has(job.state) && job.error?.code === 'OPTOUT_ERR_HOLDER_LOST';
 }
 
 /** How often a server looks for confirmations of its waiting jobs left by others. */

@@ -450,8 +450,11 @@ async function adoptOrCreateJob(run: StoreRun, analysed: Analysis | undefined): 
     if (before) o.onEvent({ type: 'repeated', jobId: before.id, finishedAt: before.finishedAt });
     const now = new Date().toISOString();
     const st = analysed?.state;
+    // A reserved job keeps the server recorded as holding it (manage/job-holders.ts).
+    const reserved = o.jobId === undefined ? undefined : await store.getJob(o.jobId);
+    const holder = reserved?.kind === 'import' ? reserved.holder : undefined;
     job = await store.createJob({
-      kind: 'import', origin: o.origin, state: 'importing', scope: o.scope, reason: o.reason, source: run.label, fingerprint,
+      kind: 'import', origin: o.origin, ...(holder === undefined ? {} : { holder }), state: 'importing', scope: o.scope, reason: o.reason, source: run.label, fingerprint,
       confirmed: o.confirm.mode === 'yes' ? 'yes' : 'count',
       confirmedCount: analysed?.unique ?? null,
       createdAt: now, updatedAt: now, finishedAt: null, resumedCount: 0,

@@ -5,7 +5,7 @@
  */
 
 export type AuditAction =
-  | 'import' | 'add' | 'remove' | 'rollback' | 'legal_basis'
+  | 'import' | 'add' | 'remove' | 'rollback' | 'legal_basis' | 'abandon'
   | 'key.create' | 'key.revoke' | 'sync.add' | 'sync.remove' | 'link-key.create' | 'link-key.retire' | 'settings.set'
   | 'inbound.add' | 'inbound.remove';
 

@@ -93,6 +93,12 @@ export interface JobRecord {
   id: string;
   kind: 'import';
   origin?: JobOrigin;
+  /**
+   * On a ledger several servers share: the id of the server folder that holds the job (its
+   * upload and spool), whose liveness record says whether it is still there. Absent for
+   * command-line imports, on the embedded store, and on jobs recorded before holders were.
+   */
+  holder?: string;
   state: JobState;
   /** Business unit id, or `*` for account-wide. */
   scope: string;

@@ -114,7 +114,7 @@ export interface StoredApiKey {
 }
 
 /** The kinds of {@link Ledger.putRecord} records. */
-export const RECORD_KINDS = ['link-key', 'inbound', 'settings', 'confirmation'] as const;
+export const RECORD_KINDS = ['link-key', 'inbound', 'settings', 'confirmation', 'server'] as const;
 export type RecordKind = (typeof RECORD_KINDS)[number];
 /** Record ids: short, printable, no separator a backend's keys use. */
 export const RECORD_ID_PATTERN = /^[A-Za-z0-9._-]{1,128}$/;

@@ -79,6 +79,7 @@ const ROUTES: Array<[ApiMethod, string, unknown?, Record<string, string>?]> = [
   ['GET', '/v1/imports/1'],
   ['POST', '/v1/imports/1/confirm', { count: 1 }],
   ['GET', '/v1/imports/1/rejects'],
+  ['POST', '/v1/imports/1/abandon', { force: true }],
   ['POST', '/v1/imports/1/rollback'],
   ['POST', '/v1/inbound', { provider: 'postmark' }],
   ['GET', '/v1/inbound'],

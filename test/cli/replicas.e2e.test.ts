@@ -2,8 +2,11 @@
  * `optout serve --db postgres://... --replica <dir>`, the built CLI: two replica processes serve
  * one database; a write through one is seen by the other with `minSeq`; a replica of a database
  * without the schema exits 2; the view folder is refused to every other command; SIGTERM ends
- * a replica with exit 0, and a restart reuses its view.
+ * a replica with exit 0, and a restart reuses its view; the jobs of a replica lost for good are
+ * shown with their holder, abandoned from the command line, or ended by another replica.
  */
+import { readFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
@@ -87,6 +90,54 @@ await withPgDatabase('optout serve --replica', (url) => {
       expect(again.server.stderr()).toMatch(/[1-9]\d* entries at feed position/);
       const got = await call(again.base, key, 'GET', `/v1/eligibility?email=missed%40example.com&minSeq=${missed.seq ?? ''}`);
       expect(got.json).toMatchObject({ eligible: false });
+    }, 120_000);
+
+    it('a replica lost for good: optout jobs shows its jobs\' holder, jobs abandon needs --force while it was seen, another replica ends the rest', async () => {
+      await resetDatabase(url);
+      expect((await runCli(['--db', url, 'migrate'])).code).toBe(0);
+      const { key } = parseJson<{ key: string }>(await runCli(['--db', url, 'keys', 'create', '--scope', 'admin', '--json']));
+      const dir = join(await tempDir(), 'lost');
+      const lost = await replica(url, dir);
+      const ids: string[] = [];
+      for (const csv of ['email\na1@example.com\n', 'email\nb1@example.com\nb2@example.com\n']) {
+        const res = await request(`${lost.base}/v1/imports`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'text/csv' }, body: csv });
+        ids.push(((await res.body.json()) as { id: string }).id);
+      }
+      for (const id of ids) {
+        let state: unknown;
+        for (let i = 0; i < 400 && state !== 'awaiting_confirmation'; i++) {
+          state = (await call(lost.base, key, 'GET', `/v1/imports/${id}`)).json['state'];
+          if (state !== 'awaiting_confirmation') await new Promise((r) => setTimeout(r, 25));
+        }
+        expect(state).toBe('awaiting_confirmation');
+      }
+      const holder = readFileSync(join(dir, 'server-id'), 'utf8').trim();
+      // The machine goes, and its folder with the uploads.
+      lost.server.child.kill('SIGKILL');
+      await lost.server.done;
+      await rm(dir, { recursive: true, force: true });
+      const [first, second] = ids as [string, string];
+
+      const listed = parseJson<{ jobs: Array<{ id: string; holder?: { id: string; lost: boolean } }> }>(await runCli(['--db', url, 'jobs', '--json']));
+      expect(listed.jobs.find((j) => j.id === first)?.holder).toMatchObject({ id: holder, lost: false });
+      const refused = await runCli(['--db', url, 'jobs', 'abandon', first]);
+      expect(refused.code).toBe(2);
+      expect(errorCodes(refused.stderr)).toEqual(['OPTOUT_ERR_JOB_STATE']);
+      const forced = await runCli(['--db', url, 'jobs', 'abandon', first, '--force', '--json']);
+      expect(forced.code, forced.stderr).toBe(0);
+      expect(parseJson(forced)).toMatchObject({ id: first, state: 'expired', error: { code: 'OPTOUT_ERR_HOLDER_LOST' } });
+      const audit = await runCli(['--db', url, 'audit', '--json']);
+      expect(audit.stdout).toMatch(new RegExp(`"actor":"cli","action":"abandon","key":null,"job":"${first}"`));
+
+      // Any other replica ends the rest once the lost one has not been seen for --lost-after, as
+      // it watched: from its first heartbeat sweep (5 s), the job ends at its second or third.
+      const other = await replica(url, join(await tempDir(), 'other'), ['--lost-after', '1s']);
+      let job: Record<string, unknown> = {};
+      for (let i = 0; i < 2000 && job['state'] !== 'expired'; i++) {
+        job = (await call(other.base, key, 'GET', `/v1/imports/${second}`)).json;
+        if (job['state'] !== 'expired') await new Promise((r) => setTimeout(r, 25));
+      }
+      expect(job).toMatchObject({ state: 'expired', error: { code: 'OPTOUT_ERR_HOLDER_LOST' } });
     }, 120_000);
   });
 });

@@ -16,6 +16,7 @@ import { createInlinePool } from '../../src/workers/inline-pool.js';
 import { removeTempDirs, tempDir } from '../helpers.js';
 import { startFileServer, type TestServer } from '../fetch/http-server.js';
 import { resetDatabase, withPgDatabase } from '../store/pg-cluster.js';
+import { callReplica } from './replica-call.js';
 
 const pool = createInlinePool();
 afterAll(() => pool.destroy());
@@ -49,18 +50,7 @@ await withPgDatabase('API replicas', (url) => {
     return {
       app,
       store,
-      async call(method, path, key, body, stale) {
-        for (let attempt = 0; ; attempt++) {
-          const res = await app.inject({
-            method: method as 'GET', url: path, headers: { authorization: `Bearer ${key}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-            ...(body === undefined ? {} : { payload: JSON.stringify(body) }),
-          });
-          const seq = res.headers['x-optout-seq'];
-          const answer = { status: res.statusCode, json: res.body === '' ? {} : (JSON.parse(res.body) as Record<string, unknown>), seq: typeof seq === 'string' ? seq : undefined };
-          if (stale === 'keep' || answer.json['code'] !== 'OPTOUT_ERR_STALE' || attempt === 100) return answer;
-          await sleep(20);
-        }
-      },
+      call: (method, path, key, body, stale) => callReplica(app, method, path, key, body, stale),
     };
   }
 

@@ -8,6 +8,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { rollbackJob } from '../../src/manage/rollback.js';
+import { moveJob } from '../../src/store/job-states.js';
 import { failureCode } from '../helpers.js';
 import type { AuditRecord } from '../../src/store/audit.js';
 import { jobMetaOf, type AnyJob, type JobRecord, type SuppressionReason } from '../../src/store/jobs.js';
@@ -230,6 +231,28 @@ export function storeContract(name: string, factory: StoreFactory, supports: Sto
         expect(await store.getJob(job.id)).toEqual(second.job);
         // No hold of the job on its own entries was left by the replay.
         expect((await removeKey(store, ACCOUNT_WIDE, 'a@x.org')).heldBy).toEqual([]);
+        await expectConsistent(store);
+      });
+
+      it.runIf(!supports.exclusive)('of a job another process ended are refused, as are its checkpoints and end; of two enders one wins', async () => {
+        const job = await store.createJob(importFields(ACCOUNT_WIDE));
+        const first = await writeChunk(store, job, 0, ['a@x.org', 'b@x.org']);
+        // Another server ends the job while its holder is away; a second one, a moment later, finds it ended.
+        const ender = (id: string): AuditRecord => store.audit({ actor: id, action: 'abandon', key: null, job: job.id, unit: null, details: {} });
+        const failed = moveJob(first.job, 'failed', { error: { code: 'OPTOUT_ERR_HOLDER_LOST', message: 'lost' } });
+        await store.putJob(failed, ender('server:one'));
+        expect(await failureCode(() => store.putJob(moveJob(first.job, 'failed'), ender('server:two')))).toBe('OPTOUT_ERR_JOB_STATE');
+        expect((await audits(store)).filter((a) => a.action === 'abandon').map((a) => a.actor)).toEqual(['server:one']);
+        // The holder comes back: its next chunk, its checkpoint and its end are refused and write nothing.
+        expect(await failureCode(() => writeChunk(store, first.job, 1, ['c@x.org']))).toBe('OPTOUT_ERR_JOB_STATE');
+        expect(await failureCode(() => store.putJob({ ...first.job, updatedAt: new Date().toISOString() }))).toBe('OPTOUT_ERR_JOB_STATE');
+        expect(await failureCode(() => store.putJob(moveJob(first.job, 'completed')))).toBe('OPTOUT_ERR_JOB_STATE');
+        expect(await store.getJob(job.id)).toEqual(failed);
+        expect(await owners(store)).toEqual({ '* a@x.org': job.id, '* b@x.org': job.id });
+        expect(await countOf(store, ACCOUNT_WIDE)).toBe(2);
+        // What it committed before is the rollback's to take back.
+        expect(await rollbackJob(store, job.id, 'contract')).toMatchObject({ removed: 2, kept: 0 });
+        expect(await totalOf(store)).toBe(0);
         await expectConsistent(store);
       });
 

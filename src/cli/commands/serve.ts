@@ -69,15 +69,20 @@ export function registerServe(program: Command): void {
     .option('--links-rate-limit <n>', 'requests a second from one client address to unsubscribe links (/u/<token>)', '20')
     .option('--log-level <level>', `one JSON line per request on stdout, from this level (${LOG_LEVELS.join(', ')}); silent: none`, 'info')
     .option('--pending-ttl <duration>', 'an uploaded import not confirmed this long after it was sent expires, and its upload is deleted (30m, 24h, 7d)', '24h')
+    .option('--lost-after <duration>', 'with a PostgreSQL --db: an import job whose server (the replica folder holding its upload) has not been seen ' +
+      'this long is ended by another server, for its committed chunks to be rolled back or its file imported again (see `optout jobs abandon`)', '10m')
     .option('--max-pending-bytes <size>', 'uploads kept for unfinished imports take at most this much; a larger upload is refused with 507 (500MB, 10GiB, or bytes)', '10GiB')
     .action(async (flags: {
-      host: string; port: string; allowPrivateUrls?: boolean; create?: boolean; logLevel: string; pendingTtl: string; maxPendingBytes: string;
+      host: string; port: string; allowPrivateUrls?: boolean; create?: boolean; logLevel: string; pendingTtl: string; maxPendingBytes: string; lostAfter: string;
       linksRateLimit: string; replica?: string; maxStaleness: string;
     }, cmd: Command) => {
       const port = parsePort(flags.port);
       const linksRate = parseInteger('links-rate-limit', flags.linksRateLimit);
       const level = parseLogLevel(flags.logLevel);
-      const imports = { pendingTtlMs: parseDuration('--pending-ttl', flags.pendingTtl), maxPendingBytes: parseByteSize('--max-pending-bytes', flags.maxPendingBytes) };
+      const imports = {
+        pendingTtlMs: parseDuration('--pending-ttl', flags.pendingTtl), maxPendingBytes: parseByteSize('--max-pending-bytes', flags.maxPendingBytes),
+        lostAfterMs: parseDuration('--lost-after', flags.lostAfter),
+      };
       const maxStalenessMs = parseInteger('max-staleness', flags.maxStaleness);
       const db = dbOption(cmd);
       const opening = performance.now();

@@ -20,7 +20,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
 import { OptoutError } from '../../errors.js';
 import { auditId, type AuditRecord } from '../audit.js';
-import { moveJob } from '../job-states.js';
+import { JOB_STATES, canMove, moveJob } from '../job-states.js';
 import { addRecordOf, jobMetaOf, type AnyJob, type JobMeta, type JobRecord, type SuppressionReason } from '../jobs.js';
 import {
   ACCOUNT_WIDE, shiftAdded, type AddOutcome, type AuditFields, type AuditScan, type Change, type ChunkKeyCodec, type ChunkResult,
@@ -871,10 +871,25 @@ async function nextId(c: Db, sequence: 'job_ids' | 'sync_ids'): Promise<string> 
   return (rows[0] as { id: string }).id;
 }
 
+/**
+ * Writes a job's record. An import job moves only as the state table allows from the state
+ * stored, not the one its writer last read: several processes write this ledger, and a job that
+ * another server ended (its holder lost, or abandoned by an operator) must stay ended whatever
+ * its holder writes when it comes back: its checkpoints, its chunks and its end are refused,
+ * and the transaction with them. Of two servers ending one job, this lets one do it.
+ */
 async function putJobRow(c: Db, job: AnyJob): Promise<void> {
-  await c.query(`INSERT INTO jobs (id, kind, scope, state, record) VALUES ($1, $2, $3, $4, $5)
-    ON CONFLICT (id) DO UPDATE SET kind = EXCLUDED.kind, scope = EXCLUDED.scope, state = EXCLUDED.state, record = EXCLUDED.record`,
-  [job.id, job.kind, job.scope, job.state, JSON.stringify(job)]);
+  const from = job.kind === 'import' ? JOB_STATES.filter((s) => canMove(s, job.state)) : JOB_STATES;
+  const { rowCount } = await c.query(`INSERT INTO jobs (id, kind, scope, state, record) VALUES ($1, $2, $3, $4, $5)
+    ON CONFLICT (id) DO UPDATE SET kind = EXCLUDED.kind, scope = EXCLUDED.scope, state = EXCLUDED.state, record = EXCLUDED.record
+    WHERE jobs.kind <> 'import' OR jobs.state = ANY($6::text[])`,
+  [job.id, job.kind, job.scope, job.state, JSON.stringify(job), from]);
+  if (rowCount === 0) {
+    const stored = await jobRecord(c, job.id);
+    const why = stored?.kind === 'import' && stored.error !== null ? ` (${stored.error.message})` : '';
+    throw new OptoutError('OPTOUT_ERR_JOB_STATE', `Job ${job.id} is ${stored?.state ?? 'gone'} in the database and cannot become ${job.state}: ` +
+      `another process changed it${why}. Nothing of this write was stored.`);
+  }
 }
 
 async function jobRecord(c: Db, id: string, lock: '' | 'FOR UPDATE' = ''): Promise<AnyJob | undefined> {
