@@ -65,16 +65,15 @@ export function logs(user: boolean | RequestLogOptions | undefined): boolean {
   return LOG_LEVELS.indexOf(level) >= LOG_LEVELS.indexOf('info') && level !== 'silent';
 }
 
+/** The fields of a request's line. */
+export function requestLine(method: string, route: string | null, status: number, elapsedMs: number, keyId: string | null): Record<string, unknown> {
+  return { method, route, status, ms: Math.round(elapsedMs * 100) / 100, keyId };
+}
+
 /** Logs each answered request at `info`. */
 export function logRequests(app: FastifyInstance): void {
   app.addHook('onResponse', (request, reply, done) => {
-    request.log.info({
-      method: request.method,
-      route: request.routeOptions.url ?? null,
-      status: reply.statusCode,
-      ms: Math.round(reply.elapsedTime * 100) / 100,
-      keyId: request.apiKey?.id ?? null,
-    }, 'request');
+    request.log.info(requestLine(request.method, request.routeOptions.url ?? null, reply.statusCode, reply.elapsedTime, request.apiKey?.id ?? null), 'request');
     done();
   });
 }

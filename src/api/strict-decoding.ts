@@ -52,6 +52,11 @@ export function parseQuery(query: string): ParsedQuery {
   return out;
 }
 
+/** Whether {@link parseQuery} found a component that does not decode. */
+export function isMalformed(query: object): boolean {
+  return MALFORMED in query;
+}
+
 function invalidEncoding(part: string): ApiError {
   return new ApiError('OPTOUT_ERR_INVALID_ENCODING', `The ${part} is not valid UTF-8 once percent-decoded: encode text as UTF-8 before percent-encoding it`);
 }
@@ -96,6 +101,6 @@ export function enforceStrictDecoding(app: FastifyInstance): void {
     json(request, text, done);
   });
   app.addHook('preValidation', (request, _reply, done) => {
-    done(MALFORMED in (request.query as object) ? invalidEncoding('query string') : undefined);
+    done(isMalformed(request.query as object) ? invalidEncoding('query string') : undefined);
   });
 }
