@@ -20,12 +20,10 @@ export type ParsedQuery = Record<string, string | string[]>;
 /** Marks a query that did not decode: the parser may not throw (it runs inside the router). */
 const MALFORMED = Symbol('optout.malformedQuery');
 
-/** What decoding could change: an escape or a `+`. */
-const ENCODED = /[%+]/;
-
-function decodeComponent(text: string): string | undefined {
-  // Most names and many values hold neither: they decode to themselves.
-  if (!ENCODED.test(text)) return text;
+/** A query component percent-decoded (`+` as a space), or undefined when it is not UTF-8. */
+export function decodeComponent(text: string): string | undefined {
+  // Most names and many values hold neither an escape nor a `+`: they decode to themselves.
+  if (text.indexOf('%') === -1 && text.indexOf('+') === -1) return text;
   try {
     return decodeURIComponent(text.replaceAll('+', ' '));
   } catch {
