@@ -36,6 +36,7 @@ import { clientErrorHandler, manageConnections } from './connection.js';
 import { RouteMethods } from './methods.js';
 import { bufferedStdout, logRequests, loggerOptions, logs, requestLine, type RequestLogOptions } from './request-log.js';
 import { ELIGIBILITY_ROUTE, fastEligibility } from './fast-eligibility.js';
+import { PendingCounts } from './pending-counts.js';
 import { COMPACT_DECISION_SCHEMA, DECISION_SCHEMA, answers, listOf, textOf } from './schemas.js';
 import { batchAnswer } from './batch-answer.js';
 import { registerLinkRoutes, type LinkRouteOptions } from './link-routes.js';
@@ -252,18 +253,26 @@ export function createServer(options: ServerOptions): OptoutServer {
   };
   Object.defineProperty(app, 'optoutReady', { get: isReady, enumerable: false });
 
-  const requests = new Counter({
+  const answeredRequests = new PendingCounts<'route' | 'method' | 'status'>();
+  const counted = new PendingCounts<'reason'>();
+  new Counter({
     name: 'optout_http_requests_total', help: 'HTTP requests answered, by route, method and status',
     labelNames: ['route', 'method', 'status'] as const, registers: [registry],
+    collect() {
+      answeredRequests.flush(this);
+    },
   });
   const latency = new Histogram({
     name: 'optout_http_request_duration_seconds', help: 'Time to answer an HTTP request, by route',
     labelNames: ['route'] as const, registers: [registry],
     buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
   });
-  const checks = new Counter({
+  new Counter({
     name: 'optout_checks_total', help: 'Eligibility decisions, by reason',
     labelNames: ['reason'] as const, registers: [registry],
+    collect() {
+      counted.flush(this);
+    },
   });
   new Gauge({
     name: 'optout_store_entries', help: 'Suppression entries in the store, all scopes',
@@ -273,16 +282,11 @@ export function createServer(options: ServerOptions): OptoutServer {
     },
   });
 
-  // Label children found once each: prom-client hashes the labels of every `inc` and `observe`.
-  const requestsBy = new Map<string, Counter.Internal>();
   const latencyBy = new Map<string, Histogram.Internal<'route'>>();
   const countResponse = (route: string, method: string, status: number, elapsedMs: number): void => {
-    const id = `${status} ${method} ${route}`;
-    let counter = requestsBy.get(id);
-    if (counter === undefined) requestsBy.set(id, (counter = requests.labels({ route, method, status: String(status) })));
+    answeredRequests.add(`${status} ${method} ${route}`, () => ({ route, method, status: String(status) }));
     let histogram = latencyBy.get(route);
     if (histogram === undefined) latencyBy.set(route, (histogram = latency.labels({ route })));
-    counter.inc();
     histogram.observe(elapsedMs / 1000);
   };
   app.addHook('onResponse', (request, reply, done) => {
@@ -359,23 +363,15 @@ export function createServer(options: ServerOptions): OptoutServer {
     if (bound !== null && unit !== bound) throw new ApiError('OPTOUT_ERR_FORBIDDEN', `This key may only ask about unit ${bound}`);
   }
 
-  // One counter child per reason, found once: a label lookup per decision costs a batch more
-  // than its lookups do.
-  const byReason = new Map<DecisionReason, Counter.Internal>();
-  const countOf = (reason: DecisionReason): Counter.Internal => {
-    let c = byReason.get(reason);
-    if (c === undefined) byReason.set(reason, (c = checks.labels({ reason })));
-    return c;
-  };
-
   /** Counts the decisions (once a request, by reason) and refuses an answer with any `unavailable` in it. */
   function failClosed(decisions: readonly Decision[]): void {
     if (decisions.length === 1) {
-      countOf((decisions[0] as Decision).reason).inc();
+      const { reason } = decisions[0] as Decision;
+      counted.add(reason, () => ({ reason }));
     } else {
       const tally = new Map<DecisionReason, number>();
       for (const d of decisions) tally.set(d.reason, (tally.get(d.reason) ?? 0) + 1);
-      for (const [reason, n] of tally) countOf(reason).inc(n);
+      for (const [reason, n] of tally) counted.add(reason, () => ({ reason }), n);
     }
     if (decisions.some((d) => d.reason === 'unavailable')) throw new ApiError('OPTOUT_ERR_STORE', 'The store could not answer');
   }
