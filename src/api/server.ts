@@ -34,7 +34,7 @@ import { limitBodyTime, normalizeBodyTimeouts, streamedBody, type BodyTimeouts }
 import { enforceStrictDecoding, frameworkErrors, parseQuery } from './strict-decoding.js';
 import { clientErrorHandler, manageConnections } from './connection.js';
 import { RouteMethods } from './methods.js';
-import { bufferedStdout, logRequests, loggerOptions, logs, requestLine, type RequestLogOptions } from './request-log.js';
+import { bufferedStdout, logRequests, loggerOptions, logs, requestLine, requestLineWriter, type RequestLogOptions } from './request-log.js';
 import { ELIGIBILITY_ROUTE, fastEligibility } from './fast-eligibility.js';
 import { PendingCounts } from './pending-counts.js';
 import { COMPACT_DECISION_SCHEMA, DECISION_SCHEMA, answers, listOf, textOf } from './schemas.js';
@@ -382,6 +382,7 @@ export function createServer(options: ServerOptions): OptoutServer {
   };
 
   if (options.fastChecks !== false) {
+    const writeLine = logging ? requestLineWriter(app.log) : undefined;
     fast = fastEligibility({
       readyKeys: () => (closing || !isReady() ? undefined : keys),
       limiter,
@@ -391,7 +392,8 @@ export function createServer(options: ServerOptions): OptoutServer {
         countResponse(route, method, status, elapsedMs);
         // The id is taken whether or not it is logged, as fastify takes one for every request.
         const reqId = requestId();
-        if (logging) app.log.info({ reqId, ...requestLine(method, route, status, elapsedMs, keyId) }, 'request');
+        if (writeLine !== undefined) writeLine(reqId, method, route, status, elapsedMs, keyId);
+        else if (logging) app.log.info({ reqId, ...requestLine(method, route, status, elapsedMs, keyId) }, 'request');
       },
       logError: (err) => app.log.error(err),
     });
