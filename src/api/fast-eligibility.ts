@@ -56,8 +56,10 @@ export interface FastEligibilityContext {
   check(req: CheckRequest, minSeq: number | undefined): Promise<Decision>;
   /** Counts the decision and throws the error to answer for one that may not be sent. */
   failClosed(decisions: readonly Decision[]): void;
+  /** The next request id, from fastify's sequence: taken once a request is this path's to answer. */
+  requestId(): string;
   /** Metrics and the log line of an answered request, as the fastify route's onResponse hooks. */
-  answered(method: string, route: string, status: number, elapsedMs: number, keyId: string | null): void;
+  answered(reqId: string, method: string, route: string, status: number, elapsedMs: number, keyId: string | null): void;
   /** A fastify internal error is logged by the error handler; so is it here. */
   logError(err: unknown): void;
 }
@@ -129,11 +131,15 @@ export function fastEligibility(ctx: FastEligibilityContext): (req: IncomingMess
     if (q === undefined) return false;
     if (key.unit !== null && q.unit !== key.unit) return false;
     if (key.rateLimit !== null && ctx.limiter.take(key.id, key.rateLimit) > 0) return false;
-    // From here on the answer is ours: the request has used the key's rate.
+    // From here on the answer is ours: the request has used the key's rate. Its id is taken now,
+    // as fastify takes one when a request arrives, whether or not it is answered.
     const keyId = key.id;
+    const reqId = ctx.requestId();
     const finish = (status: number, headers: Readonly<Record<string, string>>, body: string): void => {
+      // Counted and logged once written, as fastify's onResponse hooks are: an answer to a
+      // client that has gone away is neither.
+      res.once('finish', () => ctx.answered(reqId, 'GET', ELIGIBILITY_ROUTE, status, performance.now() - started, keyId));
       send(res, status, headers, body);
-      ctx.answered('GET', ELIGIBILITY_ROUTE, status, performance.now() - started, keyId);
     };
     const fail = (err: unknown): void => {
       const api: ApiError = toApiError(err);

@@ -388,10 +388,9 @@ export function createServer(options: ServerOptions): OptoutServer {
       limiter,
       check: (req, minSeq) => current().check(req, { minSeq }),
       failClosed,
-      answered(method, route, status, elapsedMs, keyId) {
+      requestId,
+      answered(reqId, method, route, status, elapsedMs, keyId) {
         countResponse(route, method, status, elapsedMs);
-        // The id is taken whether or not it is logged, as fastify takes one for every request.
-        const reqId = requestId();
         if (writeLine !== undefined) writeLine(reqId, method, route, status, elapsedMs, keyId);
         else if (logging) app.log.info({ reqId, ...requestLine(method, route, status, elapsedMs, keyId) }, 'request');
       },

@@ -7,6 +7,7 @@
  * parameters and their encodings, unit binding, HEAD, a failing store, a stale replica, minSeq).
  */
 import { request as httpRequest } from 'node:http';
+import { connect } from 'node:net';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -38,6 +39,19 @@ function send(base: string, method: string, path: string, headers: Record<string
   });
 }
 
+/** A request whose client goes away after `ms`, before its answer. */
+function abandon(base: string, path: string, headers: Record<string, string>, ms: number): Promise<void> {
+  const url = new URL(base);
+  return new Promise((resolve) => {
+    const socket = connect(Number(url.port), url.hostname, () => {
+      socket.write(`GET ${path} HTTP/1.1\r\nhost: x\r\n${Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n`);
+      setTimeout(() => socket.destroy(), ms);
+    });
+    socket.on('close', () => resolve());
+    socket.on('error', () => undefined);
+  });
+}
+
 /** Two servers over one store: `fast` with the fast path, `plain` without it. */
 class Pair {
   readonly fastLines: string[] = [];
@@ -61,6 +75,12 @@ class Pair {
     const b = await send(this.plainBase, method, path, headers);
     expect({ method, path, sent: headers, ...a }).toEqual({ method, path, sent: headers, ...b });
     return a;
+  }
+
+  /** The same abandoned request to both. */
+  async abandon(path: string, headers: Record<string, string>, ms: number): Promise<void> {
+    await abandon(this.fastBase, path, headers, ms);
+    await abandon(this.plainBase, path, headers, ms);
   }
 
   /** Both servers logged the same lines, byte for byte but for their time and duration. */
@@ -233,8 +253,8 @@ describe('fast path of GET /v1/eligibility: the same answers as the fastify rout
     expect(p.fastLines.filter((l) => l.includes('"status":200')).length).toBeGreaterThan(25);
   });
 
-  it('fails closed alike: a store that answers unavailable, a store that throws, a stale replica, a minSeq not reached', async () => {
-    const state = { fresh: true, seq: 10, mode: 'ok' as 'ok' | 'unavailable' | 'throws' };
+  it('fails closed alike: a store that answers unavailable, a store that throws, a stale replica, a minSeq not reached, a client gone', async () => {
+    const state = { fresh: true, seq: 10, mode: 'ok' as 'ok' | 'unavailable' | 'throws' | 'slow' };
     const replica: ReplicaFreshness = {
       maxStalenessMs: 1000,
       get seq() { return state.seq; },
@@ -252,6 +272,7 @@ describe('fast path of GET /v1/eligibility: the same answers as the fastify rout
         if (wait?.minSeq !== undefined && wait.minSeq > state.seq) throw new OptoutError('OPTOUT_ERR_STALE', `Position ${wait.minSeq} not reached`);
         if (state.mode === 'throws') throw new OptoutError('OPTOUT_ERR_STORE', 'disk on fire at /secret/path');
         if (state.mode === 'unavailable') return { address: req.email, key: req.email, eligible: false, reason: 'unavailable' } satisfies Decision;
+        if (state.mode === 'slow') await new Promise((r) => setTimeout(r, 200));
         return real.check(req, wait);
       },
     };
@@ -268,6 +289,10 @@ describe('fast path of GET /v1/eligibility: the same answers as the fastify rout
     const thrown = await ask('email=acct%40example.com');
     expect(thrown.status).toBe(503);
     expect(thrown.body).not.toContain('/secret/path');
+    // A client gone before its answer: neither logged nor counted, by either path.
+    state.mode = 'slow';
+    await p.abandon('/v1/eligibility?email=acct%40example.com', bearer('check'), 50);
+    await new Promise((r) => setTimeout(r, 300));
     state.mode = 'ok';
     state.fresh = false;
     expect(JSON.parse((await ask('email=acct%40example.com')).body)).toMatchObject({ code: 'OPTOUT_ERR_STALE' });
