@@ -4,8 +4,8 @@
  * an email address, a body is a list of them, and the Authorization header is a key. The route
  * is its pattern (`/v1/suppressions/:email`), not the path that was asked.
  */
-import type { FastifyInstance, FastifyServerOptions } from 'fastify';
-import { destination } from 'pino';
+import type { FastifyBaseLogger, FastifyInstance, FastifyServerOptions } from 'fastify';
+import { destination, symbols } from 'pino';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -65,16 +65,54 @@ export function logs(user: boolean | RequestLogOptions | undefined): boolean {
   return LOG_LEVELS.indexOf(level) >= LOG_LEVELS.indexOf('info') && level !== 'silent';
 }
 
+/** The fields of a request's line. */
+export function requestLine(method: string, route: string | null, status: number, elapsedMs: number, keyId: string | null): Record<string, unknown> {
+  return { method, route, status, ms: Math.round(elapsedMs * 100) / 100, keyId };
+}
+
 /** Logs each answered request at `info`. */
 export function logRequests(app: FastifyInstance): void {
   app.addHook('onResponse', (request, reply, done) => {
-    request.log.info({
-      method: request.method,
-      route: request.routeOptions.url ?? null,
-      status: reply.statusCode,
-      ms: Math.round(reply.elapsedTime * 100) / 100,
-      keyId: request.apiKey?.id ?? null,
-    }, 'request');
+    request.log.info(requestLine(request.method, request.routeOptions.url ?? null, reply.statusCode, reply.elapsedTime, request.apiKey?.id ?? null), 'request');
     done();
   });
+}
+
+/** Writes one request's line: the request id and the fields of {@link requestLine}. */
+export type RequestLineWriter = (reqId: string, method: string, route: string, status: number, elapsedMs: number, keyId: string | null) => void;
+
+/**
+ * A request's line written straight to the logger's stream: the line, byte for byte, that
+ * `logger.info({ reqId, ...requestLine(...) }, 'request')` writes (test/api/fast-eligibility.test.ts
+ * compares them), without pino's generic path (message formatting, each field serialized by its
+ * type), which cost more than a single check's lookup. Only for a logger that changes nothing in
+ * its lines (no formatter, mixin, hook, prefix, nested key, redaction or serializer of these
+ * fields), as {@link loggerOptions} makes it; undefined for any other, which logs through pino.
+ */
+export function requestLineWriter(logger: FastifyBaseLogger): RequestLineWriter | undefined {
+  const l = logger as unknown as Record<symbol, unknown> & { isLevelEnabled?(level: string): boolean };
+  const stream = l[symbols.streamSym] as ({ write(line: string): unknown } & Record<symbol, unknown>) | undefined;
+  const level = (l[symbols.lsCacheSym] as Record<number, string> | undefined)?.[30];
+  const end = l[symbols.endSym];
+  const time = l[symbols.timeSym];
+  const formatters = l[symbols.formattersSym] as { log?: unknown } | undefined;
+  const hooks = l[symbols.hooksSym] as { logMethod?: unknown; streamWrite?: unknown } | undefined;
+  const serializers = (l[symbols.serializersSym] ?? {}) as Record<string, unknown>;
+  const stringifiers = (l[symbols.stringifiersSym] ?? {}) as Record<string | symbol, unknown>;
+  const fields = ['reqId', 'method', 'route', 'status', 'ms', 'keyId', 'msg'];
+  if (stream === undefined || typeof stream.write !== 'function' || level !== '{"level":30' || typeof end !== 'string' || typeof time !== 'function' ||
+    typeof l.isLevelEnabled !== 'function' || formatters === undefined || formatters.log !== undefined || l[symbols.mixinSym] ||
+    hooks?.logMethod || hooks?.streamWrite || l[symbols.messageKeySym] !== 'msg' || l[symbols.nestedKeySym] || l[(symbols as unknown as Record<string, symbol>)['msgPrefixSym'] ?? Symbol('none')] !== undefined ||
+    stream[symbols.needsMetadataGsym] === true || Reflect.ownKeys(stringifiers).length > 0 || fields.some((f) => serializers[f] !== undefined)) {
+    return undefined;
+  }
+  const isLevelEnabled = l.isLevelEnabled.bind(l);
+  const timeOf = time as () => string;
+  return (reqId, method, route, status, elapsedMs, keyId) => {
+    // The level can be changed at run time (`app.log.level = ...`), as pino would see it.
+    if (!isLevelEnabled('info')) return;
+    const ms = Math.round(elapsedMs * 100) / 100;
+    stream.write(`${level}${timeOf.call(l)}${l[symbols.chindingsSym] as string},"reqId":${JSON.stringify(reqId)},"method":${JSON.stringify(method)},` +
+      `"route":${JSON.stringify(route)},"status":${status},"ms":${ms},"keyId":${keyId === null ? 'null' : JSON.stringify(keyId)},"msg":"request"${end}`);
+  };
 }

@@ -20,12 +20,10 @@ export type ParsedQuery = Record<string, string | string[]>;
 /** Marks a query that did not decode: the parser may not throw (it runs inside the router). */
 const MALFORMED = Symbol('optout.malformedQuery');
 
-/** What decoding could change: an escape or a `+`. */
-const ENCODED = /[%+]/;
-
-function decodeComponent(text: string): string | undefined {
-  // Most names and many values hold neither: they decode to themselves.
-  if (!ENCODED.test(text)) return text;
+/** A query component percent-decoded (`+` as a space), or undefined when it is not UTF-8. */
+export function decodeComponent(text: string): string | undefined {
+  // Most names and many values hold neither an escape nor a `+`: they decode to themselves.
+  if (text.indexOf('%') === -1 && text.indexOf('+') === -1) return text;
   try {
     return decodeURIComponent(text.replaceAll('+', ' '));
   } catch {
@@ -50,6 +48,11 @@ export function parseQuery(query: string): ParsedQuery {
     out[name] = seen === undefined ? value : Array.isArray(seen) ? [...seen, value] : [seen, value];
   }
   return out;
+}
+
+/** Whether {@link parseQuery} found a component that does not decode. */
+export function isMalformed(query: object): boolean {
+  return MALFORMED in query;
 }
 
 function invalidEncoding(part: string): ApiError {
@@ -96,6 +99,6 @@ export function enforceStrictDecoding(app: FastifyInstance): void {
     json(request, text, done);
   });
   app.addHook('preValidation', (request, _reply, done) => {
-    done(MALFORMED in (request.query as object) ? invalidEncoding('query string') : undefined);
+    done(isMalformed(request.query as object) ? invalidEncoding('query string') : undefined);
   });
 }
