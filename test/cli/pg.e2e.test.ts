@@ -27,7 +27,7 @@ function shown(r: CliResult, dir: string, db: string, masks: ReadonlyMap<string,
   return { code: r.code, stdout: clean(r.stdout), stderr: clean(r.stderr) };
 }
 
-/** An export's lines, the CSV header first: rows come in the store's order (by key hash in a folder, by key in a database). */
+/** An export's lines, the CSV header first: rows come in the store's order (by key hash in both, by unit first in a folder). */
 function sortedRows(text: string): string[] {
   const rows = text.split('\n');
   const header = rows[0]?.startsWith('{') ? [] : rows.splice(0, 1);

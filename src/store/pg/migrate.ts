@@ -9,6 +9,9 @@ import { POLICY_VERSION } from '../../policy/email.js';
 import { createPool, redact, storeError } from './connect.js';
 import { LOCK_CLASS, MIGRATE_LOCK, MIGRATIONS, SCHEMA_VERSION } from './schema.js';
 
+/** How long one statement of a migration may run: hours, for the rebuild of a large table. */
+const MIGRATE_STATEMENT_MS = 6 * 3600_000;
+
 /** What `migrate` found and left. */
 export interface MigrateResult {
   /** The version before, 0 for a database without the schema. */
@@ -34,7 +37,9 @@ async function readMeta(db: pg.Pool | pg.PoolClient): Promise<{ version: number;
  * @throws OptoutError OPTOUT_ERR_SCHEMA when the database has a newer version than this code.
  */
 export async function migrate(url: string): Promise<MigrateResult> {
-  const pool = createPool(url, { max: 1 });
+  // An upgrade that rebuilds the entries (version 7) runs for minutes on tens of millions of them:
+  // it is run on purpose, and must not be cut off by the minute that bounds other statements.
+  const pool = createPool(url, { max: 1, statementTimeoutMs: MIGRATE_STATEMENT_MS });
   try {
     const client = await pool.connect().catch((cause: unknown) => { throw storeError(cause, `connect to ${redact(url)}`); });
     try {
@@ -48,7 +53,10 @@ export async function migrate(url: string): Promise<MigrateResult> {
         throw new OptoutError('OPTOUT_ERR_STORE_CORRUPT', `The database ${redact(url)} holds keys of address policy ${policy}; this optout uses ${POLICY_VERSION}`);
       }
       for (let v = from; v < SCHEMA_VERSION; v++) {
-        for (const sql of MIGRATIONS[v] ?? []) await client.query(sql);
+        for (const step of MIGRATIONS[v] ?? []) {
+          if (typeof step === 'string') await client.query(step);
+          else await step(client);
+        }
       }
       await client.query(`INSERT INTO optout_meta (name, value) VALUES ('schema_version', $1), ('policy', $2)
         ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value`, [String(SCHEMA_VERSION), POLICY_VERSION]);

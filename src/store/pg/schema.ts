@@ -7,15 +7,20 @@
  * are read back whole, never queried inside, and `json` keeps their text as written, so what a
  * command prints from them is what it prints on a folder store (`jsonb` reorders the keys).
  */
+import type pg from 'pg';
+import { keyEntriesByHash } from './entry-hash.js';
 
 /** The schema version this code reads and writes; `migrate` brings a database to it. */
-export const SCHEMA_VERSION = 6;
+export const SCHEMA_VERSION = 7;
+
+/** A statement, or work that needs the client (what SQL cannot compute, see `keyEntriesByHash`). */
+export type MigrationStep = string | ((c: pg.ClientBase) => Promise<void>);
 
 /**
- * Statements that take a database from version `index` to `index + 1`. Each runs in the
+ * Steps that take a database from version `index` to `index + 1`. Each runs in the
  * migration's one transaction, so a failed upgrade leaves the previous version whole.
  */
-export const MIGRATIONS: readonly (readonly string[])[] = [
+export const MIGRATIONS: readonly (readonly MigrationStep[])[] = [
   [
     `CREATE TABLE optout_meta (
        name text COLLATE "C" PRIMARY KEY,
@@ -135,6 +140,11 @@ export const MIGRATIONS: readonly (readonly string[])[] = [
        EXECUTE 'ALTER TABLE changes ALTER COLUMN keys SET COMPRESSION lz4, ALTER COLUMN addresses SET COMPRESSION lz4, ALTER COLUMN reasons SET COMPRESSION lz4';
      EXCEPTION WHEN OTHERS THEN NULL;
      END $$`,
+  ],
+  [
+    // The key's first hash leads the primary key (see entry-hash.ts): an import chunk's keys share
+    // its top bits, and land in one range of the index. The key stays in it, as Citus needs.
+    keyEntriesByHash,
   ],
 ];
 

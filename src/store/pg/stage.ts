@@ -13,6 +13,8 @@ import { from as copyFrom } from 'pg-copy-streams';
 
 /** One key of a chunk as staged: what its entry gets besides the chunk's scope and job. */
 export interface StagedKey {
+  /** The key's `entryHash` (entry-hash.ts). */
+  hash: number;
   key: string;
   address: string | null;
   /** The entry's own reason, when it differs from its job's. */
@@ -25,6 +27,7 @@ export interface StagedKey {
  * staging table and the settling statement are all built from this list.
  */
 const COLUMNS: ReadonlyArray<{ name: keyof StagedKey; type: string }> = [
+  { name: 'hash', type: 'integer NOT NULL' },
   { name: 'key', type: 'text COLLATE "C" NOT NULL' },
   { name: 'address', type: 'text' },
   { name: 'reason', type: 'text' },
@@ -41,7 +44,9 @@ const NAMES = COLUMNS.map((c) => c.name).join(', ');
 const CREATE_STAGE = `CREATE TEMPORARY TABLE IF NOT EXISTS ${STAGE} (${COLUMNS.map((c) => `${c.name} ${c.type}`).join(', ')}) ON COMMIT DELETE ROWS`;
 
 /**
- * In key order: two chunks that share keys lock them in the same order and cannot deadlock.
+ * In the primary key's order: the chunk's keys (one bucket: one range of hashes) are appended to
+ * the index's pages in turn, and two chunks that share keys lock them in the same order and
+ * cannot deadlock.
  * The holds are the staged keys the insert did not return: an anti-join against the returned
  * keys, never against the entries table (the staging table has no statistics, and a join with
  * the big table made the planner scan it for every chunk). The held keys leave the staging
@@ -49,7 +54,7 @@ const CREATE_STAGE = `CREATE TEMPORARY TABLE IF NOT EXISTS ${STAGE} (${COLUMNS.m
  */
 const SETTLE = `WITH stored AS (
     INSERT INTO entries (scope, job, ${NAMES})
-    SELECT $1::text, $2::bigint, ${NAMES} FROM ${STAGE} ORDER BY key
+    SELECT $1::text, $2::bigint, ${NAMES} FROM ${STAGE} ORDER BY hash, key
     ON CONFLICT DO NOTHING RETURNING key
   ), held AS (
     DELETE FROM ${STAGE} s WHERE NOT EXISTS (SELECT 1 FROM stored WHERE stored.key = s.key) RETURNING s.key
@@ -66,15 +71,16 @@ const SETTLE = `WITH stored AS (
  * {@link SETTLE} on 32,768 new keys (no speculative insertion, nothing returned), which is the
  * common case of an import's chunks.
  */
-const STORE_ALL = `INSERT INTO entries (scope, job, ${NAMES}) SELECT $1::text, $2::bigint, ${NAMES} FROM ${STAGE} ORDER BY key`;
+const STORE_ALL = `INSERT INTO entries (scope, job, ${NAMES}) SELECT $1::text, $2::bigint, ${NAMES} FROM ${STAGE} ORDER BY hash, key`;
 const UNIQUE_VIOLATION = '23505';
 
 /** Characters COPY's text format escapes, and their escapes. */
 const ESCAPES: Readonly<Record<string, string>> = { '\\': '\\\\', '\n': '\\n', '\r': '\\r', '\t': '\\t' };
 const ESCAPED = /[\\\n\r\t]/g;
 
-function copyField(value: string | null): string {
+function copyField(value: string | number | null): string {
   if (value === null) return '\\N';
+  if (typeof value === 'number') return String(value);
   return value.replace(ESCAPED, (ch) => ESCAPES[ch] as string);
 }
 

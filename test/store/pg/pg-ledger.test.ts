@@ -14,6 +14,8 @@ import { IMPORT_LOCK, LOCK_CLASS, MIGRATIONS, SCHEMA_VERSION } from '../../../sr
 import { POLICY_VERSION } from '../../../src/policy/email.js';
 import { ACCOUNT_WIDE } from '../../../src/store/store.js';
 import { failureCode } from '../../helpers.js';
+import { chunkKey, hashed } from '../ledger-writes.js';
+import { entryHashOfKey } from '../../../src/store/pg/entry-hash.js';
 import { resetDatabase, withPgDatabase } from '../pg-cluster.js';
 
 function importFields(scope: string): Omit<JobRecord, 'id'> {
@@ -80,7 +82,7 @@ await withPgDatabase('PgLedger', (url) => {
 
     it('upgrades a version 5 database with entries and a feed: both read as before, lookups by key and by scope use the new key', async () => {
       const c = await client();
-      for (const sql of MIGRATIONS.slice(0, 5).flat()) await c.query(sql);
+      for (const sql of MIGRATIONS.slice(0, 5).flat()) await c.query(sql as string);
       await c.query(`INSERT INTO optout_meta (name, value) VALUES ('schema_version', '5'), ('policy', $1)`, [POLICY_VERSION]);
       await c.query(`INSERT INTO entries (scope, key, job, address, reason) VALUES ('*', 'a@x.org', 7, 'A@x.org', NULL), ('u1', 'a@x.org', 8, NULL, 'complaint')`);
       const put = [{ scope: '*', key: 'a@x.org', jobId: '7', address: 'A@x.org' }, { scope: 'u1', key: 'a@x.org', jobId: '8', reason: 'complaint' }];
@@ -96,7 +98,52 @@ await withPgDatabase('PgLedger', (url) => {
       expect(await ledger.changesSince(0, 10)).toEqual([{ seq: 1, put, del: [], jobs: [], apiKeys: [] }]);
       const { rows } = await c.query<{ i: string }>(`SELECT indexrelid::regclass::text AS i FROM pg_index WHERE indrelid = 'entries'::regclass ORDER BY 1`);
       expect(rows.map((r) => r.i)).toEqual(['entries_by_job', 'entries_pkey']);
-      await expect(c.query(`INSERT INTO entries (scope, key, job) VALUES ('u1', 'a@x.org', 9)`)).rejects.toThrow(/entries_pkey/);
+      await expect(c.query(`INSERT INTO entries (hash, scope, key, job) VALUES ($1, 'u1', 'a@x.org', 9)`, [entryHashOfKey('a@x.org')]))
+        .rejects.toThrow(/entries_pkey/);
+    });
+
+    it('upgrades a version 6 database: every entry gets its key\'s hash, the primary key leads with it, and reads and writes find them', async () => {
+      const c = await client();
+      for (const sql of MIGRATIONS.slice(0, 6).flat()) await c.query(sql as string);
+      await c.query(`INSERT INTO optout_meta (name, value) VALUES ('schema_version', '6'), ('policy', $1)`, [POLICY_VERSION]);
+      // More keys than one page of the upgrade's hashing, a key in two scopes, a key beyond ASCII.
+      const many = 120_000;
+      await c.query(`INSERT INTO entries (scope, key, job) SELECT '*', 'k' || i || '@x.org', 7 FROM generate_series(1, $1::int) AS i`, [many]);
+      await c.query(`INSERT INTO entries (scope, key, job, address, reason) VALUES ('*', 'a@x.org', 7, 'A@x.org', NULL),
+        ('u1', 'a@x.org', 8, NULL, 'complaint'), ('*', 'josé@x.org', 7, NULL, NULL)`);
+      await c.query(`INSERT INTO holds (scope, key, job) VALUES ('*', 'a@x.org', 9)`);
+      await c.query(`INSERT INTO changes (seq, body, keys, addresses, reasons) VALUES (1, $1, ARRAY['a@x.org'], ARRAY['A@x.org'], ARRAY[NULL])`,
+        [JSON.stringify({ put: [], del: [], jobs: [], apiKeys: [], chunk: { scope: '*', job: '7' } })]);
+      expect(await failureCode(() => PgLedger.open(url))).toBe('OPTOUT_ERR_SCHEMA');
+      expect(await migrate(url)).toEqual({ from: 6, version: SCHEMA_VERSION });
+      expect(await migrate(url)).toEqual({ from: SCHEMA_VERSION, version: SCHEMA_VERSION });
+
+      const { rows: stored } = await c.query<{ hash: number; key: string }>('SELECT hash, key FROM entries');
+      expect(stored).toHaveLength(many + 3);
+      expect(stored.filter((r) => r.hash !== entryHashOfKey(r.key))).toEqual([]);
+      const { rows: [pkey] } = await c.query<{ d: string }>(`SELECT pg_get_indexdef('entries_pkey'::regclass) AS d`);
+      expect(pkey?.d).toMatch(/\(hash, key, scope\)$/);
+      const { rows: indexes } = await c.query<{ i: string }>(`SELECT indexrelid::regclass::text AS i FROM pg_index WHERE indrelid = 'entries'::regclass ORDER BY 1`);
+      expect(indexes.map((r) => r.i)).toEqual(['entries_by_job', 'entries_pkey']);
+
+      const ledger = await open();
+      const look = (key: string) => ledger.entriesOf({ key, h1: hashKeyTuple(key)[0], h2: hashKeyTuple(key)[1] });
+      expect(await look('a@x.org')).toEqual([
+        { scope: '*', entry: { jobId: '7', address: 'A@x.org' } },
+        { scope: 'u1', entry: { jobId: '8', address: undefined, reason: 'complaint' } },
+      ]);
+      expect(await look('josé@x.org')).toEqual([{ scope: '*', entry: { jobId: '7', address: undefined } }]);
+      expect(await look(`k${many}@x.org`)).toEqual([{ scope: '*', entry: { jobId: '7', address: undefined } }]);
+      expect(await ledger.changesSince(0, 10)).toEqual([{ seq: 1, put: [{ scope: '*', key: 'a@x.org', jobId: '7', address: 'A@x.org' }], del: [], jobs: [], apiKeys: [] }]);
+      const codec = ledger.chunkKeyCodec(ACCOUNT_WIDE);
+      expect(await ledger.presentKeys(['k1@x.org', 'josé@x.org', 'new@x.org'].map((k) => chunkKey(codec, k)))).toEqual([true, true, false]);
+      expect((await addOf(ledger, 'k2@x.org')).added).toBe(false);
+      expect((await addOf(ledger, 'new@x.org')).added).toBe(true);
+      expect((await ledger.removeSuppression(ACCOUNT_WIDE, hashed('a@x.org'), () => ledger.audit({ actor: 'test', action: 'remove', key: 'a@x.org', job: null, unit: null, details: {} }))).heldBy)
+        .toEqual(['9']);
+      let scanned = 0;
+      for await (const page of ledger.scanEntries(ACCOUNT_WIDE)) scanned += page.length;
+      expect(scanned).toBe(many + 2);
     });
 
     it('refuses URLs of another kind with OPTOUT_ERR_INVALID_OPTION', async () => {
@@ -175,7 +222,7 @@ await withPgDatabase('PgLedger', (url) => {
     /** Classifies `keys` (all new: nothing is stored yet) and returns the chunk, not yet committed. */
     async function classified(ledger: PgLedger, job: JobRecord, keys: readonly string[]) {
       const codec = ledger.chunkKeyCodec(job.scope);
-      const chunkKeys = keys.map((k) => codec.prefix + k);
+      const chunkKeys = keys.map((k) => chunkKey(codec, k));
       const present = await ledger.presentKeys(chunkKeys);
       const writer = ledger.beginChunk(job.scope, job.id);
       let added = 0;
@@ -250,14 +297,15 @@ await withPgDatabase('PgLedger', (url) => {
         ['n@x.org', '\\N'], ['plain@x.org', undefined], ['é@x.org', 'É@x.org'],
       ];
       const writer = ledger.beginChunk(ACCOUNT_WIDE, job.id);
-      for (const [key, address] of rows) writer.putEntry(codec.prefix + key, address);
+      for (const [key, address] of rows) writer.putEntry(chunkKey(codec, key), address);
       const next: JobRecord = { ...job, checkpoint: { ...job.checkpoint, phase: 'merge', bucket: 1 } };
       expect(await writer.commit(next, rows.length)).toEqual({ applied: true, added: rows.length });
       const stored: Array<[string, string | undefined]> = [];
       for await (const batch of ledger.scanEntries(ACCOUNT_WIDE)) stored.push(...batch.map((e): [string, string | undefined] => [e.key, e.address]));
-      expect(stored).toEqual([...rows].sort((a, b) => (a[0] < b[0] ? -1 : 1)));
+      const byKey = (a: [string, unknown], b: [string, unknown]): number => (a[0] < b[0] ? -1 : 1);
+      expect(stored.sort(byKey)).toEqual([...rows].sort(byKey));
       const fed = (await ledger.changesSince(0, 10)).flatMap((c) => c.put.map((p): [string, string | undefined] => [p.key, p.address]));
-      expect(fed.sort((a, b) => (a[0] < b[0] ? -1 : 1))).toEqual(stored);
+      expect(fed.sort(byKey)).toEqual(stored);
     });
 
     it('feeds exactly the keys a chunk stored, with their addresses and reasons, not the ones it held', async () => {
@@ -266,9 +314,9 @@ await withPgDatabase('PgLedger', (url) => {
       const job = await ledger.createJob(importFields(ACCOUNT_WIDE));
       const codec = ledger.chunkKeyCodec(ACCOUNT_WIDE);
       const writer = ledger.beginChunk(ACCOUNT_WIDE, job.id);
-      writer.putEntry(codec.prefix + 'b@x.org', 'B@x.org', 'complaint');
-      writer.putEntry(codec.prefix + 'held@x.org', undefined);
-      writer.putEntry(codec.prefix + 'a@x.org', undefined);
+      writer.putEntry(chunkKey(codec, 'b@x.org'), 'B@x.org', 'complaint');
+      writer.putEntry(chunkKey(codec, 'held@x.org'), undefined);
+      writer.putEntry(chunkKey(codec, 'a@x.org'), undefined);
       const next: JobRecord = { ...job, checkpoint: { ...job.checkpoint, phase: 'merge', bucket: 1 } };
       expect(await writer.commit(next, 3)).toEqual({ applied: true, added: 2 });
       const [, chunk] = await ledger.changesSince(0, 10);
@@ -286,20 +334,20 @@ await withPgDatabase('PgLedger', (url) => {
       const codec = ledger.chunkKeyCodec(ACCOUNT_WIDE);
       const job = await ledger.createJob(importFields(ACCOUNT_WIDE));
       const failing = ledger.beginChunk(ACCOUNT_WIDE, job.id);
-      failing.putEntry(codec.prefix + 'lost@x.org', undefined);
+      failing.putEntry(chunkKey(codec, 'lost@x.org'), undefined);
       // A checkpoint the jobs table refuses (its scope NULL) fails the transaction after the keys were staged.
       const broken = { ...job, scope: null, checkpoint: { ...job.checkpoint, phase: 'merge', bucket: 1 } } as unknown as JobRecord;
       expect(await failureCode(() => failing.commit(broken, 1))).toBe('OPTOUT_ERR_STORE');
       const writer = ledger.beginChunk(ACCOUNT_WIDE, job.id);
-      writer.putEntry(codec.prefix + 'kept@x.org', undefined);
+      writer.putEntry(chunkKey(codec, 'kept@x.org'), undefined);
       const next: JobRecord = { ...job, checkpoint: { ...job.checkpoint, phase: 'merge', bucket: 1 } };
       expect(await writer.commit(next, 1)).toEqual({ applied: true, added: 1 });
       const last = ledger.beginChunk(ACCOUNT_WIDE, job.id);
-      last.putEntry(codec.prefix + 'last@x.org', undefined);
+      last.putEntry(chunkKey(codec, 'last@x.org'), undefined);
       expect(await last.commit({ ...next, checkpoint: { ...next.checkpoint, bucket: 2 } }, 1)).toEqual({ applied: true, added: 1 });
       const keys: string[] = [];
       for await (const batch of ledger.scanEntries()) keys.push(...batch.map((e) => e.key));
-      expect(keys).toEqual(['kept@x.org', 'last@x.org']);
+      expect(keys.sort()).toEqual(['kept@x.org', 'last@x.org']);
       expect((await ledger.scopeCounts()).get(ACCOUNT_WIDE)).toBe(2);
       const { rows } = await (await client()).query<{ n: string }>('SELECT count(*) AS n FROM holds');
       expect(rows[0]?.n, 'no hold of the job on its own keys').toBe('0');
@@ -315,7 +363,7 @@ await withPgDatabase('PgLedger', (url) => {
     function chunkOf(ledger: PgLedger, job: JobRecord, bucket: number, keys: readonly string[], total: number) {
       const codec = ledger.chunkKeyCodec(job.scope);
       const writer = ledger.beginChunk(job.scope, job.id);
-      for (const k of keys) writer.putEntry(codec.prefix + k, undefined);
+      for (const k of keys) writer.putEntry(chunkKey(codec, k), undefined);
       const counts = { ...emptyCounts(), unique: total, valid: total, rows: total, added: total };
       return (fields: Partial<JobRecord> = {}) => writer.commit({ ...job, ...fields, checkpoint: { ...job.checkpoint, phase: 'merge', bucket, counts } }, keys.length);
     }
@@ -401,7 +449,7 @@ await withPgDatabase('PgLedger', (url) => {
         const admin = await client();
         await admin.query('SELECT pg_terminate_backend($1)', [await leaseHolder()]);
         const writer = one.beginChunk(ACCOUNT_WIDE, job.id);
-        writer.putEntry(one.chunkKeyCodec(ACCOUNT_WIDE).prefix + 'a@x.org', undefined);
+        writer.putEntry(chunkKey(one.chunkKeyCodec(ACCOUNT_WIDE), 'a@x.org'), undefined);
         const next: JobRecord = { ...job, checkpoint: { ...job.checkpoint, phase: 'merge', bucket: 1, counts: { ...emptyCounts(), added: 1 } } };
         return failureCode(() => writer.commit(next, 1));
       });
