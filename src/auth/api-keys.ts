@@ -148,6 +148,13 @@ export type KeyView = Pick<CheckView, 'apiKeySync'> & { readonly apiKeysVersion?
 export class KeyRing {
   readonly #store: KeyView;
   readonly #byId = new Map<string, StoredKey>();
+  /**
+   * Per id, the last presented key that matched, and its record: the next request with the same
+   * key is compared byte for byte, in constant time, instead of hashed (the SHA-256 was ~2.3 µs of
+   * a single check's ~62 µs). The secret is kept only in the memory of the process that receives
+   * it on every request anyway, and dropped with the rest of the cache.
+   */
+  readonly #verified = new Map<string, { bytes: Buffer; record: KeyRecord }>();
   #version: number | undefined;
 
   constructor(store: KeyView) {
@@ -161,7 +168,13 @@ export class KeyRing {
     if (id === undefined) return undefined;
     if (this.#store.apiKeysVersion !== this.#version) {
       this.#byId.clear();
+      this.#verified.clear();
       this.#version = this.#store.apiKeysVersion;
+    }
+    const known = this.#verified.get(id);
+    if (known !== undefined) {
+      const bytes = Buffer.from(presented, 'utf8');
+      if (bytes.length === known.bytes.length && timingSafeEqual(bytes, known.bytes)) return known.record;
     }
     let stored = this.#byId.get(id);
     if (stored === undefined) {
@@ -169,12 +182,15 @@ export class KeyRing {
       if (stored === undefined) return undefined;
       this.#byId.set(id, stored);
     }
-    if (stored.revokedAt !== null) return undefined;
-    return matches(stored, presented) ? usable(stored) : undefined;
+    if (stored.revokedAt !== null || !matches(stored, presented)) return undefined;
+    const record = Object.freeze(usable(stored));
+    this.#verified.set(id, { bytes: Buffer.from(presented, 'utf8'), record });
+    return record;
   }
 
   /** Drops a cached key, so that its next use reads the store (after a revocation through the API). */
   forget(id: string): void {
     this.#byId.delete(id);
+    this.#verified.delete(id);
   }
 }
