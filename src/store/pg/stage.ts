@@ -34,7 +34,8 @@ const COLUMNS: ReadonlyArray<{ name: keyof StagedKey; type: string }> = [
 ];
 
 const STAGE = 'optout_chunk_stage';
-const NAMES = COLUMNS.map((c) => c.name).join(', ');
+const FIELDS = COLUMNS.map((c) => c.name);
+const NAMES = FIELDS.join(', ');
 
 /**
  * Created once per session (a no-op afterwards); emptied by every commit or rollback, so a
@@ -77,11 +78,13 @@ const UNIQUE_VIOLATION = '23505';
 /** Characters COPY's text format escapes, and their escapes. */
 const ESCAPES: Readonly<Record<string, string>> = { '\\': '\\\\', '\n': '\\n', '\r': '\\r', '\t': '\\t' };
 const ESCAPED = /[\\\n\r\t]/g;
+const NEEDS_ESCAPE = /[\\\n\r\t]/;
 
 function copyField(value: string | number | null): string {
   if (value === null) return '\\N';
   if (typeof value === 'number') return String(value);
-  return value.replace(ESCAPED, (ch) => ESCAPES[ch] as string);
+  // Tested first: nearly no key or address has one, and a replace builds a new string anyway.
+  return NEEDS_ESCAPE.test(value) ? value.replace(ESCAPED, (ch) => ESCAPES[ch] as string) : value;
 }
 
 /** Bytes of COPY text per piece: large enough for few writes, small enough not to copy a chunk twice in memory. */
@@ -94,16 +97,28 @@ const PIECE = 1 << 16;
  */
 export class StagedChunk {
   readonly #pieces: string[] = [];
-  #piece = '';
+  /**
+   * The lines of the piece being built, joined once it is full: appending each line to one
+   * string built a rope of a million small strings a chunk, and cost ~3x the CPU (1.88M rows:
+   * 2.8-3.6 s against 0.9-1.3 s, before the ropes were even flattened for the socket).
+   */
+  #lines: string[] = [];
+  #chars = 0;
   #rows = 0;
 
   add(row: StagedKey): void {
-    this.#piece += COLUMNS.map((c) => copyField(row[c.name])).join('\t') + '\n';
+    let line = '';
+    for (let i = 0; i < FIELDS.length; i++) line += (i === 0 ? '' : '\t') + copyField(row[FIELDS[i] as keyof StagedKey]);
+    this.#lines.push(line);
+    this.#chars += line.length + 1;
     this.#rows++;
-    if (this.#piece.length >= PIECE) {
-      this.#pieces.push(this.#piece);
-      this.#piece = '';
-    }
+    if (this.#chars >= PIECE) this.#endPiece();
+  }
+
+  #endPiece(): void {
+    this.#pieces.push(this.#lines.join('\n') + '\n');
+    this.#lines = [];
+    this.#chars = 0;
   }
 
   get rows(): number {
@@ -112,7 +127,8 @@ export class StagedChunk {
 
   /** The COPY text, in pieces. */
   pieces(): string[] {
-    return this.#piece === '' ? this.#pieces : [...this.#pieces, this.#piece];
+    if (this.#lines.length > 0) this.#endPiece();
+    return this.#pieces;
   }
 }
 
