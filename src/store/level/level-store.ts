@@ -9,7 +9,7 @@ import {
   ACCOUNT_WIDE, API_KEY_RANGE, AUDIT_RANGE, COUNT_RANGE, auditIdOfIndex, auditIndexRange, auditOps, JOB_RANGE, SYNC_RANGE, apiKeyKey, countKey, decodeEntryValue, encodeEntryValue,
   entryKey, entryKeyOfHash, entryKeyPrefix, entryRange, filterLogKey, followedJobKey, holdKeyOfEntry, recordKey, recordRange, holdRangeOfEntry, jobKey, metaKey, parseEntryKey, seenEventKey, syncKey,
 } from './keys.js';
-import { addRecordOf, type AnyJob, type JobRecord } from '../jobs.js';
+import { addRecordOf, type AnyJob, type JobRecord, type SuppressionReason } from '../jobs.js';
 import { auditId, type AuditRecord } from '../audit.js';
 import { JobMetaCache } from './job-meta.js';
 import { rollbackInLevel, type ChangeOp } from './rollback.js';
@@ -379,13 +379,11 @@ export class LevelStore implements Store {
     const batch = this.batch();
     // The value of most entries: the job's id alone, encoded once a chunk.
     const plain = Buffer.from(jobId);
+    const valueOf = (address: string | undefined, reason: SuppressionReason | undefined): Uint8Array | string =>
+      address === undefined && reason === undefined ? plain : encodeEntryValue(jobId, address, reason);
     return {
-      putEntry: (chunkKey, address, reason, h1, h2) => {
-        batch.putEntry(chunkKey, address === undefined && reason === undefined ? plain : encodeEntryValue(jobId, address, reason), h1, h2);
-      },
-      putEntryBytes: (chunkKey, h1, h2, address, reason) => {
-        batch.putEntry(chunkKey, address === undefined && reason === undefined ? plain : encodeEntryValue(jobId, address, reason), h1, h2);
-      },
+      putEntry: (chunkKey, address, reason, h1, h2) => batch.putEntry(chunkKey, valueOf(address, reason), h1, h2),
+      putEntryBytes: (chunkKey, h1, h2, address, reason) => batch.putEntry(chunkKey, valueOf(address, reason), h1, h2),
       putHold: (chunkKey) => batch.putHold(holdKeyOfEntry(chunkKey, jobId)),
       // In flight from the call on, before its first await: a single change that drains the
       // writes waits for this one (see withWriteLock).

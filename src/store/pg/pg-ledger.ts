@@ -339,9 +339,9 @@ export class PgLedger implements Ledger {
 
   async presentKeys(chunkKeys: readonly string[]): Promise<boolean[]> {
     this.#assertOpen();
+    const parsed = chunkKeys.map(parseChunkKey);
     const byScope = new Map<string, { hashes: number[]; keys: string[] }>();
-    for (const ck of chunkKeys) {
-      const { scope, hash, key } = parseChunkKey(ck);
+    for (const { scope, hash, key } of parsed) {
       const list = byScope.get(scope) ?? { hashes: [], keys: [] };
       list.hashes.push(hash);
       list.keys.push(key);
@@ -352,10 +352,7 @@ export class PgLedger implements Ledger {
       const { rows } = await this.#query<{ key: string }>('look up keys', `SELECT k.key FROM ${BY_HASHED_KEY} WHERE e.scope = $3`, [hashes, keys, scope]);
       for (const r of rows) present.add(scope + SEP + r.key);
     }
-    return chunkKeys.map((ck) => {
-      const { scope, key } = parseChunkKey(ck);
-      return present.has(scope + SEP + key);
-    });
+    return parsed.map(({ scope, key }) => present.has(scope + SEP + key));
   }
 
   beginChunk(scope: string, jobId: string): ChunkWriter {
