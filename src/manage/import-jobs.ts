@@ -222,6 +222,14 @@ export class ImportJobs {
   readonly #running = new Map<string, Running>();
   /** Names of the uploads this instance is receiving, which the cleanup at start must spare. */
   readonly #arriving = new Set<string>();
+  /**
+   * Jobs this process reserved: `resumeAll` runs beside the first requests, and must not take
+   * up a job that is this process's already (it would run twice, or, with its file not moved in
+   * yet, be failed as having lost it).
+   */
+  readonly #reserved = new Set<string>();
+  /** Until `resumeAll` has listed the jobs and spools, no job is reserved: the list holds only earlier ones. */
+  #listing: Promise<void> = Promise.resolve();
   readonly #fetching = new Set<Promise<void>>();
   readonly #closing = new AbortController();
   #closed = false;
@@ -298,11 +306,21 @@ export class ImportJobs {
 
   /** Takes up the jobs a previous process left unfinished. */
   async resumeAll(): Promise<string[]> {
-    await removeOrphanSpools(this.#store);
-    // Listed before the jobs: a job's file appears only once its record exists, so every file
-    // listed here has a job in the list below.
-    const names = await readdir(this.#dir);
-    const jobs = await this.#store.listImports();
+    let listed = (): void => undefined;
+    this.#listing = new Promise<void>((resolve) => {
+      listed = resolve;
+    });
+    let names: string[];
+    let jobs: JobRecord[];
+    try {
+      await removeOrphanSpools(this.#store);
+      // Listed before the jobs: a job's file appears only once its record exists, so every file
+      // listed here has a job in the list below.
+      names = await readdir(this.#dir);
+      jobs = await this.#store.listImports();
+    } finally {
+      listed();
+    }
     const live = new Set(jobs.filter((j) => RESUMABLE.has(j.state)).map((j) => j.id));
     for (const name of names) {
       if (this.#arriving.has(name)) continue;
@@ -318,7 +336,7 @@ export class ImportJobs {
     }
     const resumed: string[] = [];
     for (const job of jobs) {
-      if (job.origin?.via === 'cli' || job.origin === undefined || !RESUMABLE.has(job.state)) continue;
+      if (this.#reserved.has(job.id) || job.origin?.via === 'cli' || job.origin === undefined || !RESUMABLE.has(job.state)) continue;
       // Analysing it again would only lead to its expiry.
       if (waitsForConfirmation(job) && Date.parse(job.createdAt) + this.#ttl <= Date.now()) {
         await this.#expireRecord(job.id);
@@ -428,8 +446,9 @@ export class ImportJobs {
     // Recorded as this server's only once its liveness record exists; a failed first write is
     // retried by the heartbeat, and meanwhile the job's age stands in for it (job-holders.ts).
     await this.#firstBeat.catch(() => undefined);
+    await this.#listing;
     const now = new Date().toISOString();
-    return this.#store.createJob({
+    const job = await this.#store.createJob({
       kind: 'import', origin, ...(this.#holder === undefined ? {} : { holder: this.#holder }), state: request.yes ? 'importing' : 'analyzing', scope: options.scope, reason: options.reason,
       source: request.source ?? origin.url ?? 'upload',
       fingerprint: {
@@ -443,6 +462,8 @@ export class ImportJobs {
       checkpoint: { phase: 'spool', offset: 0, lines: 0, counts: emptyCounts(), rejectsBytes: 0, invalidUtf8: 0, spool: { dir: '', bits: 0, lengths: [] }, bucket: 0 },
       error: null,
     });
+    this.#reserved.add(job.id);
+    return job;
   }
 
   async get(id: string): Promise<ImportJobView | undefined> {

@@ -7,6 +7,7 @@
  */
 import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createServer, type OptoutServer } from '../../src/api/server.js';
 import { createKey } from '../../src/auth/api-keys.js';
@@ -233,6 +234,31 @@ describe('the cleanup at start', () => {
     expect(existsSync(uploadPath(db, job.id))).toBe(true);
     for (let i = 0; i < 400 && (await jobs.get(job.id))?.state === 'analyzing'; i++) await new Promise((r) => setTimeout(r, 25));
     expect(await jobs.get(job.id)).toMatchObject({ state: 'awaiting_confirmation', counts: { unique: 1 } });
+    await jobs.close();
+  });
+
+  it('leaves the jobs this server started meanwhile to the server: none is analysed twice', async () => {
+    const db = join(await tempDir('optout-api-pending-'), 'db');
+    const store = await openStore(db, { create: true });
+    const pool = countingPool();
+    open.push({ store, pool });
+    const jobs = new ImportJobs(store.store, { pool });
+    // As the server does: the cleanup at start is not awaited before the first upload.
+    const resuming = jobs.resumeAll();
+    const job = await jobs.createFromUpload(Readable.from([Buffer.from(csv('mine', 3))]), {}, { via: 'http', actor: 'key:test' });
+    expect(await resuming).toEqual([]);
+    for (let i = 0; i < 400 && (await jobs.get(job.id))?.state === 'analyzing'; i++) await new Promise((r) => setTimeout(r, 25));
+    expect(await jobs.get(job.id)).toMatchObject({ state: 'awaiting_confirmation' });
+    const analysed = pool.chunks;
+    expect(analysed).toBeGreaterThan(0);
+    // A cleanup that runs again finds this job live, with its file.
+    expect(await jobs.resumeAll()).toEqual([]);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(pool.chunks).toBe(analysed);
+    expect(await jobs.get(job.id)).toMatchObject({ state: 'awaiting_confirmation', error: null });
+    expect(await jobs.confirm(job.id, 3)).toMatchObject({ id: job.id });
+    for (let i = 0; i < 400 && (await jobs.get(job.id))?.state !== 'completed'; i++) await new Promise((r) => setTimeout(r, 25));
+    expect(await jobs.get(job.id)).toMatchObject({ state: 'completed', counts: { added: 3 } });
     await jobs.close();
   });
 
