@@ -363,8 +363,13 @@ export class PgLedger implements Ledger {
       const { hash, key } = parseChunkKey(chunkKey);
       rows.add({ hash, key, address: address ?? null, reason: reason ?? null });
     };
+    // A chunk key's bytes: the scope, the separator, the hash as 8 hex digits, the key.
+    const keyAt = Buffer.byteLength(scope) + 1 + 8;
     return {
       putEntry: put,
+      putEntryBytes: (chunkKey, h1, _h2, address, reason) => {
+        rows.addBytes(entryHash(h1), chunkKey, keyAt, address ?? null, reason ?? null);
+      },
       putHold: (chunkKey, address, reason) => {
         held++;
         put(chunkKey, address, reason);
