@@ -608,6 +608,7 @@ export async function runImport(input: ImportOptions): Promise<ImportReport> {
     if (!hasStore(run)) throw new OptoutError('OPTOUT_ERR_INTERNAL', 'Only a dry run goes without a store');
     return await run.store.withImportLease(async () => {
       const { job, resumed, reading, scan } = await adoptOrCreateJob(run, analysed);
+      await run.store.takeJob?.(job.id);
       const spool = new BucketSpool(job.checkpoint.spool.dir, job.checkpoint.spool.bits);
       // The last durable state of the job, which a failure is recorded over.
       let current = job;

@@ -472,6 +472,13 @@ export interface Ledger {
    * shared ledger) and the job waits for it.
    */
   withImportLease<T>(fn: () => Promise<T>, options?: { onWait?: () => void }): Promise<T>;
+  /**
+   * Makes this process the only writer of import job `id`, under the import lease: a process
+   * that ran the job before (and lost its lease, then the job to this one) has every later write
+   * of the job refused with `OPTOUT_ERR_JOB_STATE`, chunk commits included. Only ledgers that
+   * several processes share have it (PostgreSQL: the job's fencing epoch).
+   */
+  takeJob?(id: string): Promise<void>;
 
   /** The position of the last committed change, 0 before the first. Only where `supports.feed`. */
   head(): Promise<number>;

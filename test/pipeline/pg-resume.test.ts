@@ -4,6 +4,7 @@
  * to that machine while a new job imports the list.
  */
 import { rm } from 'node:fs/promises';
+import pg from 'pg';
 import { afterAll, beforeEach, expect, it } from 'vitest';
 import { migrateDatabase, openLedger } from '../../src/store/open.js';
 import type { JobRecord } from '../../src/store/jobs.js';
@@ -45,6 +46,14 @@ await withPgDatabase('imports into PostgreSQL resumed', (url) => {
     await interrupted(list);
     const report = await runImport({ source: { kind: 'file', path: list }, db: url, confirm: { mode: 'yes' } });
     expect(report).toMatchObject({ resumed: true, jobId: '1', unique: 4000, added: 4000, alreadySuppressed: 0 });
+    // Each run took the job (its fencing epoch): the interrupted one can no longer write it.
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    try {
+      expect((await client.query<{ epoch: string }>('SELECT epoch FROM jobs WHERE id = 1')).rows).toEqual([{ epoch: '2' }]);
+    } finally {
+      await client.end();
+    }
   });
 
   it('leaves a job whose spool is on another machine, and imports the list as a new job', async () => {

@@ -175,6 +175,8 @@ export class PgLedger implements Ledger {
   readonly #chunks = new Map<string, ChunkLink>();
   /** Import jobs whose last chunk committed here found keys the scope held. */
   readonly #overlapping = new Set<string>();
+  /** The fencing epoch at which this process took each job it runs (`takeJob`): its writes of the job require it still. */
+  readonly #epochs = new Map<string, number>();
   readonly #listener: ChangeListener;
 
   private constructor(pool: pg.Pool, url: string, workDir: string) {
@@ -312,9 +314,22 @@ export class PgLedger implements Ledger {
 
   async putJob(job: AnyJob, audit?: AuditRecord): Promise<void> {
     await this.#tx('write a job', async (c) => {
-      await putJobRow(c, job);
+      await putJobRow(c, job, this.#epochs.get(job.id));
       if (audit) await insertAudit(c, [audit]);
     });
+    if (ENDED_STATES.has(job.state)) this.#epochs.delete(job.id);
+  }
+
+  /**
+   * The import lease is a session lock, and a session can be lost (a network cut, a server that
+   * ended it) while its process goes on: another process may then take the lease and the job.
+   * Each taking moves the job's epoch on; the taker's writes of the job match it, an earlier
+   * holder's no longer do.
+   */
+  async takeJob(id: string): Promise<void> {
+    const { rows: [row] } = await this.#query<{ epoch: string }>('take a job', 'UPDATE jobs SET epoch = epoch + 1 WHERE id = $1 RETURNING epoch', [id]);
+    if (row === undefined) throw new OptoutError('OPTOUT_ERR_JOB_NOT_FOUND', `No job has the id ${id}`);
+    this.#epochs.set(id, Number(row.epoch));
   }
 
   async getJob(id: string): Promise<AnyJob | undefined> {
@@ -450,7 +465,7 @@ export class PgLedger implements Ledger {
       else this.#overlapping.add(jobId);
       const shift = real - added + carried;
       const written: JobRecord = shift === 0 ? job : { ...job, checkpoint: { ...job.checkpoint, counts: shiftAdded(job.checkpoint.counts, shift) } };
-      await putJobRow(c, written);
+      await putJobRow(c, written, this.#epochs.get(jobId));
       await addCount(c, scope, real);
       if (real > 0) {
         await appendChange(c, { jobs: [{ id: jobId, meta: jobMetaOf(written) }] }, { scope, job: jobId });
@@ -817,6 +832,9 @@ export class PgLedger implements Ledger {
   }
 }
 
+/** States in which a job is no one's to run: the epoch its taker kept is of no more use. */
+const ENDED_STATES: ReadonlySet<string> = new Set(['completed', 'failed', 'expired', 'rolled_back']);
+
 const byString = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
 function parseChunkKey(chunkKey: string): { scope: string; hash: number; key: string } {
@@ -904,16 +922,25 @@ async function nextId(c: Db, sequence: 'job_ids' | 'sync_ids'): Promise<string> 
  * its holder writes when it comes back: its checkpoints, its chunks and its end are refused,
  * and the transaction with them. Of two servers ending one job, this lets one do it.
  */
-async function putJobRow(c: Db, job: AnyJob): Promise<void> {
+/**
+ * Writes a job's row, if the state table allows the move from the stored state and, with `epoch`
+ * (the writer took the job, `takeJob`), if no other process has taken the job since.
+ */
+async function putJobRow(c: Db, job: AnyJob, epoch?: number): Promise<void> {
   const from = job.kind === 'import' ? JOB_STATES.filter((s) => canMove(s, job.state)) : JOB_STATES;
   const { rowCount } = await c.query(`INSERT INTO jobs (id, kind, scope, state, record) VALUES ($1, $2, $3, $4, $5)
     ON CONFLICT (id) DO UPDATE SET kind = EXCLUDED.kind, scope = EXCLUDED.scope, state = EXCLUDED.state, record = EXCLUDED.record
-    WHERE jobs.kind <> 'import' OR jobs.state = ANY($6::text[])`,
-  [job.id, job.kind, job.scope, job.state, JSON.stringify(job), from]);
+    WHERE (jobs.kind <> 'import' OR jobs.state = ANY($6::text[])) AND ($7::bigint IS NULL OR jobs.epoch = $7::bigint)`,
+  [job.id, job.kind, job.scope, job.state, JSON.stringify(job), from, epoch ?? null]);
   if (rowCount === 0) {
-    const stored = await jobRecord(c, job.id);
-    const why = stored?.kind === 'import' && stored.error !== null ? ` (${stored.error.message})` : '';
-    throw new OptoutError('OPTOUT_ERR_JOB_STATE', `Job ${job.id} is ${stored?.state ?? 'gone'} in the database and cannot become ${job.state}: ` +
+    const { rows: [stored] } = await c.query<{ record: AnyJob; epoch: string }>('SELECT record, epoch FROM jobs WHERE id = $1', [job.id]);
+    if (stored !== undefined && epoch !== undefined && Number(stored.epoch) !== epoch) {
+      throw new OptoutError('OPTOUT_ERR_JOB_STATE', `Job ${job.id} was taken over by another process (fencing epoch ${stored.epoch}; this ` +
+        `process took it at ${epoch}), after this one lost its import lease: it writes nothing more to the job. Nothing of this write was stored.`);
+    }
+    const record = stored?.record;
+    const why = record?.kind === 'import' && record.error !== null ? ` (${record.error.message})` : '';
+    throw new OptoutError('OPTOUT_ERR_JOB_STATE', `Job ${job.id} is ${record?.state ?? 'gone'} in the database and cannot become ${job.state}: ` +
       `another process changed it${why}. Nothing of this write was stored.`);
   }
 }

@@ -267,6 +267,29 @@ await withPgDatabase('PgLedger', (url) => {
       expect(feedKeys).toHaveLength(4500);
     });
 
+    it('a process whose job another took over writes nothing more to it: no chunk, no checkpoint, no end', async () => {
+      const [stale, taker] = [await open(), await open()];
+      const job = await stale.createJob(importFields(ACCOUNT_WIDE));
+      const codec = stale.chunkKeyCodec(ACCOUNT_WIDE);
+      const chunkOf = (ledger: PgLedger, key: string, bucket: number, added: number) => {
+        const writer = ledger.beginChunk(ACCOUNT_WIDE, job.id);
+        writer.putEntry(chunkKey(codec, key), undefined);
+        const counts = { ...emptyCounts(), rows: added, valid: added, unique: added, added };
+        return writer.commit({ ...job, checkpoint: { ...job.checkpoint, phase: 'merge', bucket, counts } }, 1);
+      };
+      await stale.takeJob(job.id);
+      expect(await chunkOf(stale, 'first@x.org', 1, 1)).toEqual({ applied: true, added: 1 });
+      // Its lease lost, another process takes the job up.
+      await taker.takeJob(job.id);
+      await expect(chunkOf(stale, 'second@x.org', 2, 2)).rejects.toMatchObject({ code: 'OPTOUT_ERR_JOB_STATE', message: expect.stringContaining('taken over') });
+      await expect(stale.putJob({ ...job, updatedAt: new Date().toISOString() })).rejects.toMatchObject({ code: 'OPTOUT_ERR_JOB_STATE' });
+      await expect(stale.putJob({ ...job, state: 'failed', finishedAt: new Date().toISOString() })).rejects.toMatchObject({ code: 'OPTOUT_ERR_JOB_STATE' });
+      expect(await chunkOf(taker, 'second@x.org', 2, 2)).toEqual({ applied: true, added: 1 });
+      expect(await taker.getJob(job.id)).toMatchObject({ state: 'importing', checkpoint: { bucket: 2, counts: { added: 2 } } });
+      expect((await taker.scopeCounts()).get(ACCOUNT_WIDE)).toBe(2);
+      await expect(taker.takeJob('999')).rejects.toMatchObject({ code: 'OPTOUT_ERR_JOB_NOT_FOUND' });
+    });
+
     it('stores a held key whose entry was removed before the commit (opt-out wins)', async () => {
       const [one, two] = [await open(), await open()];
       await addOf(one, 'a@x.org');
@@ -300,12 +323,27 @@ await withPgDatabase('PgLedger', (url) => {
       for (const [key, address] of rows) writer.putEntry(chunkKey(codec, key), address);
       const next: JobRecord = { ...job, checkpoint: { ...job.checkpoint, phase: 'merge', bucket: 1 } };
       expect(await writer.commit(next, rows.length)).toEqual({ applied: true, added: rows.length });
-      const stored: Array<[string, string | undefined]> = [];
-      for await (const batch of ledger.scanEntries(ACCOUNT_WIDE)) stored.push(...batch.map((e): [string, string | undefined] => [e.key, e.address]));
+      // The importer's way: each key as the bytes of its chunk key, with its hashes.
+      const unit = 'ü-unit';
+      const unitJob = await ledger.createJob(importFields(unit));
+      const unitCodec = ledger.chunkKeyCodec(unit);
+      const bytesWriter = ledger.beginChunk(unit, unitJob.id);
+      for (const [key, address] of rows) {
+        const [h1, h2] = hashKeyTuple(key);
+        bytesWriter.putEntryBytes?.(Buffer.from(chunkKey(unitCodec, key)), h1, h2, address);
+      }
+      expect(await bytesWriter.commit({ ...unitJob, checkpoint: { ...unitJob.checkpoint, phase: 'merge', bucket: 1 } }, rows.length))
+        .toEqual({ applied: true, added: rows.length });
       const byKey = (a: [string, unknown], b: [string, unknown]): number => (a[0] < b[0] ? -1 : 1);
-      expect(stored.sort(byKey)).toEqual([...rows].sort(byKey));
-      const fed = (await ledger.changesSince(0, 10)).flatMap((c) => c.put.map((p): [string, string | undefined] => [p.key, p.address]));
-      expect(fed.sort(byKey)).toEqual(stored);
+      for (const [scope, seq] of [[ACCOUNT_WIDE, 0], [unit, 1]] as const) {
+        const stored: Array<[string, string | undefined]> = [];
+        for await (const batch of ledger.scanEntries(scope)) stored.push(...batch.map((e): [string, string | undefined] => [e.key, e.address]));
+        expect(stored.sort(byKey)).toEqual([...rows].sort(byKey));
+        const fed = (await ledger.changesSince(seq, 1)).flatMap((c) => c.put.map((p): [string, string | undefined] => [p.key, p.address]));
+        expect(fed.sort(byKey)).toEqual(stored);
+        // Found by the hash each key was stored under.
+        expect((await ledger.presentKeys(rows.map(([key]) => chunkKey(ledger.chunkKeyCodec(scope), key)))).every(Boolean)).toBe(true);
+      }
     });
 
     it('feeds exactly the keys a chunk stored, with their addresses and reasons, not the ones it held', async () => {
