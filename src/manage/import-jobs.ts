@@ -519,12 +519,29 @@ export class ImportJobs {
       this.#nextSweep = Date.now() + this.#sweepEvery;
       const seen = await lastSeen(this.#store);
       const unchanged = this.#watchRecords(seen);
+      const lost = (id: string): boolean => unchanged(id) > this.#lostAfter;
+      /** Servers that still hold a job that has not ended. */
+      const holders = new Set<string>();
       for (const job of await this.#store.listImports()) {
         if (job.holder === undefined || job.holder === self) continue;
         const holding = holdingOf(job, seen, this.#lostAfter);
-        if (holding?.lost !== true || unchanged(job.holder) <= this.#lostAfter || this.#closed) continue;
+        if (holding === undefined) continue;
+        if (!holding.lost || !lost(job.holder) || this.#closed) {
+          holders.add(job.holder);
+          continue;
+        }
         const ended = await endWithoutHolder(this.#store, job, { actor: `server:${self}`, holding, lostAfterMs: this.#lostAfter, forced: false });
         if (ended !== undefined) this.#notice(`import job ${job.id} (${job.state}) is now ${ended.state}: ${ended.error?.message ?? ''}`);
+        // Moved elsewhere meanwhile: looked at again in the next sweep.
+        else holders.add(job.holder);
+      }
+      // The liveness records of servers gone for good, once no job waits on them: a server that
+      // comes back writes its record again, and a watcher whose record of it vanished watches it
+      // for a whole bound anew (#watchRecords) before it could take it as lost.
+      for (const [id, at] of seen) {
+        if (id === self || holders.has(id) || this.#closed || Date.now() - at <= this.#lostAfter || !lost(id)) continue;
+        await this.#store.deleteRecord('server', id, undefined);
+        this.#records.delete(id);
       }
     } catch (err) {
       if (!this.#closed) this.#notice(`heartbeat of this server (folder id ${self}): ${(err as Error).message}; tried again in the next one`);
@@ -541,6 +558,10 @@ export class ImportJobs {
     const now = performance.now();
     for (const [id, at] of seen) {
       if (this.#records.get(id)?.at !== at) this.#records.set(id, { at, since: now });
+    }
+    // A record deleted (a server pruned as gone) starts its watch anew if it is ever asked about.
+    for (const [id, record] of this.#records) {
+      if (record.at !== undefined && !seen.has(id)) this.#records.delete(id);
     }
     return (id) => {
       let record = this.#records.get(id);

@@ -140,6 +140,7 @@ await withPgDatabase('lost replicas', (url) => {
     const shown = await inState(a, waiting, ['awaiting_confirmation']);
     // The job names its server by the id kept in that server's folder, seen just now.
     const aId = readFileSync(join(a.dir, HOLDER_FILE), 'utf8').trim();
+    const bId = readFileSync(join(b.dir, HOLDER_FILE), 'utf8').trim();
     expect(shown.json).toMatchObject({ state: 'awaiting_confirmation', holder: { id: aId, lost: false } });
     expect(typeof (shown.json['holder'] as { seenAt: unknown }).seenAt).toBe('string');
 
@@ -179,6 +180,10 @@ await withPgDatabase('lost replicas', (url) => {
     expect(w[0]?.actor).toMatch(/^server:/);
     expect(i[0]?.details).toMatchObject({ from: 'importing', to: 'failed', forced: false });
     expect(live.flatMap((r) => r.notices).filter((m) => m.startsWith(`import job ${importing} `))).toHaveLength(1);
+    // The lost servers' liveness records go once their jobs have ended; the live ones' stay.
+    const servers = async (): Promise<string[]> => withLedger(async (ledger) => (await ledger.listRecords('server')).map((r) => r.id));
+    const left = await until(servers, (ids) => !ids.includes(aId) && !ids.includes(bId));
+    expect(left.sort()).toEqual(live.map((r) => readFileSync(join(r.dir, HOLDER_FILE), 'utf8').trim()).sort());
 
     const rolled = await c.call('POST', `/v1/imports/${importing}/rollback`);
     expect(rolled.json).toMatchObject({ removed: 50, kept: 0, holdsReleased: 0 });
