@@ -920,11 +920,8 @@ async function nextId(c: Db, sequence: 'job_ids' | 'sync_ids'): Promise<string> 
  * stored, not the one its writer last read: several processes write this ledger, and a job that
  * another server ended (its holder lost, or abandoned by an operator) must stay ended whatever
  * its holder writes when it comes back: its checkpoints, its chunks and its end are refused,
- * and the transaction with them. Of two servers ending one job, this lets one do it.
- */
-/**
- * Writes a job's row, if the state table allows the move from the stored state and, with `epoch`
- * (the writer took the job, `takeJob`), if no other process has taken the job since.
+ * and the transaction with them. Of two servers ending one job, this lets one do it. With
+ * `epoch` (the writer took the job, `takeJob`), also only if no other process has taken it since.
  */
 async function putJobRow(c: Db, job: AnyJob, epoch?: number): Promise<void> {
   const from = job.kind === 'import' ? JOB_STATES.filter((s) => canMove(s, job.state)) : JOB_STATES;

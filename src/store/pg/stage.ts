@@ -23,8 +23,9 @@ export interface StagedKey {
 
 /**
  * The staged columns, in COPY order, with their types in the staging table. A column that
- * entries gain per key is one more line here and a field of {@link StagedKey}: the COPY, the
- * staging table and the settling statement are all built from this list.
+ * entries gain per key is one more line here, a field of {@link StagedKey}, and one more field
+ * that {@link StagedChunk} writes in this order: the COPY, the staging table and the settling
+ * statement are built from this list.
  */
 const COLUMNS: ReadonlyArray<{ name: keyof StagedKey; type: string }> = [
   { name: 'hash', type: 'integer NOT NULL' },
@@ -207,7 +208,11 @@ export class StagedChunk {
       buf[at++] = 0x30 + (v % 10);
       v = Math.floor(v / 10);
     } while (v > 0);
-    buf.subarray(start, at).reverse();
+    for (let i = start, j = at - 1; i < j; i++, j--) {
+      const t = buf[i] as number;
+      buf[i] = buf[j] as number;
+      buf[j] = t;
+    }
     this.#at = at;
   }
 
