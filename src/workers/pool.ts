@@ -24,6 +24,15 @@ async function wrapped<T>(p: Promise<T>): Promise<T> {
 /** Loaded by the first pool: a server loads it only once it imports. */
 const loadPiscina = loadOnUse<typeof import('piscina')>('piscina');
 
+/**
+ * Piscina loads a thread's module with require() first, which Node 20.19 and later allow for an ES
+ * module, synchronously; a thread terminated while it links that module (the pool destroyed by
+ * an import that failed at once: a file without an email column, Ctrl-C) aborts the whole process
+ * in Node 20 ("FATAL ERROR: v8::Module::IsGraphAsync"). Without require(esm), piscina falls back
+ * to import(), which a termination ends cleanly.
+ */
+const WORKER_FLAGS = ['--no-experimental-require-module'];
+
 /** Scrub's task lives in its own module; piscina loads it into the same threads on first use. */
 const SCRUB_WORKER = new URL('./scrub-worker.js', import.meta.url).href;
 
@@ -33,14 +42,23 @@ const SCRUB_WORKER = new URL('./scrub-worker.js', import.meta.url).href;
  * LevelDB's own threads take the rest.
  */
 export function createChunkPool(threads = availableParallelism()): ChunkPool {
-  const pool = new (loadPiscina().Piscina)({
+  const options = {
     filename: new URL('./import-worker.js', import.meta.url).href,
     minThreads: threads,
     maxThreads: threads,
     // Callers bound the tasks in flight themselves (see pipeline/scan.ts, pipeline/merge-pass.ts).
     maxQueue: 'auto',
     idleTimeout: 30_000,
-  });
+  } as const;
+  const { Piscina } = loadPiscina();
+  let pool: InstanceType<typeof Piscina>;
+  try {
+    pool = new Piscina({ ...options, execArgv: [...process.execArgv, ...WORKER_FLAGS] });
+  } catch (err) {
+    // The parent's options hold one a thread cannot take (a V8 flag): the threads inherit them as they are.
+    if ((err as NodeJS.ErrnoException).code !== 'ERR_WORKER_INVALID_EXEC_ARGV') throw err;
+    pool = new Piscina(options);
+  }
   return {
     threads,
     run: (task) => wrapped(pool.run(task) as Promise<ChunkResult>),
