@@ -18,7 +18,7 @@ import compress from '@fastify/compress';
 import swagger from '@fastify/swagger';
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { LogController, fastify, type FastifyInstance, type FastifyReply, type FastifyRequest, type onRequestHookHandler } from 'fastify';
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
 import type { CheckRequest } from '../check/checker.js';
 import type { OptoutStore, ReplicaFreshness } from '../check/open-store.js';
 import type { Decision, DecisionReason, SendType } from '../check/rules.js';
@@ -37,6 +37,7 @@ import { RouteMethods } from './methods.js';
 import { bufferedStdout, logRequests, loggerOptions, logs, requestLine, requestLineWriter, type RequestLogOptions } from './request-log.js';
 import { ELIGIBILITY_ROUTE, fastEligibility } from './fast-eligibility.js';
 import { PendingCounts } from './pending-counts.js';
+import { RouteHistogram } from './route-histogram.js';
 import { COMPACT_DECISION_SCHEMA, DECISION_SCHEMA, answers, listOf, textOf } from './schemas.js';
 import { batchAnswer } from './batch-answer.js';
 import { registerLinkRoutes, type LinkRouteOptions } from './link-routes.js';
@@ -263,9 +264,9 @@ export function createServer(options: ServerOptions): OptoutServer {
       answeredRequests.flush(this);
     },
   });
-  const latency = new Histogram({
+  const latency = new RouteHistogram({
     name: 'optout_http_request_duration_seconds', help: 'Time to answer an HTTP request, by route',
-    labelNames: ['route'] as const, registers: [registry],
+    label: 'route', registers: [registry],
     buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
   });
   new Counter({
@@ -283,12 +284,9 @@ export function createServer(options: ServerOptions): OptoutServer {
     },
   });
 
-  const latencyBy = new Map<string, Histogram.Internal<'route'>>();
   const countResponse = (route: string, method: string, status: number, elapsedMs: number): void => {
     answeredRequests.add(`${status} ${method} ${route}`, () => ({ route, method, status: String(status) }));
-    let histogram = latencyBy.get(route);
-    if (histogram === undefined) latencyBy.set(route, (histogram = latency.labels({ route })));
-    histogram.observe(elapsedMs / 1000);
+    latency.observe(route, elapsedMs / 1000);
   };
   app.addHook('onResponse', (request, reply, done) => {
     countResponse(request.routeOptions.url ?? 'unmatched', request.method, reply.statusCode, reply.elapsedTime);
