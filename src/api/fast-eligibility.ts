@@ -31,7 +31,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CheckRequest } from '../check/checker.js';
-import type { Decision } from '../check/rules.js';
+import { SEND_TYPES, type Decision } from '../check/rules.js';
 import type { KeyRecord, KeyRing } from '../auth/api-keys.js';
 import { toApiError, type ApiError } from './errors.js';
 import type { RateLimiter } from './rate-limiter.js';
@@ -40,10 +40,14 @@ import { decodeComponent } from './strict-decoding.js';
 export const ELIGIBILITY_ROUTE = '/v1/eligibility';
 const PREFIX = `${ELIGIBILITY_ROUTE}?`;
 
-/** The route's querystring schema, as limits: a value past one is left to fastify's validation. */
+/**
+ * The limits of the route's querystring, which its schema (server.ts) is built from: a value past
+ * one is left to fastify's validation.
+ */
 export const QUERY_LIMITS = { email: 1024, unit: 64, legalBasis: 500 } as const;
-const SEND_TYPES = new Set(['marketing', 'sequence', 'one-to-one']);
-const MIN_SEQ = /^[0-9]{1,15}$/;
+export const MIN_SEQ_PATTERN = '^[0-9]{1,15}$';
+const SEND_TYPE_NAMES: ReadonlySet<string> = new Set(SEND_TYPES);
+const MIN_SEQ = new RegExp(MIN_SEQ_PATTERN);
 const BEARER = /^Bearer[ ]+(\S+)[ ]*$/i;
 
 const JSON_TYPE = 'application/json; charset=utf-8';
@@ -89,7 +93,7 @@ function checkQuery(query: string): { email: string; unit?: string; type?: strin
         case 'email': if (email !== undefined || value.length > QUERY_LIMITS.email) return undefined; email = value; break;
         case 'unit': if (unit !== undefined || value.length > QUERY_LIMITS.unit) return undefined; unit = value; break;
         case 'legalBasis': if (legalBasis !== undefined || value.length > QUERY_LIMITS.legalBasis) return undefined; legalBasis = value; break;
-        case 'type': if (type !== undefined || !SEND_TYPES.has(value)) return undefined; type = value; break;
+        case 'type': if (type !== undefined || !SEND_TYPE_NAMES.has(value)) return undefined; type = value; break;
         case 'minSeq': if (minSeq !== undefined || !MIN_SEQ.test(value)) return undefined; minSeq = value; break;
         default: return undefined;
       }

@@ -65,9 +65,12 @@ export function logs(user: boolean | RequestLogOptions | undefined): boolean {
   return LOG_LEVELS.indexOf(level) >= LOG_LEVELS.indexOf('info') && level !== 'silent';
 }
 
+/** A request's time as its line gives it: milliseconds to two decimals. */
+const lineMs = (elapsedMs: number): number => Math.round(elapsedMs * 100) / 100;
+
 /** The fields of a request's line. */
 export function requestLine(method: string, route: string | null, status: number, elapsedMs: number, keyId: string | null): Record<string, unknown> {
-  return { method, route, status, ms: Math.round(elapsedMs * 100) / 100, keyId };
+  return { method, route, status, ms: lineMs(elapsedMs), keyId };
 }
 
 /** Logs each answered request at `info`. */
@@ -111,8 +114,7 @@ export function requestLineWriter(logger: FastifyBaseLogger): RequestLineWriter 
   return (reqId, method, route, status, elapsedMs, keyId) => {
     // The level can be changed at run time (`app.log.level = ...`), as pino would see it.
     if (!isLevelEnabled('info')) return;
-    const ms = Math.round(elapsedMs * 100) / 100;
     stream.write(`${level}${timeOf.call(l)}${l[symbols.chindingsSym] as string},"reqId":${JSON.stringify(reqId)},"method":${JSON.stringify(method)},` +
-      `"route":${JSON.stringify(route)},"status":${status},"ms":${ms},"keyId":${keyId === null ? 'null' : JSON.stringify(keyId)},"msg":"request"${end}`);
+      `"route":${JSON.stringify(route)},"status":${status},"ms":${lineMs(elapsedMs)},"keyId":${keyId === null ? 'null' : JSON.stringify(keyId)},"msg":"request"${end}`);
   };
 }

@@ -21,7 +21,7 @@ import { LogController, fastify, type FastifyInstance, type FastifyReply, type F
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { CheckRequest } from '../check/checker.js';
 import type { OptoutStore, ReplicaFreshness } from '../check/open-store.js';
-import type { Decision, DecisionReason, SendType } from '../check/rules.js';
+import { SEND_TYPES, type Decision, type DecisionReason, type SendType } from '../check/rules.js';
 import { KeyRing, type KeyRecord, type KeyScope } from '../auth/api-keys.js';
 import { isOptoutError } from '../errors.js';
 import { ImportJobs, normalizeImportJobsOptions, type ImportJobsOptions } from '../manage/import-jobs.js';
@@ -35,7 +35,7 @@ import { enforceStrictDecoding, frameworkErrors, parseQuery } from './strict-dec
 import { clientErrorHandler, manageConnections } from './connection.js';
 import { RouteMethods } from './methods.js';
 import { bufferedStdout, logRequests, loggerOptions, logs, requestLine, requestLineWriter, type RequestLogOptions } from './request-log.js';
-import { ELIGIBILITY_ROUTE, fastEligibility } from './fast-eligibility.js';
+import { ELIGIBILITY_ROUTE, MIN_SEQ_PATTERN, QUERY_LIMITS, fastEligibility } from './fast-eligibility.js';
 import { PendingCounts } from './pending-counts.js';
 import { RouteHistogram } from './route-histogram.js';
 import { COMPACT_DECISION_SCHEMA, DECISION_SCHEMA, answers, listOf, textOf } from './schemas.js';
@@ -88,13 +88,13 @@ interface EligibilityQuery { email: string; unit?: string; type?: SendType; lega
 interface EligibilityBody { emails: string[]; unit?: string; type?: SendType; legalBasis?: string; minSeq?: number; compact?: boolean }
 
 const OPTIONS_SCHEMA = {
-  unit: { type: 'string', maxLength: 64 },
-  type: { type: 'string', enum: ['marketing', 'sequence', 'one-to-one'] },
-  legalBasis: { type: 'string', maxLength: 500 },
+  unit: { type: 'string', maxLength: QUERY_LIMITS.unit },
+  type: { type: 'string', enum: SEND_TYPES },
+  legalBasis: { type: 'string', maxLength: QUERY_LIMITS.legalBasis },
 } as const;
 
 /** Generous for an address (254 octets) with spaces, a display name or `mailto:` around it. */
-const MAX_EMAIL_CHARS = 1024;
+const MAX_EMAIL_CHARS = QUERY_LIMITS.email;
 
 /**
  * 10,000 addresses of the longest legal size (254 octets, quoted, comma) take about 2.6 MB of
@@ -411,7 +411,7 @@ export function createServer(options: ServerOptions): OptoutServer {
         summary: 'One decision',
         querystring: {
           type: 'object', required: ['email'], additionalProperties: false,
-          properties: { email: { type: 'string', maxLength: MAX_EMAIL_CHARS }, ...OPTIONS_SCHEMA, minSeq: { type: 'string', pattern: '^[0-9]{1,15}$' } },
+          properties: { email: { type: 'string', maxLength: MAX_EMAIL_CHARS }, ...OPTIONS_SCHEMA, minSeq: { type: 'string', pattern: MIN_SEQ_PATTERN } },
         },
         response: answers({ 200: DECISION_SCHEMA }),
       },

@@ -51,7 +51,7 @@ export function parseQuery(query: string): ParsedQuery {
 }
 
 /** Whether {@link parseQuery} found a component that does not decode. */
-export function isMalformed(query: object): boolean {
+function isMalformed(query: object): boolean {
   return MALFORMED in query;
 }
 

@@ -50,4 +50,3 @@ export function decide(match: SuppressionInfo | undefined, type: SendType, legal
   if (type === 'one-to-one' && legalBasis !== undefined && legalBasis.trim() !== '') return LEGAL_BASIS;
   return SUPPRESSED;
 }
-

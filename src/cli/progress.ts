@@ -1,9 +1,9 @@
 import type cliProgress from 'cli-progress';
 import { loadOnUse } from '../load-on-use.js';
+import type { ImportProgress } from '../store/counts.js';
 
 /** Loaded by the first bar: only a terminal shows one. */
 const loadCliProgress = loadOnUse<typeof cliProgress>('cli-progress');
-import type { ImportProgress } from '../store/counts.js';
 
 /**
  * A progress bar on stderr (percentage, rows/s, ETA), one per phase, redrawn a few times a

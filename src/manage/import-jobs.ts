@@ -28,7 +28,7 @@ import { normalizeImportOptions, normalizePool, positiveInteger, type ImportOpti
 import { removeOrphanSpools, runImport } from '../pipeline/run-import.js';
 import { emptyCounts, type ImportCounts } from '../store/counts.js';
 import type { ImportReport } from '../report/summary.js';
-import { canMove, moveJob } from '../store/job-states.js';
+import { UNENDED, canMove, moveJob } from '../store/job-states.js';
 import type { JobError, JobOrigin, JobRecord, JobState, SuppressionReason } from '../store/jobs.js';
 import { reasonCodeCounts, rowsPerReason } from '../csv/reasons.js';
 import type { Ledger } from '../store/store.js';
@@ -37,7 +37,7 @@ import type { ChunkPool } from '../workers/pool.js';
 import { redactUrl, validateSyncUrl } from '../fetch/url-policy.js';
 import { UploadQuota } from './upload-quota.js';
 import {
-  DEFAULT_HEARTBEAT_MS, DEFAULT_LOST_AFTER_MS, UNENDED, abandonJob, beat, endWithoutHolder, holderIdOf, holdingOf, lastSeen, type Holding,
+  DEFAULT_HEARTBEAT_MS, DEFAULT_LOST_AFTER_MS, abandonJob, beat, endWithoutHolder, holderIdOf, holdingOf, lastSeen, type Holding,
 } from './job-holders.js';
 
 export interface ImportRequest {
@@ -152,7 +152,6 @@ const DEFAULT_MAX_PENDING = 10 * 1024 ** 3;
 const DEFAULT_RELAY_WAIT = 5000;
 /** setTimeout's longest delay; a later deadline is reached in several steps. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
-const RESUMABLE: ReadonlySet<JobState> = new Set(['analyzing', 'awaiting_confirmation', 'importing', 'interrupted']);
 /** States a job's run has no way out of: what is left of it is cleaning up. */
 const ENDED: ReadonlySet<JobState> = new Set(['completed', 'failed']);
 
@@ -223,12 +222,10 @@ export class ImportJobs {
   /** Names of the uploads this instance is receiving, which the cleanup at start must spare. */
   readonly #arriving = new Set<string>();
   /**
-   * Jobs this process reserved: `resumeAll` runs beside the first requests, and must not take
-   * up a job that is this process's already (it would run twice, or, with its file not moved in
-   * yet, be failed as having lost it).
+   * Until `resumeAll` has listed the jobs and spools, no job is reserved: the list holds only
+   * earlier ones. It runs beside the first requests, and a job of this process's own would
+   * otherwise run twice, or, with its file not moved in yet, be failed as having lost it.
    */
-  readonly #reserved = new Set<string>();
-  /** Until `resumeAll` has listed the jobs and spools, no job is reserved: the list holds only earlier ones. */
   #listing: Promise<void> = Promise.resolve();
   readonly #fetching = new Set<Promise<void>>();
   readonly #closing = new AbortController();
@@ -321,7 +318,7 @@ export class ImportJobs {
     } finally {
       listed();
     }
-    const live = new Set(jobs.filter((j) => RESUMABLE.has(j.state)).map((j) => j.id));
+    const live = new Set(jobs.filter((j) => UNENDED.has(j.state)).map((j) => j.id));
     for (const name of names) {
       if (this.#arriving.has(name)) continue;
       const id = /^(\d+)\.csv$/.exec(name)?.[1];
@@ -336,7 +333,7 @@ export class ImportJobs {
     }
     const resumed: string[] = [];
     for (const job of jobs) {
-      if (this.#reserved.has(job.id) || job.origin?.via === 'cli' || job.origin === undefined || !RESUMABLE.has(job.state)) continue;
+      if (this.#running.has(job.id) || job.origin?.via === 'cli' || job.origin === undefined || !UNENDED.has(job.state)) continue;
       // Analysing it again would only lead to its expiry.
       if (waitsForConfirmation(job) && Date.parse(job.createdAt) + this.#ttl <= Date.now()) {
         await this.#expireRecord(job.id);
@@ -448,7 +445,7 @@ export class ImportJobs {
     await this.#firstBeat.catch(() => undefined);
     await this.#listing;
     const now = new Date().toISOString();
-    const job = await this.#store.createJob({
+    return this.#store.createJob({
       kind: 'import', origin, ...(this.#holder === undefined ? {} : { holder: this.#holder }), state: request.yes ? 'importing' : 'analyzing', scope: options.scope, reason: options.reason,
       source: request.source ?? origin.url ?? 'upload',
       fingerprint: {
@@ -462,8 +459,6 @@ export class ImportJobs {
       checkpoint: { phase: 'spool', offset: 0, lines: 0, counts: emptyCounts(), rejectsBytes: 0, invalidUtf8: 0, spool: { dir: '', bits: 0, lengths: [] }, bucket: 0 },
       error: null,
     });
-    this.#reserved.add(job.id);
-    return job;
   }
 
   async get(id: string): Promise<ImportJobView | undefined> {

@@ -16,14 +16,12 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { OptoutError } from '../errors.js';
-import { moveJob } from '../store/job-states.js';
-import type { JobRecord, JobState } from '../store/jobs.js';
+import { UNENDED, moveJob } from '../store/job-states.js';
+import type { JobRecord } from '../store/jobs.js';
 import { ACCOUNT_WIDE, RECORD_ID_PATTERN, type Ledger } from '../store/store.js';
 
 /** The file in a server's folder that names it as a holder of jobs. */
 export const HOLDER_FILE = 'server-id';
-/** The states of a job that has not ended: someone must still run it. */
-export const UNENDED: ReadonlySet<JobState> = new Set(['analyzing', 'awaiting_confirmation', 'importing', 'interrupted']);
 
 /** A server's liveness record, rewritten every heartbeat. */
 export interface HolderRecord {

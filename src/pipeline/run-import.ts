@@ -176,12 +176,16 @@ async function completedBefore(store: Ledger, fp: JobFingerprint, o: NormalizedI
   return (await store.listImports()).filter((j) => j.state === 'completed' && sameImport(j, fp, o, label)).at(-1);
 }
 
-/** A job reserved by the caller (`jobId`) resumes when it was cut off while importing. */
-async function reservedJobToResume(store: Ledger, jobId: string): Promise<JobRecord | undefined> {
+/** The job reserved by the caller (`jobId`). */
+async function reservedJob(store: Ledger, jobId: string): Promise<JobRecord> {
   const job = await store.getJob(jobId);
   if (job === undefined || job.kind !== 'import') throw new OptoutError('OPTOUT_ERR_JOB_NOT_FOUND', `No import job has the id ${jobId}`);
-  // A reserved record has no spool until the pipeline first writes it.
-  return (job.state === 'importing' || job.state === 'interrupted') && job.checkpoint.spool.dir !== '' ? job : undefined;
+  return job;
+}
+
+/** A reserved job resumes when it was cut off while importing: a reserved record has no spool until the pipeline first writes it. */
+function resumesReserved(job: JobRecord): boolean {
+  return (job.state === 'importing' || job.state === 'interrupted') && job.checkpoint.spool.dir !== '';
 }
 
 /** Copies stdin to a temporary file so that it can be read twice (analysis, then import). */
@@ -428,7 +432,8 @@ async function adoptOrCreateJob(run: StoreRun, analysed: Analysis | undefined): 
   }
   const { o, store } = run;
   const fingerprint = fingerprintOf(run.info, o);
-  let job = o.jobId !== undefined ? await reservedJobToResume(store, o.jobId) : await findResumable(store, fingerprint, o, run.label);
+  const reserved = o.jobId === undefined ? undefined : await reservedJob(store, o.jobId);
+  let job = reserved !== undefined ? (resumesReserved(reserved) ? reserved : undefined) : await findResumable(store, fingerprint, o, run.label);
   const resumed = job !== undefined;
   o.onEvent({ type: 'phase', phase: 'importing' });
   const cp = job?.checkpoint;
@@ -451,8 +456,7 @@ async function adoptOrCreateJob(run: StoreRun, analysed: Analysis | undefined): 
     const now = new Date().toISOString();
     const st = analysed?.state;
     // A reserved job keeps the server recorded as holding it (manage/job-holders.ts).
-    const reserved = o.jobId === undefined ? undefined : await store.getJob(o.jobId);
-    const holder = reserved?.kind === 'import' ? reserved.holder : undefined;
+    const holder = reserved?.holder;
     job = await store.createJob({
       kind: 'import', origin: o.origin, ...(holder === undefined ? {} : { holder }), state: 'importing', scope: o.scope, reason: o.reason, source: run.label, fingerprint,
       confirmed: o.confirm.mode === 'yes' ? 'yes' : 'count',

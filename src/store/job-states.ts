@@ -30,6 +30,9 @@ const NEXT: Readonly<Record<JobState, readonly JobState[]>> = {
 /** Every job state, in the table's order. */
 export const JOB_STATES: readonly JobState[] = Object.keys(NEXT) as JobState[];
 
+/** The states of a job that has not ended: someone must still run it (or take it up again). */
+export const UNENDED: ReadonlySet<JobState> = new Set(['analyzing', 'awaiting_confirmation', 'importing', 'interrupted']);
+
 /** Whether a job in state `from` may move to `to`. */
 export function canMove(from: JobState, to: JobState): boolean {
   return NEXT[from].includes(to);

@@ -19,6 +19,15 @@ import { listenOnLoopback, removeTempDirs, tempDir } from '../helpers.js';
 import { injectCaller } from '../inline.js';
 import { firstStatus, lastJsonBody, rawExchange, writeChunked } from './raw-http.js';
 
+/** Import jobs on a new store, with a counting pool, closed after the test. */
+async function jobsOnNewStore(): Promise<{ db: string; jobs: ImportJobs; pool: ChunkPool & { chunks: number } }> {
+  const db = join(await tempDir('optout-api-pending-'), 'db');
+  const store = await openStore(db, { create: true });
+  const pool = countingPool();
+  open.push({ store, pool });
+  return { db, jobs: new ImportJobs(store.store, { pool }), pool };
+}
+
 /** An inline pool that counts the chunks it parses: none means nothing was analysed. */
 function countingPool(): ChunkPool & { chunks: number } {
   const pool = createInlinePool();
@@ -205,11 +214,7 @@ describe('the pending quota', () => {
 
 describe('the cleanup at start', () => {
   it('spares an upload that this server is receiving', async () => {
-    const db = join(await tempDir('optout-api-pending-'), 'db');
-    const store = await openStore(db, { create: true });
-    const pool = countingPool();
-    open.push({ store, pool });
-    const jobs = new ImportJobs(store.store, { pool });
+    const { db, jobs } = await jobsOnNewStore();
     let release = (): void => undefined;
     const held = new Promise<void>((resolve) => {
       release = resolve;
@@ -238,11 +243,7 @@ describe('the cleanup at start', () => {
   });
 
   it('leaves the jobs this server started meanwhile to the server: none is analysed twice', async () => {
-    const db = join(await tempDir('optout-api-pending-'), 'db');
-    const store = await openStore(db, { create: true });
-    const pool = countingPool();
-    open.push({ store, pool });
-    const jobs = new ImportJobs(store.store, { pool });
+    const { jobs, pool } = await jobsOnNewStore();
     // As the server does: the cleanup at start is not awaited before the first upload.
     const resuming = jobs.resumeAll();
     const job = await jobs.createFromUpload(Readable.from([Buffer.from(csv('mine', 3))]), {}, { via: 'http', actor: 'key:test' });

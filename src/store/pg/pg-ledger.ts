@@ -20,8 +20,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
 import { OptoutError } from '../../errors.js';
 import { auditId, type AuditRecord } from '../audit.js';
-import { JOB_STATES, canMove, moveJob } from '../job-states.js';
-import { addRecordOf, jobMetaOf, type AnyJob, type JobMeta, type JobRecord, type SuppressionReason } from '../jobs.js';
+import { JOB_STATES, UNENDED, canMove, moveJob } from '../job-states.js';
+import { addRecordOf, jobMetaOf, type AnyJob, type JobMeta, type JobRecord, type JobState, type SuppressionReason } from '../jobs.js';
 import {
   ACCOUNT_WIDE, shiftAdded, type AddOutcome, type AuditFields, type AuditScan, type Change, type ChunkKeyCodec, type ChunkResult,
   type ChunkWriter, type DeliveredEvent, type EventOutcome, type AddGroup, type AddGroupAudit, addEventsWith, addOneWith, type FeedSnapshotPart, type HashedKey, type Ledger, type RecordKind, assertRecordRef, type NewSuppression, type RemovedEntry, type RollbackCounts, type ScopedEntry,
@@ -317,7 +317,8 @@ export class PgLedger implements Ledger {
       await putJobRow(c, job, this.#epochs.get(job.id));
       if (audit) await insertAudit(c, [audit]);
     });
-    if (ENDED_STATES.has(job.state)) this.#epochs.delete(job.id);
+    // Ended: no one's to run, and the epoch its taker kept is of no more use.
+    if (!UNENDED.has(job.state as JobState)) this.#epochs.delete(job.id);
   }
 
   /**
@@ -831,9 +832,6 @@ export class PgLedger implements Ledger {
     if (!this.#open) throw new OptoutError('OPTOUT_ERR_STORE_NOT_OPEN', 'The PostgreSQL ledger is closed');
   }
 }
-
-/** States in which a job is no one's to run: the epoch its taker kept is of no more use. */
-const ENDED_STATES: ReadonlySet<string> = new Set(['completed', 'failed', 'expired', 'rolled_back']);
 
 const byString = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
