@@ -55,7 +55,7 @@ export function cpuSeconds(pid: number): number | undefined {
 }
 
 /** Spawns a server that prints `listening on http://...` on stderr, and waits for that line. */
-export function startChildServer(args: readonly string[]): Promise<ChildServer> {
+export function startChildServer(args: readonly string[], options: { readyWhen?: RegExp } = {}): Promise<ChildServer> {
   return new Promise((resolveStart, reject) => {
     const child: ChildProcess = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
@@ -75,7 +75,7 @@ export function startChildServer(args: readonly string[]): Promise<ChildServer> 
     child.stderr?.on('data', (s: string) => {
       stderr = (stderr + s).slice(-100_000);
       const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(stderr);
-      if (m?.[1] !== undefined) {
+      if (m?.[1] !== undefined && (options.readyWhen === undefined || options.readyWhen.test(stderr))) {
         clearTimeout(timer);
         resolveStart({ url: m[1], pid: child.pid ?? 0, stop });
       }

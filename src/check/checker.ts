@@ -63,7 +63,7 @@ const NOT_SUPPRESSED: KeyDecision = Object.freeze({ eligible: true, reason: 'not
 const UNAVAILABLE: KeyDecision = Object.freeze({ eligible: false, reason: 'unavailable' });
 
 /** What a checker reads: a check view's synchronous lookups. */
-export type CheckLookups = Pick<CheckView, 'supports' | 'entrySync' | 'jobMetaSync'>;
+export type CheckLookups = Pick<CheckView, 'supports' | 'matchSync' | 'jobMetaSync'>;
 
 /** Where the legal-basis decisions a checker records go: the ledger's audit trail. */
 export type AuditSink = Pick<Ledger, 'audit' | 'appendAudit'>;
@@ -178,7 +178,7 @@ export class Checker {
   #matchIn(text: string, start: number, end: number, h1: number, h2: number, unit: string | undefined): SuppressionInfo | undefined | null {
     if (this.#filter !== undefined && !this.#filter.mightContain(h1, h2)) return undefined;
     try {
-      return this.#lookup(start === 0 && end === text.length ? text : text.slice(start, end), h1, unit);
+      return this.#lookup(start === 0 && end === text.length ? text : text.slice(start, end), h1, h2, unit);
     } catch {
       return null;
     }
@@ -218,13 +218,13 @@ export class Checker {
   }
 
   /** The suppression in scope for a key the filter did not rule out. */
-  #lookup(key: string, h1: number, unit: string | undefined): SuppressionInfo | undefined {
-    return this.#lookupIn(ACCOUNT_WIDE, key, h1) ?? (unit === undefined ? undefined : this.#lookupIn(unit, key, h1));
+  #lookup(key: string, h1: number, h2: number, unit: string | undefined): SuppressionInfo | undefined {
+    return this.#lookupIn(ACCOUNT_WIDE, key, h1, h2) ?? (unit === undefined ? undefined : this.#lookupIn(unit, key, h1, h2));
   }
 
   /** The suppression of a key in one scope, built in one object: this runs for every listed check. */
-  #lookupIn(scope: string, key: string, h1: number): SuppressionInfo | undefined {
-    const entry = this.#view.entrySync(scope, key, h1);
+  #lookupIn(scope: string, key: string, h1: number, h2: number): SuppressionInfo | undefined {
+    const entry = this.#view.matchSync(scope, key, h1, h2);
     if (entry === undefined) return undefined;
     const job = this.#view.jobMetaSync(entry.jobId);
     return { scope, reason: entry.reason ?? job.reason, source: job.source, addedAt: job.addedAt, jobId: entry.jobId };

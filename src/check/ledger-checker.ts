@@ -49,6 +49,10 @@ export class LookupView implements CheckLookups {
     return list.find((e) => e.scope === scope)?.entry;
   }
 
+  matchSync(scope: string, key: string, h1: number, _h2: number): StoredEntry | undefined {
+    return this.entrySync(scope, key, h1);
+  }
+
   jobMetaSync(jobId: string): JobMeta {
     const meta = this.#metas.known(jobId);
     if (meta === undefined) throw new OptoutError('OPTOUT_ERR_STORE', `Job ${jobId} was not looked up`);

@@ -347,6 +347,12 @@ export interface CheckView {
   filter(): Promise<KeyFilter>;
   /** The entry of `key` in `scope`, or undefined. Throws when the store cannot answer. */
   entrySync(scope: string, key: string, h1: number): StoredEntry | undefined;
+  /**
+   * What a decision needs of the entry of `key` (hashes h1, h2) in `scope`, or undefined:
+   * `entrySync` without the address, which a view may answer from memory. Throws when the
+   * store cannot answer.
+   */
+  matchSync(scope: string, key: string, h1: number, h2: number): Pick<StoredEntry, 'jobId' | 'reason'> | undefined;
   /** A job's reason, source and date (a placeholder for an unknown job). */
   jobMetaSync(jobId: string): JobMeta;
   apiKeySync(id: string): StoredApiKey | undefined;

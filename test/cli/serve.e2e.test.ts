@@ -60,6 +60,51 @@ describe('optout serve', () => {
     expect(after[0]?.revokedAt).toEqual(expect.any(String));
   });
 
+  it('builds its key index once ready, and answers every change from it; --no-key-index keeps none', async () => {
+    const dir = await tempDir();
+    const db = join(dir, 'db');
+    const csv = join(dir, 'list.csv');
+    await writeFile(csv, 'Email\nlisted@example.com\nother@example.com\n');
+    expect((await runCli(['import', csv, '--yes', '--db', db])).code).toBe(0);
+    const { key } = parseJson<{ key: string }>(await runCli(['keys', 'create', '--scope', 'admin', '--json', '--db', db]));
+    const ask = async (base: string, method: string, path: string, body?: unknown): Promise<{ status: number; json: Record<string, unknown> | undefined }> => {
+      const res = await request(`${base}${path}`, {
+        method: method as 'GET',
+        headers: { authorization: `Bearer ${key}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      });
+      const text = await res.body.text();
+      return { status: res.statusCode, json: text === '' ? undefined : (JSON.parse(text) as Record<string, unknown>) };
+    };
+    const eligible = async (base: string, email: string): Promise<unknown> =>
+      (await ask(base, 'GET', `/v1/eligibility?email=${encodeURIComponent(email)}`)).json?.['eligible'];
+
+    const server = startCli(['serve', '--host', '127.0.0.1', '--port', '0', '--db', db]);
+    started.push(server);
+    const base = `http://127.0.0.1:${await listeningPort(server)}`;
+    for (let i = 0; i < 500 && !/^key index: /m.test(server.stderr()); i++) await new Promise((r) => setTimeout(r, 20));
+    expect(server.stderr()).toMatch(/^key index: 2 entries in memory \(\d+ MiB\), built in \d+ ms$/m);
+    expect(await eligible(base, 'Listed@Example.com')).toBe(false);
+    expect(await eligible(base, 'new@example.com')).toBe(true);
+    expect((await ask(base, 'PUT', '/v1/suppressions/new%40example.com', { reason: 'complaint' })).status).toBe(201);
+    expect((await ask(base, 'GET', '/v1/eligibility?email=new%40example.com')).json).toMatchObject({ eligible: false, suppression: { reason: 'complaint' } });
+    expect((await ask(base, 'DELETE', '/v1/suppressions/listed%40example.com', { why: 'asked to resubscribe' })).status).toBe(200);
+    expect(await eligible(base, 'listed@example.com')).toBe(true);
+    expect(await eligible(base, 'other@example.com')).toBe(false);
+    server.child.kill('SIGTERM');
+    expect((await server.done).code).toBe(0);
+
+    const without = startCli(['serve', '--host', '127.0.0.1', '--port', '0', '--db', db, '--no-key-index']);
+    started.push(without);
+    const base2 = `http://127.0.0.1:${await listeningPort(without)}`;
+    expect(await eligible(base2, 'new@example.com')).toBe(false);
+    expect(await eligible(base2, 'listed@example.com')).toBe(true);
+    without.child.kill('SIGTERM');
+    const done = await without.done;
+    expect(done.code).toBe(0);
+    expect(done.stderr).not.toContain('key index');
+  });
+
   it('rejects bad options with exit 2 and a code', async () => {
     const dir = await tempDir();
     const db = join(dir, 'db');

@@ -59,8 +59,8 @@ describe.skipIf(process.platform !== 'linux')('runImport', () => {
       spin();
       const spans: Array<{ first: number; last: number }> = [];
       const batch = store.batch.bind(store);
-      store.batch = () => {
-        const b = batch();
+      store.batch = (scope) => {
+        const b = batch(scope);
         const put = b.putEntry.bind(b);
         const span = { first: -1, last: -1 };
         spans.push(span);

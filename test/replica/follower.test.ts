@@ -5,6 +5,7 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Checker } from '../../src/check/checker.js';
+import { hashKeyTuple } from '../../src/filter/hash.js';
 import { rollbackJob } from '../../src/manage/rollback.js';
 import { FeedFollower } from '../../src/replica/follower.js';
 import { openReplicaView } from '../../src/replica/open-view.js';
@@ -32,6 +33,12 @@ async function expectViewOf(view: LevelStore, ledger: Ledger): Promise<void> {
     expect(view.jobMetaSync(e.jobId)).toEqual({ reason: job?.reason, source: job?.source, addedAt: job?.createdAt });
   }
   for (const k of await ledger.listApiKeys()) expect(view.apiKeySync(k.id)).toEqual(k);
+  // What checks read (from the key index, once the view has one) agrees with the entries.
+  for (const e of stored) {
+    const [h1, h2] = hashKeyTuple(e.key);
+    const m = view.matchSync(e.scope, e.key, h1, h2);
+    expect(m && { jobId: m.jobId, reason: m.reason }, `${e.scope} ${e.key}`).toEqual({ jobId: e.jobId, reason: e.reason });
+  }
 }
 
 await withPgDatabase('FeedFollower', (url) => {
@@ -73,6 +80,7 @@ await withPgDatabase('FeedFollower', (url) => {
     const { view, follower } = await follow(await tempDir('optout-replica-'));
     expect(follower.seq).toBe(await ledger.head());
     await expectViewOf(view, ledger);
+    expect(await view.indexKeys()).toBe(true);
 
     await importKeys(ledger, ACCOUNT_WIDE, ['c@x.org', 'f@x.org']);
     await removeKey(ledger, ACCOUNT_WIDE, 'e@x.org');
@@ -82,6 +90,10 @@ await withPgDatabase('FeedFollower', (url) => {
     await expectViewOf(view, ledger);
     // c@x.org passed to the later import on rollback: still suppressed, now by that job.
     expect((await entries(view)).map((e) => `${e.scope} ${e.key}`).sort()).toEqual(['* c@x.org', '* f@x.org', 'unitA a@x.org', 'unitA d@x.org']);
+    for (const gone of ['a@x.org', 'b@x.org', 'e@x.org']) {
+      const [h1, h2] = hashKeyTuple(gone);
+      expect(view.matchSync(ACCOUNT_WIDE, gone, h1, h2), gone).toBeUndefined();
+    }
   });
 
   it('answers checks from the view with a filter that learns each followed key before it is written', async () => {

@@ -72,10 +72,18 @@ async function expectConsistent(store: ContractStore, only?: readonly string[]):
     if (view && filter) {
       expect(filter.mightContain(h.h1, h.h2), `filter covers ${e.key}`).toBe(true);
       expect(view.entrySync(e.scope, e.key, h.h1)).toEqual(entryOf(e));
+      expect(matchOf(view, e.scope, e.key), `match of ${e.scope} ${e.key}`).toEqual({ jobId: e.jobId, reason: e.reason });
     }
     expect(await store.entriesOf(h)).toContainEqual({ scope: e.scope, entry: entryOf(e) });
     expect(await store.presentKeys([chunkKey(store.chunkKeyCodec(e.scope), e.key)])).toEqual([true]);
   }
+}
+
+/** What `matchSync` answers, its own fields only (a backend may give the address too). */
+function matchOf(view: CheckView, scope: string, key: string): Pick<StoredEntry, 'jobId' | 'reason'> | undefined {
+  const h = hashed(key);
+  const m = view.matchSync(scope, key, h.h1, h.h2);
+  return m === undefined ? undefined : { jobId: m.jobId, reason: m.reason };
 }
 
 /** A scanned entry's stored part, its own reason only when it has one (as every backend gives it back). */
@@ -505,6 +513,9 @@ export function storeContract(name: string, factory: StoreFactory, supports: Sto
       // One store for every run, each run in scopes of its own: the store grows as runs go by
       // (job ids pass 9, 99, 999), and no run pays for opening a store.
       let run = 0;
+      // A view with a key index answers from it: every change below must reach it.
+      const view = viewOf(store);
+      if (view !== undefined && 'indexKeys' in view) expect(await (view as { indexKeys(): Promise<boolean> }).indexKeys()).toBe(true);
       const key = fc.integer({ min: 0, max: 2 }).map((i) => `k${i}@x.org`);
       const scope = fc.constantFrom(0, 1);
       const command = fc.oneof(
@@ -537,6 +548,14 @@ export function storeContract(name: string, factory: StoreFactory, supports: Sto
         const stored = Object.entries(await owners(store)).filter(([at]) => scopes.some((s) => at.startsWith(s + ' ')));
         expect(Object.fromEntries(stored)).toEqual(model.owners());
         await expectConsistent(store, scopes);
+        if (view !== undefined) {
+          for (const s of scopes) {
+            for (let i = 0; i <= 2; i++) {
+              const k = `k${i}@x.org`;
+              if (!(`${s} ${k}` in model.owners())) expect(matchOf(view, s, k), `no match of ${s} ${k}`).toBeUndefined();
+            }
+          }
+        }
         // A ledger without a local view (PostgreSQL) pays round trips for every step: the same
         // model runs 300 times on the embedded backends, where the logic is the same.
       }), { numRuns: store.supports.syncLookups ? 300 : 100 });
@@ -747,6 +766,7 @@ export function storeContract(name: string, factory: StoreFactory, supports: Sto
         Object.assign(calls, {
           filter: () => view.filter(),
           entrySync: () => view.entrySync(ACCOUNT_WIDE, 'a@x.org', h1),
+          matchSync: () => view.matchSync(ACCOUNT_WIDE, 'a@x.org', h1, 0),
           jobMetaSync: () => view.jobMetaSync(add.job),
           apiKeySync: () => view.apiKeySync('a1'),
         });

@@ -66,6 +66,11 @@ export function entryKeyStart(dbKey: string): number {
   return dbKey.indexOf(SEP) + 1 + HASH_CHARS;
 }
 
+/** The scope of an entry key. */
+export function entryScopeOf(dbKey: string): string {
+  return dbKey.slice(1, dbKey.indexOf(SEP));
+}
+
 /** The hold key for the key of an entry key (`e<scope>\0<key>`). */
 export function holdKeyOfEntry(entryDbKey: string, jobId: string): string {
   return 'h' + entryDbKey.slice(1) + SEP + jobId;

@@ -4,10 +4,11 @@ import { ClassicLevel } from 'classic-level';
 import { OptoutError, describeValue } from '../../errors.js';
 import { POLICY_VERSION } from '../../policy/email.js';
 import { KeyFilter } from '../../filter/bloom.js';
-import { hashKeyTuple } from '../../filter/hash.js';
+import { hashKey, hashKeyTuple } from '../../filter/hash.js';
+import { KeyIndex, KeyIndexChanges, UNSURE, type EntryMatch } from './key-index.js';
 import {
   ACCOUNT_WIDE, API_KEY_RANGE, AUDIT_RANGE, COUNT_RANGE, auditIdOfIndex, auditIndexRange, auditOps, JOB_RANGE, SYNC_RANGE, apiKeyKey, countKey, decodeEntryValue, encodeEntryValue,
-  entryKey, entryKeyOfHash, entryKeyPrefix, entryRange, filterLogKey, followedJobKey, holdKeyOfEntry, recordKey, recordRange, holdRangeOfEntry, jobKey, metaKey, parseEntryKey, seenEventKey, syncKey,
+  entryKey, entryKeyOfHash, entryKeyPrefix, entryKeyStart, entryScopeOf, entryRange, filterLogKey, followedJobKey, holdKeyOfEntry, recordKey, recordRange, holdRangeOfEntry, jobKey, metaKey, parseEntryKey, seenEventKey, syncKey,
 } from './keys.js';
 import { addRecordOf, type AnyJob, type JobRecord, type SuppressionReason } from '../jobs.js';
 import { auditId, type AuditRecord } from '../audit.js';
@@ -64,24 +65,37 @@ export interface OpenStoreOptions {
 export class EntryBatch {
   readonly #batch: ReturnType<ClassicLevel<string, string>['batch']>;
   readonly #log = new FilterLogRecord();
-  constructor(db: ClassicLevel<string, string>) {
+  readonly #index = new KeyIndexChanges();
+  readonly #scope: string | undefined;
+  readonly #hashes = new Uint32Array(3);
+  /** @param scope the scope of every entry, which then may be given as bytes */
+  constructor(db: ClassicLevel<string, string>, scope?: string) {
     this.#batch = db.batch();
+    this.#scope = scope;
   }
   /**
-   * Entries are written only here: this is what records them in the filter log (filter-log.ts).
-   * A key given as bytes is written as it is, and must come with its hashes (`h1`, `h2`): the
-   * import workers computed them from the key they encoded. A key given as a string is hashed
-   * here unless its hashes come with it.
+   * Entries are written only here: this is what records them in the filter log (filter-log.ts)
+   * and for the key index (key-index.ts). A key given as bytes is written as it is, and must
+   * come with its hashes (`h1`, `h2`) and a batch of one scope: the import workers computed
+   * them from the key they encoded. A key given as a string is hashed here unless its hashes
+   * come with it.
    */
   putEntry(dbKey: string | Uint8Array, value: string | Uint8Array, h1?: number, h2?: number): void {
     if (typeof dbKey === 'string') {
       if (typeof value === 'string') this.#batch.put(dbKey, value);
       else this.#batch.put<string, Uint8Array>(dbKey, value, BYTE_VALUE);
-      if (h1 === undefined || h2 === undefined) this.#log.addEntryKey(dbKey);
-      else this.#log.addHashes(h1, h2);
+      if (h1 === undefined || h2 === undefined) {
+        hashKey(dbKey, this.#hashes, 0, entryKeyStart(dbKey));
+        h1 = this.#hashes[0] as number;
+        h2 = this.#hashes[1] as number;
+      }
+      this.#log.addHashes(h1, h2);
+      this.#index.put(this.#scope ?? entryScopeOf(dbKey), h1, h2, value);
       return;
     }
-    if (h1 === undefined || h2 === undefined) throw new OptoutError('OPTOUT_ERR_INTERNAL', 'An entry key given as bytes needs its filter hashes');
+    if (h1 === undefined || h2 === undefined || this.#scope === undefined) {
+      throw new OptoutError('OPTOUT_ERR_INTERNAL', 'An entry key given as bytes needs its filter hashes and a batch of one scope');
+    }
     // Straight to classic-level's native batch (`_put`, the operation abstract-level's public
     // `put` ends in): the key is already in LevelDB's form, and the public path wrapped each
     // of an import's millions of operations in an options object and a transcoder, which took
@@ -90,6 +104,7 @@ export class EntryBatch {
     // so abstract-level never takes it for an empty batch.
     (this.#batch as unknown as NativeBatch)._put(dbKey, value);
     this.#log.addHashes(h1, h2);
+    this.#index.put(this.#scope, h1, h2, value);
   }
   putHold(dbKey: string): void {
     this.#batch.put(dbKey, '');
@@ -101,6 +116,10 @@ export class EntryBatch {
   /** @internal */
   get log(): FilterLogRecord {
     return this.#log;
+  }
+  /** @internal */
+  get index(): KeyIndexChanges {
+    return this.#index;
   }
 }
 
@@ -152,6 +171,11 @@ export class LevelStore implements Store {
   #owner: Owner | undefined;
   #following: Following | undefined;
   #apiKeysVersion = 0;
+  /** The key index once built (see `indexKeys`). */
+  #keyIndex: KeyIndex | undefined;
+  #keyIndexBuild: Promise<boolean> | undefined;
+  /** The changes committed while the index is built from a scan, to replay over it. */
+  #keyIndexPending: KeyIndexChanges[] | undefined;
 
   private constructor(dir: string, db: ClassicLevel<string, string>) {
     this.dir = dir;
@@ -316,9 +340,9 @@ export class LevelStore implements Store {
   }
 
   /** An empty batch; commit it with `commitBatch`, or `discardBatch` on failure. */
-  batch(): EntryBatch {
+  batch(scope?: string): EntryBatch {
     this.#assertOpen();
-    return new EntryBatch(this.db);
+    return new EntryBatch(this.db, scope);
   }
 
   async discardBatch(batch: EntryBatch): Promise<void> {
@@ -350,7 +374,7 @@ export class LevelStore implements Store {
     this.#assertOpen();
     const b = batch.chained;
     b.put(jobKey(job.id), JSON.stringify(job));
-    return this.#inFlight.track(this.#commit(b, added, batch.log));
+    return this.#inFlight.track(this.#commit(b, added, batch.log, batch.index));
   }
 
 
@@ -376,7 +400,7 @@ export class LevelStore implements Store {
 
   beginChunk(scope: string, jobId: string): ChunkWriter {
     this.#assertWritable();
-    const batch = this.batch();
+    const batch = this.batch(scope);
     // The value of most entries: the job's id alone, encoded once a chunk.
     const plain = Buffer.from(jobId);
     const valueOf = (address: string | undefined, reason: SuppressionReason | undefined): Uint8Array | string =>
@@ -395,7 +419,7 @@ export class LevelStore implements Store {
         }
         const b = batch.chained;
         b.put(jobKey(job.id), JSON.stringify(job));
-        await this.#commit(b, new Map([[scope, added]]), batch.log);
+        await this.#commit(b, new Map([[scope, added]]), batch.log, batch.index);
         return { applied: true, added };
       })()),
       discard: () => this.discardBatch(batch),
@@ -412,21 +436,30 @@ export class LevelStore implements Store {
     this.#changes++;
     const b = this.db.batch();
     const log = new FilterLogRecord();
+    const index = new KeyIndexChanges();
+    const hashes = new Uint32Array(3);
     for (const op of ops) {
+      const entry = op.key.startsWith('e');
+      if (entry) hashKey(op.key, hashes, 0, entryKeyStart(op.key));
       if (op.type === 'put') {
         b.put(op.key, op.value);
         // An entry written here enters the filter log like an import's (re-adding a key is harmless).
-        if (op.key.startsWith('e')) log.addEntryKey(op.key);
+        if (entry) {
+          log.addHashes(hashes[0] as number, hashes[1] as number);
+          index.put(entryScopeOf(op.key), hashes[0] as number, hashes[1] as number, op.value);
+        }
       } else {
         b.del(op.key);
+        if (entry) index.remove(entryScopeOf(op.key), hashes[0] as number, hashes[1] as number);
       }
     }
     const audits = audit === undefined ? [] : 'id' in audit ? [audit] : audit;
     for (const record of audits) for (const op of auditOps(record)) b.put(op.key, op.value);
-    await this.#commit(b, delta, log);
+    await this.#commit(b, delta, log, index);
   }
 
-  async #commit(b: ReturnType<ClassicLevel<string, string>['batch']>, delta: ReadonlyMap<string, number>, log: FilterLogRecord): Promise<void> {
+  async #commit(b: ReturnType<ClassicLevel<string, string>['batch']>, delta: ReadonlyMap<string, number>, log: FilterLogRecord,
+    index: KeyIndexChanges): Promise<void> {
     const nextCounts = new Map<string, number>();
     for (const [scope, n] of delta) {
       if (n === 0) continue;
@@ -443,6 +476,9 @@ export class LevelStore implements Store {
     } catch (cause) {
       throw new OptoutError('OPTOUT_ERR_STORE', `Store write failed: ${(cause as Error).message}`, { cause });
     }
+    // Before the write is acknowledged, in the continuation of the write itself: no check sees
+    // the entries stored and the index without them once anyone has been told they are.
+    this.#indexChanged(index);
     this.#generation = generation;
     for (const [scope, n] of nextCounts) this.#counts.set(scope, n);
   }
@@ -510,6 +546,87 @@ export class LevelStore implements Store {
 
   get isOpen(): boolean {
     return !this.#closed && this.db.status === 'open';
+  }
+
+  /**
+   * What a decision needs of the entry of `key` in `scope` (h1, h2: its hashes): from the key
+   * index once it is built (see `indexKeys`), else, or for a slot the index cannot vouch for,
+   * from LevelDB. On the check path: a read that fails throws, and the checker answers `unavailable`.
+   */
+  matchSync(scope: string, key: string, h1: number, h2: number): EntryMatch | undefined {
+    this.#assertOpen();
+    const found = this.#keyIndex?.match(scope, h1, h2) ?? UNSURE;
+    if (found !== UNSURE) return found;
+    return this.entrySync(scope, key, h1);
+  }
+
+  /**
+   * Builds the key index (key-index.ts) from a scan of the entries, in the background of a
+   * serving process: checks read LevelDB until it is whole, and the changes committed during
+   * the scan are replayed over it. Resolves true once checks use it, false when the store
+   * closed first. Costs ~12-24 bytes of memory an entry; a one-off command has no use for it.
+   */
+  indexKeys(): Promise<boolean> {
+    this.#assertOpen();
+    this.#keyIndexBuild ??= this.#buildKeyIndex();
+    return this.#keyIndexBuild;
+  }
+
+  /** Whether checks answer from the key index. */
+  get keyIndexed(): boolean {
+    return this.#keyIndex !== undefined;
+  }
+
+  /** The key index's slots in use (0 without one). */
+  get keyIndexSize(): number {
+    return this.#keyIndex?.size ?? 0;
+  }
+
+  /** The key index's memory. */
+  get keyIndexBytes(): number {
+    return this.#keyIndex?.bytes ?? 0;
+  }
+
+  async #buildKeyIndex(): Promise<boolean> {
+    const index = new KeyIndex(this.#counts);
+    // From here on every committed change is queued, and the iterator's snapshot is taken in
+    // the same synchronous step: a change is in the scan, in the queue, or in both (applying
+    // one twice changes nothing, or leaves its slot unsure).
+    const pending: KeyIndexChanges[] = [];
+    this.#keyIndexPending = pending;
+    const it = this.db.iterator(entryRange());
+    const hashes = new Uint32Array(3);
+    try {
+      for (;;) {
+        const page = await it.nextv(1000);
+        if (page.length === 0) break;
+        for (const [key, value] of page) {
+          hashKey(key, hashes, 0, entryKeyStart(key));
+          index.putStored(entryScopeOf(key), hashes[0] as number, hashes[1] as number, value);
+        }
+      }
+      await it.close();
+    } catch (err) {
+      this.#keyIndexPending = undefined;
+      await it.close();
+      if (this.#closed) return false;
+      throw new OptoutError('OPTOUT_ERR_STORE', `Store read failed while indexing keys: ${(err as Error).message}`, { cause: err });
+    }
+    if (this.#closed) {
+      this.#keyIndexPending = undefined;
+      return false;
+    }
+    // The queue's changes and the switch in one synchronous step: none can fall between them.
+    for (const changes of pending) index.apply(changes);
+    this.#keyIndex = index;
+    this.#keyIndexPending = undefined;
+    return true;
+  }
+
+  #indexChanged(changes: KeyIndexChanges): void {
+    if (changes.count === 0) return;
+    if (this.#keyIndex !== undefined) this.#keyIndex.apply(changes);
+    else this.#keyIndexPending?.push(changes);
   }
 
   /** On the check path: a read that fails throws, and the checker answers `unavailable`. */
@@ -805,6 +922,7 @@ export class LevelStore implements Store {
     const present = from.complete ? await this.#presence(changes) : new Map<string, boolean>();
     const b = this.db.batch();
     const log = new FilterLogRecord();
+    const index = new KeyIndexChanges();
     const delta = new Map<string, number>();
     const move = (scope: string, n: number): void => {
       delta.set(scope, (delta.get(scope) ?? 0) + n);
@@ -812,9 +930,11 @@ export class LevelStore implements Store {
     const filter = this.#filter;
     for (const change of changes) {
       for (const d of change.del) {
-        const k = entryKey(d.scope, d.key);
+        const [h1, h2] = hashKeyTuple(d.key);
+        const k = entryKeyOfHash(d.scope, h1, d.key);
         if (present.get(k) !== true) continue;
         b.del(k);
+        index.remove(d.scope, h1, h2);
         present.set(k, false);
         move(d.scope, -1);
       }
@@ -822,8 +942,10 @@ export class LevelStore implements Store {
         const [h1, h2] = hashKeyTuple(p.key);
         const k = entryKeyOfHash(p.scope, h1, p.key);
         filter?.add(h1, h2);
-        b.put(k, encodeEntryValue(p.jobId, p.address, p.reason));
-        log.addEntryKey(k);
+        const value = encodeEntryValue(p.jobId, p.address, p.reason);
+        b.put(k, value);
+        log.addHashes(h1, h2);
+        index.put(p.scope, h1, h2, value);
         if (present.get(k) !== true) move(p.scope, 1);
         present.set(k, true);
       }
@@ -833,7 +955,7 @@ export class LevelStore implements Store {
     const keysChanged = changes.some((c) => c.apiKeys.length > 0);
     const following: Following = { feedId: from.feedId, seq: to.seq, complete: to.complete };
     b.put(metaKey('follow'), JSON.stringify(following));
-    await this.#inFlight.track(this.#commit(b, delta, log));
+    await this.#inFlight.track(this.#commit(b, delta, log, index));
     this.#following = following;
     if (keysChanged) this.#apiKeysVersion++;
   }
@@ -932,6 +1054,7 @@ export class LevelStore implements Store {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#keyIndex = undefined;
     try {
       await this.persistFilter();
     } finally {

@@ -109,6 +109,10 @@ export class MemoryStore implements Store {
     return entry === undefined ? undefined : { ...entry };
   }
 
+  matchSync(scope: string, key: string, h1: number, _h2: number): StoredEntry | undefined {
+    return this.entrySync(scope, key, h1);
+  }
+
   jobMetaSync(jobId: string): JobMeta {
     return jobMetaOf(this.#read<AnyJob>(this.#jobs, jobId));
   }

@@ -1,0 +1,191 @@
+/**
+ * The key index (src/store/level/key-index.ts): never "absent" for a stored entry, against a
+ * model with fingerprints made to collide; and in a LevelStore, built from a scan while
+ * changes commit, agreeing with LevelDB entry for entry.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { KeyIndex, KeyIndexChanges, UNSURE, type EntryMatch } from '../../../src/store/level/key-index.js';
+import { encodeEntryValue } from '../../../src/store/level/keys.js';
+import { LevelStore } from '../../../src/store/level/level-store.js';
+import { SUPPRESSION_REASONS, type SuppressionReason } from '../../../src/store/jobs.js';
+import { ACCOUNT_WIDE } from '../../../src/store/store.js';
+import { hashed, importKeys, addKey, removeKey, entries } from '../ledger-writes.js';
+import { rollbackJob } from '../../../src/manage/rollback.js';
+import { removeTempDirs, tempDir } from '../../helpers.js';
+
+afterEach(removeTempDirs);
+
+/**
+ * Key `i`'s fingerprint: keys 0-4 share one (h1, h2), 5-9 another, and so on, so that puts and
+ * removals of distinct keys meet in one slot; the h2s are also close, so that probes run on.
+ */
+function fingerprint(i: number): [number, number] {
+  const f = Math.floor(i / 5);
+  return [(f * 0x9e3779b1) >>> 0, f & 3];
+}
+
+describe('KeyIndex', () => {
+  it('answers every stored key with its own entry or "unsure", and an unstored one with nothing, "unsure" or a colliding entry (model-based)', () => {
+    const scope = fc.constantFrom('*', 'unitA');
+    const value = fc.record({ jobId: fc.constantFrom('1', '2', '17'), reason: fc.option(fc.constantFrom(...SUPPRESSION_REASONS), { nil: undefined }) });
+    const key = fc.integer({ min: 0, max: 29 });
+    const command = fc.oneof(
+      fc.record({ op: fc.constant('put' as const), scope, key, value }),
+      fc.record({ op: fc.constant('remove' as const), scope, key }),
+    );
+    fc.assert(fc.property(fc.array(command, { maxLength: 60 }), (commands) => {
+      const index = new KeyIndex();
+      const model = new Map<string, EntryMatch>();
+      for (const c of commands) {
+        const [h1, h2] = fingerprint(c.key);
+        if (c.op === 'put') {
+          index.put(c.scope, h1, h2, c.value.jobId, c.value.reason);
+          model.set(`${c.scope} ${c.key}`, c.value.reason === undefined ? { jobId: c.value.jobId } : c.value);
+        } else {
+          index.remove(c.scope, h1, h2);
+          model.delete(`${c.scope} ${c.key}`);
+        }
+      }
+      for (const s of ['*', 'unitA']) {
+        for (let k = 0; k < 30; k++) {
+          const [h1, h2] = fingerprint(k);
+          const got = index.match(s, h1, h2);
+          const own = model.get(`${s} ${k}`);
+          if (own !== undefined) {
+            expect(got, `stored ${s} ${k}`).not.toBeUndefined();
+            if (got !== UNSURE) expect(got).toEqual(own);
+          } else if (got !== undefined && got !== UNSURE) {
+            const sharing = [...model].filter(([at]) => at.startsWith(`${s} `) && Math.floor(Number(at.split(' ')[1]) / 5) === Math.floor(k / 5));
+            expect(sharing.map(([, v]) => v), `${s} ${k} answered as a key it collides with`).toContainEqual(got);
+          }
+        }
+      }
+    }), { numRuns: 2000 });
+  });
+
+  it('answers exactly, with nothing unsure, while no two keys collide and none was removed, through growth', () => {
+    const index = new KeyIndex();
+    const n = 50_000;
+    for (let i = 0; i < n; i++) {
+      const { h1, h2 } = hashed(`u${i}@x.org`);
+      index.put(i % 2 === 0 ? ACCOUNT_WIDE : 'unitA', h1, h2, String(i % 7), SUPPRESSION_REASONS[i % 5]);
+    }
+    expect(index.size).toBe(n);
+    for (let i = 0; i < n; i++) {
+      const { h1, h2 } = hashed(`u${i}@x.org`);
+      const reason = SUPPRESSION_REASONS[i % 5];
+      expect(index.match(i % 2 === 0 ? ACCOUNT_WIDE : 'unitA', h1, h2)).toEqual(reason === undefined ? { jobId: String(i % 7) } : { jobId: String(i % 7), reason });
+      expect(index.match(i % 2 === 0 ? 'unitA' : ACCOUNT_WIDE, h1, h2)).toBeUndefined();
+    }
+  });
+
+  it('applies recorded changes in order, values as LevelDB holds them (a chunk\'s shared bytes, an address, a reason)', () => {
+    const index = new KeyIndex();
+    const changes = new KeyIndexChanges();
+    const plain = Buffer.from('12');
+    const [a, b, c] = ['a@x.org', 'b@x.org', 'c@x.org'].map(hashed) as [ReturnType<typeof hashed>, ReturnType<typeof hashed>, ReturnType<typeof hashed>];
+    changes.put('*', a.h1, a.h2, plain);
+    changes.put('*', b.h1, b.h2, plain);
+    changes.put('*', c.h1, c.h2, encodeEntryValue('13', 'C+x@x.org', 'bounced'));
+    changes.put('u', a.h1, a.h2, encodeEntryValue('14', 'A@x.org'));
+    changes.remove('*', b.h1, b.h2);
+    index.apply(changes);
+    expect(index.match('*', a.h1, a.h2)).toEqual({ jobId: '12' });
+    expect(index.match('*', b.h1, b.h2)).toBe(UNSURE);
+    expect(index.match('*', c.h1, c.h2)).toEqual({ jobId: '13', reason: 'bounced' });
+    expect(index.match('u', a.h1, a.h2)).toEqual({ jobId: '14' });
+    expect(index.match('u', b.h1, b.h2)).toBeUndefined();
+  });
+
+  it('leaves a reason it does not know to the store', () => {
+    const index = new KeyIndex();
+    const a = hashed('a@x.org');
+    index.putStored('*', a.h1, a.h2, encodeEntryValue('1', undefined, 'lost' as SuppressionReason));
+    expect(index.match('*', a.h1, a.h2)).toBe(UNSURE);
+  });
+});
+
+describe('LevelStore key index', () => {
+  /** matchSync agrees with LevelDB for every key ever written, stored or not. */
+  function expectAgreement(store: LevelStore, keys: readonly string[], scopes: readonly string[]): void {
+    for (const scope of scopes) {
+      for (const key of keys) {
+        const { h1, h2 } = hashed(key);
+        const stored = store.entrySync(scope, key, h1);
+        const got = store.matchSync(scope, key, h1, h2);
+        expect(got && { jobId: got.jobId, reason: got.reason }, `${scope} ${key}`).toEqual(stored && { jobId: stored.jobId, reason: stored.reason });
+      }
+    }
+  }
+
+  it('is built from a scan while imports, adds, removals and rollbacks commit, and misses none of them', async () => {
+    const store = await LevelStore.open(await tempDir('optout-key-index-'));
+    try {
+      const keys = Array.from({ length: 30_000 }, (_, i) => `u${i}@x.org`);
+      const first = await importKeys(store, ACCOUNT_WIDE, keys.slice(0, 20_000), new Map([['u7@x.org', 'complaint']]));
+      await importKeys(store, 'unitA', keys.slice(0, 100));
+      expect(store.keyIndexed).toBe(false);
+
+      const build = store.indexKeys();
+      let duringScan = 0;
+      const writes = (async () => {
+        const late = await importKeys(store, ACCOUNT_WIDE, keys.slice(20_000, 25_000));
+        if (!store.keyIndexed) duringScan++;
+        await removeKey(store, ACCOUNT_WIDE, 'u3@x.org');
+        if (!store.keyIndexed) duringScan++;
+        await addKey(store, 'unitA', 'u25001@x.org', 'U25001+a@x.org');
+        if (!store.keyIndexed) duringScan++;
+        await rollbackJob(store, late, 'test');
+        if (!store.keyIndexed) duringScan++;
+        await importKeys(store, 'unitB', keys.slice(25_000, 25_010), new Map([['u25003@x.org', 'bounced']]));
+      })();
+      expect(await build).toBe(true);
+      await writes;
+      // The point of the test: changes that committed while the scan ran.
+      expect(duringScan).toBeGreaterThan(0);
+      expect(store.keyIndexed).toBe(true);
+
+      await removeKey(store, ACCOUNT_WIDE, 'u4@x.org');
+      await rollbackJob(store, first, 'test');
+      await addKey(store, ACCOUNT_WIDE, 'u8@x.org');
+      await importKeys(store, ACCOUNT_WIDE, keys.slice(29_990));
+      expectAgreement(store, keys, [ACCOUNT_WIDE, 'unitA', 'unitB']);
+      // Not vacuous: the stores hold what the writes left.
+      expect((await entries(store)).length).toBe(100 + 1 + 10 + 1 + 10);
+    } finally {
+      await store.close();
+    }
+  }, 60_000);
+
+  it('answers from the index where it can: a stored entry without a read of LevelDB', async () => {
+    const store = await LevelStore.open(await tempDir('optout-key-index-'));
+    try {
+      await importKeys(store, ACCOUNT_WIDE, ['a@x.org', 'b@x.org']);
+      await store.indexKeys();
+      const reads = { n: 0 };
+      const getSync = store.db.getSync.bind(store.db);
+      store.db.getSync = ((key: string) => {
+        reads.n++;
+        return getSync(key);
+      }) as typeof store.db.getSync;
+      const a = hashed('a@x.org');
+      expect(store.matchSync(ACCOUNT_WIDE, 'a@x.org', a.h1, a.h2)).toEqual({ jobId: '1' });
+      expect(reads.n).toBe(0);
+      await removeKey(store, ACCOUNT_WIDE, 'a@x.org');
+      reads.n = 0;
+      expect(store.matchSync(ACCOUNT_WIDE, 'a@x.org', a.h1, a.h2)).toBeUndefined();
+      expect(reads.n, 'a removed key is read from LevelDB').toBe(1);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('stops building when the store closes', async () => {
+    const store = await LevelStore.open(await tempDir('optout-key-index-'));
+    await importKeys(store, ACCOUNT_WIDE, Array.from({ length: 20_000 }, (_, i) => `u${i}@x.org`));
+    const build = store.indexKeys();
+    await store.close();
+    expect(await build).toBe(false);
+  });
+});
