@@ -555,8 +555,11 @@ export class LevelStore implements Store {
    */
   matchSync(scope: string, key: string, h1: number, h2: number): EntryMatch | undefined {
     this.#assertOpen();
-    const found = this.#keyIndex?.match(scope, h1, h2) ?? UNSURE;
-    if (found !== UNSURE) return found;
+    const index = this.#keyIndex;
+    if (index !== undefined) {
+      const found = index.match(scope, h1, h2);
+      if (found !== UNSURE) return found;
+    }
     return this.entrySync(scope, key, h1);
   }
 

@@ -158,7 +158,7 @@ describe('LevelStore key index', () => {
     }
   }, 60_000);
 
-  it('answers from the index where it can: a stored entry without a read of LevelDB', async () => {
+  it('answers from the index where it can: a stored entry, or one never stored, without a read of LevelDB', async () => {
     const store = await LevelStore.open(await tempDir('optout-key-index-'));
     try {
       await importKeys(store, ACCOUNT_WIDE, ['a@x.org', 'b@x.org']);
@@ -171,6 +171,9 @@ describe('LevelStore key index', () => {
       }) as typeof store.db.getSync;
       const a = hashed('a@x.org');
       expect(store.matchSync(ACCOUNT_WIDE, 'a@x.org', a.h1, a.h2)).toEqual({ jobId: '1' });
+      const never = hashed('never@x.org');
+      expect(store.matchSync(ACCOUNT_WIDE, 'never@x.org', never.h1, never.h2)).toBeUndefined();
+      expect(store.matchSync('unitA', 'a@x.org', a.h1, a.h2)).toBeUndefined();
       expect(reads.n).toBe(0);
       await removeKey(store, ACCOUNT_WIDE, 'a@x.org');
       reads.n = 0;
