@@ -412,7 +412,11 @@ export class LevelStore implements Store {
       // In flight from the call on, before its first await: a single change that drains the
       // writes waits for this one (see withWriteLock).
       commit: (job, added) => this.#inFlight.track((async () => {
-        const stored = await this.getJob(job.id);
+        // Read at once, not awaited: the write then starts before this call returns, while the
+        // caller builds its next chunk. Awaited, the read's answer waited for that build (the
+        // main thread's), and chunks were built and written one after the other.
+        const raw = this.db.getSync(jobKey(job.id));
+        const stored = raw === undefined ? undefined : (JSON.parse(raw) as AnyJob);
         if (stored?.kind === 'import' && stored.checkpoint.phase === 'merge' && stored.checkpoint.bucket >= job.checkpoint.bucket) {
           await this.discardBatch(batch);
           return { applied: false, added: 0 };
