@@ -8,6 +8,7 @@ import { createServer, type OptoutServer } from '../../src/api/server.js';
 import { createKey } from '../../src/auth/api-keys.js';
 import { openStore, type OptoutStore } from '../../src/check/open-store.js';
 import { closeServerAndStore, tempDir } from '../helpers.js';
+import { lineBlocks, type BlockSink } from '../../src/api/request-log.js';
 
 let store: OptoutStore;
 let app: OptoutServer;
@@ -55,5 +56,38 @@ describe('request log', () => {
   it('logs nothing at level silent', async () => {
     await silent.inject({ method: 'GET', url: '/healthz' });
     expect(silentLines).toEqual([]);
+  });
+});
+
+describe('lineBlocks', () => {
+  it('hands lines on in order, joined into blocks, and passes on the block begun when flushed', () => {
+    const written: string[] = [];
+    const calls: string[] = [];
+    const sink: BlockSink = {
+      write: (block) => written.push(block),
+      flush: (cb) => { calls.push('flush'); cb?.(); },
+      flushSync: () => calls.push('flushSync'),
+    };
+    const stream = lineBlocks(sink, 100);
+    const lineOf = (i: number): string => `{"n":${i},"route":"/v1/eligibility","é":"${'x'.repeat(i % 7)}"}\n`;
+    for (let i = 0; i < 50; i++) stream.write(lineOf(i));
+    expect(written.length).toBeGreaterThan(1);
+    // Every block but the one begun is at least the size asked, and no bigger than one line past it.
+    for (const block of written) {
+      expect(block.length).toBeGreaterThanOrEqual(100);
+      expect(block.length).toBeLessThan(100 + lineOf(6).length);
+    }
+    const before = written.length;
+    let flushed = false;
+    stream.flush(() => { flushed = true; });
+    expect(flushed).toBe(true);
+    expect(written.length).toBe(before + 1);
+    stream.write(lineOf(50));
+    stream.flushSync();
+    expect(calls).toEqual(['flush', 'flushSync']);
+    expect(written.join('')).toBe(Array.from({ length: 51 }, (_, i) => lineOf(i)).join(''));
+    // Nothing begun: nothing written.
+    stream.flushSync();
+    expect(written.length).toBe(before + 2);
   });
 });
