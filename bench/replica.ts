@@ -44,6 +44,8 @@ interface Started {
   url: string;
   /** Seconds from the spawn until /readyz answered 200. */
   readySeconds: number;
+  /** Settles once the server says its key index is built (it answers checks from it from then on). */
+  indexed: Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -55,9 +57,14 @@ async function startServe(cli: string, args: readonly string[]): Promise<Started
   const child = spawn(process.execPath, [cli, 'serve', '--host', '127.0.0.1', '--port', String(port), '--log-level', 'silent', ...args],
     { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
+  let onIndexed = (): void => undefined;
+  const indexed = new Promise<void>((r) => {
+    onIndexed = r;
+  });
   child.stderr?.setEncoding('utf8');
   child.stderr?.on('data', (s: string) => {
     stderr = (stderr + s).slice(-50_000);
+    if (/^(key index: |cannot build the key index)/m.test(stderr)) onIndexed();
   });
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
   const stop = async (): Promise<void> => {
@@ -77,7 +84,7 @@ async function startServe(cli: string, args: readonly string[]): Promise<Started
     try {
       const res = await request(`${url}/readyz`);
       await res.body.dump();
-      if (res.statusCode === 200) return { child, url, readySeconds: (performance.now() - t0) / 1000, stop };
+      if (res.statusCode === 200) return { child, url, readySeconds: (performance.now() - t0) / 1000, indexed, stop };
     } catch {
       // Not listening yet.
     }
@@ -226,7 +233,8 @@ export async function main(argv: readonly string[]): Promise<number> {
       log(`run ${run}/${runs}: embedded server start`);
       const embedded = await startServe(cli, ['--db', db]);
       embeddedReady.push(embedded.readySeconds);
-      log(`  ready in ${embedded.readySeconds.toFixed(2)} s; HTTP checks, ${seconds} s each`);
+      log(`  ready in ${embedded.readySeconds.toFixed(2)} s; HTTP checks, ${seconds} s each, once its key index is built`);
+      await embedded.indexed;
       http.embedded.push(await drive(embedded.url, embeddedKey, mixed, seconds));
       await embedded.stop();
 
@@ -243,7 +251,8 @@ export async function main(argv: readonly string[]): Promise<number> {
       log(`run ${run}/${runs}: replica start on its own folder`);
       const again = await startServe(cli, ['--db', url, '--replica', view]);
       ownFolder.push(again.readySeconds);
-      log(`  ready in ${again.readySeconds.toFixed(2)} s; HTTP checks, ${seconds} s each`);
+      log(`  ready in ${again.readySeconds.toFixed(2)} s; HTTP checks, ${seconds} s each, once its key index is built`);
+      await again.indexed;
       http.replica.push(await drive(again.url, replicaKey, mixed, seconds));
       await again.stop();
       await rm(join(view, '..'), { recursive: true, force: true });
