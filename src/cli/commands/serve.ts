@@ -84,8 +84,8 @@ export function registerServe(program: Command): void {
     .option('--pending-ttl <duration>', 'an uploaded import not confirmed this long after it was sent expires, and its upload is deleted (30m, 24h, 7d)', '24h')
     .option('--lost-after <duration>', 'with a PostgreSQL --db: an import job whose server (the replica folder holding its upload) has not been seen ' +
       'this long is ended by another server, for its committed chunks to be rolled back or its file imported again (see `optout jobs abandon`)', '10m')
-    .option('--no-key-index', 'keep no index of the stored keys in memory (~12-24 bytes an entry, built in the background once the server is ready): ' +
-      'checks of listed addresses then read LevelDB, at about half the rate')
+    .option('--no-key-index', 'keep no index of the stored keys in memory (16-32 bytes an entry, built in the background once the server is ready): ' +
+      'checks of listed addresses then read LevelDB, 2-5x slower')
     .option('--max-pending-bytes <size>', 'uploads kept for unfinished imports take at most this much; a larger upload is refused with 507 (500MB, 10GiB, or bytes)', '10GiB')
     .action(async (flags: {
       host: string; port: string; allowPrivateUrls?: boolean; create?: boolean; logLevel: string; pendingTtl: string; maxPendingBytes: string; lostAfter: string;

@@ -2,7 +2,7 @@
  * The key index: every stored entry in memory as its key's two 32-bit hashes (h1, h2: a 64-bit
  * fingerprint), per scope, with what a decision needs of the entry: its job and its own reason.
  * A check of a listed address then answers without LevelDB's `getSync`, which was ~60% of its
- * CPU (at ~2-3 us a lookup). 12 bytes a slot, at most 3/4 full: ~100-200 MB at 10M entries.
+ * CPU (at ~2-3 us a lookup). 12 bytes a slot, at most 3/4 full: 16-32 bytes an entry.
  *
  * It never answers "absent" for a stored entry (the worst answer a check can give):
  * - the store applies every committed change to it (level-store.ts), and a build from a scan

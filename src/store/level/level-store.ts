@@ -571,7 +571,7 @@ export class LevelStore implements Store {
    * Builds the key index (key-index.ts) from a scan of the entries, in the background of a
    * serving process: checks read LevelDB until it is whole, and the changes committed during
    * the scan are replayed over it. Resolves true once checks use it, false when the store
-   * closed first. Costs ~12-24 bytes of memory an entry; a one-off command has no use for it.
+   * closed first. Costs 16-32 bytes of memory an entry; a one-off command has no use for it.
    */
   indexKeys(): Promise<boolean> {
     this.#assertOpen();
