@@ -3,7 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Bench } from 'tinybench';
 import { ClassicLevel } from 'classic-level';
-import { entryKey } from '../../src/store/level/keys.js';
+import { hashKeyTuple } from '../../src/filter/hash.js';
+import { KeyIndex } from '../../src/store/level/key-index.js';
+import { entryKey, entryKeyStart } from '../../src/store/level/keys.js';
 
 const BATCH = 10_000;
 
@@ -15,7 +17,8 @@ function keysFor(round: number): string[] {
 
 /**
  * LevelDB writes the way imports do them (one chained batch per chunk) against the array form,
- * and lookups the way the import settles possible filter hits (getMany).
+ * lookups the way the import settles possible filter hits (getMany), and a check's lookup of a
+ * key: LevelDB's getSync against the key index (the 10,000 present keys' hashes).
  */
 export async function registerStoreBenches(bench: Bench): Promise<() => Promise<void>> {
   const dir = mkdtempSync(join(tmpdir(), 'optout-bench-store-'));
@@ -46,6 +49,22 @@ export async function registerStoreBenches(bench: Bench): Promise<() => Promise<
   });
   bench.add('store: getSync absent key', () => {
     db.getSync(absent[i++ % BATCH] as string);
+  });
+  const hashesOf = (keys: readonly string[]): Array<[number, number]> => keys.map((k) => {
+    const [h1, h2] = hashKeyTuple(k.slice(entryKeyStart(k)));
+    return [h1, h2];
+  });
+  const presentHashes = hashesOf(present);
+  const absentHashes = hashesOf(absent);
+  const index = new KeyIndex(new Map([['*', BATCH]]));
+  for (const [h1, h2] of presentHashes) index.put('*', h1, h2, '1', undefined);
+  bench.add('store: key index match present key', () => {
+    const [h1, h2] = presentHashes[i++ % BATCH] as [number, number];
+    if (index.match('*', h1, h2) === undefined) throw new Error('a present key was not found');
+  });
+  bench.add('store: key index match absent key', () => {
+    const [h1, h2] = absentHashes[i++ % BATCH] as [number, number];
+    if (index.match('*', h1, h2) !== undefined) throw new Error('an absent key was found');
   });
   return async () => {
     await db.close();
