@@ -69,7 +69,7 @@ export function lineBlocks(out: BlockSink, blockChars: number): BlockSink & { wr
  * fed by {@link lineBlocks}). A line a request written at once to stdout is a write on the
  * thread pool and a wake-up of the event loop per request, more than the rest of a check
  * costs; a block holds about 20 lines. `close` writes what is left; a process killed outright
- * loses at most the last block.
+ * loses what was not yet written: the block begun here and the one the destination holds.
  */
 export function bufferedStdout(): { stream: RequestLogOptions['stream'] & object; close(): void } {
   const stream = lineBlocks(destination({ dest: 1, sync: false, minLength: BLOCK_BYTES }), BLOCK_BYTES);
