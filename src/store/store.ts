@@ -92,6 +92,9 @@ export interface StoredEntry {
   reason?: SuppressionReason | undefined;
 }
 
+/** What a decision needs of a stored entry: its job and its own reason. */
+export type EntryMatch = Pick<StoredEntry, 'jobId' | 'reason'>;
+
 /** An entry with its place: what export and lookups walk. */
 export interface ScopedEntry extends StoredEntry {
   scope: string;
@@ -352,7 +355,7 @@ export interface CheckView {
    * `entrySync` without the address, which a view may answer from memory. Throws when the
    * store cannot answer.
    */
-  matchSync(scope: string, key: string, h1: number, h2: number): Pick<StoredEntry, 'jobId' | 'reason'> | undefined;
+  matchSync(scope: string, key: string, h1: number, h2: number): EntryMatch | undefined;
   /** A job's reason, source and date (a placeholder for an unknown job). */
   jobMetaSync(jobId: string): JobMeta;
   apiKeySync(id: string): StoredApiKey | undefined;

@@ -16,7 +16,7 @@ import {
   addKey, auditOf, chunkKey, entries, hashed, importFields, importKeys, removeKey, viewOf, writeChunk, type ContractStore,
 } from './ledger-writes.js';
 import {
-  ACCOUNT_WIDE, type AddOutcome, type Change, type CheckView, type DeliveredEvent, type NewSuppression, type StoreCapabilities, type Ledger,
+  ACCOUNT_WIDE, type AddOutcome, type Change, type CheckView, type EntryMatch, type DeliveredEvent, type NewSuppression, type StoreCapabilities, type Ledger,
   type ScopedEntry, type StoredApiKey, type StoredEntry, type SyncRecord,
 } from '../../src/store/store.js';
 
@@ -80,7 +80,7 @@ async function expectConsistent(store: ContractStore, only?: readonly string[]):
 }
 
 /** What `matchSync` answers, its own fields only (a backend may give the address too). */
-function matchOf(view: CheckView, scope: string, key: string): Pick<StoredEntry, 'jobId' | 'reason'> | undefined {
+function matchOf(view: CheckView, scope: string, key: string): EntryMatch | undefined {
   const h = hashed(key);
   const m = view.matchSync(scope, key, h.h1, h.h2);
   return m === undefined ? undefined : { jobId: m.jobId, reason: m.reason };

@@ -16,11 +16,8 @@
  *   takes storing one of its addresses, and whoever can opt out an address can opt out the other.
  */
 import { SUPPRESSION_REASONS, type SuppressionReason } from '../jobs.js';
-import type { StoredEntry } from '../store.js';
+import type { EntryMatch } from '../store.js';
 import { decodeEntryValue } from './keys.js';
-
-/** What a decision needs of a stored entry. */
-export type EntryMatch = Pick<StoredEntry, 'jobId' | 'reason'>;
 
 /** {@link KeyIndex.match}'s answer for a slot it cannot vouch for: read the store. */
 export const UNSURE = 'unsure';

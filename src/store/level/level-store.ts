@@ -5,7 +5,7 @@ import { OptoutError, describeValue } from '../../errors.js';
 import { POLICY_VERSION } from '../../policy/email.js';
 import { KeyFilter } from '../../filter/bloom.js';
 import { hashKey, hashKeyTuple } from '../../filter/hash.js';
-import { KeyIndex, KeyIndexChanges, UNSURE, type EntryMatch } from './key-index.js';
+import { KeyIndex, KeyIndexChanges, UNSURE } from './key-index.js';
 import {
   ACCOUNT_WIDE, API_KEY_RANGE, AUDIT_RANGE, COUNT_RANGE, auditIdOfIndex, auditIndexRange, auditOps, JOB_RANGE, SYNC_RANGE, apiKeyKey, countKey, decodeEntryValue, encodeEntryValue,
   entryKey, entryKeyOfHash, entryKeyPrefix, entryKeyStart, entryScopeOf, entryRange, filterLogKey, followedJobKey, holdKeyOfEntry, recordKey, recordRange, holdRangeOfEntry, jobKey, metaKey, parseEntryKey, seenEventKey, syncKey,
@@ -15,7 +15,7 @@ import { auditId, type AuditRecord } from '../audit.js';
 import { JobMetaCache } from './job-meta.js';
 import { rollbackInLevel, type ChangeOp } from './rollback.js';
 import type {
-  AddOutcome, AuditFields, AuditScan, Change, ChunkKeyCodec, DeliveredEvent, EmptyScopeWatch, EventOutcome, FeedSnapshotPart, ChunkWriter, HashedKey, JobMeta, NewSuppression, RemovedEntry, RollbackCounts, ScopedEntry, Store,
+  AddOutcome, AuditFields, AuditScan, Change, ChunkKeyCodec, DeliveredEvent, EmptyScopeWatch, EntryMatch, EventOutcome, FeedSnapshotPart, ChunkWriter, HashedKey, JobMeta, NewSuppression, RemovedEntry, RollbackCounts, ScopedEntry, Store,
   RecordKind, StoredApiKey, StoredEntry, SyncRecord,
 } from '../store.js';
 import { addEventsWith, addOneWith, assertRecordRef, claimSyncUnderLock, type AddGroup, type AddGroupAudit } from '../store.js';

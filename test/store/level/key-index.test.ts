@@ -5,11 +5,11 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { KeyIndex, KeyIndexChanges, UNSURE, type EntryMatch } from '../../../src/store/level/key-index.js';
+import { KeyIndex, KeyIndexChanges, UNSURE } from '../../../src/store/level/key-index.js';
 import { encodeEntryValue } from '../../../src/store/level/keys.js';
 import { LevelStore } from '../../../src/store/level/level-store.js';
 import { SUPPRESSION_REASONS, type SuppressionReason } from '../../../src/store/jobs.js';
-import { ACCOUNT_WIDE } from '../../../src/store/store.js';
+import { ACCOUNT_WIDE, type EntryMatch } from '../../../src/store/store.js';
 import { hashed, importKeys, addKey, removeKey, entries } from '../ledger-writes.js';
 import { rollbackJob } from '../../../src/manage/rollback.js';
 import { removeTempDirs, tempDir } from '../../helpers.js';
