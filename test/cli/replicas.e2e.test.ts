@@ -10,7 +10,7 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
-import { errorCodes, listeningPort, parseJson, removeTempDirs, runCli, startCli, stopStarted, tempDir, type StartedCli } from '../helpers.js';
+import { callApi, errorCodes, listeningPort, parseJson, removeTempDirs, runCli, startCli, stopStarted, tempDir, type ApiMethod, type StartedCli } from '../helpers.js';
 import { resetDatabase, withPgDatabase } from '../store/pg-cluster.js';
 
 const started: StartedCli[] = [];
@@ -38,14 +38,11 @@ async function replica(url: string, dir: string, extra: string[] = []): Promise<
   return { server, base: `http://127.0.0.1:${port}` };
 }
 
-async function call(base: string, key: string, method: string, path: string, body?: unknown): Promise<{ status: number; json: Record<string, unknown>; seq: string | undefined }> {
-  const res = await request(`${base}${path}`, {
-    method: method as 'GET',
-    headers: { authorization: `Bearer ${key}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
-  const seq = res.headers['x-optout-seq'];
-  return { status: res.statusCode, json: (await res.body.json()) as Record<string, unknown>, seq: typeof seq === 'string' ? seq : undefined };
+/** {@link callApi} with the feed position a write answered with. */
+async function call(base: string, key: string, method: ApiMethod, path: string, body?: unknown): Promise<{ status: number; json: Record<string, unknown>; seq: string | undefined }> {
+  const answer = await callApi(base, method, path, key, body);
+  const seq = answer.headers['x-optout-seq'];
+  return { status: answer.status, json: answer.json, seq: typeof seq === 'string' ? seq : undefined };
 }
 
 await withPgDatabase('optout serve --replica', (url) => {

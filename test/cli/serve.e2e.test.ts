@@ -7,7 +7,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
-import { errorCodes, listeningPort, parseJson, removeTempDirs, runCli, startCli, stopStarted, tempDir, type StartedCli } from '../helpers.js';
+import { callApi, errorCodes, listeningPort, parseJson, removeTempDirs, runCli, startCli, stopStarted, tempDir, type ApiAnswer, type ApiMethod, type StartedCli } from '../helpers.js';
 
 const started: StartedCli[] = [];
 
@@ -16,13 +16,19 @@ afterEach(async () => {
   await removeTempDirs();
 });
 
+/** A new store holding the list `text`, imported by the CLI from the file `csv`. */
+async function storeOf(text: string): Promise<{ db: string; csv: string }> {
+  const dir = await tempDir();
+  const db = join(dir, 'db');
+  const csv = join(dir, 'list.csv');
+  await writeFile(csv, text);
+  expect((await runCli(['import', csv, '--yes', '--db', db])).code).toBe(0);
+  return { db, csv };
+}
+
 describe('optout serve', () => {
   it('serves checks with a key made by optout keys create, and exits 0 on SIGTERM', async () => {
-    const dir = await tempDir();
-    const db = join(dir, 'db');
-    const csv = join(dir, 'list.csv');
-    await writeFile(csv, 'Email\nlisted@example.com\n');
-    expect((await runCli(['import', csv, '--yes', '--db', db])).code).toBe(0);
+    const { db, csv } = await storeOf('Email\nlisted@example.com\n');
     const created = await runCli(['keys', 'create', '--unit', 'emea', '--rate-limit', '100/s', '--json', '--db', db]);
     expect(created.code, created.stderr).toBe(0);
     const { id, key, unit, scope, rateLimit } = parseJson<{ id: string; key: string; unit: string; scope: string; rateLimit: number }>(created);
@@ -61,23 +67,11 @@ describe('optout serve', () => {
   });
 
   it('builds its key index once ready, and answers every change from it; --no-key-index keeps none', async () => {
-    const dir = await tempDir();
-    const db = join(dir, 'db');
-    const csv = join(dir, 'list.csv');
-    await writeFile(csv, 'Email\nlisted@example.com\nother@example.com\n');
-    expect((await runCli(['import', csv, '--yes', '--db', db])).code).toBe(0);
+    const { db } = await storeOf('Email\nlisted@example.com\nother@example.com\n');
     const { key } = parseJson<{ key: string }>(await runCli(['keys', 'create', '--scope', 'admin', '--json', '--db', db]));
-    const ask = async (base: string, method: string, path: string, body?: unknown): Promise<{ status: number; json: Record<string, unknown> | undefined }> => {
-      const res = await request(`${base}${path}`, {
-        method: method as 'GET',
-        headers: { authorization: `Bearer ${key}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-      });
-      const text = await res.body.text();
-      return { status: res.statusCode, json: text === '' ? undefined : (JSON.parse(text) as Record<string, unknown>) };
-    };
+    const ask = (base: string, method: ApiMethod, path: string, body?: unknown): Promise<ApiAnswer> => callApi(base, method, path, key, body);
     const eligible = async (base: string, email: string): Promise<unknown> =>
-      (await ask(base, 'GET', `/v1/eligibility?email=${encodeURIComponent(email)}`)).json?.['eligible'];
+      (await ask(base, 'GET', `/v1/eligibility?email=${encodeURIComponent(email)}`)).json['eligible'];
 
     const server = startCli(['serve', '--host', '127.0.0.1', '--port', '0', '--db', db]);
     started.push(server);
