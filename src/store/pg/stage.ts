@@ -222,11 +222,7 @@ export class StagedChunk {
 
   /** The COPY text, in pieces. */
   pieces(): Buffer[] {
-    if (this.#at > 0) {
-      this.#pieces.push(this.#buf.subarray(0, this.#at));
-      this.#buf = Buffer.alloc(0);
-      this.#at = 0;
-    }
+    this.#endPiece();
     return this.#pieces;
   }
 }
