@@ -1,7 +1,6 @@
-import { randomBytes } from 'node:crypto';
-import { readFileSync, readdirSync, rmSync } from 'node:fs';
-import { open, rename, rm } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { removeUnfinishedWrites, writeFileDurably } from '../../files/durable-file.js';
 import { KeyFilter } from '../../filter/bloom.js';
 
 /** 2: the header holds the token of the generation (filter-log.ts); older snapshots are ignored. */
@@ -38,9 +37,7 @@ export function readFilterSnapshot(dir: string): { generation: number; token: st
 
 /** Removes the temporary files of saves that never finished (a killed process's). */
 export function removeStaleSnapshotFiles(dir: string): void {
-  for (const name of readdirSync(dir)) {
-    if (name.startsWith(`${FILE_NAME}.`) && name.endsWith('.tmp')) rmSync(join(dir, name), { force: true });
-  }
+  removeUnfinishedWrites(dir, FILE_NAME);
 }
 
 /** Writes the snapshot atomically (a temporary file, fsynced, renamed) for `generation` and its `token`. */
@@ -52,27 +49,5 @@ export async function saveFilterSnapshot(dir: string, filter: KeyFilter, generat
   // Copied now, written later: a server keeps answering checks while tens of megabytes go to
   // disk, and the filter may only grow meanwhile (a superset of the keys of `generation`).
   const body = filter.toBuffer();
-  // A name of its own: a save started by a timer and another by `close` must not share a file.
-  const tmp = join(dir, `${FILE_NAME}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
-  try {
-    const file = await open(tmp, 'w');
-    try {
-      await file.writev([header, body]);
-      await file.sync();
-    } finally {
-      await file.close();
-    }
-    await rename(tmp, join(dir, FILE_NAME));
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw err;
-  }
-  // The rename itself must be durable too, or a power cut could bring back an older snapshot
-  // (harmless: older ones are checked like any other) or none.
-  const folder = await open(dir, 'r');
-  try {
-    await folder.sync();
-  } finally {
-    await folder.close();
-  }
+  await writeFileDurably(dir, FILE_NAME, [header, body]);
 }
