@@ -66,7 +66,7 @@ describe('optout serve', () => {
     expect(after[0]?.revokedAt).toEqual(expect.any(String));
   });
 
-  it('builds its key index once ready, and answers every change from it; --no-key-index keeps none', async () => {
+  it('builds its key index once ready, answers every change from it, and loads it at the next start; --no-key-index keeps none', async () => {
     const { db } = await storeOf('Email\nlisted@example.com\nother@example.com\n');
     const { key } = parseJson<{ key: string }>(await runCli(['keys', 'create', '--scope', 'admin', '--json', '--db', db]));
     const ask = (base: string, method: ApiMethod, path: string, body?: unknown): Promise<ApiAnswer> => callApi(base, method, path, key, body);
@@ -97,6 +97,18 @@ describe('optout serve', () => {
     const done = await without.done;
     expect(done.code).toBe(0);
     expect(done.stderr).not.toContain('key index');
+
+    // The first server saved its index as it closed, and nothing has changed since: loaded, not scanned.
+    const again = startCli(['serve', '--host', '127.0.0.1', '--port', '0', '--db', db]);
+    started.push(again);
+    const base3 = `http://127.0.0.1:${await listeningPort(again)}`;
+    for (let i = 0; i < 500 && !/^key index: /m.test(again.stderr()); i++) await new Promise((r) => setTimeout(r, 20));
+    expect(again.stderr()).toMatch(/^key index: \d+ entries in memory \(\d+ MiB\), loaded from its snapshot in \d+ ms$/m);
+    expect(await eligible(base3, 'new@example.com')).toBe(false);
+    expect(await eligible(base3, 'listed@example.com')).toBe(true);
+    expect(await eligible(base3, 'other@example.com')).toBe(false);
+    again.child.kill('SIGTERM');
+    expect((await again.done).code).toBe(0);
   });
 
   it('rejects bad options with exit 2 and a code', async () => {

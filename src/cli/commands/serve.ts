@@ -43,8 +43,9 @@ async function indexKeys(store: OptoutStore['store']): Promise<void> {
   const started = performance.now();
   try {
     if (!(await store.indexKeys())) return;
+    const how = store.keyIndexSource === 'snapshot' ? 'loaded from its snapshot' : 'built';
     process.stderr.write(`key index: ${store.keyIndexSize} entries in memory (${Math.round(store.keyIndexBytes / 2 ** 20)} MiB), ` +
-      `built in ${Math.round(performance.now() - started)} ms\n`);
+      `${how} in ${Math.round(performance.now() - started)} ms\n`);
   } catch (err) {
     // Checks read LevelDB meanwhile, and go on doing so.
     process.stderr.write(`cannot build the key index, checks read the store: ${(err as Error).message}\n`);

@@ -58,6 +58,21 @@ class ScopeTable {
     this.#mask = cap - 1;
   }
 
+  /** A table over saved slots (see {@link KeyIndex.fromSaved}); undefined when they cannot be one. */
+  static fromSlots(slots: Uint32Array, size: number): ScopeTable | undefined {
+    const cap = slots.length / 3;
+    if (!Number.isInteger(cap) || cap < MIN_CAPACITY || (cap & (cap - 1)) !== 0 || !Number.isSafeInteger(size) || size < 0 || size > cap * 0.75) return undefined;
+    const t = new ScopeTable(0);
+    t.#slots = slots;
+    t.#mask = cap - 1;
+    t.#size = size;
+    return t;
+  }
+
+  get slots(): Uint32Array {
+    return this.#slots;
+  }
+
   get size(): number {
     return this.#size;
   }
@@ -140,6 +155,27 @@ export class KeyIndex {
     this.#sizes = sizes;
   }
 
+  /** What {@link fromSaved} takes back: the job ids, and each scope's slots as they are in memory. */
+  saved(): SavedKeyIndex {
+    return { jobIds: [...this.#jobIds], tables: [...this.#tables].map(([scope, t]) => ({ scope, size: t.size, slots: t.slots })) };
+  }
+
+  /** An index over what {@link saved} gave (its slots are used, not copied); undefined when it is not sound. */
+  static fromSaved(saved: SavedKeyIndex, sizes?: ReadonlyMap<string, number>): KeyIndex | undefined {
+    const index = new KeyIndex(sizes);
+    if (new Set(saved.jobIds).size !== saved.jobIds.length || saved.jobIds.length > MAX_JOBS) return undefined;
+    saved.jobIds.forEach((id, i) => {
+      index.#jobIds.push(id);
+      index.#jobIndex.set(id, i);
+    });
+    for (const { scope, size, slots } of saved.tables) {
+      const table = ScopeTable.fromSlots(slots, size);
+      if (table === undefined || index.#tables.has(scope)) return undefined;
+      index.#tables.set(scope, table);
+    }
+    return index;
+  }
+
   /** The entry of (h1, h2) in `scope`; undefined when none is stored; {@link UNSURE} to read the store. */
   match(scope: string, h1: number, h2: number): EntryMatch | undefined | typeof UNSURE {
     const table = this.#tables.get(scope);
@@ -210,6 +246,12 @@ export class KeyIndex {
     }
     return code < 0 ? UNSURE_SLOT : (job + 1) * REASON_CODES + code;
   }
+}
+
+/** A key index as {@link KeyIndex.saved} gives it. */
+export interface SavedKeyIndex {
+  jobIds: string[];
+  tables: Array<{ scope: string; size: number; slots: Uint32Array }>;
 }
 
 /**

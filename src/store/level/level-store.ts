@@ -6,6 +6,7 @@ import { POLICY_VERSION } from '../../policy/email.js';
 import { KeyFilter } from '../../filter/bloom.js';
 import { hashKey, hashKeyTuple } from '../../filter/hash.js';
 import { KeyIndex, KeyIndexChanges, UNSURE } from './key-index.js';
+import { readKeyIndexSnapshot, removeStaleKeyIndexFiles, saveKeyIndexSnapshot, type KeyIndexSource } from './key-index-snapshot.js';
 import {
   ACCOUNT_WIDE, API_KEY_RANGE, AUDIT_RANGE, COUNT_RANGE, auditIdOfIndex, auditIndexRange, auditOps, JOB_RANGE, SYNC_RANGE, apiKeyKey, countKey, decodeEntryValue, encodeEntryValue,
   entryKey, entryKeyOfHash, entryKeyPrefix, entryKeyStart, entryScopeOf, entryRange, filterLogKey, followedJobKey, holdKeyOfEntry, recordKey, recordRange, holdRangeOfEntry, jobKey, metaKey, parseEntryKey, seenEventKey, syncKey,
@@ -174,6 +175,9 @@ export class LevelStore implements Store {
   /** The key index once built (see `indexKeys`). */
   #keyIndex: KeyIndex | undefined;
   #keyIndexBuild: Promise<boolean> | undefined;
+  #keyIndexSource: KeyIndexSource | undefined;
+  /** The generation of the key index snapshot on disk, when it is known to be the index's own. */
+  #keyIndexSaved = -1;
   /** The changes committed while the index is built from a scan, to replay over it. */
   #keyIndexPending: KeyIndexChanges[] | undefined;
 
@@ -234,6 +238,7 @@ export class LevelStore implements Store {
     // the folder is a killed process's, and may hold a copy of the list's keys' hashes, or of
     // the list itself (scratch.ts).
     removeStaleSnapshotFiles(this.dir);
+    removeStaleKeyIndexFiles(this.dir);
     clearStoreTemp(this.dir);
     this.#owner = { pid: process.pid, purpose, since: new Date().toISOString() };
     writeFileSync(join(this.dir, 'owner.json'), JSON.stringify(this.#owner) + '\n');
@@ -594,13 +599,56 @@ export class LevelStore implements Store {
     return this.#keyIndex?.bytes ?? 0;
   }
 
+  /** Where the key index came from: its snapshot, or a scan of the entries; undefined before it is built. */
+  get keyIndexSource(): KeyIndexSource | undefined {
+    return this.#keyIndexSource;
+  }
+
   async #buildKeyIndex(): Promise<boolean> {
-    const index = new KeyIndex(this.#counts);
-    // From here on every committed change is queued, and the iterator's snapshot is taken in
-    // the same synchronous step: a change is in the scan, in the queue, or in both (applying
-    // one twice changes nothing, or leaves its slot unsure).
+    // From here on every committed change is queued, and the generation the snapshot must name
+    // is read in the same synchronous step: the snapshot's entries and the queue's changes
+    // are then every entry.
     const pending: KeyIndexChanges[] = [];
     this.#keyIndexPending = pending;
+    const generation = this.#generation;
+    let saved: KeyIndex | undefined;
+    try {
+      saved = await this.#savedKeyIndex(generation);
+    } catch (err) {
+      this.#keyIndexPending = undefined;
+      if (this.#closed) return false;
+      throw new OptoutError('OPTOUT_ERR_STORE', `Store read failed while loading the key index: ${(err as Error).message}`, { cause: err });
+    }
+    const index = saved ?? (await this.#scanKeyIndex());
+    if (index === undefined || this.#closed) {
+      this.#keyIndexPending = undefined;
+      return false;
+    }
+    // The queue's changes and the switch in one synchronous step: none can fall between them.
+    for (const changes of pending) index.apply(changes);
+    this.#keyIndex = index;
+    this.#keyIndexPending = undefined;
+    this.#keyIndexSource = saved === undefined ? 'scan' : 'snapshot';
+    if (saved !== undefined) this.#keyIndexSaved = generation;
+    return true;
+  }
+
+  /** The index of the snapshot on disk when it names `generation` and its token; undefined otherwise. */
+  async #savedKeyIndex(generation: number): Promise<KeyIndex | undefined> {
+    const snapshot = await readKeyIndexSnapshot(this.dir);
+    if (snapshot === undefined || snapshot.generation !== generation || this.#closed) return undefined;
+    const token = await generationToken(this.db, generation);
+    if (token === undefined || token !== snapshot.token || this.#closed) return undefined;
+    return snapshot.load(this.#counts);
+  }
+
+  /**
+   * The index from a scan of the entries; undefined when the store closed first. Changes
+   * committed since the build began are queued (see #buildKeyIndex): each is in the scan, in
+   * the queue, or in both (applying one twice changes nothing, or leaves its slot unsure).
+   */
+  async #scanKeyIndex(): Promise<KeyIndex | undefined> {
+    const index = new KeyIndex(this.#counts);
     const it = this.db.iterator(entryRange());
     const hashes = new Uint32Array(3);
     try {
@@ -616,18 +664,22 @@ export class LevelStore implements Store {
     } catch (err) {
       this.#keyIndexPending = undefined;
       await it.close();
-      if (this.#closed) return false;
+      if (this.#closed) return undefined;
       throw new OptoutError('OPTOUT_ERR_STORE', `Store read failed while indexing keys: ${(err as Error).message}`, { cause: err });
     }
-    if (this.#closed) {
-      this.#keyIndexPending = undefined;
-      return false;
-    }
-    // The queue's changes and the switch in one synchronous step: none can fall between them.
-    for (const changes of pending) index.apply(changes);
-    this.#keyIndex = index;
-    this.#keyIndexPending = undefined;
-    return true;
+    return index;
+  }
+
+  /**
+   * Saves the key index's snapshot for the generation it holds, unless the one on disk is
+   * already that. Called once closing, when no change reaches the index any more.
+   */
+  async #saveKeyIndex(index: KeyIndex, generation: number): Promise<void> {
+    if (this.#keyIndexSaved === generation) return;
+    const token = await generationToken(this.db, generation);
+    if (token === undefined) return;
+    await saveKeyIndexSnapshot(this.dir, index, generation, token);
+    this.#keyIndexSaved = generation;
   }
 
   #indexChanged(changes: KeyIndexChanges): void {
@@ -1057,13 +1109,20 @@ export class LevelStore implements Store {
     return total;
   }
 
-  /** Saves the filter snapshot (when one is loaded and has changed), releases the lock. */
+  /**
+   * Saves the filter snapshot (when one is loaded and has changed) and the key index's (when
+   * it is built and has changed), releases the lock.
+   */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    // Taken with the generation it holds, in one step: from here on no change reaches it.
+    const index = this.#keyIndex;
+    const generation = this.#generation;
     this.#keyIndex = undefined;
     try {
       await this.persistFilter();
+      if (index !== undefined) await this.#saveKeyIndex(index, generation);
     } finally {
       rmSync(join(this.dir, 'owner.json'), { force: true });
       await this.db.close();

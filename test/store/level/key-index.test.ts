@@ -1,8 +1,11 @@
 /**
  * The key index (src/store/level/key-index.ts): never "absent" for a stored entry, against a
  * model with fingerprints made to collide; and in a LevelStore, built from a scan while
- * changes commit, agreeing with LevelDB entry for entry.
+ * changes commit, or loaded from its snapshot (key-index-snapshot.ts) only when the snapshot is
+ * the store's current generation, agreeing with LevelDB entry for entry.
  */
+import { readFileSync, statSync, writeFileSync, copyFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { KeyIndex, KeyIndexChanges, UNSURE } from '../../../src/store/level/key-index.js';
@@ -106,19 +109,30 @@ describe('KeyIndex', () => {
   });
 });
 
-describe('LevelStore key index', () => {
-  /** matchSync agrees with LevelDB for every key ever written, stored or not. */
-  function expectAgreement(store: LevelStore, keys: readonly string[], scopes: readonly string[]): void {
-    for (const scope of scopes) {
-      for (const key of keys) {
-        const { h1, h2 } = hashed(key);
-        const stored = store.entrySync(scope, key, h1);
-        const got = store.matchSync(scope, key, h1, h2);
-        expect(got && { jobId: got.jobId, reason: got.reason }, `${scope} ${key}`).toEqual(stored && { jobId: stored.jobId, reason: stored.reason });
-      }
+/** matchSync agrees with LevelDB for every key ever written, stored or not. */
+function expectAgreement(store: LevelStore, keys: readonly string[], scopes: readonly string[]): void {
+  for (const scope of scopes) {
+    for (const key of keys) {
+      const { h1, h2 } = hashed(key);
+      const stored = store.entrySync(scope, key, h1);
+      const got = store.matchSync(scope, key, h1, h2);
+      expect(got && { jobId: got.jobId, reason: got.reason }, `${scope} ${key}`).toEqual(stored && { jobId: stored.jobId, reason: stored.reason });
     }
   }
+}
 
+/** Counts the LevelDB reads of `store`'s checks from now on. */
+function countReads(store: LevelStore): { n: number } {
+  const reads = { n: 0 };
+  const getSync = store.db.getSync.bind(store.db);
+  store.db.getSync = ((key: string) => {
+    reads.n++;
+    return getSync(key);
+  }) as typeof store.db.getSync;
+  return reads;
+}
+
+describe('LevelStore key index', () => {
   it('is built from a scan while imports, adds, removals and rollbacks commit, and misses none of them', async () => {
     const store = await LevelStore.open(await tempDir('optout-key-index-'));
     try {
@@ -164,12 +178,7 @@ describe('LevelStore key index', () => {
     try {
       await importKeys(store, ACCOUNT_WIDE, ['a@x.org', 'b@x.org']);
       await store.indexKeys();
-      const reads = { n: 0 };
-      const getSync = store.db.getSync.bind(store.db);
-      store.db.getSync = ((key: string) => {
-        reads.n++;
-        return getSync(key);
-      }) as typeof store.db.getSync;
+      const reads = countReads(store);
       const a = hashed('a@x.org');
       expect(store.matchSync(ACCOUNT_WIDE, 'a@x.org', a.h1, a.h2)).toEqual({ jobId: '1' });
       const never = hashed('never@x.org');
@@ -191,5 +200,135 @@ describe('LevelStore key index', () => {
     const build = store.indexKeys();
     await store.close();
     expect(await build).toBe(false);
+  });
+});
+
+describe('LevelStore key index snapshot', () => {
+  const keys = Array.from({ length: 5_000 }, (_, i) => `s${i}@x.org`);
+  const snapshotOf = (dir: string): string => join(dir, 'key-index.snapshot');
+
+  /** A store whose index was built and saved: two scopes, an entry's own reason, a removed key (an unsure slot). */
+  async function savedStore(): Promise<string> {
+    const dir = await tempDir('optout-key-index-snapshot-');
+    const store = await LevelStore.open(dir);
+    await importKeys(store, ACCOUNT_WIDE, keys.slice(0, 4_000), new Map([['s7@x.org', 'complaint']]));
+    await importKeys(store, 'unitA', keys.slice(0, 50));
+    expect(await store.indexKeys()).toBe(true);
+    expect(store.keyIndexSource).toBe('scan');
+    await removeKey(store, ACCOUNT_WIDE, 's3@x.org');
+    await store.close();
+    return dir;
+  }
+
+  async function reopened(dir: string): Promise<LevelStore> {
+    const store = await LevelStore.open(dir);
+    expect(await store.indexKeys()).toBe(true);
+    return store;
+  }
+
+  it('is saved when the store closes, and the next build loads it: the same answers, unsure slots still read from LevelDB', async () => {
+    const dir = await savedStore();
+    const saved = statSync(snapshotOf(dir));
+    const store = await reopened(dir);
+    try {
+      expect(store.keyIndexSource).toBe('snapshot');
+      expect(store.keyIndexSize).toBe(4_000 + 50);
+      expectAgreement(store, keys, [ACCOUNT_WIDE, 'unitA', 'unitB']);
+      const reads = countReads(store);
+      const removed = hashed('s3@x.org');
+      expect(store.matchSync(ACCOUNT_WIDE, 's3@x.org', removed.h1, removed.h2)).toBeUndefined();
+      expect(reads.n, 'the removed key\'s slot stayed unsure').toBe(1);
+      const kept = hashed('s7@x.org');
+      expect(store.matchSync(ACCOUNT_WIDE, 's7@x.org', kept.h1, kept.h2)).toEqual({ jobId: '1', reason: 'complaint' });
+      expect(reads.n, 'a stored key is answered from the loaded index').toBe(1);
+    } finally {
+      await store.close();
+    }
+    // Nothing changed: the snapshot on disk is the same file.
+    expect(statSync(snapshotOf(dir)).ino).toBe(saved.ino);
+  });
+
+  it('is not used once the store has changed without the index (an import, an add, a removal): the index is scanned', async () => {
+    const dir = await savedStore();
+    const other = await LevelStore.open(dir);
+    await removeKey(other, ACCOUNT_WIDE, 's10@x.org');
+    await addKey(other, 'unitA', 's4999@x.org');
+    await importKeys(other, 'unitB', keys.slice(4_500, 4_600));
+    await other.close();
+    const store = await reopened(dir);
+    try {
+      expect(store.keyIndexSource).toBe('scan');
+      // The saved index would answer the removed key as stored and the new ones as absent.
+      expectAgreement(store, keys, [ACCOUNT_WIDE, 'unitA', 'unitB']);
+      const added = hashed('s4999@x.org');
+      expect(store.matchSync('unitA', 's4999@x.org', added.h1, added.h2)).toBeDefined();
+    } finally {
+      await store.close();
+    }
+    // Saved again at this close: the next build loads it.
+    const again = await reopened(dir);
+    try {
+      expect(again.keyIndexSource).toBe('snapshot');
+      expectAgreement(again, keys, [ACCOUNT_WIDE, 'unitA', 'unitB']);
+    } finally {
+      await again.close();
+    }
+  });
+
+  it('is not used when damaged, truncated, or another store\'s of the same generation', async () => {
+    const dir = await savedStore();
+    const whole = readFileSync(snapshotOf(dir));
+    const damaged = Buffer.from(whole);
+    // A slot's byte, past the header and the job ids.
+    damaged[damaged.length - 100] = (damaged[damaged.length - 100] as number) ^ 0x40;
+    const other = await savedStore();
+    for (const [what, write] of [
+      ['damaged', () => writeFileSync(snapshotOf(dir), damaged)],
+      ['truncated', () => writeFileSync(snapshotOf(dir), whole.subarray(0, whole.length - 12))],
+      // Same writes, same generation: only the token tells the stores apart.
+      ['another store\'s', () => copyFileSync(snapshotOf(other), snapshotOf(dir))],
+    ] as const) {
+      write();
+      const written = statSync(snapshotOf(dir)).ino;
+      const store = await reopened(dir);
+      try {
+        expect(store.keyIndexSource, what).toBe('scan');
+        expectAgreement(store, keys.slice(0, 200), [ACCOUNT_WIDE, 'unitA']);
+      } finally {
+        await store.close();
+      }
+      expect(statSync(snapshotOf(dir)).ino, `${what}: the scanned index is saved at close`).not.toBe(written);
+    }
+    const store = await reopened(dir);
+    try {
+      expect(store.keyIndexSource).toBe('snapshot');
+      expectAgreement(store, keys, [ACCOUNT_WIDE, 'unitA']);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('replays the changes committed while it loads', async () => {
+    const dir = await savedStore();
+    const store = await LevelStore.open(dir);
+    try {
+      const build = store.indexKeys();
+      let duringLoad = 0;
+      const writes = (async () => {
+        await removeKey(store, ACCOUNT_WIDE, 's11@x.org');
+        if (!store.keyIndexed) duringLoad++;
+        await addKey(store, ACCOUNT_WIDE, 's4998@x.org');
+        if (!store.keyIndexed) duringLoad++;
+        await importKeys(store, 'unitA', keys.slice(4_900, 4_950));
+        if (!store.keyIndexed) duringLoad++;
+      })();
+      expect(await build).toBe(true);
+      await writes;
+      expect(duringLoad).toBeGreaterThan(0);
+      expect(store.keyIndexSource).toBe('snapshot');
+      expectAgreement(store, keys, [ACCOUNT_WIDE, 'unitA']);
+    } finally {
+      await store.close();
+    }
   });
 });
