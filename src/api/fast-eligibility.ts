@@ -58,6 +58,8 @@ export interface FastEligibilityContext {
   readyKeys(): KeyRing | undefined;
   limiter: RateLimiter;
   check(req: CheckRequest, minSeq: number | undefined): Promise<Decision>;
+  /** {@link check}'s decision at once where it can be given so (see open-store.ts `checkAtOnce`); undefined otherwise. */
+  checkAtOnce(req: CheckRequest, minSeq: number | undefined): Decision | undefined;
   /** Counts the decision and throws the error to answer for one that may not be sent. */
   failClosed(decisions: readonly Decision[]): void;
   /** The next request id, from fastify's sequence: taken once a request is this path's to answer. */
@@ -151,14 +153,7 @@ export function fastEligibility(ctx: FastEligibilityContext): (req: IncomingMess
       finish(api.status, api.headers, JSON.stringify({ code: api.code, message: api.message }));
     };
     const request: CheckRequest = { email: q.email, unit: q.unit, type: q.type as CheckRequest['type'], legalBasis: q.legalBasis, caller: `key:${keyId}` };
-    let answer: Promise<Decision>;
-    try {
-      answer = ctx.check(request, q.minSeq === undefined ? undefined : Number(q.minSeq));
-    } catch (err) {
-      fail(err);
-      return true;
-    }
-    answer.then((decision) => {
+    const respond = (decision: Decision): void => {
       let body: string;
       try {
         ctx.failClosed([decision]);
@@ -168,7 +163,19 @@ export function fastEligibility(ctx: FastEligibilityContext): (req: IncomingMess
         return;
       }
       finish(200, {}, body);
-    }, fail);
+    };
+    let now: Decision | undefined;
+    let answer: Promise<Decision> | undefined;
+    try {
+      const minSeq = q.minSeq === undefined ? undefined : Number(q.minSeq);
+      now = ctx.checkAtOnce(request, minSeq);
+      if (now === undefined) answer = ctx.check(request, minSeq);
+    } catch (err) {
+      fail(err);
+      return true;
+    }
+    if (answer === undefined) respond(now as Decision);
+    else answer.then(respond, fail);
     return true;
   };
 }

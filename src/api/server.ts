@@ -20,7 +20,7 @@ import { createServer as createHttpServer, type IncomingMessage, type ServerResp
 import { LogController, fastify, type FastifyInstance, type FastifyReply, type FastifyRequest, type onRequestHookHandler } from 'fastify';
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { CheckRequest } from '../check/checker.js';
-import type { OptoutStore, ReplicaFreshness } from '../check/open-store.js';
+import { checkAtOnce, type OptoutStore, type ReplicaFreshness } from '../check/open-store.js';
 import { SEND_TYPES, type Decision, type DecisionReason, type SendType } from '../check/rules.js';
 import { KeyRing, type KeyRecord, type KeyScope } from '../auth/api-keys.js';
 import { isOptoutError } from '../errors.js';
@@ -386,6 +386,10 @@ export function createServer(options: ServerOptions): OptoutServer {
       readyKeys: () => (closing || !isReady() ? undefined : keys),
       limiter,
       check: (req, minSeq) => current().check(req, { minSeq }),
+      checkAtOnce: (req, minSeq) => {
+        const s = current();
+        return checkAtOnce(s)?.(req, { minSeq });
+      },
       failClosed,
       requestId,
       answered(reqId, method, route, status, elapsedMs, keyId) {

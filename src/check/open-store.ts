@@ -63,17 +63,46 @@ export interface OptoutStore {
   close(): Promise<void>;
 }
 
+/** A decision given at once, or undefined where `check` would wait or record (see {@link checkAtOnce}). */
+export type CheckAtOnce = (req: CheckRequest, wait?: CheckWait) => Decision | undefined;
+
+/** Each `check` that {@link checksOf} made, with its synchronous form. */
+const atOnce = new WeakMap<OptoutStore['check'], CheckAtOnce>();
+
+/**
+ * The synchronous form of `store.check`: the same decision, returned at once, for a check that
+ * needs no wait (no `minSeq`, a fresh view) and records nothing (no legal basis used), and
+ * undefined for any other, which `check` then answers; it throws where `check` rejects. A
+ * server's single checks skip the promises that way. Undefined for a store whose `check` is not
+ * the one {@link checksOf} made (a caller's wrapper), so that a wrapper is never bypassed.
+ */
+export function checkAtOnce(store: Pick<OptoutStore, 'check'>): CheckAtOnce | undefined {
+  return atOnce.get(store.check);
+}
+
 /** An {@link OptoutStore}'s checks through `checker`, after `ready` has said the view may answer. */
 export function checksOf(checker: Checker, ready: (wait: CheckWait | undefined) => Promise<void> | undefined):
 Pick<OptoutStore, 'check' | 'checkMany' | 'checkEmails'> {
+  const check: OptoutStore['check'] = async (req, wait) => {
+    const waiting = ready(wait);
+    if (waiting !== undefined) await waiting;
+    const d = checker.decide(req);
+    await checker.record([req], [d]);
+    return d;
+  };
+  atOnce.set(check, (req, wait) => {
+    if (wait?.minSeq !== undefined) return undefined;
+    const waiting = ready(wait);
+    if (waiting !== undefined) {
+      // Left to `check`, which waits again.
+      waiting.catch(() => undefined);
+      return undefined;
+    }
+    const d = checker.decide(req);
+    return checker.legalBasisRecord(req, d) === undefined ? d : undefined;
+  });
   return {
-    async check(req, wait) {
-      const waiting = ready(wait);
-      if (waiting !== undefined) await waiting;
-      const d = checker.decide(req);
-      await checker.record([req], [d]);
-      return d;
-    },
+    check,
     async checkMany(reqs, wait) {
       const waiting = ready(wait);
       if (waiting !== undefined) await waiting;

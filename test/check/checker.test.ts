@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openStore, type OptoutStore } from '../../src/check/open-store.js';
+import { checkAtOnce, openStore, type CheckAtOnce, type OptoutStore } from '../../src/check/open-store.js';
 import { Checker, normalizeCheckOptions, normalizeCheckRequest } from '../../src/check/checker.js';
 import { LevelStore } from '../../src/store/level/level-store.js';
 import { encodeEntryValue, entryKey } from '../../src/store/level/keys.js';
@@ -132,7 +132,32 @@ describe('openStore().check', () => {
     for (const req of [{ email: 'a@x.org', unit: 'bad unit' }, { email: 'a@x.org', type: 'bulk' as never }, { email: 42 as never }]) {
       const err = await opened.check(req).catch((e: unknown) => e);
       expect(isOptoutError(err) && err.code).toBe('OPTOUT_ERR_INVALID_OPTION');
+      const now = checkAtOnce(opened) as CheckAtOnce;
+      let thrown: unknown;
+      try {
+        now(req);
+      } catch (e) {
+        thrown = e;
+      }
+      expect(isOptoutError(thrown) && thrown.code, 'checkAtOnce throws what check rejects with').toBe('OPTOUT_ERR_INVALID_OPTION');
     }
+  });
+
+  it('answers at once (checkAtOnce) what check answers, except what must wait or be recorded, and never for a wrapped check', async () => {
+    const now = checkAtOnce(opened);
+    expect(now).toBeDefined();
+    for (const req of [{ email: 'fresh@x.org' }, { email: 'ALL@x.org', unit: 'B' }, { email: 'unit@x.org', unit: 'A' }, { email: 'unit@x.org', unit: 'B' },
+      { email: 'bad' }, { email: 'all@x.org', type: 'one-to-one' as const }, { email: 'fresh@x.org', type: 'one-to-one' as const, legalBasis: 'order 9' }]) {
+      const d = now?.(req);
+      expect(d, JSON.stringify(req)).toEqual(await opened.check(req));
+    }
+    const before = await legalRecords();
+    const legal = { email: 'all@x.org', type: 'one-to-one' as const, legalBasis: 'invoice 78', caller: 'key-3' };
+    expect(now?.(legal), 'a decision to record is left to check').toBeUndefined();
+    expect(await legalRecords()).toHaveLength(before.length);
+    expect(now?.({ email: 'fresh@x.org' }, { minSeq: 0 }), 'a wait is left to check').toBeUndefined();
+    // A caller's wrapper of check is never bypassed.
+    expect(checkAtOnce({ ...opened, check: async (req) => opened.check(req) })).toBeUndefined();
   });
 });
 
