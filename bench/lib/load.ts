@@ -36,6 +36,10 @@ export class Latencies {
 export interface ChildServer {
   url: string;
   pid: number;
+  /** Seconds from the spawn to the lines waited for. */
+  secondsToReady: number;
+  /** The last 100 kB of its stderr. */
+  stderr(): string;
   stop(): Promise<void>;
 }
 
@@ -57,6 +61,7 @@ export function cpuSeconds(pid: number): number | undefined {
 /** Spawns a server that prints `listening on http://...` on stderr, and waits for that line. */
 export function startChildServer(args: readonly string[], options: { readyWhen?: RegExp } = {}): Promise<ChildServer> {
   return new Promise((resolveStart, reject) => {
+    const spawned = performance.now();
     const child: ChildProcess = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     const exited = new Promise<void>((r) => child.once('exit', () => r()));
@@ -77,7 +82,7 @@ export function startChildServer(args: readonly string[], options: { readyWhen?:
       const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(stderr);
       if (m?.[1] !== undefined && (options.readyWhen === undefined || options.readyWhen.test(stderr))) {
         clearTimeout(timer);
-        resolveStart({ url: m[1], pid: child.pid ?? 0, stop });
+        resolveStart({ url: m[1], pid: child.pid ?? 0, secondsToReady: (performance.now() - spawned) / 1000, stderr: () => stderr, stop });
       }
     });
     child.once('error', (err) => {
