@@ -32,6 +32,13 @@ export interface ReplicaOptions extends Pick<FollowerOptions, 'pollMs' | 'notify
    * long ago; otherwise OPTOUT_ERR_STALE. @default 1000
    */
   maxStalenessMs?: number;
+  /**
+   * Loads the view's key index from its snapshot (saved as the view last closed) before the
+   * view follows its database, while that snapshot is still the view's current state; the
+   * changes followed then reach the index as they commit. Without a current snapshot nothing is
+   * built: `store.indexKeys()` scans the view once it has caught up. @default false
+   */
+  keyIndex?: boolean;
 }
 
 /** An opened replica: an {@link OptoutStore} whose `replica` is set, and its follower. */
@@ -72,6 +79,8 @@ export async function openReplica(url: string, dir: string = DEFAULT_REPLICA_DIR
     view = await openReplicaView(dir, feed);
     // Loaded first, so that the snapshot and the feed teach it every key as they are applied.
     const filter = await view.filter();
+    // Begun before the follower applies anything (see `keyIndex`); its outcome is `indexKeys()`'s.
+    if (options.keyIndex === true) view.loadKeyIndex().catch(() => undefined);
     const follower = new FeedFollower(feed, view, { pollMs: options.pollMs, notify: options.notify, onError: options.onError, onApplied: options.onApplied });
     const checker = new Checker(view, filter, ledger);
     return replicaOf({ ledger, feed, view, follower, checker, maxStalenessMs, caughtUp: follower.start() });

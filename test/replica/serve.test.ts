@@ -106,6 +106,43 @@ await withPgDatabase('API replicas', (url) => {
     expect(batch.json['results']).toMatchObject([{ eligible: true }, { eligible: true }]);
   });
 
+  it('a restarted replica loads its key index\'s snapshot before it catches up, and the changes it then follows reach the index', async () => {
+    const dir = await tempDir('optout-replica-');
+    const start = async (): Promise<Replica & { stop(): Promise<void> }> => {
+      const store = await openReplica(url, dir, { pollMs: 20, keyIndex: true });
+      const app = createServer({ store, imports: { pool, relayWaitMs: 1000 }, allowPrivateUrls: true });
+      await store.caughtUp;
+      await app.ready();
+      let stopped = false;
+      const stop = async (): Promise<void> => {
+        if (stopped) return;
+        stopped = true;
+        await app.close();
+        await store.close();
+      };
+      cleanups.push(stop);
+      return { app, store, stop, call: (method, path, key, body, stale) => callReplica(app, method, path, key, body, stale) };
+    };
+    const other = await replica();
+    const first = await start();
+    for (const email of ['kept@example.com', 'gone@example.com']) expect((await first.call('PUT', `/v1/suppressions/${encodeURIComponent(email)}`, admin)).status).toBe(201);
+    expect(await first.store.store.indexKeys()).toBe(true);
+    expect(first.store.store.keyIndexSource).toBe('scan');
+    // A clean stop saves the index; the database moves on while this replica is down.
+    await first.stop();
+    expect((await other.call('PUT', '/v1/suppressions/new%40example.com', admin)).status).toBe(201);
+    expect((await other.call('DELETE', '/v1/suppressions/gone%40example.com?why=test', admin)).status).toBe(200);
+
+    const again = await start();
+    expect(await again.store.store.indexKeys()).toBe(true);
+    expect(again.store.store.keyIndexSource).toBe('snapshot');
+    const eligible = async (email: string): Promise<unknown> => (await again.call('GET', `/v1/eligibility?email=${encodeURIComponent(email)}`, admin)).json['eligible'];
+    expect(await eligible('kept@example.com')).toBe(false);
+    expect(await eligible('new@example.com')).toBe(false);
+    expect(await eligible('gone@example.com')).toBe(true);
+    expect(await eligible('never@example.com')).toBe(true);
+  });
+
   it('answers 503 OPTOUT_ERR_STALE for a position it cannot reach in time', async () => {
     const a = await replica();
     const head = Number((await a.call('PUT', '/v1/suppressions/a%40example.com', admin)).seq);

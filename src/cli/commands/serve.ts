@@ -40,12 +40,11 @@ async function announceCatchUp(replica: OpenedReplica, opening: number): Promise
 
 /** Builds the store's key index in the background, and says on stderr when checks use it. */
 async function indexKeys(store: OptoutStore['store']): Promise<void> {
-  const started = performance.now();
   try {
     if (!(await store.indexKeys())) return;
     const how = store.keyIndexSource === 'snapshot' ? 'loaded from its snapshot' : 'built';
     process.stderr.write(`key index: ${store.keyIndexSize} entries in memory (${Math.round(store.keyIndexBytes / 2 ** 20)} MiB), ` +
-      `${how} in ${Math.round(performance.now() - started)} ms\n`);
+      `${how} in ${Math.round(store.keyIndexMs ?? 0)} ms\n`);
   } catch (err) {
     // Checks read LevelDB meanwhile, and go on doing so.
     process.stderr.write(`cannot build the key index, checks read the store: ${(err as Error).message}\n`);
@@ -110,7 +109,7 @@ export function registerServe(program: Command): void {
       if (isPgUrl(db)) {
         let opened: OpenedReplica | undefined;
         const replica = await openReplica(db, flags.replica ?? DEFAULT_REPLICA_DIR, {
-          maxStalenessMs, onError: followerLog(() => opened?.replica.fresh() === true),
+          maxStalenessMs, onError: followerLog(() => opened?.replica.fresh() === true), keyIndex: flags.keyIndex,
         });
         opened = replica;
         store = replica;

@@ -176,6 +176,7 @@ export class LevelStore implements Store {
   #keyIndex: KeyIndex | undefined;
   #keyIndexBuild: Promise<boolean> | undefined;
   #keyIndexSource: KeyIndexSource | undefined;
+  #keyIndexMs: number | undefined;
   /** The generation of the key index snapshot on disk, when it is known to be the index's own. */
   #keyIndexSaved = -1;
   /** The changes committed while the index is built from a scan, to replay over it. */
@@ -573,14 +574,29 @@ export class LevelStore implements Store {
   }
 
   /**
-   * Builds the key index (key-index.ts) from a scan of the entries, in the background of a
-   * serving process: checks read LevelDB until it is whole, and the changes committed during
-   * the scan are replayed over it. Resolves true once checks use it, false when the store
-   * closed first. Costs 16-32 bytes of memory an entry; a one-off command has no use for it.
+   * Builds the key index (key-index.ts), in the background of a serving process: from its
+   * snapshot when that names the store's current generation (saved by `close`), else from a scan
+   * of the entries. Checks read LevelDB until it is whole, and the changes committed meanwhile
+   * are replayed over it. Resolves true once checks use it, false when the store closed first.
+   * Costs 16-32 bytes of memory an entry; a one-off command has no use for it.
    */
   indexKeys(): Promise<boolean> {
     this.#assertOpen();
-    this.#keyIndexBuild ??= this.#buildKeyIndex();
+    const earlier = this.#keyIndexBuild;
+    // After a load of the snapshot that found none to use (`loadKeyIndex`), a scan.
+    this.#keyIndexBuild = earlier === undefined ? this.#buildKeyIndex(true) : earlier.then((built) => (built || this.#closed ? built : this.#buildKeyIndex(true)));
+    return this.#keyIndexBuild;
+  }
+
+  /**
+   * Loads the key index from its snapshot when that names the store's current generation (see
+   * `indexKeys`), and scans nothing: false when there is no such snapshot. An API replica calls
+   * it before it follows its database, so that the snapshot its last clean stop saved is still
+   * current, and the changes it then applies reach the index as they commit.
+   */
+  loadKeyIndex(): Promise<boolean> {
+    this.#assertOpen();
+    this.#keyIndexBuild ??= this.#buildKeyIndex(false);
     return this.#keyIndexBuild;
   }
 
@@ -604,7 +620,14 @@ export class LevelStore implements Store {
     return this.#keyIndexSource;
   }
 
-  async #buildKeyIndex(): Promise<boolean> {
+  /** How long the build that made the key index took, in milliseconds; undefined before it is built. */
+  get keyIndexMs(): number | undefined {
+    return this.#keyIndexMs;
+  }
+
+  /** The snapshot when it is current, else a scan when `scan`; false when neither was made (or the store closed). */
+  async #buildKeyIndex(scan: boolean): Promise<boolean> {
+    const started = performance.now();
     // From here on every committed change is queued, and the generation the snapshot must name
     // is read in the same synchronous step: the snapshot's entries and the queue's changes
     // are then every entry.
@@ -619,7 +642,7 @@ export class LevelStore implements Store {
       if (this.#closed) return false;
       throw new OptoutError('OPTOUT_ERR_STORE', `Store read failed while loading the key index: ${(err as Error).message}`, { cause: err });
     }
-    const index = saved ?? (await this.#scanKeyIndex());
+    const index = saved ?? (scan ? await this.#scanKeyIndex() : undefined);
     if (index === undefined || this.#closed) {
       this.#keyIndexPending = undefined;
       return false;
@@ -629,6 +652,7 @@ export class LevelStore implements Store {
     this.#keyIndex = index;
     this.#keyIndexPending = undefined;
     this.#keyIndexSource = saved === undefined ? 'scan' : 'snapshot';
+    this.#keyIndexMs = performance.now() - started;
     if (saved !== undefined) this.#keyIndexSaved = generation;
     return true;
   }

@@ -308,6 +308,34 @@ describe('LevelStore key index snapshot', () => {
     }
   });
 
+  it('loadKeyIndex loads a current snapshot and scans nothing; indexKeys then scans when there was none', async () => {
+    const dir = await savedStore();
+    const loaded = await LevelStore.open(dir);
+    try {
+      expect(await loaded.loadKeyIndex()).toBe(true);
+      expect(loaded.keyIndexSource).toBe('snapshot');
+      expect(await loaded.indexKeys()).toBe(true);
+      expect(loaded.keyIndexSource).toBe('snapshot');
+      await addKey(loaded, 'unitA', 's4997@x.org');
+    } finally {
+      await loaded.close();
+    }
+    // A change without the index leaves the saved one stale.
+    const other = await LevelStore.open(dir);
+    await addKey(other, 'unitA', 's4996@x.org');
+    await other.close();
+    const store = await LevelStore.open(dir);
+    try {
+      expect(await store.loadKeyIndex()).toBe(false);
+      expect(store.keyIndexed).toBe(false);
+      expect(await store.indexKeys()).toBe(true);
+      expect(store.keyIndexSource).toBe('scan');
+      expectAgreement(store, keys, [ACCOUNT_WIDE, 'unitA']);
+    } finally {
+      await store.close();
+    }
+  });
+
   it('replays the changes committed while it loads', async () => {
     const dir = await savedStore();
     const store = await LevelStore.open(dir);
