@@ -174,29 +174,32 @@ export async function writeMergePass(o: MergeOptions, job: JobRecord, onDurable:
     const c = await classify(result, o, !settles && watch?.untouched() !== true);
     const chunk: ChunkWriter = o.store.beginChunk(job.scope, job.id);
     const bytes = chunk.putEntryBytes?.bind(chunk);
-    const addresses = new Map<number, string>();
+    // The keys whose address differs from the key, in key order: walked with the keys.
+    const addressRows = result.addressRows;
     const addressList = splitParts(result.addresses);
-    result.addressRows.forEach((row, j) => addresses.set(row, addressList[j] as string));
+    let nextAddress = 0;
     const h = result.hashes;
-    const every = o.yieldEvery ?? Infinity;
+    const every = o.yieldEvery ?? 0;
     // A key's own reason is stored only when it differs from the job's.
+    const reasons = result.reasons;
     const reasonAt = (i: number): SuppressionReason | undefined => {
-      const reason = result.reasons.length === 0 ? undefined : reasonOfCode(result.reasons[i] as number);
+      const reason = reasons.length === 0 ? undefined : reasonOfCode(reasons[i] as number);
       return reason === job.reason ? undefined : reason;
     };
     const keys = c.keys;
     for (let i = 0; i < keys.count; i++) {
+      const address = addressRows[nextAddress] === i ? addressList[nextAddress++] : undefined;
       if (c.present[i] === 1) {
-        chunk.putHold(keys.text(i), addresses.get(i), reasonAt(i));
+        chunk.putHold(keys.text(i), address, reasonAt(i));
       } else {
         const h1 = h[i * 3] as number;
         const h2 = h[i * 3 + 1] as number;
         // In the filter before the chunk is acknowledged: a check never sees a stored key as absent.
         o.filter?.add(h1, h2);
-        if (bytes) bytes(keys.bytes(i), h1, h2, addresses.get(i), reasonAt(i));
-        else chunk.putEntry(keys.text(i), addresses.get(i), reasonAt(i), h1, h2);
+        if (bytes) bytes(keys.bytes(i), h1, h2, address, reasonAt(i));
+        else chunk.putEntry(keys.text(i), address, reasonAt(i), h1, h2);
       }
-      if (i % every === every - 1) await nextTurn();
+      if (every > 0 && i % every === every - 1) await nextTurn();
     }
     const added = tally(counts, c);
     try {

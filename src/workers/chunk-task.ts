@@ -100,7 +100,7 @@ export interface BucketResult {
   keyEnds: Uint32Array;
   /** Addresses that differ from their key, joined by `\n` in parts (one for a usual bucket)... */
   addresses: string[];
-  /** ...and the index of the key each belongs to. */
+  /** ...and the index of the key each belongs to, in ascending order. */
   addressRows: number[];
   /** Three 32-bit hashes per distinct key (see filter/hash.ts). */
   hashes: Uint32Array;

@@ -12,6 +12,8 @@ import { entryRange, parseEntryKey } from '../../src/store/level/keys.js';
 import { LevelStore } from '../../src/store/level/level-store.js';
 import { emailRange, removeTempDirs, tempDir, writeEmails } from '../helpers.js';
 import { runImport } from '../inline.js';
+import { normalizeEmail } from '../../src/policy/email.js';
+import { entries } from '../store/ledger-writes.js';
 import { watchedLedger as watched } from './watched-ledger.js';
 
 afterAll(removeTempDirs);
@@ -49,6 +51,27 @@ describe('the writing phase on LevelDB', () => {
       // The hashes placed every key in the filter: none of them reads as absent.
       const filter = await store.filter();
       expect(keys.every((k) => filter.mightContain(...(hashKeyTuple(k).slice(0, 2) as [number, number])))).toBe(true);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('stores each entry\'s own address where it differs from its key, many to a bucket, and none where it does not', async () => {
+    const dir = await tempDir('optout-write-phase-');
+    // Gmail dots and tags: the key drops them, the address keeps them.
+    const emails = Array.from({ length: 3000 }, (_, i) => (i % 3 === 0 ? `Person.${i}+news@Gmail.com` : `p${i}@x.org`));
+    const list = writeEmails(dir, 'list.csv', emails);
+    const store = await LevelStore.open(join(dir, 'db'));
+    try {
+      expect(await runImport({ source: { kind: 'file', path: list }, store, confirm: { mode: 'yes' } })).toMatchObject({ added: 3000 });
+      const stored = new Map((await entries(store)).map((e) => [e.key, e.address]));
+      const expected = new Map(emails.map((email) => {
+        const n = normalizeEmail(email);
+        if (!n.valid) throw new Error(`${email} is not valid`);
+        return [n.key, n.address === n.key ? undefined : n.address];
+      }));
+      expect([...expected.values()].filter((a) => a !== undefined)).toHaveLength(1000);
+      expect(stored).toEqual(expected);
     } finally {
       await store.close();
     }
