@@ -13,7 +13,7 @@
  * Progress goes to stderr, the markdown result to stdout. Exit 1 on a failure, 2 on bad arguments.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { arch, cpus, loadavg, platform, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -44,8 +44,11 @@ interface Started {
   url: string;
   /** Seconds from the spawn until /readyz answered 200. */
   readySeconds: number;
-  /** Settles, with the server's line about it, once its key index is built (checks are answered from it from then on). */
-  indexed: Promise<string>;
+  /**
+   * Settles, with the server's line about it and the seconds from the spawn, once its key index
+   * is built (checks are answered from it from then on).
+   */
+  indexed: Promise<{ line: string; seconds: number }>;
   stop(): Promise<void>;
 }
 
@@ -58,8 +61,8 @@ async function startServe(cli: string, args: readonly string[]): Promise<Started
     { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   let onIndexed = (_line: string): void => undefined;
-  const indexed = new Promise<string>((r) => {
-    onIndexed = r;
+  const indexed = new Promise<{ line: string; seconds: number }>((r) => {
+    onIndexed = (line) => r({ line, seconds: (performance.now() - t0) / 1000 });
   });
   child.stderr?.setEncoding('utf8');
   child.stderr?.on('data', (s: string) => {
@@ -232,18 +235,36 @@ export async function main(argv: readonly string[]): Promise<number> {
     }
 
     const embeddedReady: number[] = [];
+    const embeddedIndex: number[] = [];
+    const replicaIndex: number[] = [];
+    /** Seconds from the spawn to the key index in memory, from the snapshot the last clean stop saved. */
+    const restartIndexed = async (args: readonly string[]): Promise<number> => {
+      const server = await startServe(cli, args);
+      try {
+        const { line, seconds } = await server.indexed;
+        log(`  ${line}`);
+        if (!line.includes('loaded from its snapshot')) throw new BenchFailure(`the key index was not loaded from its snapshot: ${line}`);
+        return seconds;
+      } finally {
+        await server.stop();
+      }
+    };
     const firstLoad: number[] = [];
     const ownFolder: number[] = [];
     const viewBytes: number[] = [];
     const http = { embedded: [] as HttpRates[], replica: [] as HttpRates[] };
     for (let run = 1; run <= runs; run++) {
       log(`run ${run}/${runs}: embedded server start`);
+      // Every run's first start builds its key index from a scan; the restart below loads it.
+      rmSync(join(db, 'key-index.snapshot'), { force: true });
       const embedded = await startServe(cli, ['--db', db]);
       embeddedReady.push(embedded.readySeconds);
       log(`  ready in ${embedded.readySeconds.toFixed(2)} s; HTTP checks, ${seconds} s each, once its key index is built`);
-      log(`  ${await embedded.indexed}`);
+      log(`  ${(await embedded.indexed).line}`);
       http.embedded.push(await drive(embedded.url, embeddedKey, mixed, seconds));
       await embedded.stop();
+      log(`run ${run}/${runs}: embedded server restart, until its key index is in memory`);
+      embeddedIndex.push(await restartIndexed(['--db', db]));
 
       const view = join(await mkdtemp(join(tmpdir(), 'optout-bench-replica-')), 'view');
       views.push(view);
@@ -259,9 +280,11 @@ export async function main(argv: readonly string[]): Promise<number> {
       const again = await startServe(cli, ['--db', url, '--replica', view]);
       ownFolder.push(again.readySeconds);
       log(`  ready in ${again.readySeconds.toFixed(2)} s; HTTP checks, ${seconds} s each, once its key index is built`);
-      log(`  ${await again.indexed}`);
+      log(`  ${(await again.indexed).line}`);
       http.replica.push(await drive(again.url, replicaKey, mixed, seconds));
       await again.stop();
+      log(`run ${run}/${runs}: replica restart, until its key index is in memory`);
+      replicaIndex.push(await restartIndexed(['--db', url, '--replica', view]));
       await rm(join(view, '..'), { recursive: true, force: true });
     }
 
@@ -276,6 +299,8 @@ export async function main(argv: readonly string[]): Promise<number> {
       [
         ['ready after a start on its own folder (a restart)', range(ownFolder, secondsOf, 's'), range(embeddedReady, secondsOf, 's'),
           ratio(ownFolder, embeddedReady), `<= ${READY_TARGET_S} s`],
+        ['key index in memory after a restart (loaded from its snapshot)', range(replicaIndex, secondsOf, 's'), range(embeddedIndex, secondsOf, 's'),
+          ratio(replicaIndex, embeddedIndex), ''],
         ['ready after a start on an empty folder (snapshot load)', `${range(firstLoad, secondsOf, 's')}, ${formatRate(stored / median(firstLoad))} entries/s`, '', '', ''],
         ['disk: the view folder, and the embedded store', `${formatBytes(median(viewBytes))}, ${Math.round(median(viewBytes) / stored)} B an entry`,
           `${formatBytes(embeddedBytes)}, ${Math.round(embeddedBytes / stored)} B an entry`, ratio(viewBytes, [embeddedBytes]), ''],
@@ -293,7 +318,8 @@ export async function main(argv: readonly string[]): Promise<number> {
       table,
       '',
       `${formatNumber(stored)} entries, median of ${runs} run${runs === 1 ? '' : 's'} (min-max). Ready: from the spawn of \`optout serve\` until \`/readyz\` answers 200 ` +
-      `(a replica: once its view has caught up with the database). HTTP: the same ${formatNumber(mixed.length)} addresses, half of them on the list, ` +
+      `(a replica: once its view has caught up with the database). Key index: from the spawn until the server says its key index is in memory, ` +
+      `at a start after a clean stop of a server that had built it (each run's first start builds it from a scan). HTTP: the same ${formatNumber(mixed.length)} addresses, half of them on the list, ` +
       `through the project's HTTP client, each server alone on the machine while measured. ${settings}. ` +
       `Load average ${loadBefore.toFixed(1)} before, ${loadAfter.toFixed(1)} after. Machine: ${cpus().length} cores (${cpu}), ` +
       `${(totalmem() / 1e9).toFixed(1)} GB RAM, Node ${process.version}, ${platform()} ${arch()}.`,
