@@ -194,6 +194,33 @@ describe('LevelStore key index', () => {
     }
   });
 
+  it('rejects with OPTOUT_ERR_STORE when a read fails mid-scan, and checks go on reading LevelDB', async () => {
+    const store = await LevelStore.open(await tempDir('optout-key-index-'));
+    try {
+      const keys = Array.from({ length: 3_000 }, (_, i) => `f${i}@x.org`);
+      await importKeys(store, ACCOUNT_WIDE, keys);
+      const iterator = store.db.iterator.bind(store.db);
+      store.db.iterator = ((options: Parameters<typeof iterator>[0]) => {
+        const it = iterator(options);
+        const nextv = it.nextv.bind(it);
+        let pages = 0;
+        it.nextv = ((size: number) => (++pages === 2 ? Promise.reject(new Error('disk on fire')) : nextv(size))) as typeof it.nextv;
+        return it;
+      }) as typeof store.db.iterator;
+      const err = await store.indexKeys().then(() => undefined, (e: unknown) => e);
+      expect(err).toMatchObject({ code: 'OPTOUT_ERR_STORE', message: expect.stringContaining('disk on fire') as unknown });
+      expect(store.keyIndexed).toBe(false);
+      const reads = countReads(store);
+      for (const key of keys.slice(0, 100)) {
+        const { h1, h2 } = hashed(key);
+        expect(store.matchSync(ACCOUNT_WIDE, key, h1, h2), key).toEqual({ jobId: '1' });
+      }
+      expect(reads.n, 'every listed key read from LevelDB').toBe(100);
+    } finally {
+      await store.close();
+    }
+  });
+
   it('stops building when the store closes', async () => {
     const store = await LevelStore.open(await tempDir('optout-key-index-'));
     await importKeys(store, ACCOUNT_WIDE, Array.from({ length: 20_000 }, (_, i) => `u${i}@x.org`));
