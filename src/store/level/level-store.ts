@@ -1146,7 +1146,9 @@ export class LevelStore implements Store {
     this.#keyIndex = undefined;
     try {
       await this.persistFilter();
-      if (index !== undefined) await this.#saveKeyIndex(index, generation);
+      // Only a faster next start is lost when it cannot be saved (a full disk: the file is the
+      // size of the index), and the next build scans: that must not fail the close.
+      if (index !== undefined) await this.#saveKeyIndex(index, generation).catch(() => undefined);
     } finally {
       rmSync(join(this.dir, 'owner.json'), { force: true });
       await this.db.close();

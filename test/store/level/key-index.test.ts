@@ -4,7 +4,7 @@
  * changes commit, or loaded from its snapshot (key-index-snapshot.ts) only when the snapshot is
  * the store's current generation, agreeing with LevelDB entry for entry.
  */
-import { readFileSync, statSync, writeFileSync, copyFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
@@ -360,6 +360,25 @@ describe('LevelStore key index snapshot', () => {
       expectAgreement(store, keys, [ACCOUNT_WIDE, 'unitA']);
     } finally {
       await store.close();
+    }
+  });
+
+  it('closes the store when the snapshot cannot be saved, and the next build scans', async () => {
+    const dir = await tempDir('optout-key-index-snapshot-');
+    const store = await LevelStore.open(dir);
+    await importKeys(store, ACCOUNT_WIDE, keys.slice(0, 100));
+    expect(await store.indexKeys()).toBe(true);
+    // A folder where the file goes: the rename over it fails.
+    mkdirSync(join(snapshotOf(dir), 'in-the-way'), { recursive: true });
+    await store.close();
+    expect(readdirSync(dir).filter((f) => f.endsWith('.tmp')), 'no temporary file left').toEqual([]);
+    rmSync(snapshotOf(dir), { recursive: true });
+    const again = await reopened(dir);
+    try {
+      expect(again.keyIndexSource).toBe('scan');
+      expectAgreement(again, keys.slice(0, 200), [ACCOUNT_WIDE]);
+    } finally {
+      await again.close();
     }
   });
 
