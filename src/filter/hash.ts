@@ -25,8 +25,9 @@ const MUL_3 = 0xc2b2ae3d;
 
 /**
  * Writes three 32-bit hashes of `key` (h1, h2, h3) to `out[offset]`, `out[offset + 1]` and
- * `out[offset + 2]`. With `start`, hashes `key.slice(start)` without making that string (the key
- * part of a store key, when the filter is rebuilt from millions of them).
+ * `out[offset + 2]`. With `start` and `end`, hashes `key.slice(start, end)` without making that
+ * string (the key part of a store key, when the filter is rebuilt from millions of them; a line
+ * of a spool bucket).
  *
  * One pass over the UTF-16 code units, two units per step (so non-ASCII keys hash without an
  * encoding step): each lane does xor, rotate, multiply. The rotate feeds the high bits a
@@ -35,8 +36,7 @@ const MUL_3 = 0xc2b2ae3d;
  * avalanches the state. Each step is a bijection of the lane state, so two keys of the same
  * length that differ in one position always differ in all three lanes.
  */
-export function hashKey(key: string, out: Uint32Array, offset: number, start = 0): void {
-  const end = key.length;
+export function hashKey(key: string, out: Uint32Array, offset: number, start = 0, end = key.length): void {
   const n = end - start;
   let a = SEED_1;
   let b = SEED_2;

@@ -171,6 +171,69 @@ export interface DedupLimits {
 export const DEDUP_LIMITS: Readonly<DedupLimits> = { pieceBytes: 8 * 1024 * 1024, addressesPerPart: 1 << 20 };
 
 /**
+ * The distinct keys of a bucket, each with its three hashes, in first-seen order. A key is found
+ * again by its 64-bit fingerprint (h1, h2) in an open-addressing table, then compared in full:
+ * exact, whatever collides. A string Set did the same with V8's own hash of every line, which
+ * took twice the time of hashing and probing here, and each key is hashed here anyway.
+ */
+class DistinctKeys {
+  readonly keys: string[] = [];
+  /** Three hashes per key (see filter/hash.ts), in `keys` order. */
+  keyHashes = new Uint32Array(3 * 1024);
+  /** Per slot: the key's index + 1; 0 for an empty slot. */
+  #slots = new Uint32Array(2048);
+  readonly #scratch = new Uint32Array(3);
+
+  get count(): number {
+    return this.keys.length;
+  }
+
+  /** Adds `text.slice(start, end)` unless it is there already; true when it was new. */
+  add(text: string, start: number, end: number): boolean {
+    const s = this.#scratch;
+    hashKey(text, s, 0, start, end);
+    const h1 = s[0] as number;
+    const h2 = s[1] as number;
+    const slots = this.#slots;
+    const mask = slots.length - 1;
+    const hashes = this.keyHashes;
+    const length = end - start;
+    let i = h2 & mask;
+    for (let at = slots[i] as number; at !== 0; i = (i + 1) & mask, at = slots[i] as number) {
+      const k = (at - 1) * 3;
+      if (hashes[k] === h1 && hashes[k + 1] === h2) {
+        const key = this.keys[at - 1] as string;
+        if (key.length === length && text.startsWith(key, start)) return false;
+      }
+    }
+    const n = this.keys.length;
+    this.keys.push(text.slice(start, end));
+    if (3 * n + 3 > hashes.length) {
+      const bigger = new Uint32Array(hashes.length * 2);
+      bigger.set(hashes);
+      this.keyHashes = bigger;
+    }
+    this.keyHashes.set(s, 3 * n);
+    slots[i] = n + 1;
+    // At most half full: probes stay short.
+    if (2 * (n + 1) > slots.length) this.#grow();
+    return true;
+  }
+
+  #grow(): void {
+    const slots = new Uint32Array(this.#slots.length * 2);
+    const mask = slots.length - 1;
+    const hashes = this.keyHashes;
+    for (let n = 0; n < this.keys.length; n++) {
+      let i = (hashes[3 * n + 1] as number) & mask;
+      while (slots[i] !== 0) i = (i + 1) & mask;
+      slots[i] = n + 1;
+    }
+    this.#slots = slots;
+  }
+}
+
+/**
  * Worker-pool entry: the distinct keys of one spool bucket, sorted. Every copy of a key lands in
  * the same bucket, so dedup within a bucket is dedup over the whole file, exact and in memory
  * bounded by the bucket's distinct keys. The first occurrence's address and reason are kept
@@ -182,10 +245,9 @@ export const DEDUP_LIMITS: Readonly<DedupLimits> = { pieceBytes: 8 * 1024 * 1024
  * hands them to the ledger as they are, without joining, splitting, encoding or hashing a key.
  */
 export function dedupBucket(task: BucketTask, limits: Readonly<DedupLimits> = DEDUP_LIMITS): BucketResult {
-  const seen = new Set<string>();
-  const keys: string[] = [];
-  /** Per distinct key: its address, or '' when the address is the key. */
-  const addressOf: string[] = [];
+  const distinct = new DistinctKeys();
+  /** Per distinct key whose address differs from the key: that address. */
+  const addressOf = new Map<number, string>();
   /** Per distinct key: its first row's reason code; allocated at the first row that has one. */
   let reasonOf: number[] | undefined;
   let lines = 0;
@@ -199,51 +261,45 @@ export function dedupBucket(task: BucketTask, limits: Readonly<DedupLimits> = DE
       const end = text.indexOf('\n', start);
       if (tab >= 0 && tab < start) tab = text.indexOf('\t', start);
       const hasAddress = tab >= 0 && tab < end;
-      const key = text.slice(start, hasAddress ? tab : end);
+      const keyEnd = hasAddress ? tab : end;
       lines++;
-      const before = seen.size;
-      seen.add(key);
-      if (seen.size !== before) {
-        keys.push(key);
-        keyChars += key.length;
+      if (distinct.add(text, start, keyEnd)) {
+        keyChars += keyEnd - start;
         let address = hasAddress ? text.slice(tab + 1, end) : '';
         // A row with its own reason: `key\t[address]\t<code>`. The first row of a key decides.
         const second = address.indexOf('\t');
         if (second >= 0) {
-          reasonOf ??= new Array<number>(keys.length - 1).fill(0);
+          reasonOf ??= new Array<number>(distinct.count - 1).fill(0);
           reasonOf.push(Number(address.slice(second + 1)));
           address = address.slice(0, second);
         } else {
           reasonOf?.push(0);
         }
-        addressOf.push(address);
+        if (address !== '') addressOf.set(distinct.count - 1, address);
       }
       start = end + 1;
     }
   }
+  const { keys, keyHashes } = distinct;
   // Store keys order by (first hash, key): sort by the hash as a number, then put the rare
   // runs of equal hashes in key order.
   const n = keys.length;
-  const keyHashes = new Uint32Array(n * 3);
-  for (let i = 0; i < n; i++) hashKey(keys[i] as string, keyHashes, i * 3);
-  let rows: number[];
+  let rows: Uint32Array;
   if (n < ROW_LIMIT) {
     // hash * 2^21 + row stays exact in a double: a typed-array numeric sort, no comparator calls.
     const order = new Float64Array(n);
     for (let i = 0; i < n; i++) order[i] = (keyHashes[i * 3] as number) * ROW_LIMIT + i;
     order.sort();
-    rows = Array.from(order, (v) => v % ROW_LIMIT);
+    rows = new Uint32Array(n);
+    for (let i = 0; i < n; i++) rows[i] = (order[i] as number) % ROW_LIMIT;
   } else {
-    rows = Array.from({ length: n }, (_, i) => i).sort((a, b) => (keyHashes[a * 3] as number) - (keyHashes[b * 3] as number));
+    rows = Uint32Array.from({ length: n }, (_, i) => i).sort((a, b) => (keyHashes[a * 3] as number) - (keyHashes[b * 3] as number));
   }
   for (let i = 0; i < n;) {
     let j = i + 1;
     const h1 = keyHashes[(rows[i] as number) * 3];
     while (j < n && keyHashes[(rows[j] as number) * 3] === h1) j++;
-    if (j - i > 1) {
-      const run = rows.slice(i, j).sort((a, b) => ((keys[a] as string) < (keys[b] as string) ? -1 : 1));
-      rows.splice(i, j - i, ...run);
-    }
+    if (j - i > 1) rows.subarray(i, j).sort((a, b) => ((keys[a] as string) < (keys[b] as string) ? -1 : 1));
     i = j;
   }
   const hashes = new Uint32Array(n * 3);
@@ -254,8 +310,8 @@ export function dedupBucket(task: BucketTask, limits: Readonly<DedupLimits> = DE
   for (let i = 0; i < n; i++) {
     const row = rows[i] as number;
     if (reasonOf !== undefined) reasons[i] = reasonOf[row] as number;
-    const address = addressOf[row] as string;
-    if (address !== '') {
+    const address = addressOf.size === 0 ? undefined : addressOf.get(row);
+    if (address !== undefined) {
       addresses.push(address);
       addressRows.push(i);
     }

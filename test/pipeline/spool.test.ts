@@ -115,6 +115,34 @@ describe('spool buckets', () => {
       }), { numRuns: 300 });
   });
 
+  it('dedups thousands of keys exactly, in store order, each with its own hashes, first address and first reason (property)', () => {
+    const path = join(temp(), 'bucket');
+    const row = fc.record({ key: fc.integer({ min: 0, max: 4_000 }), address: fc.boolean(), reason: fc.integer({ min: 0, max: 3 }) });
+    fc.assert(fc.property(fc.array(row, { minLength: 1, maxLength: 6_000 }), (rows) => {
+      const keyOf = (k: number): string => (k % 7 === 0 ? `jöns.${k}@exämple.org` : `user${k}@example${k % 13}.org`);
+      // `key[\t[address][\t<reason>]]`, as the workers spool rows.
+      writeFileSync(path, rows.map((r, i) => {
+        const address = r.address ? `User${r.key}+${i}@x.org` : '';
+        return r.reason > 0 ? `${keyOf(r.key)}\t${address}\t${r.reason}\n` : address !== '' ? `${keyOf(r.key)}\t${address}\n` : `${keyOf(r.key)}\n`;
+      }).join(''));
+      const r = dedupBucket({ path, codec: { prefix: 'e*\u0000', withHash: true } });
+      const got = view(r);
+      const first = new Map<string, { address: string | undefined; reason: number }>();
+      rows.forEach((x, i) => {
+        if (!first.has(keyOf(x.key))) first.set(keyOf(x.key), { address: x.address ? `User${x.key}+${i}@x.org` : undefined, reason: x.reason });
+      });
+      const expected = [...first.keys()].sort((a, b) => hashKeyTuple(a)[0] - hashKeyTuple(b)[0] || (a < b ? -1 : 1));
+      expect(got.lines).toBe(rows.length);
+      expect(got.keys).toEqual(expected.map((k) => entryKey('*', k)));
+      expected.forEach((k, i) => {
+        expect(got.hashes.slice(i * 3, i * 3 + 3)).toEqual(hashKeyTuple(k));
+        expect(got.addresses.get(i)).toBe(first.get(k)?.address);
+      });
+      const reasons = [...r.reasons];
+      expect(reasons.length === 0 ? expected.map(() => 0) : reasons).toEqual(expected.map((k) => first.get(k)?.reason));
+    }), { numRuns: 25 });
+  });
+
   it('a bucket file many pieces long gives the same result as reading it whole', () => {
     const dir = temp();
     const spool = new BucketSpool(join(dir, 's'), 0);
