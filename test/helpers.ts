@@ -11,6 +11,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ClassicLevel } from 'classic-level';
 import { request } from 'undici';
+import type { BucketBytes } from '../src/workers/chunk-task.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -279,4 +280,22 @@ export async function closeServerAndStore(app: { close(): Promise<unknown> } | u
   await app?.close();
   await store?.close();
   await removeTempDirs();
+}
+
+/** A chunk result's bucket groups (src/workers/chunk-task.ts), from each bucket's text. */
+export function bucketBytesOf(groups: readonly string[]): BucketBytes {
+  const parts = groups.map((g) => Buffer.from(g));
+  const ends = new Uint32Array(parts.length);
+  let total = 0;
+  parts.forEach((p, b) => {
+    total += p.length;
+    ends[b] = total;
+  });
+  return { bytes: Buffer.concat(parts), ends };
+}
+
+/** Bucket `b`'s text in a chunk result's bucket groups. */
+export function bucketText(groups: BucketBytes, b: number): string {
+  const start = b === 0 ? 0 : (groups.ends[b - 1] as number);
+  return Buffer.from(groups.bytes.buffer, groups.bytes.byteOffset + start, (groups.ends[b] as number) - start).toString('utf8');
 }

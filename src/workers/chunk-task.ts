@@ -56,20 +56,29 @@ export interface ChunkReject {
 }
 
 /**
- * One compact result per chunk: the valid rows already grouped by spool bucket as text, so that
- * the main thread only appends a few strings per chunk instead of handling every row.
+ * A chunk's valid rows grouped by spool bucket, as the spool files hold them: bucket `b` is
+ * `bytes[ends[b - 1] .. ends[b])` (from 0 for the first), one UTF-8 line per valid row in row
+ * order: `key\n`, or `key\taddress\n` when the address differs from its key (keys and addresses
+ * never hold tabs or line breaks), and `key\t[address]\t<reason>\n` for a row with its own reason
+ * (the address empty when it is the key). Bytes rather than strings: moved from the worker, not
+ * copied, and written to the files as they are.
+ */
+export interface BucketBytes {
+  bytes: Uint8Array;
+  ends: Uint32Array;
+}
+
+/**
+ * One compact result per chunk: the valid rows already grouped by spool bucket, so that the main
+ * thread only copies a few runs of bytes per chunk instead of handling every row.
  */
 export interface ChunkResult {
   consumed: number;
   records: number;
   lines: number;
   valid: number;
-  /**
-   * Per bucket, one line per valid row in row order: `key\n`, or `key\taddress\n` when the
-   * address differs from its key (keys and addresses never hold tabs or line breaks), and
-   * `key\t[address]\t<reason>\n` for a row with its own reason (the address empty when it is the key).
-   */
-  buckets: string[];
+  /** The valid rows, grouped by bucket: see {@link BucketBytes}. */
+  buckets: BucketBytes;
   /** Valid rows with their own reason, per reason code (csv/reasons.ts `reasonCode`, index 0 unused). */
   reasons: number[];
   /** Rejected rows: the invalid ones, then (`skipped` of them, last) the skipped ones. */

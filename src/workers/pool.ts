@@ -61,7 +61,7 @@ export function createChunkPool(threads = availableParallelism()): ChunkPool {
   }
   return {
     threads,
-    run: (task) => wrapped(pool.run(task) as Promise<ChunkResult>),
+    run: (task) => wrapped(pool.run(task, { name: 'processChunkMoved' }) as Promise<ChunkResult>),
     dedupBucket: (task) => wrapped(pool.run(task, { name: 'dedupBucketMoved' }) as Promise<BucketResult>),
     scrub: (task) => wrapped(pool.run(task, { filename: SCRUB_WORKER, name: 'scrubChunkTask' }) as Promise<ScrubResult>),
     destroy: () => pool.destroy(),

@@ -5,6 +5,7 @@ import { scrubChunk } from '../../src/workers/scrub-worker.js';
 import { splitSource } from '../../src/source/chunks.js';
 import { scanChunks, scanWith, type ScannedChunk } from '../../src/pipeline/scan.js';
 import { isOptoutError } from '../../src/errors.js';
+import { bucketText } from '../helpers.js';
 
 /** The worker functions run in-process: the scan loop's ordering and carry logic is what is under test. */
 function inProcessPool(threads = 2): ChunkPool {
@@ -34,7 +35,7 @@ async function scanAll(file: Buffer, chunkBytes: number): Promise<ScannedChunk[]
 }
 
 /** With one bucket, a chunk's bucket text is its valid keys in row order. */
-const keysOf = (s: ScannedChunk): string[] => (s.result.buckets[0] ?? '').split('\n').filter(Boolean);
+const keysOf = (s: ScannedChunk): string[] => bucketText(s.result.buckets, 0).split('\n').filter(Boolean);
 
 // Every third record has a quoted newline, so chunk cuts keep landing inside quoted fields.
 const records = Array.from({ length: 400 }, (_, i) => i % 3 === 0 ? `"user${i}@example.org","line one\nline two"` : `user${i}@example.org,plain`);

@@ -12,7 +12,7 @@ import { runScrub } from '../../src/scrub/run-scrub.js';
 import { createInlinePool } from '../../src/workers/inline-pool.js';
 import processChunk, { dedupBucket } from '../../src/workers/import-worker.js';
 import { scrubChunk } from '../../src/workers/scrub-worker.js';
-import { removeTempDirs, tempDir } from '../helpers.js';
+import { bucketText, removeTempDirs, tempDir } from '../helpers.js';
 
 afterAll(removeTempDirs);
 
@@ -66,7 +66,7 @@ describe('createInlinePool', () => {
     returned = true;
     const results = await Promise.all(all);
     expect(order).toEqual([0, 1, 2]);
-    expect(results.map((r) => r.buckets[0])).toEqual(['x0@example.com\n', 'x1@example.com\n', 'x2@example.com\n']);
+    expect(results.map((r) => bucketText(r.buckets, 0))).toEqual(['x0@example.com\n', 'x1@example.com\n', 'x2@example.com\n']);
     await pool.destroy();
   });
 
