@@ -126,14 +126,7 @@ class BucketLines {
       buf?.copy(bigger, 0, 0, at);
       this.#bufs[b] = buf = bigger;
     }
-    let i = 0;
-    const len = line.length;
-    for (; i < len; i++) {
-      const c = line.charCodeAt(i);
-      if (c >= 0x80) break;
-      buf[at++] = c;
-    }
-    if (i < len) at += buf.write(i === 0 ? line : line.slice(i), at, 'utf8');
+    at = writeUtf8(buf, at, line);
     buf[at++] = 0x0a;
     this.#lengths[b] = at;
   }
@@ -399,6 +392,23 @@ export function dedupBucketMoved(task: BucketTask): unknown {
 const HEX_DIGITS = Buffer.from('0123456789abcdef');
 
 /**
+ * Writes `text` as UTF-8 at `at` (the caller made room: 3 bytes a UTF-16 unit); returns the end.
+ * ASCII byte by byte, the rest through Buffer.write: for the short strings of keys and lines the
+ * loop is the faster (with Buffer.write for every key, a 42,000-line bucket's dedup took 48-56 ms
+ * against 37-45).
+ */
+function writeUtf8(buf: Buffer, at: number, text: string): number {
+  let i = 0;
+  const len = text.length;
+  for (; i < len; i++) {
+    const c = text.charCodeAt(i);
+    if (c >= 0x80) break;
+    buf[at++] = c;
+  }
+  return i < len ? at + buf.write(i === 0 ? text : text.slice(i), at, 'utf8') : at;
+}
+
+/**
  * Writes chunk keys (`prefix`, the hash part, the key) as UTF-8 into one buffer of their own
  * (never Buffer's shared pool: the buffer is moved to another thread), growing it when keys
  * hold multi-byte characters.
@@ -432,14 +442,7 @@ class ChunkKeyWriter {
     if (this.#withHash) {
       for (let shift = 28; shift >= 0; shift -= 4) buf[at++] = HEX_DIGITS[(h1 >>> shift) & 15] as number;
     }
-    let i = 0;
-    const len = key.length;
-    for (; i < len; i++) {
-      const c = key.charCodeAt(i);
-      if (c >= 0x80) break;
-      buf[at++] = c;
-    }
-    if (i < len) at += buf.write(i === 0 ? key : key.slice(i), at, 'utf8');
+    at = writeUtf8(buf, at, key);
     this.#at = at;
     this.#ends[this.#count++] = at;
   }
