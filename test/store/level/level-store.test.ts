@@ -130,10 +130,13 @@ describe('LevelStore', () => {
     await first.close();
     const stale = join(dir, 'filter.snapshot.4242.deadbeef.tmp');
     writeFileSync(stale, 'half a snapshot');
+    const staleIndex = join(dir, 'key-index.snapshot.4242.deadbeef.tmp');
+    writeFileSync(staleIndex, 'half a key index');
     writeFileSync(join(dir, 'notes.txt'), 'kept');
     const store = await LevelStore.open(dir);
     try {
       expect(existsSync(stale)).toBe(false);
+      expect(existsSync(staleIndex)).toBe(false);
       expect(existsSync(join(dir, 'notes.txt'))).toBe(true);
     } finally {
       await store.close();
