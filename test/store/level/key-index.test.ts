@@ -253,6 +253,17 @@ describe('LevelStore key index snapshot', () => {
     return store;
   }
 
+  /** Reopens the store, whose index must come from `source` and agree with LevelDB on `keyList`; closes it. */
+  async function expectReopened(dir: string, source: 'scan' | 'snapshot', keyList: readonly string[], scopes: readonly string[], what?: string): Promise<void> {
+    const store = await reopened(dir);
+    try {
+      expect(store.keyIndexSource, what).toBe(source);
+      expectAgreement(store, keyList, scopes);
+    } finally {
+      await store.close();
+    }
+  }
+
   it('is saved when the store closes, and the next build loads it: the same answers, unsure slots still read from LevelDB', async () => {
     const dir = await savedStore();
     const saved = statSync(snapshotOf(dir));
@@ -293,13 +304,7 @@ describe('LevelStore key index snapshot', () => {
       await store.close();
     }
     // Saved again at this close: the next build loads it.
-    const again = await reopened(dir);
-    try {
-      expect(again.keyIndexSource).toBe('snapshot');
-      expectAgreement(again, keys, [ACCOUNT_WIDE, 'unitA', 'unitB']);
-    } finally {
-      await again.close();
-    }
+    await expectReopened(dir, 'snapshot', keys, [ACCOUNT_WIDE, 'unitA', 'unitB']);
   });
 
   it('is not used when damaged, truncated, or another store\'s of the same generation', async () => {
@@ -317,22 +322,10 @@ describe('LevelStore key index snapshot', () => {
     ] as const) {
       write();
       const written = statSync(snapshotOf(dir)).ino;
-      const store = await reopened(dir);
-      try {
-        expect(store.keyIndexSource, what).toBe('scan');
-        expectAgreement(store, keys.slice(0, 200), [ACCOUNT_WIDE, 'unitA']);
-      } finally {
-        await store.close();
-      }
+      await expectReopened(dir, 'scan', keys.slice(0, 200), [ACCOUNT_WIDE, 'unitA'], what);
       expect(statSync(snapshotOf(dir)).ino, `${what}: the scanned index is saved at close`).not.toBe(written);
     }
-    const store = await reopened(dir);
-    try {
-      expect(store.keyIndexSource).toBe('snapshot');
-      expectAgreement(store, keys, [ACCOUNT_WIDE, 'unitA']);
-    } finally {
-      await store.close();
-    }
+    await expectReopened(dir, 'snapshot', keys, [ACCOUNT_WIDE, 'unitA']);
   });
 
   it('loadKeyIndex loads a current snapshot and scans nothing; indexKeys then scans when there was none', async () => {
@@ -373,13 +366,7 @@ describe('LevelStore key index snapshot', () => {
     await store.close();
     expect(readdirSync(dir).filter((f) => f.endsWith('.tmp')), 'no temporary file left').toEqual([]);
     rmSync(snapshotOf(dir), { recursive: true });
-    const again = await reopened(dir);
-    try {
-      expect(again.keyIndexSource).toBe('scan');
-      expectAgreement(again, keys.slice(0, 200), [ACCOUNT_WIDE]);
-    } finally {
-      await again.close();
-    }
+    await expectReopened(dir, 'scan', keys.slice(0, 200), [ACCOUNT_WIDE]);
   });
 
   it('replays the changes committed while it loads', async () => {
