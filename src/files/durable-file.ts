@@ -32,9 +32,9 @@ export async function writeFileDurably(dir: string, name: string, parts: readonl
   }
 }
 
-/** Removes the temporary files of {@link writeFileDurably} saves of `name` that never finished (a killed process's). */
-export function removeUnfinishedWrites(dir: string, name: string): void {
+/** Removes the temporary files of {@link writeFileDurably} saves of `names` that never finished (a killed process's), in one listing of `dir`. */
+export function removeUnfinishedWrites(dir: string, names: readonly string[]): void {
   for (const entry of readdirSync(dir)) {
-    if (entry.startsWith(`${name}.`) && entry.endsWith('.tmp')) rmSync(join(dir, entry), { force: true });
+    if (entry.endsWith('.tmp') && names.some((name) => entry.startsWith(`${name}.`))) rmSync(join(dir, entry), { force: true });
   }
 }

@@ -1,13 +1,13 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { removeUnfinishedWrites, writeFileDurably } from '../../files/durable-file.js';
+import { writeFileDurably } from '../../files/durable-file.js';
 import { KeyFilter } from '../../filter/bloom.js';
 
 /** 2: the header holds the token of the generation (filter-log.ts); older snapshots are ignored. */
 const MAGIC = 'OPTOUTF2';
 const TOKEN_BYTES = 8;
 const HEADER_BYTES = 16 + TOKEN_BYTES;
-const FILE_NAME = 'filter.snapshot';
+export const FILTER_SNAPSHOT_FILE = 'filter.snapshot';
 
 /**
  * The filter snapshot names the store generation it covers, and that generation's token in the
@@ -19,7 +19,7 @@ const FILE_NAME = 'filter.snapshot';
 export function readFilterSnapshot(dir: string): { generation: number; token: string; filter: KeyFilter } | undefined {
   let buf: Buffer;
   try {
-    buf = readFileSync(join(dir, FILE_NAME));
+    buf = readFileSync(join(dir, FILTER_SNAPSHOT_FILE));
   } catch {
     return undefined;
   }
@@ -35,11 +35,6 @@ export function readFilterSnapshot(dir: string): { generation: number; token: st
   }
 }
 
-/** Removes the temporary files of saves that never finished (a killed process's). */
-export function removeStaleSnapshotFiles(dir: string): void {
-  removeUnfinishedWrites(dir, FILE_NAME);
-}
-
 /** Writes the snapshot atomically (a temporary file, fsynced, renamed) for `generation` and its `token`. */
 export async function saveFilterSnapshot(dir: string, filter: KeyFilter, generation: number, token: string): Promise<void> {
   const header = Buffer.alloc(HEADER_BYTES);
@@ -49,5 +44,5 @@ export async function saveFilterSnapshot(dir: string, filter: KeyFilter, generat
   // Copied now, written later: a server keeps answering checks while tens of megabytes go to
   // disk, and the filter may only grow meanwhile (a superset of the keys of `generation`).
   const body = filter.toBuffer();
-  await writeFileDurably(dir, FILE_NAME, [header, body]);
+  await writeFileDurably(dir, FILTER_SNAPSHOT_FILE, [header, body]);
 }

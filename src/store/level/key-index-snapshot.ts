@@ -17,7 +17,7 @@ import { open, readFile } from 'node:fs/promises';
 import { endianness } from 'node:os';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
-import { removeUnfinishedWrites, writeFileDurably } from '../../files/durable-file.js';
+import { writeFileDurably } from '../../files/durable-file.js';
 import { KeyIndex, type SavedKeyIndex } from './key-index.js';
 
 /** Where a store's key index came from. */
@@ -26,7 +26,7 @@ export type KeyIndexSource = 'snapshot' | 'scan';
 const MAGIC = 'OPTOUTK1';
 const TOKEN_BYTES = 8;
 const HEADER_BYTES = 32;
-const FILE_NAME = 'key-index.snapshot';
+export const KEY_INDEX_SNAPSHOT_FILE = 'key-index.snapshot';
 /** The checksum is computed in pieces of this size, with the event loop given back between them. */
 const CRC_PIECE = 16 * 2 ** 20;
 // The slots are written as memory holds them.
@@ -64,7 +64,7 @@ export async function saveKeyIndexSnapshot(dir: string, index: KeyIndex, generat
   if (header.write(token, 16, 'hex') !== TOKEN_BYTES) throw new RangeError(`Expected a token of ${TOKEN_BYTES} bytes in hex, got ${token}`);
   header.writeUInt32LE(meta.length, 24);
   header.writeUInt32LE(await checksum(body), 28);
-  await writeFileDurably(dir, FILE_NAME, [header, ...body]);
+  await writeFileDurably(dir, KEY_INDEX_SNAPSHOT_FILE, [header, ...body]);
 }
 
 /** The generation a snapshot names, its token, and a way to its index once they are proven current. */
@@ -95,7 +95,7 @@ function parseHeader(buf: Buffer): Header | undefined {
  */
 export async function readKeyIndexSnapshot(dir: string): Promise<KeyIndexSnapshot | undefined> {
   if (!LITTLE_ENDIAN) return undefined;
-  const path = join(dir, FILE_NAME);
+  const path = join(dir, KEY_INDEX_SNAPSHOT_FILE);
   let header: Header | undefined;
   try {
     const file = await open(path, 'r');
@@ -156,9 +156,4 @@ async function decode(buf: Buffer, header: Header, sizes: ReadonlyMap<string, nu
   }
   if (at !== aligned.length) return undefined;
   return KeyIndex.fromSaved(saved, sizes);
-}
-
-/** Removes the temporary files of saves that never finished. */
-export function removeStaleKeyIndexFiles(dir: string): void {
-  removeUnfinishedWrites(dir, FILE_NAME);
 }

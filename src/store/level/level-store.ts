@@ -6,7 +6,7 @@ import { POLICY_VERSION } from '../../policy/email.js';
 import { KeyFilter } from '../../filter/bloom.js';
 import { hashKey, hashKeyTuple } from '../../filter/hash.js';
 import { KeyIndex, KeyIndexChanges, UNSURE } from './key-index.js';
-import { readKeyIndexSnapshot, removeStaleKeyIndexFiles, saveKeyIndexSnapshot, type KeyIndexSource } from './key-index-snapshot.js';
+import { KEY_INDEX_SNAPSHOT_FILE, readKeyIndexSnapshot, saveKeyIndexSnapshot, type KeyIndexSource } from './key-index-snapshot.js';
 import {
   ACCOUNT_WIDE, API_KEY_RANGE, AUDIT_RANGE, COUNT_RANGE, auditIdOfIndex, auditIndexRange, auditOps, JOB_RANGE, SYNC_RANGE, apiKeyKey, countKey, decodeEntryValue, encodeEntryValue,
   entryKey, entryKeyOfHash, entryKeyPrefix, entryKeyStart, entryScopeOf, entryRange, filterLogKey, followedJobKey, holdKeyOfEntry, recordKey, recordRange, holdRangeOfEntry, jobKey, metaKey, parseEntryKey, seenEventKey, syncKey,
@@ -20,7 +20,8 @@ import type {
   RecordKind, StoredApiKey, StoredEntry, SyncRecord,
 } from '../store.js';
 import { addEventsWith, addOneWith, assertRecordRef, claimSyncUnderLock, type AddGroup, type AddGroupAudit } from '../store.js';
-import { removeStaleSnapshotFiles, saveFilterSnapshot } from './filter-snapshot.js';
+import { FILTER_SNAPSHOT_FILE, saveFilterSnapshot } from './filter-snapshot.js';
+import { removeUnfinishedWrites } from '../../files/durable-file.js';
 import { clearStoreTemp } from '../../files/scratch.js';
 import { FilterLogRecord } from './filter-log.js';
 import { generationToken, loadKeyFilter, type FilterSource } from './filter-rebuild.js';
@@ -238,8 +239,7 @@ export class LevelStore implements Store {
     // Holding LevelDB's lock, this process is the store's only user: a temporary file left in
     // the folder is a killed process's, and may hold a copy of the list's keys' hashes, or of
     // the list itself (scratch.ts).
-    removeStaleSnapshotFiles(this.dir);
-    removeStaleKeyIndexFiles(this.dir);
+    removeUnfinishedWrites(this.dir, [FILTER_SNAPSHOT_FILE, KEY_INDEX_SNAPSHOT_FILE]);
     clearStoreTemp(this.dir);
     this.#owner = { pid: process.pid, purpose, since: new Date().toISOString() };
     writeFileSync(join(this.dir, 'owner.json'), JSON.stringify(this.#owner) + '\n');
