@@ -61,6 +61,49 @@ export function hashKey(key: string, out: Uint32Array, offset: number, start = 0
     x = c ^ w;
     c = Math.imul((x << 17) | (x >>> 15), MUL_3);
   }
+  finish(a, b, c, n, out, offset);
+}
+
+/**
+ * {@link hashKey} of a key given as its UTF-8 bytes `bytes[start, end)`, when they are all ASCII:
+ * each byte is then its own UTF-16 unit, and the hashes are the same. Returns false, with `out`
+ * unchanged, when a byte is not ASCII; the caller then decodes the key and calls `hashKey`.
+ * A spool bucket's dedup hashes its lines this way, without making a string of each.
+ */
+export function hashAsciiKey(bytes: Uint8Array, start: number, end: number, out: Uint32Array, offset: number): boolean {
+  let a = SEED_1;
+  let b = SEED_2;
+  let c = SEED_3;
+  let i = start;
+  let x = 0;
+  let seen = 0;
+  for (; i + 1 < end; i += 2) {
+    const w = (bytes[i] as number) | ((bytes[i + 1] as number) << 16);
+    seen |= w;
+    x = a ^ w;
+    a = Math.imul((x << 13) | (x >>> 19), MUL_1);
+    x = b ^ w;
+    b = Math.imul((x << 15) | (x >>> 17), MUL_2);
+    x = c ^ w;
+    c = Math.imul((x << 17) | (x >>> 15), MUL_3);
+  }
+  if (i < end) {
+    const w = bytes[i] as number;
+    seen |= w;
+    x = a ^ w;
+    a = Math.imul((x << 13) | (x >>> 19), MUL_1);
+    x = b ^ w;
+    b = Math.imul((x << 15) | (x >>> 17), MUL_2);
+    x = c ^ w;
+    c = Math.imul((x << 17) | (x >>> 15), MUL_3);
+  }
+  if ((seen & 0x00800080) !== 0) return false;
+  finish(a, b, c, end - start, out, offset);
+  return true;
+}
+
+/** The lanes' last step, shared by both entries: the length, then a murmur3 `fmix32` per lane. */
+function finish(a: number, b: number, c: number, n: number, out: Uint32Array, offset: number): void {
   // The length separates "a" from "a\0" (same words after padding).
   a ^= n;
   a ^= a >>> 16;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { HASH_VERSION, hashKey, hashKeyTuple } from '../../src/filter/hash.js';
+import { HASH_VERSION, hashAsciiKey, hashKey, hashKeyTuple } from '../../src/filter/hash.js';
 
 const N = 100_000;
 
@@ -72,6 +72,31 @@ describe('hashKey format (HASH_VERSION 1)', () => {
   it('separates a key from its NUL-padded twin (odd length tail)', () => {
     expect(hashKeyTuple('a')).not.toEqual(hashKeyTuple('a\0'));
     expect(hashKeyTuple('')).not.toEqual(hashKeyTuple('\0'));
+  });
+});
+
+describe('hashAsciiKey', () => {
+  it('gives hashKey\'s hashes for an ASCII key read from the middle of its bytes (property)', () => {
+    fc.assert(fc.property(fc.string({ unit: 'binary-ascii', maxLength: 80 }), fc.string({ unit: 'binary-ascii', maxLength: 5 }),
+      fc.string({ unit: 'binary-ascii', maxLength: 5 }), (key, before, after) => {
+        const bytes = Buffer.from(before + key + after, 'latin1');
+        const out = new Uint32Array(5).fill(7);
+        expect(hashAsciiKey(bytes, before.length, before.length + key.length, out, 1)).toBe(true);
+        expect([...out]).toEqual([7, ...hashKeyTuple(key), 7]);
+      }));
+  });
+
+  it('refuses a key with any byte that is not ASCII, odd position or even, and leaves the output alone', () => {
+    for (const key of ['jöns@x.org', 'ab\u00ff', '\u0080', 'a@\u4f8b.cn', '\u{1F600}@x.org']) {
+      const bytes = Buffer.from(key, 'utf8');
+      const out = new Uint32Array(3).fill(7);
+      expect(hashAsciiKey(bytes, 0, bytes.length, out, 0), key).toBe(false);
+      expect([...out]).toEqual([7, 7, 7]);
+    }
+    // Lone bytes, at an even and at an odd position.
+    for (const raw of [[0x80, 0x61], [0x61, 0x80], [0x61, 0x62, 0xff]]) {
+      expect(hashAsciiKey(Uint8Array.from(raw), 0, raw.length, new Uint32Array(3), 0), raw.join(',')).toBe(false);
+    }
   });
 });
 

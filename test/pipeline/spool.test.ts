@@ -132,7 +132,7 @@ describe('spool buckets', () => {
       rows.forEach((x, i) => {
         if (!first.has(keyOf(x.key))) first.set(keyOf(x.key), { address: x.address ? `User${x.key}+${i}@x.org` : undefined, reason: x.reason });
       });
-      const expected = [...first.keys()].sort((a, b) => hashKeyTuple(a)[0] - hashKeyTuple(b)[0] || (a < b ? -1 : 1));
+      const expected = [...first.keys()].sort((a, b) => hashKeyTuple(a)[0] - hashKeyTuple(b)[0] || Buffer.compare(Buffer.from(a), Buffer.from(b)));
       expect(got.lines).toBe(rows.length);
       expect(got.keys).toEqual(expected.map((k) => entryKey('*', k)));
       expected.forEach((k, i) => {
@@ -142,6 +142,39 @@ describe('spool buckets', () => {
       const reasons = [...r.reasons];
       expect(reasons.length === 0 ? expected.map(() => 0) : reasons).toEqual(expected.map((k) => first.get(k)?.reason));
     }), { numRuns: 25 });
+  });
+
+  it('orders keys that share their first hash by their UTF-8 bytes, as LevelDB does', () => {
+    // The first two keys of this form whose first hashes are equal (a birthday search).
+    const seen = new Map<number, string>();
+    let pair: [string, string] | undefined;
+    for (let i = 0; pair === undefined && i < 1_000_000; i++) {
+      const key = `tie${i}@x.org`;
+      const h1 = hashKeyTuple(key)[0];
+      const other = seen.get(h1);
+      if (other === undefined) seen.set(h1, key);
+      else pair = [other, key];
+    }
+    expect(pair).toBeDefined();
+    const [a, b] = pair as [string, string];
+    const path = join(temp(), 'bucket');
+    const bytesOrder = [a, b].sort((x, y) => Buffer.compare(Buffer.from(x), Buffer.from(y)));
+    for (const rows of [[a, b], [b, a], [b, 'z@x.org', a, b]]) {
+      writeFileSync(path, rows.join('\n') + '\n');
+      const keys = keysOf(dedupBucket({ path, codec: { prefix: '', withHash: false } }));
+      expect(keys.filter((k) => k === a || k === b)).toEqual(bytesOrder);
+    }
+  });
+
+  it('reads a last line that has no line break', () => {
+    const path = join(temp(), 'bucket');
+    writeFileSync(path, 'a@x.org\nb@x.org\tB@x.org\na@x.org\nc@x.org\tC@x.org');
+    for (const pieceBytes of [1, 3, 1 << 20]) {
+      const got = view(dedupBucket({ path, codec: { prefix: '', withHash: false } }, { ...DEDUP_LIMITS, pieceBytes }));
+      expect(got.lines).toBe(4);
+      expect(new Map([...got.addresses].map(([row, address]) => [got.keys[row], address]))).toEqual(new Map([['b@x.org', 'B@x.org'], ['c@x.org', 'C@x.org']]));
+      expect([...got.keys].sort()).toEqual(['a@x.org', 'b@x.org', 'c@x.org']);
+    }
   });
 
   it('a bucket file many pieces long gives the same result as reading it whole', () => {
