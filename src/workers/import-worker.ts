@@ -17,7 +17,7 @@ export { DEDUP_LIMITS, dedupBucket, dedupBucketMoved, type DedupLimits } from '.
  * sort every valid row into its spool bucket. All per-row work happens here, off the main thread.
  */
 export default function processChunk(task: ChunkTask): ChunkResult {
-  const buckets = new BucketLines(2 ** task.bucketBits);
+  const buckets = bucketLines(2 ** task.bucketBits);
   const rejects: ChunkReject[] = [];
   const h = new Uint32Array(3);
   let valid = 0;
@@ -117,6 +117,15 @@ class BucketLines {
     this.#lengths = new Uint32Array(buckets);
   }
 
+  get buckets(): number {
+    return this.#lengths.length;
+  }
+
+  /** Empties every bucket, keeping its buffer. */
+  clear(): void {
+    this.#lengths.fill(0);
+  }
+
   /** Appends `line` and a line break to bucket `b`. */
   add(b: number, line: string): void {
     let buf = this.#bufs[b];
@@ -146,6 +155,19 @@ class BucketLines {
     for (let b = 0; b < lengths.length; b++) this.#bufs[b]?.copy(bytes, b === 0 ? 0 : ends[b - 1], 0, lengths[b]);
     return { bytes, ends };
   }
+}
+
+/**
+ * The last chunk's bucket buffers, kept for this thread's next chunk (each thread runs one task
+ * at a time, and `finish` copies the lines out). Buffers grown afresh for every chunk cost their
+ * growth and the page faults of new memory: 8% of a chunk's time (1,000 chunks, alternating).
+ */
+let lastLines: BucketLines | undefined;
+
+function bucketLines(buckets: number): BucketLines {
+  if (lastLines?.buckets === buckets) lastLines.clear();
+  else lastLines = new BucketLines(buckets);
+  return lastLines;
 }
 
 function capped(value: string): string {
