@@ -33,23 +33,13 @@ export const STORE_FORMAT = 1;
 /**
  * LevelDB tuning from measurements on 2 cores: chained batches ran 2-3x faster than array
  * batches of the same keys (abstract-level's array path does per-operation work in
- * JavaScript).
- *
- * A 64 MiB write buffer: every import batch writes metadata keys (the job's checkpoint, the
- * generation, the filter log) beside its entries, so every table a memtable flush writes spans
- * from the entries to the metadata and overlaps the others: LevelDB must merge each into the
- * next level instead of moving it. Fewer, larger flushes mean fewer of those merges. 10M-row
- * imports, alternating: 20.4 s and 35.9 CPU s against 24.7 s and 39.3 CPU s with 16 MiB (32
- * MiB: 23.6 s; 128 MiB: 20.8 s); 2M rows unchanged. Alone, 10M sorted keys in batches of 9,800
- * took LevelDB 3.1 s without the metadata keys and 14-15 s with them (16 MiB), 9.3 s (64 MiB).
- * The memtable then holds up to 64 MiB, and the next open replays as much log.
- *
- * No compression: a lookup of a stored key that misses the block cache (most of them, in a
- * large store) then reads its block without decompressing it; `npm run bench:store-options`
- * measured getSync of stored keys at 1M entries ~220k/s compressed against ~300k/s not, at 10M
- * ~120-150k/s against ~220-240k/s, and a 10M import 6-20% faster (less CPU), for ~20% more disk.
+ * JavaScript), and a 64 MiB write buffer was slower than 16 MiB. No compression: a lookup of a
+ * stored key that misses the block cache (most of them, in a large store) then reads its block
+ * without decompressing it; `npm run bench:store-options` measured getSync of stored keys at
+ * 1M entries ~220k/s compressed against ~300k/s not, at 10M ~120-150k/s against ~220-240k/s,
+ * and a 10M import 6-20% faster (less CPU), for ~20% more disk.
  */
-const LEVEL_OPTIONS = { writeBufferSize: 64 * 1024 * 1024, cacheSize: 32 * 1024 * 1024, compression: false } as const;
+const LEVEL_OPTIONS = { writeBufferSize: 16 * 1024 * 1024, cacheSize: 32 * 1024 * 1024, compression: false } as const;
 
 export interface OpenStoreOptions {
   /** What the process is doing, shown to a second process that finds the store in use. */
