@@ -29,7 +29,7 @@ export const DEDUP_LIMITS: Readonly<DedupLimits> = { pieceBytes: 8 * 1024 * 1024
  * open-addressing table, then compared byte for byte: exact, whatever collides.
  *
  * Bytes, not strings: decoding each piece of the file and slicing a string per distinct key
- * took about a third of a bucket's dedup (CPU profile, 2M rows), and the keys leave the worker
+ * took about a quarter of a bucket's dedup (CPU profile, 2M rows), and the keys leave the worker
  * as bytes anyway. An ASCII key, nearly every one, is hashed from its bytes; another is decoded
  * alone and hashed as a string, since the hashes are defined over UTF-16 units (filter/hash.ts).
  */

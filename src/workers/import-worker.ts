@@ -160,7 +160,8 @@ class BucketLines {
 /**
  * The last chunk's bucket buffers, kept for this thread's next chunk (each thread runs one task
  * at a time, and `finish` copies the lines out). Buffers grown afresh for every chunk cost their
- * growth and the page faults of new memory: 8% of a chunk's time (1,000 chunks, alternating).
+ * growth and the page faults of new memory: ~4% of a chunk's time (the 118 chunks of a 2M-row
+ * list, 12 rounds alternating).
  */
 let lastLines: BucketLines | undefined;
 
